@@ -1,0 +1,1 @@
+"""The ``medsight`` command line (one typer app; each command lives in its own module)."""

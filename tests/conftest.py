@@ -1,0 +1,45 @@
+"""Shared fixtures.
+
+Real data lives in ``../shared/data`` beside the project root (or wherever ``MEDSIGHT_DATA``
+points).  Tests reach it only through the ``shared_data`` fixture: locally a missing folder skips
+those tests, under ``CI=true`` it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("MEDSIGHT_DATA")
+    return Path(env) if env else PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real public data sets (``../shared/data``)."""
+    path = _shared_data_dir()
+    if not path.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"shared data folder {path} is missing (set MEDSIGHT_DATA)")
+        pytest.skip(f"shared data folder {path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pydicom_file():
+    """Path of one of pydicom's bundled test files, by name."""
+    from pydicom.data import get_testdata_file
+
+    def get(name: str) -> Path:
+        path = get_testdata_file(name, download=False)
+        if path is None:
+            pytest.fail(f"pydicom's bundled test file {name} is missing")
+        return Path(path)
+
+    return get
