@@ -29,30 +29,24 @@ def _register() -> None:
     info.register(app)
 
 
+@app.callback()
+def _root() -> None:
+    """AI for medical imaging: from a DICOM study to a validated, explained report."""
+
+
 _register()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, print medsight errors on one line, return the exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="medsight")
     except MedsightError as err:
         typer.echo(f"error: {err}", err=True)
         return 2
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except SystemExit as exc:  # click usage errors in standalone_mode=False still raise here
-        return int(exc.code or 0)
-    except Exception as exc:  # click.ClickException and friends
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except SystemExit as exc:  # typer/click exit normally this way, with usage errors too
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
 
 

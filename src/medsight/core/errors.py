@@ -24,6 +24,7 @@ __all__ = [
     "MedsightError",
     "UnreadableFileError",
     "UnsupportedFormatError",
+    "short_reason",
 ]
 
 
@@ -80,3 +81,18 @@ class EmptyInputError(MedsightError, ValueError):
 
 class GeometryError(MedsightError, ValueError):
     """Inconsistent geometry: mixed orientations or sizes in one series, a bad affine."""
+
+
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """First line of an exception's message, cut to ``limit`` characters, for one-line errors.
+
+    Examples
+    --------
+    >>> short_reason(ValueError("bad value\\nmore detail"))
+    'bad value'
+    >>> short_reason(KeyError())
+    'KeyError'
+    """
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 3] + "..."

@@ -361,7 +361,7 @@ class Image:
         one keeps its on-disk dtype.
         """
         hdr = image.header
-        slope, inter = (hdr.get_slope_inter() if hasattr(hdr, "get_slope_inter") else (None, None))
+        slope, inter = hdr.get_slope_inter() if hasattr(hdr, "get_slope_inter") else (None, None)
         if slope in (None, 1.0) and inter in (None, 0.0):
             arr = np.asarray(image.dataobj)
         else:
@@ -404,7 +404,11 @@ class Image:
 
     @classmethod
     def from_metatensor(
-        cls, tensor: MetaTensor, *, modality: str | None = None, source: DicomReference | None = None
+        cls,
+        tensor: MetaTensor,
+        *,
+        modality: str | None = None,
+        source: DicomReference | None = None,
     ) -> Image:
         """Build from a channel-first ``MetaTensor`` (RAS or LPS, per its ``space`` key)."""
         from monai.utils import SpaceKeys
@@ -423,10 +427,7 @@ class Image:
             affine = aff_n
         if str(tensor.meta.get("space", SpaceKeys.RAS)) == str(SpaceKeys.RAS):
             affine = LPS_TO_RAS @ affine
-        if arr.shape[0] == 1:
-            arr = arr[0]
-        else:
-            arr = np.moveaxis(arr, 0, -1)
+        arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
         return cls(
             arr,
             affine,

@@ -1,0 +1,128 @@
+"""``medsight info PATH``: what is in a file or folder, and what is wrong with it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from medsight.core.errors import MedsightError
+
+
+def _fmt(values: list[float] | None, digits: int = 3) -> str:
+    if not values:
+        return "-"
+    return " x ".join(f"{v:.{digits}g}" for v in values)
+
+
+def gather(path: Path, *, show_progress: bool) -> dict[str, Any]:
+    """Scan ``path`` and load each series, collecting a summary and every problem found."""
+    from medsight.io import read_study, summarize
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not show_progress,
+    ) as bar:
+
+        def reading(total: int) -> Callable[[], None]:
+            task = bar.add_task("reading headers", total=total)
+            return lambda: bar.advance(task)
+
+        study = read_study(path, progress=reading)
+        total_files = sum(len(s.files) for s in study)
+        task = bar.add_task("reading pixels", total=total_files)
+        series = []
+        bad = [{"file": b.path, "problem": b.problem} for b in study.bad_files]
+        for entry in study:
+            try:
+                image = entry.load(progress=lambda: bar.advance(task))
+            except MedsightError as err:
+                summary = summarize(entry, None)
+                summary["problems"].append(f"cannot load: {err.problem}")
+                if err.where:
+                    bad.append({"file": err.where, "problem": err.problem})
+            else:
+                summary = summarize(entry, image)
+            series.append(summary)
+    return {"path": str(path), "series": series, "bad_files": bad}
+
+
+def render(report: dict[str, Any], console: Console) -> None:
+    """Print the report as rich tables, one per study."""
+    studies: dict[str, list[dict[str, Any]]] = {}
+    for s in report["series"]:
+        studies.setdefault(s.get("study_instance_uid") or "(no study UID)", []).append(s)
+    for study_uid, series in studies.items():
+        patient = series[0].get("patient_id") or "-"
+        table = Table(title=f"Study {study_uid}  (patient {patient})", title_justify="left")
+        for col in (
+            "modality",
+            "description",
+            "files",
+            "size",
+            "spacing (mm)",
+            "orient.",
+            "dtype",
+            "value range",
+            "problems",
+        ):
+            table.add_column(col, overflow="fold")
+        for s in series:
+            vr = s.get("value_range") or [None, None]
+            size = _fmt(s.get("shape"), 6) + (
+                f" x{s['channels']}ch" if s.get("channels", 1) > 1 else ""
+            )
+            table.add_row(
+                s["modality"],
+                s["description"] or "-",
+                str(s["files"]),
+                size,
+                _fmt(s.get("spacing")),
+                s.get("orientation", "-"),
+                s.get("dtype", "-"),
+                "-" if vr[0] is None else f"{vr[0]:.6g} .. {vr[1]:.6g}",
+                "\n".join(s["problems"]) or "none",
+            )
+        console.print(table)
+    if report["bad_files"]:
+        bad = Table(title="Files that could not be used", title_justify="left")
+        bad.add_column("file", overflow="fold")
+        bad.add_column("problem", overflow="fold")
+        for b in report["bad_files"]:
+            bad.add_row(b["file"], b["problem"])
+        console.print(bad)
+
+
+def info(
+    path: Annotated[
+        Path, typer.Argument(help="A DICOM file, series or study folder, NIfTI or image.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """List studies and series with size, spacing, orientation, value range and problems."""
+    report = gather(path, show_progress=not as_json)
+    loaded = [s for s in report["series"] if "shape" in s]
+    if not loaded:  # nothing usable: one line per bad file, no table
+        for bad in report["bad_files"]:
+            typer.echo(f"error: {bad['file']}: {bad['problem']}", err=True)
+        raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render(report, Console())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``info`` command to ``app``."""
+    app.command("info")(info)

@@ -1,0 +1,189 @@
+"""Reading DICOM headers safely, one file at a time.
+
+A folder of DICOM files often holds other things too (a DICOMDIR, a README, thumbnails) and,
+now and then, a damaged file.  :func:`read_header` parses a header without its pixels and turns
+every way that can fail into a :class:`~medsight.core.errors.MedsightError` naming the file;
+:func:`scan` runs it over many files and keeps the good and the bad apart so one bad file never
+stops a series from loading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+
+from medsight.core.errors import MedsightError, UnreadableFileError, short_reason
+
+__all__ = ["BadFile", "read_dataset", "read_header", "scan"]
+
+#: Values larger than this are not read with the header (they are checked against the file size).
+_DEFER_BYTES = 1 << 20
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclasses.dataclass(frozen=True)
+class BadFile:
+    """A file that could not be used, and why."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def _dcmread(path: Path, *, pixels: bool) -> FileDataset:
+    try:
+        return pydicom.dcmread(
+            path, stop_before_pixels=not pixels, defer_size=None if pixels else _DEFER_BYTES
+        )
+    except InvalidDicomError:
+        # Files without the 128-byte preamble are still DICOM if a plausible dataset parses.
+        ds = pydicom.dcmread(
+            path, force=True, stop_before_pixels=not pixels, defer_size=_DEFER_BYTES
+        )
+        if "SOPClassUID" not in ds and "SOPInstanceUID" not in ds:
+            raise
+        return ds
+
+
+def _check_lengths(ds: FileDataset, path: Path, size: int) -> None:
+    """Refuse top-level elements whose declared length runs past the end of the file.
+
+    pydicom reads what is there and says nothing, so a header claiming 2 GB for one element, or
+    a file cut in the middle of a value, would otherwise pass unnoticed.  The elements are
+    walked again with pydicom's own generator, skipping (not reading) every value.
+    """
+    from pydicom.filereader import data_element_generator
+
+    meta = getattr(ds, "file_meta", None)
+    group_length = meta.get("FileMetaInformationGroupLength") if meta is not None else None
+    tsyntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ds.preamble is None or group_length is None or tsyntax is None or tsyntax.is_deflated:
+        return  # no reliable offset to start from; the pixel decoder still checks sizes
+    with open(path, "rb") as fp:
+        fp.seek(132 + 12 + int(group_length))
+        for raw in data_element_generator(
+            fp, tsyntax.is_implicit_VR, tsyntax.is_little_endian, defer_size=1
+        ):
+            length = getattr(raw, "length", None)  # undefined-length items come parsed
+            if length is None or length == 0xFFFFFFFF:
+                continue
+            if raw.value_tell + length > size:
+                raise UnreadableFileError(
+                    path,
+                    f"element {raw.tag} claims {length} bytes at offset {raw.value_tell} "
+                    f"but the file has only {size} (truncated or corrupt)",
+                )
+
+
+def read_header(path: str | os.PathLike[str]) -> FileDataset:
+    """Parse a DICOM header (no pixel data), with clear errors.
+
+    Raises
+    ------
+    UnreadableFileError
+        Not a DICOM file, truncated, or a header that claims more bytes than the file holds.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> read_header(get_testdata_file("CT_small.dcm")).Modality
+    'CT'
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise UnreadableFileError(p, f"cannot open: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise UnreadableFileError(p, "is empty (0 bytes)")
+    try:
+        ds = _dcmread(p, pixels=False)
+    except InvalidDicomError:
+        raise UnreadableFileError(p, "is not a DICOM file") from None
+    except (
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+    ) as exc:
+        raise UnreadableFileError(
+            p, f"truncated or corrupt DICOM header: {short_reason(exc)}"
+        ) from None
+    except MemoryError:
+        raise UnreadableFileError(p, "header claims an impossible size") from None
+    try:
+        _check_lengths(ds, p, size)
+    except MedsightError:
+        raise
+    except Exception as exc:  # an element that fails to parse while walking the file
+        raise UnreadableFileError(p, f"corrupt DICOM header: {short_reason(exc)}") from None
+    return ds
+
+
+def read_dataset(path: str | os.PathLike[str]) -> FileDataset:
+    """Parse a whole DICOM file (header and pixel data), with clear errors.
+
+    The header is checked first with :func:`read_header`, so a bogus length claim is refused
+    before any large read.
+    """
+    read_header(path)
+    p = Path(path)
+    try:
+        return _dcmread(p, pixels=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnreadableFileError(
+            p, f"truncated or corrupt DICOM file: {short_reason(exc)}"
+        ) from None
+
+
+def scan(
+    files: Iterable[Path], *, progress: Callable[[], None] | None = None
+) -> tuple[list[tuple[Path, FileDataset]], list[BadFile]]:
+    """Read the headers of ``files``; return ``(good, bad)``.
+
+    DICOMDIR files and DICOM objects without pixel data (SR, presentation states) are neither
+    images nor errors: they are reported as bad with a reason so a user sees them listed.
+    """
+    good: list[tuple[Path, FileDataset]] = []
+    bad: list[BadFile] = []
+    for f in files:
+        try:
+            ds = read_header(f)
+        except MedsightError as err:
+            bad.append(BadFile(str(f), err.problem))
+        else:
+            sop_class = str(ds.get("SOPClassUID", ""))
+            if (
+                sop_class == _DICOMDIR_CLASS
+                or ds.file_meta.get("MediaStorageSOPClassUID", "") == _DICOMDIR_CLASS
+            ):
+                bad.append(BadFile(str(f), "is a DICOMDIR index, not an image (skipped)"))
+            elif not _has_pixels(ds, f):
+                name = getattr(ds.get("SOPClassUID"), "name", sop_class or "unknown class")
+                if "Image Storage" in name:
+                    problem = f"{name} header ends before the image attributes (truncated?)"
+                else:
+                    problem = f"has no pixel data ({name}); not an image"
+                bad.append(BadFile(str(f), problem))
+            else:
+                good.append((f, ds))
+        if progress is not None:
+            progress()
+    return good, bad
+
+
+def _has_pixels(ds: Dataset, path: Path) -> bool:
+    # With stop_before_pixels the pixel element itself is absent; Rows/Columns are required in
+    # every image module, so their presence says "image object".
+    return "Rows" in ds and "Columns" in ds

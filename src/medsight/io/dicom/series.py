@@ -1,0 +1,480 @@
+"""From DICOM headers to volumes: grouping, slice order, geometry checks, pixel stacking.
+
+Rules (the ones ITK/GDCM and dcm2niix follow, written down):
+
+* Files are grouped by SeriesInstanceUID, then into *stacks* of slices that share orientation,
+  matrix size and pixel spacing.  A series holding several stacks (a localiser beside the axial
+  images, say) gives one volume per stack and says so.
+* Slices are sorted by their position along the slice normal ``cross(row, column)``, never by
+  file name or InstanceNumber.  Several slices at one position become channels (echoes, time
+  points), ordered by TemporalPositionIdentifier, EchoNumbers, TriggerTime, AcquisitionNumber,
+  InstanceNumber.
+* The affine's third column is ``(last position - first position) / (n - 1)``, as ITK's
+  ImageSeriesReader computes it, so the voxel grid passes through every slice even for a tilted
+  gantry.  Gantry tilt, non-uniform spacing and missing slices are reported as problems.
+* Objects without a patient position (radiographs, secondary captures, ultrasound) become one
+  2D image per file (multi-frame ones: frames stacked as the third axis, one unit apart).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+
+from medsight.core.errors import GeometryError
+from medsight.core.geometry import affine_from_parts
+from medsight.core.image import DicomReference, Image
+from medsight.io.dicom.headers import read_dataset
+from medsight.io.dicom.pixels import decode_frames, rescale, stored_value_range
+
+__all__ = ["DicomSeries", "SliceInfo", "build_series"]
+
+_LETTER_TO_LPS = {
+    "L": (1.0, 0.0, 0.0),
+    "R": (-1.0, 0.0, 0.0),
+    "P": (0.0, 1.0, 0.0),
+    "A": (0.0, -1.0, 0.0),
+    "H": (0.0, 0.0, 1.0),
+    "F": (0.0, 0.0, -1.0),
+}
+#: Relative tolerance on slice spacing before it is called non-uniform.
+_SPACING_RTOL = 0.01
+#: Degrees between the slice normal and the slice-to-slice direction before tilt is reported.
+_TILT_DEG = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceInfo:
+    """One 2D frame of a DICOM object: where it is and how to scale it."""
+
+    path: Path
+    frame: int | None  # 0-based frame index in a multi-frame object, None for single-frame
+    sop_instance_uid: str
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None  # six direction cosines: row then column
+    pixel_spacing: tuple[float, float] | None  # (between rows, between columns)
+    rows: int
+    columns: int
+    slope: float
+    intercept: float
+    order_key: tuple[float, ...]
+
+
+@dataclasses.dataclass
+class DicomSeries:
+    """A volume (or 2D image) found in DICOM files, ready to load.
+
+    Attributes
+    ----------
+    slices : tuple of SliceInfo
+        In slice order; with channels, grouped ``[slice0 ch0, slice0 ch1, ..., slice1 ch0 ...]``.
+    n_channels : int
+        Slices per position (echoes, time points) or colour samples are not counted here.
+    problems : list of str
+        Everything a user should know about this series' geometry.
+    """
+
+    key: str
+    header: Dataset
+    slices: tuple[SliceInfo, ...]
+    affine: NDArray[np.float64]
+    spatial_ndim: int
+    n_channels: int = 1
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    # --- descriptive attributes -------------------------------------------------------------
+    @property
+    def series_instance_uid(self) -> str:
+        """SeriesInstanceUID."""
+        return str(self.header.get("SeriesInstanceUID", ""))
+
+    @property
+    def study_instance_uid(self) -> str:
+        """StudyInstanceUID."""
+        return str(self.header.get("StudyInstanceUID", ""))
+
+    @property
+    def modality(self) -> str:
+        """Modality code."""
+        return str(self.header.get("Modality", "OT"))
+
+    @property
+    def description(self) -> str:
+        """SeriesDescription (empty if absent)."""
+        return str(self.header.get("SeriesDescription", ""))
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The distinct files, in slice order."""
+        return tuple(dict.fromkeys(s.path for s in self.slices))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape in index order (columns, rows[, slices])."""
+        first = self.slices[0]
+        if self.spatial_ndim == 2:
+            return (first.columns, first.rows)
+        return (first.columns, first.rows, len(self.slices) // self.n_channels)
+
+    def load(self, *, progress: Callable[[], None] | None = None) -> Image:
+        """Read the pixels and return the Image.
+
+        Parameters
+        ----------
+        progress : callable, optional
+            Called once per file read.
+        """
+        decoded: dict[Path, NDArray[Any]] = {}
+        datasets: dict[Path, Dataset] = {}
+        for path in self.files:
+            ds = read_dataset(path)
+            datasets[path] = ds
+            decoded[path] = decode_frames(ds, path)
+            if progress is not None:
+                progress()
+        frames = []
+        for s in self.slices:
+            arr = decoded[s.path]
+            frames.append(arr[s.frame if s.frame is not None else 0])
+        stack = np.stack(frames)  # (n, rows, cols[, samples])
+        first_ds = datasets[self.slices[0].path]
+        photometric = str(first_ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+        colour = stack.ndim == 4
+        if not colour:
+            stack = rescale(
+                stack,
+                [s.slope for s in self.slices],
+                [s.intercept for s in self.slices],
+                monochrome1=photometric == "MONOCHROME1",
+                stored_range=stored_value_range(first_ds),
+            )
+        # (n, rows, cols[, s]) -> (cols, rows, n[, s]) i.e. index order (i, j, k)
+        arr = np.swapaxes(stack, 1, 2)
+        arr = np.moveaxis(arr, 0, 2)
+        if self.n_channels > 1:
+            n_pos = len(self.slices) // self.n_channels
+            arr = arr.reshape(arr.shape[0], arr.shape[1], n_pos, self.n_channels)
+        if self.spatial_ndim == 2:
+            arr = arr[:, :, 0] if arr.shape[2] == 1 else arr
+        source = DicomReference(
+            study_instance_uid=self.study_instance_uid,
+            series_instance_uid=self.series_instance_uid,
+            sop_instance_uids=tuple(s.sop_instance_uid for s in self.slices),
+            sop_class_uid=str(self.header.get("SOPClassUID", "")) or None,
+            frame_of_reference_uid=str(self.header.get("FrameOfReferenceUID", "")) or None,
+            frame_numbers=tuple(s.frame + 1 for s in self.slices if s.frame is not None),
+        )
+        meta = {
+            "series_description": self.description,
+            "photometric_interpretation": photometric,
+            "monochrome1_inverted": photometric == "MONOCHROME1",
+            "problems": tuple(self.problems),
+            "files": tuple(str(f) for f in self.files),
+        }
+        return Image(
+            arr,
+            self.affine,
+            spatial_ndim=self.spatial_ndim,
+            modality=self.modality,
+            source=source,
+            meta=meta,
+        )
+
+
+# --- header parsing -----------------------------------------------------------------------
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def _number(value: Any, default: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return default
+    return v if np.isfinite(v) else default
+
+
+def _order_key(ds: Dataset) -> tuple[float, ...]:
+    keys = ("TemporalPositionIdentifier", "EchoNumbers", "TriggerTime", "AcquisitionNumber")
+    return (*tuple(_number(ds.get(k), 0.0) for k in keys), _number(ds.get("InstanceNumber"), 0))
+
+
+def _first(seq_item: Dataset | None, name: str, attr: str) -> Any:
+    if seq_item is None or name not in seq_item or not seq_item[name].value:
+        return None
+    return seq_item[name].value[0].get(attr)
+
+
+def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
+    """The 2D frames of one DICOM object with their geometry (enhanced multi-frame aware)."""
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    sop = str(ds.get("SOPInstanceUID", path.name))
+    n_frames = int(_number(ds.get("NumberOfFrames"), 1)) or 1
+    base_key = _order_key(ds)
+    spacing = _floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2)
+    slope = _number(ds.get("RescaleSlope"), 1.0)
+    intercept = _number(ds.get("RescaleIntercept"), 0.0)
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared0 = shared[0] if shared else None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame and len(per_frame) == n_frames:
+        out = []
+        for f, item in enumerate(per_frame):
+            ipp = _first(item, "PlanePositionSequence", "ImagePositionPatient")
+            iop = _first(item, "PlaneOrientationSequence", "ImageOrientationPatient")
+            iop = (
+                iop
+                if iop is not None
+                else _first(shared0, "PlaneOrientationSequence", "ImageOrientationPatient")
+            )
+            ps = _first(item, "PixelMeasuresSequence", "PixelSpacing")
+            ps = ps if ps is not None else _first(shared0, "PixelMeasuresSequence", "PixelSpacing")
+            sl = _first(item, "PixelValueTransformationSequence", "RescaleSlope")
+            sl = (
+                sl
+                if sl is not None
+                else _first(shared0, "PixelValueTransformationSequence", "RescaleSlope")
+            )
+            ic = _first(item, "PixelValueTransformationSequence", "RescaleIntercept")
+            ic = (
+                ic
+                if ic is not None
+                else _first(shared0, "PixelValueTransformationSequence", "RescaleIntercept")
+            )
+            temporal = _first(item, "FrameContentSequence", "TemporalPositionIndex")
+            out.append(
+                SliceInfo(
+                    path,
+                    f,
+                    sop,
+                    _floats(ipp, 3),
+                    _floats(iop, 6),
+                    _floats(ps, 2) or spacing,
+                    rows,
+                    cols,
+                    _number(sl, slope),
+                    _number(ic, intercept),
+                    (_number(temporal, 0.0), *base_key, float(f)),
+                )
+            )
+        return out
+    ipp = _floats(ds.get("ImagePositionPatient"), 3)
+    iop = _floats(ds.get("ImageOrientationPatient"), 6)
+    offsets = ds.get("GridFrameOffsetVector")
+    if n_frames > 1 and ipp is not None and iop is not None and offsets is not None:
+        # RT Dose style: frames at offsets along the normal from the first position.
+        normal = np.cross(iop[:3], iop[3:])
+        offs = [float(o) for o in offsets]
+        if len(offs) == n_frames:
+            return [
+                SliceInfo(
+                    path,
+                    f,
+                    sop,
+                    tuple(float(v) for v in np.add(ipp, normal * offs[f])),
+                    iop,
+                    spacing,
+                    rows,
+                    cols,
+                    slope,
+                    intercept,
+                    (*base_key, float(f)),
+                )
+                for f in range(n_frames)
+            ]
+    if n_frames > 1:
+        return [
+            SliceInfo(
+                path,
+                f,
+                sop,
+                None,
+                None,
+                spacing,
+                rows,
+                cols,
+                slope,
+                intercept,
+                (*base_key, float(f)),
+            )
+            for f in range(n_frames)
+        ]
+    return [SliceInfo(path, None, sop, ipp, iop, spacing, rows, cols, slope, intercept, base_key)]
+
+
+# --- grouping and geometry ----------------------------------------------------------------
+def build_series(datasets: Sequence[tuple[Path, Dataset]]) -> list[DicomSeries]:
+    """Group parsed headers into volumes, sorted and with their geometry checked."""
+    groups: dict[tuple[Any, ...], list[tuple[SliceInfo, Dataset]]] = defaultdict(list)
+    for path, ds in datasets:
+        series_uid = str(ds.get("SeriesInstanceUID", f"(no series UID) {path.parent}"))
+        for s in slices_of(path, ds):
+            if s.position is None or s.orientation is None:
+                key: tuple[Any, ...] = (series_uid, "file", str(path))
+            else:
+                key = (
+                    series_uid,
+                    "stack",
+                    tuple(np.round(s.orientation, 3)),
+                    s.rows,
+                    s.columns,
+                    tuple(np.round(s.pixel_spacing, 4)) if s.pixel_spacing else None,
+                )
+            groups[key].append((s, ds))
+    per_series: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for key in groups:
+        per_series[key[0]].append(key)
+    out: list[DicomSeries] = []
+    for series_uid, keys in per_series.items():
+        keys.sort(key=lambda k: -len(groups[k]))
+        for n, key in enumerate(keys):
+            members = groups[key]
+            name = series_uid if len(keys) == 1 else f"{series_uid}#{n + 1}"
+            header = members[0][1]
+            slices = [m[0] for m in members]
+            if key[1] == "file":
+                series = _flat_series(name, header, slices)
+            else:
+                series = _stack_series(name, header, slices)
+            if len(keys) > 1:
+                series.problems.append(
+                    f"series {series_uid} holds {len(keys)} stacks with different orientation, "
+                    f"size or spacing; this is stack {n + 1} of them"
+                )
+            out.append(series)
+    return out
+
+
+def _flat_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomSeries:
+    """A radiograph / secondary capture / cine: no patient position."""
+    slices.sort(key=lambda s: s.order_key)
+    first = slices[0]
+    problems: list[str] = []
+    spacing = first.pixel_spacing
+    if spacing is None:
+        spacing = (1.0, 1.0)
+        if str(header.get("Modality", "")) not in ("OT", "SC", "US", "XC", "OP", "ES", "SM"):
+            problems.append("no pixel spacing in the header: 1 mm assumed")
+    row_dir, col_dir = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    orient = header.get("PatientOrientation")
+    if orient and len(orient) == 2:
+        r, c = _letters_to_vector(str(orient[0])), _letters_to_vector(str(orient[1]))
+        if r is not None and c is not None and abs(float(np.dot(r, c))) < 1e-6:
+            row_dir, col_dir = r, c
+    direction = np.column_stack([row_dir, col_dir, np.cross(row_dir, col_dir)])
+    affine = affine_from_parts((spacing[1], spacing[0], 1.0), direction, (0.0, 0.0, 0.0))
+    ndim = 2 if len(slices) == 1 else 3
+    if ndim == 3:
+        problems.append(
+            f"{len(slices)} frames without spatial positions: stacked as the third axis "
+            "(time or frame order), 1 unit apart"
+        )
+    return DicomSeries(name, header, tuple(slices), affine, ndim, 1, problems)
+
+
+def _letters_to_vector(code: str) -> NDArray[np.float64] | None:
+    vec = np.zeros(3)
+    for letter in code.upper():
+        if letter not in _LETTER_TO_LPS:
+            return None
+        vec += _LETTER_TO_LPS[letter]
+    norm = np.linalg.norm(vec)
+    return vec / norm if norm > 0 else None
+
+
+def _stack_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomSeries:
+    first = slices[0]
+    assert first.orientation is not None and first.position is not None
+    row = np.asarray(first.orientation[:3])
+    col = np.asarray(first.orientation[3:])
+    normal = np.cross(row, col)
+    if np.linalg.norm(normal) < 1e-6:
+        raise GeometryError(first.path, "ImageOrientationPatient row and column are parallel")
+    normal = normal / np.linalg.norm(normal)
+    problems: list[str] = []
+    # group by position along the normal (channels = several slices at one position)
+    dist = {id(s): float(np.dot(s.position, normal)) for s in slices}  # type: ignore[arg-type]
+    slices.sort(key=lambda s: (round(dist[id(s)], 3), s.order_key))
+    positions: list[list[SliceInfo]] = []
+    for s in slices:
+        if positions and abs(dist[id(positions[-1][0])] - dist[id(s)]) < 1e-3:
+            positions[-1].append(s)
+        else:
+            positions.append([s])
+    counts = {len(p) for p in positions}
+    n_channels = 1
+    if counts == {1}:
+        ordered = [p[0] for p in positions]
+    elif len(counts) == 1:
+        n_channels = counts.pop()
+        ordered = [s for p in positions for s in p]
+    else:
+        dropped = sum(len(p) - 1 for p in positions)
+        problems.append(
+            f"{dropped} slice(s) share a position with another slice but not every position has "
+            "the same number of slices; the first at each position is used"
+        )
+        ordered = [p[0] for p in positions]
+    spacing = first.pixel_spacing or (1.0, 1.0)
+    if first.pixel_spacing is None:
+        problems.append("no PixelSpacing: 1 mm assumed")
+    n_pos = len(positions)
+    if n_pos == 1:
+        thickness = _number(header.get("SpacingBetweenSlices"), 0.0) or _number(
+            header.get("SliceThickness"), 0.0
+        )
+        third = normal * (thickness if thickness > 0 else 1.0)
+    else:
+        p0 = np.asarray(positions[0][0].position)
+        p1 = np.asarray(positions[-1][0].position)
+        third = (p1 - p0) / (n_pos - 1)
+        gaps = np.diff([dist[id(p[0])] for p in positions])
+        _check_spacing(gaps, problems)
+        cos = abs(float(np.dot(third, normal))) / max(float(np.linalg.norm(third)), 1e-12)
+        tilt = float(np.degrees(np.arccos(min(1.0, cos))))
+        if tilt > _TILT_DEG:
+            problems.append(
+                f"gantry tilt: slices are offset {tilt:.1f} degrees from the slice normal; the "
+                "affine is sheared to pass through every slice (resample before models that "
+                "assume orthogonal axes)"
+            )
+    affine = np.eye(4)
+    affine[:3, 0] = row * spacing[1]
+    affine[:3, 1] = col * spacing[0]
+    affine[:3, 2] = third
+    affine[:3, 3] = positions[0][0].position
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise GeometryError(first.path, "slices of the series do not span a volume")
+    return DicomSeries(name, header, tuple(ordered), affine, 3, n_channels, problems)
+
+
+def _check_spacing(gaps: NDArray[np.float64], problems: list[str]) -> None:
+    if gaps.size == 0:
+        return
+    median = float(np.median(gaps))
+    bad = np.abs(gaps - median) > max(_SPACING_RTOL * median, 1e-3)
+    if not bad.any():
+        return
+    ratios = gaps / median
+    missing = int(np.sum(np.maximum(np.round(ratios) - 1, 0)[bad & (ratios > 1.5)]))
+    if missing:
+        problems.append(
+            f"missing slices: about {missing} slice(s) absent (gaps up to {gaps.max():.3g} mm "
+            f"where the usual spacing is {median:.3g} mm)"
+        )
+    else:
+        problems.append(
+            f"non-uniform slice spacing from {gaps.min():.3g} to {gaps.max():.3g} mm; the affine "
+            "uses the mean spacing"
+        )
