@@ -80,8 +80,9 @@ class Case:
     patient_id : str, optional
         Used for patient-level splits; defaults to ``case_id``.
     images : mapping of role to Image or loader
-    label : int, tuple of int, Image, tuple of Box or None
-        Class index, several indices (multi-label), a mask Image or boxes.
+    label : int, tuple of int, Image, callable, tuple of Box or None
+        Class index, several indices (multi-label), a mask Image (or a zero-argument callable
+        reading it, see :meth:`mask`) or boxes.
     attributes : mapping
         Clinical attributes (age, sex, site, view, outcome ...).
     split : Split or str, optional
@@ -90,7 +91,7 @@ class Case:
     case_id: str
     patient_id: str | None = None
     images: Mapping[str, ImageSource] = dataclasses.field(default_factory=dict)
-    label: int | tuple[int, ...] | Image | tuple[Box, ...] | None = None
+    label: int | tuple[int, ...] | Image | Callable[[], Image] | tuple[Box, ...] | None = None
     attributes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     split: Split | None = None
 
@@ -127,6 +128,23 @@ class Case:
                 f"case {self.case_id}", f"no image with role {key!r}; roles are {self.roles}"
             ) from None
         return source if isinstance(source, Image) else source()
+
+    def mask(self) -> Image | None:
+        """The label mask, reading it if it is lazy; None when the label is not a mask.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> Case("m", label=lambda: Image(np.ones((2, 2), np.uint8))).mask().shape
+        (2, 2)
+        >>> Case("c", label=1).mask() is None
+        True
+        """
+        if isinstance(self.label, Image):
+            return self.label
+        if callable(self.label):
+            return self.label()
+        return None
 
     def replace(self, **changes: Any) -> Case:
         """A copy with some fields changed (``dataclasses.replace``)."""

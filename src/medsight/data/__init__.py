@@ -1,0 +1,26 @@
+"""Data sets: adapters yielding Cases, patient-level splits, fingerprint and quality checks.
+
+``load_dataset("KIND:PATH")`` reads a data set with the adapter registered for ``KIND``
+(:mod:`~medsight.data.registry`); :func:`make_splits` splits it by patient,
+:func:`compute_fingerprint` summarises it as nnU-Net does and :func:`medsight.data.qc.run_qc`
+checks it.
+"""
+
+# Importing the adapter modules registers them.
+from medsight.data import dicom_table as _dicom_table  # noqa: F401
+from medsight.data import folder as _folder  # noqa: F401
+from medsight.data import manifest as _manifest  # noqa: F401
+from medsight.data import medmnist as _medmnist  # noqa: F401
+from medsight.data import msd as _msd  # noqa: F401
+from medsight.data.dataset import Dataset, LayoutIssue, Task
+from medsight.data.registry import adapter_names, load_dataset, parse_spec, register_adapter
+
+__all__ = [
+    "Dataset",
+    "LayoutIssue",
+    "Task",
+    "adapter_names",
+    "load_dataset",
+    "parse_spec",
+    "register_adapter",
+]

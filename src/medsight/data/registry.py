@@ -1,0 +1,114 @@
+"""The adapter registry: ``load_dataset("medmnist:PATH")`` picks the adapter named before the colon.
+
+A spec is ``KIND:PATH`` optionally followed by ``?key=value&key=value`` options passed to the
+adapter as keyword arguments (``csv:meta.csv?label=finding&patient=patientid``).  Adapters are
+plain functions ``(path, **options) -> Dataset`` registered with :func:`register_adapter`; the
+built-in ones register themselves when :mod:`medsight.data` is imported.
+
+Examples
+--------
+>>> parse_spec("csv:data/meta.csv?label=finding&path=image_file")
+('csv', 'data/meta.csv', {'label': 'finding', 'path': 'image_file'})
+>>> parse_spec("nothing")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+medsight.core.errors.InvalidInputError: data spec 'nothing': expected KIND:PATH ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+from medsight.core import InvalidInputError
+from medsight.data.dataset import Dataset
+
+__all__ = ["Adapter", "adapter_names", "load_dataset", "parse_spec", "register_adapter"]
+
+
+class Adapter(Protocol):
+    """An adapter reads a data set from a path with string options."""
+
+    def __call__(self, path: str | os.PathLike[str], /, **options: str) -> Dataset: ...
+
+
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+def register_adapter(kind: str) -> Callable[[Adapter], Adapter]:
+    """Decorator registering an adapter under ``kind`` (``"medmnist"``, ``"msd"`` ...)."""
+
+    def decorate(func: Adapter) -> Adapter:
+        if kind in _ADAPTERS and _ADAPTERS[kind] is not func:
+            raise InvalidInputError("adapter registry", f"kind {kind!r} is already registered")
+        _ADAPTERS[kind] = func
+        return func
+
+    return decorate
+
+
+def adapter_names() -> tuple[str, ...]:
+    """The registered adapter kinds, sorted.
+
+    Examples
+    --------
+    >>> import medsight.data
+    >>> adapter_names()
+    ('csv', 'dicom', 'folder', 'medmnist', 'msd')
+    """
+    return tuple(sorted(_ADAPTERS))
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+    """Split ``KIND:PATH?opt=v&...`` into kind, path and options."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or not kind or not rest:
+        raise InvalidInputError(
+            f"data spec {spec!r}",
+            "expected KIND:PATH with KIND one of medmnist, msd, folder, csv, dicom",
+            hint="e.g. medmnist:data/breastmnist.npz",
+        )
+    path, _, query = rest.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
+    return kind.strip().lower(), path, options
+
+
+def load_dataset(spec: str, **options: str) -> Dataset:
+    """Read a data set from a ``KIND:PATH`` spec.
+
+    Parameters
+    ----------
+    spec : str
+        ``medmnist:FILE.npz``, ``msd:FOLDER``, ``folder:FOLDER``, ``csv:FILE.csv``,
+        ``dicom:FOLDER`` with optional ``?key=value`` options.
+    **options
+        More adapter options (override those in the spec).
+
+    Raises
+    ------
+    InvalidInputError
+        Malformed spec or unknown kind.
+    EmptyInputError, UnreadableFileError
+        The path does not hold the layout the adapter expects.
+
+    Examples
+    --------
+    >>> load_dataset("zip:x")  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    medsight.core.errors.InvalidInputError: data spec 'zip:x': unknown kind 'zip'; known kinds
+    are csv, dicom, folder, medmnist, msd
+    """
+    import medsight.data  # noqa: F401  (registers the built-in adapters)
+
+    kind, path, spec_options = parse_spec(spec)
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        raise InvalidInputError(
+            f"data spec {spec!r}",
+            f"unknown kind {kind!r}; known kinds are {', '.join(adapter_names())}",
+        )
+    return adapter(Path(path), **{**spec_options, **options})

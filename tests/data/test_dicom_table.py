@@ -1,0 +1,33 @@
+"""DICOM folder + label table keyed by a DICOM attribute, on the real brain MR study."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom import dcmread
+
+from medsight.core import InvalidInputError
+from medsight.data import Task, load_dataset
+
+
+def test_series_become_cases_with_table_labels(shared_data, tmp_path):
+    root = shared_data / "dicom"
+    first = next((root / "brain_mr_study1" / "12-T1post-05670").glob("*.dcm"))
+    uid = dcmread(first, stop_before_pixels=True).SeriesInstanceUID
+    table = tmp_path / "labels.csv"
+    table.write_text(f"SeriesInstanceUID,label,reader\n{uid},tumour,A\n9.9.9,normal,B\n")
+    ds = load_dataset(f"dicom:{root}?labels={table}&key=SeriesInstanceUID")
+    assert len(ds) == 5 and ds.task is Task.BINARY
+    labelled = [c for c in ds if c.label is not None]
+    assert len(labelled) == 1 and ds.label_names[labelled[0].label] == "tumour"
+    assert labelled[0].attributes["series_description"] == "T1post"
+    assert labelled[0].attributes["reader"] == "A" and labelled[0].patient_id == "PGBM-002"
+    assert labelled[0].image().shape == (512, 512, 22)
+    (orphan,) = [i for i in ds.layout_issues if i.kind == "orphan_file"]
+    assert orphan.files == ("9.9.9",)
+
+
+def test_table_without_key_column(shared_data, tmp_path):
+    table = tmp_path / "labels.csv"
+    table.write_text("StudyUID,label\n1,a\n")
+    with pytest.raises(InvalidInputError, match="StudyInstanceUID"):
+        load_dataset(f"dicom:{shared_data / 'dicom'}?labels={table}")

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import pytest
+
+from medsight.core import InvalidInputError
+from medsight.data import adapter_names, load_dataset, parse_spec, register_adapter
+
+
+def test_specs_and_errors(tmp_path):
+    assert set(adapter_names()) == {"csv", "dicom", "folder", "medmnist", "msd"}
+    assert parse_spec("MSD:/a/b?name=x") == ("msd", "/a/b", {"name": "x"})
+    for bad in ("nothing", ":x", "msd:"):
+        with pytest.raises(InvalidInputError, match="KIND:PATH"):
+            load_dataset(bad)
+    with pytest.raises(InvalidInputError, match="unknown kind 'zip'"):
+        load_dataset("zip:x")
+    with pytest.raises(InvalidInputError, match="already registered"):
+        register_adapter("msd")(lambda path, **o: None)
