@@ -66,18 +66,11 @@ def render(report: dict[str, Any], console: Console) -> None:
     for study_uid, series in studies.items():
         patient = series[0].get("patient_id") or "-"
         table = Table(title=f"Study {study_uid}  (patient {patient})", title_justify="left")
-        for col in (
-            "modality",
-            "description",
-            "files",
-            "size",
-            "spacing (mm)",
-            "orient.",
-            "dtype",
-            "value range",
-            "problems",
-        ):
-            table.add_column(col, overflow="fold")
+        for col in ("modality", "description", "files", "size", "spacing (mm)", "orient."):
+            table.add_column(col, no_wrap=True)
+        table.add_column("dtype", no_wrap=True)
+        table.add_column("value range", no_wrap=True)
+        table.add_column("problems", overflow="fold", min_width=20)
         for s in series:
             vr = s.get("value_range") or [None, None]
             size = _fmt(s.get("shape"), 6) + (
@@ -120,7 +113,10 @@ def info(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
-        render(report, Console())
+        console = Console()
+        if not console.is_terminal:  # piped or captured: do not squeeze into 80 columns
+            console = Console(width=max(console.width, 160))
+        render(report, console)
 
 
 def register(app: typer.Typer) -> None:

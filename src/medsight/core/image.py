@@ -400,7 +400,8 @@ class Image:
             "spatial_shape": self.shape,
             "modality": self._modality,
         }
-        return MetaTensor(torch.as_tensor(np.ascontiguousarray(arr)), affine=affine, meta=meta)
+        data = torch.from_numpy(np.array(arr, copy=True))  # the Image array is read-only
+        return MetaTensor(data, affine=affine, meta=meta)
 
     @classmethod
     def from_metatensor(

@@ -431,10 +431,10 @@ def _stack_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomS
         problems.append("no PixelSpacing: 1 mm assumed")
     n_pos = len(positions)
     if n_pos == 1:
-        thickness = _number(header.get("SpacingBetweenSlices"), 0.0) or _number(
-            header.get("SliceThickness"), 0.0
-        )
-        third = normal * (thickness if thickness > 0 else 1.0)
+        # One slice has no slice-to-slice distance; like GDCM/SimpleITK, use
+        # SpacingBetweenSlices when present and 1 mm otherwise (SliceThickness is ignored).
+        between = _number(header.get("SpacingBetweenSlices"), 0.0)
+        third = normal * (between if between > 0 else 1.0)
     else:
         p0 = np.asarray(positions[0][0].position)
         p1 = np.asarray(positions[-1][0].position)
@@ -467,8 +467,10 @@ def _check_spacing(gaps: NDArray[np.float64], problems: list[str]) -> None:
     if not bad.any():
         return
     ratios = gaps / median
-    missing = int(np.sum(np.maximum(np.round(ratios) - 1, 0)[bad & (ratios > 1.5)]))
-    if missing:
+    # a gap counts as missing slices only when it is close to a whole multiple of the spacing
+    whole = bad & (ratios > 1.5) & (np.abs(ratios - np.round(ratios)) < 0.2)
+    missing = int(np.sum(np.round(ratios[whole]) - 1))
+    if missing and not (bad & ~whole).any():
         problems.append(
             f"missing slices: about {missing} slice(s) absent (gaps up to {gaps.max():.3g} mm "
             f"where the usual spacing is {median:.3g} mm)"
