@@ -14,13 +14,19 @@ from medsight.data import medmnist as _medmnist  # noqa: F401
 from medsight.data import msd as _msd  # noqa: F401
 from medsight.data.dataset import Dataset, LayoutIssue, Task
 from medsight.data.registry import adapter_names, load_dataset, parse_spec, register_adapter
+from medsight.data.splits import Fold, SplitConfig, Splits, SplitScheme, make_splits
 
 __all__ = [
     "Dataset",
+    "Fold",
     "LayoutIssue",
+    "SplitConfig",
+    "SplitScheme",
+    "Splits",
     "Task",
     "adapter_names",
     "load_dataset",
+    "make_splits",
     "parse_spec",
     "register_adapter",
 ]
