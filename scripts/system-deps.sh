@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the test suite uses: dicom3tools (dciodvfy validates DICOM objects) and
+# tesseract-ocr (burned-in text detection).  Installs only what is missing; needs root.
+set -euo pipefail
+need=()
+command -v dciodvfy >/dev/null || need+=(dicom3tools)
+command -v tesseract >/dev/null || need+=(tesseract-ocr)
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "system-deps: please install these Debian packages: ${need[*]}" >&2
+    exit 1
+fi
+echo "system-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
