@@ -53,6 +53,7 @@ __all__ = ["DeidResult", "deidentify_dataset", "identifying_strings"]
 
 TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST"})
 TEXT_VRS = TEXT_VRS | {"TM", "UC", "UR", "UT"}
+_FREE_TEXT_VRS = {"LT", "ST", "UT", "UC"}
 _NUMERIC_VRS = {"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV"}
 _DUMMY = {
     "DA": "19000101",
@@ -243,6 +244,11 @@ def _apply(ds: Dataset, ctx: _Context) -> None:
             else:  # K, C, D, U and unlisted: keep the structure, clean what is inside
                 for item in elem.value or []:
                     _apply(item, ctx)
+            continue
+        if action is None and elem.VR in _FREE_TEXT_VRS and elem.value:
+            # Free text the table does not list (e.g. Text Value in SR content) may still name
+            # the patient: strip every identifier of this dataset, dates and phone numbers.
+            elem.value = _map_values(elem.value, lambda v: clean_text(v, ctx.identifiers))
             continue
         if action is None or action == Action.KEEP:
             continue

@@ -41,6 +41,7 @@ __all__ = [
     "BASIC_PROFILE_CODE",
     "Action",
     "DeidConfig",
+    "Layout",
     "MethodCode",
     "Option",
     "SafePrivateTag",
@@ -68,6 +69,19 @@ class Option(StrEnum):
     CLEAN_DESCRIPTORS = "clean-descriptors"
     RETAIN_DEVICE_IDENTITY = "retain-device-identity"
     RETAIN_SAFE_PRIVATE = "retain-safe-private"
+
+
+class Layout(StrEnum):
+    """How output files are named.
+
+    ``uid``: DICOM files as ``<Study UID>/<Series UID>/<SOP Instance UID>.dcm`` (new UIDs) and
+    other files as ``files/<keyed hash of the input path><suffix>``, so no input folder or file
+    name (which often carry names, dates or descriptions) reaches OUT.  ``mirror``: the input's
+    relative paths, for inputs whose names are known to be clean.
+    """
+
+    UID = "uid"
+    MIRROR = "mirror"
 
 
 class MethodCode(BaseModel):
@@ -159,6 +173,8 @@ class DeidConfig(BaseModel):
         Remove every element of the curve (50xx) and overlay (60xx) groups.
     scrub_pixels : bool
         Run OCR on images and black out the text found.
+    layout : Layout
+        How output files are named (default: by the new UIDs).
     patient_id_prefix : str
         Prefix of the pseudonymous patient ids.
 
@@ -174,6 +190,7 @@ class DeidConfig(BaseModel):
     safe_private: tuple[SafePrivateTag, ...] = ()
     remove_overlays: bool = True
     scrub_pixels: bool = False
+    layout: Layout = Layout.UID
     patient_id_prefix: str = Field(default="ANON", pattern=r"^[A-Z0-9]{0,8}$")
 
     @field_validator("safe_private", mode="before")

@@ -1,0 +1,269 @@
+"""The leak checker: is any identifying value of the input still somewhere in the output?
+
+:func:`verify` collects, from every input file, the values the profile does not retain: names
+(whole and each component), IDs, accession numbers, dates (also rewritten as ``YYYY-MM-DD``,
+``DD/MM/YYYY``, ``MM/DD/YYYY``, ``DD.MM.YYYY``, ``19 Jan 2020``, ...), times, addresses, phone
+numbers, institution and physician names, free text, every private attribute's value and every
+instance UID; for NIfTI, PNG and JPEG files, the strings in their metadata.  It then searches each
+output file's elements at every nesting level, private ones included, and the output's relative
+path, case-insensitively and as substrings (UIDs by exact match), and reports every hit.
+
+Values that the input also holds in attributes the profile retains (e.g. ``BRAIN`` in Body Part
+Examined) are not searched for, and very short values (under 4 characters, under 6 for digit
+strings) and decimal numbers (measurements) are skipped: they would match everywhere by chance.
+This makes the checker a strong net, not a proof: a value that is both identifying and
+legitimately retained, or a 3-letter initial, is not reported.
+
+Examples
+--------
+>>> import tempfile, pathlib, shutil
+>>> from pydicom.data import get_testdata_file
+>>> src = pathlib.Path(tempfile.mkdtemp())
+>>> _ = shutil.copy(get_testdata_file("CT_small.dcm", download=False), src / "ct.dcm")
+>>> copy = pathlib.Path(tempfile.mkdtemp())
+>>> _ = shutil.copy(src / "ct.dcm", copy / "ct.dcm")
+>>> report = verify(src, copy)  # an untouched copy leaks everything
+>>> report.ok, any(h.value == "compressedsamples" for h in report.hits)
+(False, True)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+
+from medsight.core.errors import EmptyInputError
+from medsight.privacy.batch import iter_input_files
+from medsight.privacy.other_formats import is_nifti, metadata_strings
+from medsight.privacy.profile import Action, DeidConfig, Option, resolve_action
+
+__all__ = ["LeakHit", "LeakReport", "collect_identifiers", "date_variants", "verify"]
+
+_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM"}
+_TEXT_VRS |= {"UC", "UR", "UT"}
+_BYTES_VRS = {"OB", "UN", "OW"}
+_DUMMIES = {"anonymized", "anonymous", "19000101", "000000", "19000101000000"}
+_NON_IMAGE = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class LeakHit:
+    """One identifying input value (lower-cased) found in an output file."""
+
+    file: str
+    location: str
+    value: str
+    origin: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.location} contains {self.value!r} (from input {self.origin})"
+
+
+@dataclass
+class LeakReport:
+    """Hits of :func:`verify`; ``ok`` when there are none."""
+
+    hits: list[LeakHit] = field(default_factory=list)
+    files_checked: int = 0
+    identifiers: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no identifying value was found."""
+        return not self.hits
+
+
+def date_variants(value: str) -> list[str]:
+    """A DICOM date ``YYYYMMDD`` written the ways people write dates.
+
+    Examples
+    --------
+    >>> date_variants("20200119")[:6]
+    ['20200119', '2020-01-19', '2020/01/19', '2020.01.19', '19/01/2020', '01/19/2020']
+    """
+    try:
+        day = dt.date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return [value]
+    formats = ["%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y"]
+    formats += ["%d-%m-%Y", "%m-%d-%Y", "%d %b %Y", "%b %d, %Y", "%d %B %Y", "%B %d, %Y"]
+    return list(dict.fromkeys(day.strftime(f) for f in formats))
+
+
+def _values(value: object) -> list[str]:
+    items = value if isinstance(value, MultiValue | list | tuple) else [value]
+    return [str(v).strip() for v in items if v is not None and str(v).strip()]
+
+
+def _bytes_strings(value: object) -> list[str]:
+    if not isinstance(value, bytes) or len(value) > 65536:
+        return []
+    text = value.decode("latin-1")
+    return [w.strip() for w in re.split(r"[\x00-\x1f\\]+", text) if w.strip().isprintable()]
+
+
+def _worth_searching(value: str) -> bool:
+    if value.lower() in _DUMMIES:
+        return False
+    if re.fullmatch(r"[-+0-9.eE ]+", value):  # measurements repeat by chance; IDs do not
+        return value.isdigit() and len(value) >= 6
+    return len(value) >= 4
+
+
+def _walk(ds: Dataset, path: str = "") -> Iterator[tuple[str, object, object]]:
+    """(location, element, parent path) for every element at every nesting level."""
+    for elem in ds:
+        where = f"{path}{elem.tag} {elem.keyword or 'private'}"
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value or []):
+                yield from _walk(item, f"{where}[{i}] > ")
+        else:
+            yield where, elem, path
+
+
+@dataclass
+class _Identifiers:
+    text: dict[str, str] = field(default_factory=dict)  # lower-case variant -> origin
+    uids: dict[str, str] = field(default_factory=dict)
+    retained: set[str] = field(default_factory=set)
+
+    def add(self, value: str, origin: str) -> None:
+        if _worth_searching(value):
+            self.text.setdefault(value.lower(), origin)
+
+
+def collect_identifiers(in_path: Path, config: DeidConfig | None = None) -> _Identifiers:
+    """Every identifying value of the files under ``in_path`` (see the module docs)."""
+    config = config or DeidConfig()
+    found = _Identifiers()
+    for path in iter_input_files(in_path):
+        if is_nifti(path) or path.name.lower().endswith(_NON_IMAGE):
+            for word in metadata_strings(path):
+                found.add(word, f"{path.name} metadata")
+            continue
+        try:
+            ds = dcmread(path)
+        except (InvalidDicomError, OSError, ValueError):
+            continue
+        for where, elem, _ in _walk(ds):
+            _collect_element(found, elem, where, config)
+    for value in found.retained:
+        found.text.pop(value, None)
+    return found
+
+
+def _collect_element(found: _Identifiers, elem: object, where: str, config: DeidConfig) -> None:
+    tag, vr, value = elem.tag, elem.VR, elem.value  # type: ignore[attr-defined]
+    if tag == 0x7FE00010:
+        return
+    if tag.is_private:
+        if tag.is_private_creator or config.is_safe_private(tag.group, "", 0):
+            return
+        if vr == "UI":
+            found.uids.update({v: f"private {where}" for v in _values(value)})
+        texts = (
+            _bytes_strings(value) if vr in _BYTES_VRS else _values(value) if vr in _TEXT_VRS else []
+        )
+        for text in texts:
+            found.add(text, f"private {where}")
+        return
+    action = resolve_action(tag, config)
+    keep_times = config.has(Option.RETAIN_MODIFIED_DATES) and vr == "TM"
+    if action in (None, Action.KEEP) or keep_times:
+        if vr in _TEXT_VRS:
+            found.retained.update(v.lower() for v in _values(value))
+        return
+    if vr == "UI":
+        found.uids.update({v: where for v in _values(value)})
+        return
+    if vr not in _TEXT_VRS:
+        return
+    for text in _values(value):
+        if vr in ("DA", "DT"):
+            for variant in date_variants(text[:8]):
+                found.add(variant, where)
+        if vr == "PN":
+            for part in re.split(r"[\^=]", text):
+                if len(part.strip()) >= 3:
+                    found.text.setdefault(part.strip().lower(), where)
+        found.add(text, where)
+
+
+def _output_texts(path: Path, root: Path) -> list[tuple[str, str, bool]]:
+    """(location, text, is_uid) for everything in one output file, path included."""
+    rel = str(path.relative_to(root))
+    texts = [("file path", rel, False)]
+    if is_nifti(path) or path.name.lower().endswith(_NON_IMAGE):
+        texts += [("metadata", w, False) for w in metadata_strings(path)]
+        return texts
+    try:
+        ds = dcmread(path)
+    except (InvalidDicomError, OSError, ValueError):
+        return texts
+    meta = getattr(ds, "file_meta", Dataset())
+    for source in (meta, ds):
+        for where, elem, _ in _walk(source):
+            vr = elem.VR  # type: ignore[attr-defined]
+            if elem.tag == 0x7FE00010:  # type: ignore[attr-defined]
+                continue
+            if vr == "UI":
+                texts += [(where, v, True) for v in _values(elem.value)]  # type: ignore[attr-defined]
+            elif vr in _TEXT_VRS:
+                values = _values(elem.value)  # type: ignore[attr-defined]
+                texts += [(where, v, False) for v in values]
+            elif vr in _BYTES_VRS:
+                texts += [(where, v, False) for v in _bytes_strings(elem.value)]  # type: ignore[attr-defined]
+    return texts
+
+
+def verify(
+    in_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: DeidConfig | None = None,
+) -> LeakReport:
+    """Search every output file for every identifying value of the input.
+
+    Parameters
+    ----------
+    in_dir, out_dir : path
+        The original data and the de-identified copy.
+    config : DeidConfig, optional
+        The options used; values they retain on purpose (e.g. age and sex under Retain Patient
+        Characteristics) are not reported.
+
+    Returns
+    -------
+    LeakReport
+    """
+    in_path, out_path = Path(in_dir), Path(out_dir)
+    identifiers = collect_identifiers(in_path, config)
+    out_root = out_path if out_path.is_dir() else out_path.parent
+    outputs = list(iter_input_files(out_path))
+    if not outputs:
+        raise EmptyInputError(out_path, "no output files to check")
+    report = LeakReport(identifiers=len(identifiers.text) + len(identifiers.uids))
+    for path in outputs:
+        report.files_checked += 1
+        texts = _output_texts(path, out_root)
+        lowered = [(where, text.lower(), is_uid) for where, text, is_uid in texts]
+        blob = "\n".join(text for _, text, is_uid in lowered if not is_uid)
+        rel = str(path.relative_to(out_root))
+        for value, origin in identifiers.text.items():
+            if value not in blob:
+                continue
+            for where, text, is_uid in lowered:
+                if not is_uid and value in text:
+                    report.hits.append(LeakHit(rel, where, value, origin))
+        for where, text, is_uid in lowered:
+            if is_uid and text in identifiers.uids:
+                report.hits.append(LeakHit(rel, where, text, identifiers.uids[text]))
+    return report
