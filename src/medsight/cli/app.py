@@ -24,9 +24,10 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imports are local so `medsight --help` stays fast; each module adds its own commands.
-    from medsight.cli import info
+    from medsight.cli import deid, info
 
     info.register(app)
+    deid.register(app)
 
 
 @app.callback()

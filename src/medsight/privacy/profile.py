@@ -44,6 +44,7 @@ __all__ = [
     "Layout",
     "MethodCode",
     "Option",
+    "Profile",
     "SafePrivateTag",
     "method_codes",
     "resolve_action",
@@ -59,6 +60,12 @@ class Action(StrEnum):
     KEEP = "K"
     CLEAN = "C"
     UID = "U"
+
+
+class Profile(StrEnum):
+    """Confidentiality profiles of PS3.15 Annex E that medsight implements."""
+
+    BASIC = "basic"
 
 
 class Option(StrEnum):

@@ -1,0 +1,186 @@
+"""``medsight deid IN OUT`` and ``medsight audit verify LOG``.
+
+``deid`` applies the DICOM PS3.15 Basic Profile (plus the chosen options) to every file under
+IN and writes the result to OUT; ``--verify`` then runs the leak checker over IN and OUT.  Exit
+code 0: everything written (and, with ``--verify``, no leak found); 1: some files were skipped
+or a leak was found; 2: nothing could be done (bad arguments, unreadable key file).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from medsight.privacy.profile import DeidConfig, Layout, Option, Profile
+
+audit_app = typer.Typer(help="Audit trail of de-identification runs.", no_args_is_help=True)
+
+
+def deid(
+    in_path: Annotated[Path, typer.Argument(help="Input file or folder (only read).")],
+    out_dir: Annotated[Path, typer.Argument(help="Output folder (must not overlap IN).")],
+    key_file: Annotated[
+        Path,
+        typer.Option(
+            "--key-file", help="Pseudonymisation key; created with a random key if missing."
+        ),
+    ],
+    profile: Annotated[
+        Profile, typer.Option("--profile", help="Confidentiality profile.")
+    ] = Profile.BASIC,
+    option: Annotated[
+        list[Option] | None,
+        typer.Option("--option", "-o", help="Profile option (repeatable)."),
+    ] = None,
+    safe_private: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--safe-private",
+            help="Private tag to keep under retain-safe-private, as GGGG,[CREATOR]EE.",
+        ),
+    ] = None,
+    reid_table: Annotated[
+        Path | None,
+        typer.Option("--reid-table", help="Write the re-identification CSV here (not in OUT)."),
+    ] = None,
+    scrub_pixels: Annotated[
+        bool, typer.Option("--scrub-pixels", help="OCR every image and black out its text.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Run the leak checker over IN and OUT afterwards.")
+    ] = False,
+    layout: Annotated[
+        Layout, typer.Option("--layout", help="Output names: new UIDs, or mirror IN.")
+    ] = Layout.UID,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 2,
+    audit_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit-log",
+            envvar="MEDSIGHT_AUDIT_LOG",
+            help="Append a hash-chained record of this run to this JSON-lines log.",
+        ),
+    ] = None,
+) -> None:
+    """De-identify DICOM (PS3.15 Basic Profile and options), NIfTI, PNG and JPEG files."""
+    from medsight.privacy.audit import append_entry, digest_files
+    from medsight.privacy.batch import check_paths, deidentify_folder
+    from medsight.privacy.keys import PseudonymKey
+
+    del profile  # only the Basic Profile exists; the option documents the choice
+    config = DeidConfig(
+        options=frozenset(option or []),
+        safe_private=tuple(safe_private or []),
+        scrub_pixels=scrub_pixels,
+        layout=layout,
+    )
+    check_paths(in_path, out_dir, reid_table)
+    if key_file.exists() and (_inside(key_file, out_dir)):
+        typer.echo(f"error: {key_file}: the key must not be inside OUT", err=True)
+        raise typer.Exit(2)
+    key = PseudonymKey.load(key_file, create=True)
+    err = Console(stderr=True)
+    report = deidentify_folder(
+        in_path,
+        out_dir,
+        key,
+        config,
+        reid_table=reid_table,
+        workers=workers,
+        progress=err.is_terminal,
+    )
+    for outcome in report.failed:
+        typer.echo(f"skipped: {outcome.error}", err=True)
+    for outcome in report.written:
+        if outcome.burned_in and not outcome.scrubbed:
+            reasons = "; ".join(outcome.burned_in)
+            hint = "" if scrub_pixels else " (use --scrub-pixels or review it)"
+            typer.echo(f"warning: {outcome.source}: may carry burned-in text: {reasons}{hint}")
+        for text in outcome.scrubbed:
+            typer.echo(f"scrubbed: {outcome.source}: {text}")
+    typer.echo(
+        f"de-identified {len(report.written)} of {len(report.outcomes)} files into {out_dir} "
+        f"(key id {key.key_id}); {len(report.failed)} skipped"
+    )
+    status = 1 if report.failed else 0
+    leak_count = None
+    if verify:
+        from medsight.privacy.leaks import verify as check_leaks
+
+        leaks = check_leaks(in_path, out_dir, config)
+        leak_count = len(leaks.hits)
+        for hit in leaks.hits:
+            typer.echo(f"LEAK: {hit}")
+        typer.echo(
+            f"leak check: {leaks.identifiers} identifying values searched in "
+            f"{leaks.files_checked} files: {'no leak found' if leaks.ok else f'{leak_count} hits'}"
+        )
+        status = status or (0 if leaks.ok else 1)
+    if audit_log is not None:
+        if _inside(audit_log, out_dir):
+            typer.echo(f"error: {audit_log}: the audit log must not be inside OUT", err=True)
+            raise typer.Exit(2)
+        inputs = [(str(o.source), "") for o in report.outcomes]
+        record = append_entry(
+            audit_log,
+            command=_command_line(in_path, out_dir, config, reid_table, verify),
+            inputs={
+                "path": str(in_path.resolve()),
+                "files": len(report.outcomes),
+                "names_digest": digest_files(inputs),
+                "skipped": [o.error for o in report.failed],
+            },
+            key_id=key.key_id,
+            outputs=[{"path": str(o.output), "sha256": str(o.sha256)} for o in report.written],
+            extra={"out": str(out_dir.resolve()), "leak_hits": leak_count},
+        )
+        typer.echo(f"audit: appended record {record['seq']} to {audit_log}")
+    raise typer.Exit(status)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _command_line(
+    in_path: Path, out_dir: Path, config: DeidConfig, reid: Path | None, verify: bool
+) -> list[str]:
+    argv = ["medsight", "deid", os.fspath(in_path), os.fspath(out_dir)]
+    for opt in sorted(config.options):
+        argv += ["--option", str(opt)]
+    for tag in config.safe_private:
+        argv += ["--safe-private", f"{tag.group:04X},[{tag.creator}]{tag.element:02X}"]
+    argv += ["--layout", str(config.layout)]
+    if reid is not None:
+        argv += ["--reid-table", os.fspath(reid)]
+    if config.scrub_pixels:
+        argv.append("--scrub-pixels")
+    if verify:
+        argv.append("--verify")
+    return argv
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Annotated[Path, typer.Argument(help="The JSON-lines audit log.")],
+) -> None:
+    """Check that no line of LOG was edited, inserted, reordered or removed."""
+    from medsight.privacy.audit import verify_log
+
+    result = verify_log(log)
+    for problem in result.problems:
+        typer.echo(f"TAMPERED: {log}: {problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+    typer.echo(f"ok: {result.entries} records, chain head {result.head}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``deid`` and the ``audit`` group to ``app``."""
+    app.command("deid")(deid)
+    app.add_typer(audit_app, name="audit")
