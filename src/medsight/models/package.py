@@ -1,0 +1,259 @@
+"""`ModelPackage`: a trained model as a folder anyone can inspect, verify and load.
+
+Layout::
+
+    name/
+      model.json           ModelSpec (architecture, input, preprocessing, labels, metrics ...)
+      weights.safetensors  the network's state dict
+      weights.sha256       hex digest of weights.safetensors
+      MODEL_CARD.md        intended use, limits, data and its license, metrics
+
+Loading checks the digest and validates ``model.json``; any mismatch is a clear
+:class:`PackageError` naming the file.  Saving writes into a temporary folder and renames it, so
+a half-written package never exists under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from medsight.core.errors import MedsightError
+from medsight.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ModelPackage", "PackageError", "render_model_card"]
+
+SPEC_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+DIGEST_FILE = "weights.sha256"
+CARD_FILE = "MODEL_CARD.md"
+
+
+class PackageError(MedsightError, ValueError):
+    """A model package is missing a file, fails its checksum or has an invalid spec."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ModelPackage:
+    """A verified model package on disk.
+
+    Use :meth:`load` to open one and :meth:`save` to write one.
+    """
+
+    def __init__(self, path: Path, spec: ModelSpec, digest: str) -> None:
+        self._path = path
+        self._spec = spec
+        self._digest = digest
+
+    @property
+    def path(self) -> Path:
+        """The package folder."""
+        return self._path
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The validated ``model.json``."""
+        return self._spec
+
+    @property
+    def sha256(self) -> str:
+        """Digest of the weights file."""
+        return self._digest
+
+    @property
+    def id(self) -> str:
+        """``name@version``."""
+        return f"{self._spec.name}@{self._spec.version}"
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelPackage({self.id!r}, task={self._spec.task.value!r}, path={str(self._path)!r})"
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ModelPackage:
+        """Open and verify a package folder.
+
+        Raises
+        ------
+        PackageError
+            Missing files, a checksum mismatch or an invalid ``model.json``.
+        """
+        root = Path(path)
+        if not root.is_dir():
+            raise PackageError(root, "is not a model package folder")
+        for name in (SPEC_FILE, WEIGHTS_FILE, DIGEST_FILE):
+            if not (root / name).is_file():
+                raise PackageError(root / name, "is missing from the model package")
+        try:
+            spec = ModelSpec.model_validate_json((root / SPEC_FILE).read_text(encoding="utf-8"))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "model.json"
+            raise PackageError(root / SPEC_FILE, f"invalid field {where}: {first['msg']}") from None
+        except (ValueError, OSError) as exc:
+            raise PackageError(root / SPEC_FILE, f"cannot be read: {exc}") from None
+        expected = (root / DIGEST_FILE).read_text(encoding="utf-8").split()[0].strip().lower()
+        actual = _sha256(root / WEIGHTS_FILE)
+        if actual != expected:
+            raise PackageError(
+                root / WEIGHTS_FILE,
+                f"sha256 {actual[:12]}... does not match {DIGEST_FILE} ({expected[:12]}...)",
+                hint="the weights were changed or corrupted; retrain or re-download the package",
+            )
+        return cls(root, spec, actual)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The network weights (verified again against the digest)."""
+        from safetensors.torch import load_file
+
+        weights = self._path / WEIGHTS_FILE
+        if _sha256(weights) != self._digest:
+            raise PackageError(weights, "changed on disk since the package was opened")
+        return load_file(str(weights))
+
+    def build_network(self) -> torch.nn.Module:
+        """Instantiate the architecture from the registry and load the weights (eval mode)."""
+        from medsight.models.registry import build_network
+
+        net = build_network(self._spec.architecture)
+        try:
+            net.load_state_dict(self.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise PackageError(
+                self._path / WEIGHTS_FILE,
+                f"weights do not fit architecture {self._spec.architecture.name!r}: "
+                f"{str(exc).splitlines()[0]}",
+            ) from None
+        return net.eval()
+
+    @classmethod
+    def save(
+        cls,
+        path: str | os.PathLike[str],
+        spec: ModelSpec,
+        state_dict: Mapping[str, torch.Tensor],
+        *,
+        card: str | None = None,
+        extra_files: Mapping[str, str | bytes] | None = None,
+        overwrite: bool = False,
+    ) -> ModelPackage:
+        """Write a package atomically and return it, verified.
+
+        Parameters
+        ----------
+        card : str, optional
+            Markdown model card; rendered from ``spec`` when omitted.
+        extra_files : mapping, optional
+            More files to include (e.g. ``plan.json``, ``training_log.csv``).
+        overwrite : bool
+            Replace an existing package at ``path``.
+        """
+        from safetensors.torch import save_file
+
+        final = Path(path)
+        if final.exists() and not overwrite:
+            raise PackageError(final, "already exists", hint="pass overwrite=True or another path")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+            save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"medsight_model": spec.name})
+            digest = _sha256(tmp / WEIGHTS_FILE)
+            (tmp / DIGEST_FILE).write_text(f"{digest}  {WEIGHTS_FILE}\n", encoding="utf-8")
+            (tmp / SPEC_FILE).write_text(
+                json.dumps(spec.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+            )
+            (tmp / CARD_FILE).write_text(card or render_model_card(spec), encoding="utf-8")
+            for name, content in (extra_files or {}).items():
+                target = tmp / name
+                if target.resolve().parent != tmp.resolve():
+                    raise PackageError(name, "extra file names must not contain folders")
+                if isinstance(content, bytes):
+                    target.write_bytes(content)
+                else:
+                    target.write_text(content, encoding="utf-8")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return cls.load(final)
+
+
+def render_model_card(spec: ModelSpec) -> str:
+    """A Markdown model card from the spec (intended use, data, metrics, limits).
+
+    Examples
+    --------
+    >>> from medsight.models.spec import (ArchitectureSpec, InputSpec, LabelSpec,
+    ...     MetricValue, PreprocessingSpec, Task)
+    >>> spec = ModelSpec(name="m", version="1", task=Task.BINARY,
+    ...     architecture=ArchitectureSpec(name="smallcnn"),
+    ...     input=InputSpec(spatial_ndim=2), preprocessing=PreprocessingSpec(),
+    ...     labels=[LabelSpec(index=0, name="no"), LabelSpec(index=1, name="yes")],
+    ...     metrics=[MetricValue(name="auc", value=0.9, ci_low=0.85, ci_high=0.94, split="test")])
+    >>> "| auc | test | 0.900 (0.850 to 0.940) |" in render_model_card(spec)
+    True
+    """
+    lines = [
+        f"# Model card: {spec.name} {spec.version}",
+        "",
+        "**Preliminary research software. Outputs require review by a qualified clinician.**",
+        "",
+        "## Intended use",
+        spec.intended_use or "Not stated.",
+        "",
+        "## Model",
+        f"- Task: {spec.task.value}; labels: {', '.join(spec.label_names)}",
+        f"- Architecture: `{spec.architecture.name}` {json.dumps(spec.architecture.args)}",
+        f"- Input: {spec.input.spatial_ndim}D, {spec.input.channels} channel(s), modalities "
+        f"{', '.join(spec.input.modalities) or 'any'}",
+        f"- Preprocessing: {json.dumps(spec.preprocessing.model_dump(mode='json'))}",
+        f"- Operating thresholds: {json.dumps(spec.thresholds) if spec.thresholds else 'argmax'}",
+        f"- Temperature (calibration): {spec.temperature if spec.temperature else 'none'}",
+        f"- Seed: {spec.seed if spec.seed is not None else 'not recorded'}",
+        "",
+        "## Training data",
+    ]
+    td = spec.training_data
+    if td is None:
+        lines.append("Not recorded.")
+    else:
+        lines += [
+            f"- Data set: {td.dataset}",
+            f"- Source: {td.source or 'not stated'}",
+            f"- License: {td.license or 'not stated'}",
+            f"- Cases per split: {json.dumps(td.n_cases)}",
+            f"- Class counts: {json.dumps(td.class_counts)}",
+        ]
+    lines += ["", "## Metrics (95% confidence intervals)", ""]
+    if spec.metrics:
+        lines += ["| metric | split | value |", "|---|---|---|"]
+        for m in spec.metrics:
+            ci = f" ({m.ci_low:.3f} to {m.ci_high:.3f})" if m.ci_low is not None else ""
+            lines.append(f"| {m.name} | {m.split} | {m.value:.3f}{ci} |")
+    else:
+        lines.append("None recorded.")
+    lines += ["", "## Limitations", spec.limitations or "Not stated.", ""]
+    return "\n".join(lines)
