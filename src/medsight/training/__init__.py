@@ -1,0 +1,1 @@
+"""Training: typed configs and trainers; shared helpers live in :mod:`.common`."""
