@@ -36,7 +36,7 @@ from pydicom.errors import InvalidDicomError
 
 from medsight.core.errors import EmptyInputError, InvalidInputError, MedsightError
 from medsight.privacy.dicom_deid import deidentify_dataset
-from medsight.privacy.errors import UnsafePathError
+from medsight.privacy.errors import DeidError, UnsafePathError
 from medsight.privacy.keys import PseudonymKey
 from medsight.privacy.other_formats import clean_jpeg, clean_nifti, clean_png, is_nifti
 from medsight.privacy.pixels import burned_in_risk, scrub_burned_in_text
@@ -154,7 +154,14 @@ def deidentify_file(
 def _deidentify_dicom(
     src: Path, key: PseudonymKey, config: DeidConfig, outcome: FileOutcome
 ) -> tuple[bytes, Path]:
-    ds = dcmread(src)
+    try:
+        ds = dcmread(src)
+    except InvalidDicomError:  # no preamble/"DICM": accept only a dataset that names its SOP
+        ds = dcmread(src, force=True)
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise
+    if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
+        raise DeidError(src, "no SOP Class or SOP Instance UID: not a storable DICOM instance")
     outcome.burned_in = burned_in_risk(ds)
     cleaned = False
     if config.scrub_pixels and "PixelData" in ds:

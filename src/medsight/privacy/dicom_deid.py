@@ -110,6 +110,7 @@ class _Context:
     shift: int | None
     identifiers: list[str]
     removed_private: int = 0
+    dummy_content: bool = False
 
 
 def _shift_date(value: str, days: int) -> str:
@@ -131,7 +132,8 @@ def _map_values(value: object, fn: object) -> object:
 
 def identifying_strings(ds: Dataset) -> list[str]:
     """Strings of ``ds`` that identify the patient, longest first: the values of every text
-    attribute the Basic Profile does not keep, and the parts of person names.
+    attribute the Basic Profile does not keep (descriptors excepted: they are cleaned, not
+    searched for), and the parts of person names.
 
     Used to clean free text (:attr:`Option.CLEAN_DESCRIPTORS`) and by the leak checker.
 
@@ -142,6 +144,7 @@ def identifying_strings(ds: Dataset) -> list[str]:
     True
     """
     basic = DeidConfig()
+    descriptors = DeidConfig(options=[Option.CLEAN_DESCRIPTORS])
     found: set[str] = set()
 
     def visit(data: Dataset) -> None:
@@ -153,6 +156,8 @@ def identifying_strings(ds: Dataset) -> list[str]:
             action = resolve_action(elem.tag, basic)
             if action in (None, Action.KEEP) or elem.VR not in TEXT_VRS - {"CS", "AS"}:
                 continue
+            if elem.VR != "PN" and resolve_action(elem.tag, descriptors) == Action.CLEAN:
+                continue  # a descriptor: free text that may hold identifiers, not one itself
             values = elem.value if isinstance(elem.value, MultiValue | list) else [elem.value]
             for v in values:
                 text = str(v).strip()
@@ -168,15 +173,21 @@ def identifying_strings(ds: Dataset) -> list[str]:
 def clean_text(text: str, identifiers: Iterable[str]) -> str:
     """Remove identifying strings, dates and phone numbers from free text.
 
+    Text that is cleaned away entirely becomes ``REMOVED`` (so Type 1 text stays non-empty).
+
     Examples
     --------
     >>> clean_text("MRI for John Smith 2020-01-19, call 555 123 4567", ["John", "Smith"])
     'MRI for , call'
+    >>> clean_text("John Smith", ["John", "Smith"])
+    'REMOVED'
     """
+    original = text
     for ident in identifiers:
         text = re.sub(re.escape(ident), "", text, flags=re.IGNORECASE)
     text = _PHONE_RE.sub("", _DATE_RE.sub("", text))
-    return re.sub(r"\s{2,}", " ", text).strip(" ,;")
+    text = re.sub(r"\s{2,}", " ", text).strip(" ,;")
+    return "REMOVED" if original.strip() and not text else text
 
 
 def _dummy(elem: DataElement, ctx: _Context) -> object:
@@ -242,13 +253,21 @@ def _apply(ds: Dataset, ctx: _Context) -> None:
             elif action == Action.EMPTY:
                 elem.value = Sequence()
             else:  # K, C, D, U and unlisted: keep the structure, clean what is inside
+                dummy_content = ctx.dummy_content
+                ctx.dummy_content = dummy_content or action == Action.DUMMY
                 for item in elem.value or []:
                     _apply(item, ctx)
+                ctx.dummy_content = dummy_content
             continue
         if action is None and elem.VR in _FREE_TEXT_VRS and elem.value:
-            # Free text the table does not list (e.g. Text Value in SR content) may still name
-            # the patient: strip every identifier of this dataset, dates and phone numbers.
-            elem.value = _map_values(elem.value, lambda v: clean_text(v, ctx.identifiers))
+            # Free text the table does not list may still name the patient.  Inside a sequence
+            # the profile replaces with dummies (D, e.g. Content Sequence of an SR) it becomes a
+            # dummy too; elsewhere every identifier of the dataset, dates and phone numbers are
+            # stripped from it.
+            if ctx.dummy_content:
+                elem.value = "REMOVED"
+            else:
+                elem.value = _map_values(elem.value, lambda v: clean_text(v, ctx.identifiers))
             continue
         if action is None or action == Action.KEEP:
             continue

@@ -8,8 +8,9 @@ instance UID; for NIfTI, PNG and JPEG files, the strings in their metadata.  It 
 output file's elements at every nesting level, private ones included, and the output's relative
 path, case-insensitively and as substrings (UIDs by exact match), and reports every hit.
 
-Values that the input also holds in attributes the profile retains (e.g. ``BRAIN`` in Body Part
-Examined) are not searched for, and very short values (under 4 characters, under 6 for digit
+Values that the input also holds inside attributes the profile retains (e.g. an Institution
+Name ``TOSHIBA`` when the retained Manufacturer is ``TOSHIBA_MEC``) are not searched for: the
+output may carry them legitimately, and very short values (under 4 characters, under 6 for digit
 strings) and decimal numbers (measurements) are skipped: they would match everywhere by chance.
 This makes the checker a strong net, not a proof: a value that is both identifying and
 legitimately retained, or a 3-letter initial, is not reported.
@@ -156,8 +157,9 @@ def collect_identifiers(in_path: Path, config: DeidConfig | None = None) -> _Ide
             continue
         for where, elem, _ in _walk(ds):
             _collect_element(found, elem, where, config)
-    for value in found.retained:
-        found.text.pop(value, None)
+    retained = "\n".join(found.retained)
+    found.text = {v: o for v, o in found.text.items() if v not in retained}
+    found.uids = {u: o for u, o in found.uids.items() if len(u) >= 8 and "." in u}
     return found
 
 
@@ -178,7 +180,10 @@ def _collect_element(found: _Identifiers, elem: object, where: str, config: Deid
         return
     action = resolve_action(tag, config)
     keep_times = config.has(Option.RETAIN_MODIFIED_DATES) and vr == "TM"
-    if action in (None, Action.KEEP) or keep_times:
+    cleaned_text = action == Action.CLEAN and vr not in ("DA", "DT", "TM", "UI", "AE")
+    if action is None and vr in ("LT", "ST", "UT", "UC"):
+        return  # unlisted free text is cleaned of identifiers: neither a source nor an excuse
+    if action in (None, Action.KEEP) or keep_times or cleaned_text:
         if vr in _TEXT_VRS:
             found.retained.update(v.lower() for v in _values(value))
         return

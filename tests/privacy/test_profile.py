@@ -1,0 +1,102 @@
+"""The profile: the generated PS3.15 table, option precedence, combined actions, CID 7050 codes."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.sr.codedict import codes
+from pydicom.tag import Tag
+
+from medsight.core.errors import InvalidInputError
+from medsight.privacy.profile import (
+    Action,
+    DeidConfig,
+    Option,
+    SafePrivateTag,
+    method_codes,
+    resolve_action,
+    table_action,
+)
+from medsight.privacy.ps315_table import EDITION, TABLE
+
+
+def test_table_is_the_full_standard_table():
+    assert EDITION == "2024c"
+    assert len(TABLE) > 600
+    codes_used = {a for entry in TABLE.values() for a in entry.values()}
+    assert codes_used == {"D", "Z", "X", "K", "C", "U", "Z/D", "X/Z", "X/D", "X/Z/D", "X/Z/U*"}
+    assert all("basic" in entry for entry in TABLE.values())
+
+
+@pytest.mark.parametrize(
+    ("keyword", "expected"),
+    [  # spot checks against PS3.15 Table E.1-1 as printed in the standard
+        ("PatientName", "Z"),
+        ("AccessionNumber", "Z"),
+        ("StudyInstanceUID", "U"),
+        ("ReferencedSOPInstanceUID", "U"),
+        ("InstitutionName", "X/Z/D"),
+        ("ReferringPhysicianName", "Z"),
+        ("PatientAddress", "X"),
+        ("ReferencedImageSequence", "X/Z/U*"),
+        ("StudyDate", "Z"),
+    ],
+)
+def test_basic_profile_actions(keyword, expected):
+    assert table_action(Tag(keyword), DeidConfig()) == expected
+
+
+def test_options_override_the_basic_profile():
+    assert resolve_action(Tag("PatientSex"), DeidConfig()) == Action.EMPTY
+    chars = DeidConfig(options=[Option.RETAIN_PATIENT_CHARACTERISTICS])
+    assert resolve_action(Tag("PatientSex"), chars) == Action.KEEP
+    assert resolve_action(Tag("PatientWeight"), chars) == Action.KEEP
+    dates = DeidConfig(options=["retain-modified-dates"])
+    assert resolve_action(Tag("AcquisitionDate"), dates) == Action.CLEAN
+    device = DeidConfig(options=["retain-device-identity"])
+    assert resolve_action(Tag("DeviceSerialNumber"), DeidConfig()) != Action.KEEP
+    assert resolve_action(Tag("DeviceSerialNumber"), device) == Action.KEEP
+    desc = DeidConfig(options=["clean-descriptors"])
+    assert resolve_action(Tag("StudyDescription"), DeidConfig()) == Action.REMOVE
+    assert resolve_action(Tag("StudyDescription"), desc) == Action.CLEAN
+
+
+def test_combined_actions_pick_a_conformant_member():
+    config = DeidConfig()
+    assert resolve_action(Tag("AcquisitionDate"), config) == Action.EMPTY  # X/Z
+    assert resolve_action(Tag("SeriesDate"), config) == Action.DUMMY  # X/D
+    assert resolve_action(Tag("InstitutionName"), config) == Action.DUMMY  # X/Z/D
+    assert resolve_action(Tag("ReferencedImageSequence"), config) == Action.UID  # X/Z/U*
+
+
+def test_private_curves_overlays_and_unlisted():
+    config = DeidConfig()
+    assert resolve_action(Tag(0x0019, 0x1010), config) == Action.REMOVE
+    assert resolve_action(Tag(0x5002, 0x3000), config) == Action.REMOVE
+    assert resolve_action(Tag(0x6000, 0x3000), config) == Action.REMOVE
+    assert resolve_action(Tag("Rows"), config) is None  # not listed: retained
+
+
+def test_method_codes_match_pydicom_cid_7050():
+    config = DeidConfig(options=list(Option))
+    got = {c.value: c.meaning for c in method_codes(config, pixels_cleaned=True)}
+    expected = [
+        codes.DCM.BasicApplicationConfidentialityProfile,
+        codes.DCM.CleanPixelDataOption,
+        codes.DCM.RetainLongitudinalTemporalInformationModifiedDatesOption,
+        codes.DCM.RetainPatientCharacteristicsOption,
+        codes.DCM.CleanDescriptorsOption,
+        codes.DCM.RetainDeviceIdentityOption,
+        codes.DCM.RetainSafePrivateOption,
+    ]
+    assert got == {c.value: c.meaning for c in expected}
+
+
+def test_safe_private_whitelist_parsing_and_errors():
+    config = DeidConfig(options=["retain-safe-private"], safe_private=["0019,[GEMS_ACQU_01]9C"])
+    assert config.is_safe_private(0x19, "GEMS_ACQU_01", 0x9C)
+    assert not config.is_safe_private(0x19, "GEMS_ACQU_01", 0x9D)
+    assert not DeidConfig(safe_private=["0019,[GEMS_ACQU_01]9C"]).is_safe_private(
+        0x19, "GEMS_ACQU_01", 0x9C
+    )
+    with pytest.raises(InvalidInputError, match="GGGG,\\[CREATOR\\]EE"):
+        SafePrivateTag.parse("0018,[X]01")  # even group: not private
