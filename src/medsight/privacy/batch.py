@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from medsight.core.errors import EmptyInputError, InvalidInputError, MedsightError
 from medsight.privacy.dicom_deid import deidentify_dataset
@@ -162,6 +164,7 @@ def _deidentify_dicom(
             raise
     if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
         raise DeidError(src, "no SOP Class or SOP Instance UID: not a storable DICOM instance")
+    _check_complete(ds, src)
     outcome.burned_in = burned_in_risk(ds)
     cleaned = False
     if config.scrub_pixels and "PixelData" in ds:
@@ -183,6 +186,18 @@ def _deidentify_dicom(
     out = result.dataset
     parts = [str(out.get(k, "") or "unknown") for k in ("StudyInstanceUID", "SeriesInstanceUID")]
     return buf.getvalue(), Path(*parts) / f"{out.get('SOPInstanceUID', 'unknown')}.dcm"
+
+
+def _check_complete(ds: Dataset, src: Path) -> None:
+    """pydicom reads a truncated file silently; refuse one whose last value is cut short or
+    an image whose pixel data is missing."""
+    for elem in ds._dict.values():  # raw elements: declared length versus bytes read
+        value, length = getattr(elem, "value", None), getattr(elem, "length", None)
+        if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
+            raise DeidError(src, f"file is truncated inside element {elem.tag}")
+    pixels = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+    if "Image Storage" in UID(str(ds.SOPClassUID)).name and not any(k in ds for k in pixels):
+        raise DeidError(src, "image without Pixel Data: the file is truncated or damaged")
 
 
 def _run_one(args: tuple[Path, Path, bytes, DeidConfig, Path]) -> FileOutcome:
