@@ -39,6 +39,12 @@ def require_binary(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def debian_tool():
+    """``debian_tool(name)``: path of a Debian binary (skip locally, fail under CI=true)."""
+    return require_binary
+
+
+@pytest.fixture(scope="session")
 def key() -> PseudonymKey:
     return PseudonymKey(bytes(range(32)))
 
