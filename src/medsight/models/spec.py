@@ -30,6 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from medsight.core.codes import Code  # re-exported: models speak in coded concepts
+
 __all__ = [
     "ArchitectureSpec",
     "Code",
@@ -68,14 +70,6 @@ class Intensity(StrEnum):
     ZSCORE = "zscore"  # per image (MR), optionally within the foreground
     CT_WINDOW = "ct_window"  # clip to [lower, upper] HU then z-score with dataset statistics
     DATASET_ZSCORE = "dataset_zscore"  # fixed mean/std from the training fingerprint
-
-
-class Code(_Frozen):
-    """A coded concept (SNOMED CT ``SCT``, DICOM ``DCM``, RadLex ``RADLEX``, ...)."""
-
-    value: str
-    scheme: str
-    meaning: str
 
 
 class LabelSpec(_Frozen):

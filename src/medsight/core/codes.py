@@ -1,0 +1,108 @@
+"""Coded concepts: every clinical meaning medsight emits is a `Code`, never a bare string.
+
+A Code is a (value, coding scheme, meaning) triple as DICOM, HL7 FHIR and SNOMED CT use them.
+Schemes are given by their DICOM designators (``SCT`` SNOMED CT, ``DCM`` DICOM, ``UCUM`` units,
+``RADLEX``, ``LN`` LOINC); :meth:`Code.fhir_system` maps them to FHIR system URIs.
+
+The constants below are the codes medsight itself uses in reports; each comes from the
+standard named beside it (DICOM PS3.16 CIDs quoted by number).
+
+Examples
+--------
+>>> VOLUME.value, VOLUME.scheme, VOLUME.meaning
+('118565006', 'SCT', 'Volume')
+>>> MILLILITER.fhir_system()
+'http://unitsofmeasure.org'
+>>> Code("123", "SCT", "x") == Code("123", "SCT", "another meaning")  # identity is value+scheme
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from medsight.core.errors import InvalidInputError
+
+__all__ = [
+    "ALGORITHM_NAME",
+    "BREAST",
+    "CODE_FHIR_SYSTEMS",
+    "DIAMETER",
+    "FINDING",
+    "HIPPOCAMPUS",
+    "IMAGING_MEASUREMENTS",
+    "LESION",
+    "LONG_AXIS",
+    "MASS",
+    "MILLILITER",
+    "MILLIMETER",
+    "NEOPLASM",
+    "NO_UNITS",
+    "PROBABILITY_OF_CANCER",
+    "SHORT_AXIS",
+    "TRACKING_IDENTIFIER",
+    "VOLUME",
+    "Code",
+]
+
+#: DICOM coding scheme designators -> FHIR code system URIs (HL7 terminology).
+CODE_FHIR_SYSTEMS: dict[str, str] = {
+    "SCT": "http://snomed.info/sct",
+    "DCM": "http://dicom.nema.org/resources/ontology/DCM",
+    "UCUM": "http://unitsofmeasure.org",
+    "LN": "http://loinc.org",
+    "RADLEX": "http://radlex.org",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Code:
+    """A coded concept.
+
+    Parameters
+    ----------
+    value : str
+        The code value (``"118565006"``).
+    scheme : str
+        Coding scheme designator (``"SCT"``, ``"DCM"``, ``"UCUM"``, ...).
+    meaning : str
+        Human-readable meaning; not part of the identity.
+    """
+
+    value: str
+    scheme: str
+    meaning: str = dataclasses.field(compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.value or not self.scheme:
+            raise InvalidInputError("code", f"value and scheme are required, got {self!r}")
+
+    def fhir_system(self) -> str:
+        """The FHIR ``system`` URI of the scheme (``urn:medsight:<scheme>`` for local ones)."""
+        return CODE_FHIR_SYSTEMS.get(self.scheme.upper(), f"urn:medsight:{self.scheme.lower()}")
+
+    def __str__(self) -> str:
+        return f"{self.meaning} ({self.scheme} {self.value})"
+
+
+# Units (UCUM; DICOM PS3.16 CID 7181 uses the same codes)
+MILLILITER = Code("mL", "UCUM", "milliliter")
+MILLIMETER = Code("mm", "UCUM", "millimeter")
+NO_UNITS = Code("1", "UCUM", "no units")
+# Measurement concepts (SNOMED CT, as in DICOM PS3.16 CID 7470 / CID 7472)
+VOLUME = Code("118565006", "SCT", "Volume")
+DIAMETER = Code("81827009", "SCT", "Diameter")
+LONG_AXIS = Code("103339001", "SCT", "Long Axis")
+SHORT_AXIS = Code("103340004", "SCT", "Short Axis")
+# Report structure (DICOM PS3.16)
+IMAGING_MEASUREMENTS = Code("126010", "DCM", "Imaging Measurements")
+FINDING = Code("121071", "DCM", "Finding")
+PROBABILITY_OF_CANCER = Code("111047", "DCM", "Probability of cancer")
+ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
+TRACKING_IDENTIFIER = Code("112039", "DCM", "Tracking Identifier")
+# Anatomy and findings (SNOMED CT)
+HIPPOCAMPUS = Code("5366008", "SCT", "Hippocampus")
+BREAST = Code("76752008", "SCT", "Breast")
+LESION = Code("52988006", "SCT", "Lesion")
+MASS = Code("4147007", "SCT", "Mass")
+NEOPLASM = Code("108369006", "SCT", "Neoplasm")

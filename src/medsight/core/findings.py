@@ -1,0 +1,133 @@
+"""Findings and measurements: what reports, DICOM SR and FHIR are rendered from.
+
+A :class:`Measurement` is a coded quantity with a UCUM unit; a :class:`Finding` is one coded
+observation (a lesion, a disease, a structure) by one model, with its probability, its
+measurements, the mask segment or image region it refers to, and the evidence images.  These are
+plain immutable data (numpy only): the report, the SR and the FHIR Bundle are three renderings
+of the same list of Findings.
+
+Examples
+--------
+>>> from medsight.core.codes import MILLILITER, VOLUME, HIPPOCAMPUS
+>>> vol = Measurement(VOLUME, 3.21, MILLILITER)
+>>> f = Finding(finding=HIPPOCAMPUS, model_id="hippo-seg", model_version="1.0",
+...             measurements=(vol,), segment_number=1)
+>>> f.measurement(VOLUME).value, str(vol)
+(3.21, 'Volume: 3.21 mL')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import StrEnum
+
+from medsight.core.codes import Code
+from medsight.core.errors import InvalidInputError
+from medsight.core.image import DicomReference
+
+__all__ = ["Finding", "FindingKind", "Measurement"]
+
+
+class FindingKind(StrEnum):
+    """Where a Finding comes from."""
+
+    CLASSIFICATION = "classification"  # a whole-image probability
+    SEGMENTATION = "segmentation"  # a segmented structure or lesion with measurements
+    RULE = "rule"  # a decision-support rule over other findings
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """A coded quantity.
+
+    Parameters
+    ----------
+    concept : Code
+        What is measured (e.g. SNOMED CT Volume).
+    value : float
+    unit : Code
+        A UCUM unit code (``mL``, ``mm``, ``1``).
+    qualifier : str, optional
+        Free-text precision, e.g. ``"on slice 12"``.
+    ci_low, ci_high : float, optional
+        A confidence interval when one is known.
+    """
+
+    concept: Code
+    value: float
+    unit: Code
+    qualifier: str = ""
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit.scheme.upper() != "UCUM":
+            raise InvalidInputError(f"measurement {self.concept.meaning}", "unit must be UCUM")
+        object.__setattr__(self, "value", float(self.value))
+
+    def __str__(self) -> str:
+        return f"{self.concept.meaning}: {self.value:.3g} {self.unit.value}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One coded observation by one model.
+
+    Parameters
+    ----------
+    finding : Code
+        The concept observed (lesion, pneumonia, hippocampus ...).
+    model_id, model_version : str
+        The model package that produced it.
+    kind : FindingKind
+    probability : float, optional
+        Calibrated probability in [0, 1] (classification findings).
+    positive : bool, optional
+        The decision at the model's operating threshold.
+    measurements : tuple of Measurement
+    site : Code, optional
+        Anatomic site (finding site).
+    segment_number : int, optional
+        The segment of the DICOM SEG / label value of the mask this finding describes.
+    source : DicomReference, optional
+        The images the finding was made on.
+    evidence : tuple of str
+        Paths (relative to the report folder) of overlay / heatmap images.
+    note : str
+        One sentence for the report.
+    """
+
+    finding: Code
+    model_id: str
+    model_version: str
+    kind: FindingKind = FindingKind.SEGMENTATION
+    probability: float | None = None
+    positive: bool | None = None
+    measurements: tuple[Measurement, ...] = ()
+    site: Code | None = None
+    segment_number: int | None = None
+    source: DicomReference | None = None
+    evidence: tuple[str, ...] = ()
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.probability is not None and not 0.0 <= self.probability <= 1.0:
+            raise InvalidInputError(
+                f"finding {self.finding.meaning}", f"probability {self.probability} not in [0, 1]"
+            )
+        object.__setattr__(self, "kind", FindingKind(self.kind))
+        object.__setattr__(self, "measurements", tuple(self.measurements))
+        object.__setattr__(self, "evidence", tuple(self.evidence))
+
+    def measurement(self, concept: Code) -> Measurement:
+        """The measurement of ``concept``.
+
+        Raises
+        ------
+        InvalidInputError
+            If there is none.
+        """
+        for m in self.measurements:
+            if m.concept == concept:
+                return m
+        raise InvalidInputError(f"finding {self.finding.meaning}", f"has no {concept.meaning}")
