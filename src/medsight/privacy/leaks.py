@@ -97,7 +97,11 @@ def date_variants(value: str) -> list[str]:
         return [value]
     formats = ["%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y"]
     formats += ["%d-%m-%Y", "%m-%d-%Y", "%d %b %Y", "%b %d, %Y", "%d %B %Y", "%B %d, %Y"]
-    return list(dict.fromkeys(day.strftime(f) for f in formats))
+    variants = [day.strftime(f) for f in formats]
+    d, m, y, b, full = day.day, day.month, day.year, day.strftime("%b"), day.strftime("%B")
+    variants += [f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{d} {b} {y}", f"{b} {d}, {y}"]
+    variants += [f"{d} {full} {y}", f"{full} {d}, {y}"]
+    return list(dict.fromkeys(variants))
 
 
 def _values(value: object) -> list[str]:
@@ -115,9 +119,11 @@ def _bytes_strings(value: object) -> list[str]:
 def _worth_searching(value: str) -> bool:
     if value.lower() in _DUMMIES:
         return False
-    if re.fullmatch(r"[-+0-9.eE ]+", value):  # measurements repeat by chance; IDs do not
-        return value.isdigit() and len(value) >= 6
-    return len(value) >= 4
+    try:
+        float(value)
+    except ValueError:
+        return len(value) >= 4
+    return value.isdigit() and len(value) >= 6  # measurements repeat by chance; IDs do not
 
 
 def _walk(ds: Dataset, path: str = "") -> Iterator[tuple[str, object, object]]:
