@@ -43,6 +43,9 @@ def test_deid_refuses_reid_table_in_out_with_exit_2(small_input, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "reid.csv" in err and len(err.splitlines()) == 1
     assert not out.exists()
+    assert main([*argv[:3], "--key-file", str(out / "site.key")]) == 2
+    assert "site.key: the key file must not be inside the output folder" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_deid_skipped_file_gives_exit_1(small_input, tmp_path, capsys):

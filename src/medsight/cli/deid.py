@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from medsight.privacy.errors import UnsafePathError
 from medsight.privacy.profile import DeidConfig, Layout, Option, Profile
 
 audit_app = typer.Typer(help="Audit trail of de-identification runs.", no_args_is_help=True)
@@ -79,9 +80,9 @@ def deid(
         layout=layout,
     )
     check_paths(in_path, out_dir, reid_table)
-    if key_file.exists() and (_inside(key_file, out_dir)):
-        typer.echo(f"error: {key_file}: the key must not be inside OUT", err=True)
-        raise typer.Exit(2)
+    for path, what in ((key_file, "key file"), (audit_log, "audit log")):
+        if path is not None and _inside(path, out_dir):
+            raise UnsafePathError(path, f"the {what} must not be inside the output folder")
     key = PseudonymKey.load(key_file, create=True)
     err = Console(stderr=True)
     report = deidentify_folder(
@@ -121,17 +122,14 @@ def deid(
         )
         status = status or (0 if leaks.ok else 1)
     if audit_log is not None:
-        if _inside(audit_log, out_dir):
-            typer.echo(f"error: {audit_log}: the audit log must not be inside OUT", err=True)
-            raise typer.Exit(2)
-        inputs = [(str(o.source), "") for o in report.outcomes]
+        inputs = [(str(o.source), str(o.source_sha256)) for o in report.outcomes]
         record = append_entry(
             audit_log,
             command=_command_line(in_path, out_dir, config, reid_table, verify),
             inputs={
                 "path": str(in_path.resolve()),
                 "files": len(report.outcomes),
-                "names_digest": digest_files(inputs),
+                "sha256_digest": digest_files(inputs),
                 "skipped": [o.error for o in report.failed],
             },
             key_id=key.key_id,

@@ -56,6 +56,7 @@ class FileOutcome:
     kind: str = ""
     error: str | None = None
     sha256: str | None = None
+    source_sha256: str | None = None
     burned_in: list[str] = field(default_factory=list)
     scrubbed: list[str] = field(default_factory=list)
     patient: tuple[str, str, str, str] | None = None  # id, name, pseudonym, date shift
@@ -121,19 +122,21 @@ def deidentify_file(
     rel = rel or Path(src.name)
     outcome = FileOutcome(source=rel)
     try:
+        raw = src.read_bytes()
+        outcome.source_sha256 = hashlib.sha256(raw).hexdigest()
         lower = src.name.lower()
         if is_nifti(src):
             outcome.kind = "nifti"
-            data = clean_nifti(src.read_bytes(), name=str(src))
+            data = clean_nifti(raw, name=str(src))
         elif lower.endswith(".png"):
             outcome.kind = "png"
-            data = clean_png(src.read_bytes(), name=str(src))
+            data = clean_png(raw, name=str(src))
         elif lower.endswith((".jpg", ".jpeg")):
             outcome.kind = "jpeg"
-            data = clean_jpeg(src.read_bytes(), name=str(src))
+            data = clean_jpeg(raw, name=str(src))
         else:
             outcome.kind = "dicom"
-            data, uid_path = _deidentify_dicom(src, key, config, outcome)
+            data, uid_path = _deidentify_dicom(src, raw, key, config, outcome)
         if config.layout == Layout.MIRROR:
             out_rel = rel
         elif outcome.kind == "dicom":
@@ -154,12 +157,12 @@ def deidentify_file(
 
 
 def _deidentify_dicom(
-    src: Path, key: PseudonymKey, config: DeidConfig, outcome: FileOutcome
+    src: Path, raw: bytes, key: PseudonymKey, config: DeidConfig, outcome: FileOutcome
 ) -> tuple[bytes, Path]:
     try:
-        ds = dcmread(src)
+        ds = dcmread(io.BytesIO(raw))
     except InvalidDicomError:  # no preamble/"DICM": accept only a dataset that names its SOP
-        ds = dcmread(src, force=True)
+        ds = dcmread(io.BytesIO(raw), force=True)
         if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
             raise
     if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
