@@ -81,3 +81,21 @@ def test_retained_values_are_not_reported(clean_pair):
     empty.mkdir()
     with pytest.raises(EmptyInputError):
         verify(src, empty)
+
+
+def test_whitelisted_private_value_is_not_a_leak(pydicom_file, key, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    ds = dcmread(pydicom_file("MR_small.dcm"))
+    block = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+    block.add_new(0x9C, "LO", "t1memp_sequence")
+    ds.save_as(src / "mr.dcm")
+    config = DeidConfig(
+        options=["retain-safe-private"], safe_private=["0019,[GEMS_ACQU_01]9C"], layout="mirror"
+    )
+    out = tmp_path / "out"
+    deidentify_folder(src, out, key, config, workers=1)
+    assert dcmread(out / "mr.dcm").private_block(0x0019, "GEMS_ACQU_01")[0x9C].value
+    assert verify(src, out, config).ok
+    (hit,) = verify(src, out).hits  # without the whitelist it counts as a leak
+    assert hit.value == "t1memp_sequence"

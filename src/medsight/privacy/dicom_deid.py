@@ -181,10 +181,15 @@ def clean_text(text: str, identifiers: Iterable[str]) -> str:
     'MRI for , call'
     >>> clean_text("John Smith", ["John", "Smith"])
     'REMOVED'
+    >>> clean_text("Sagittal T1 for Ali", ["Ali"])
+    'Sagittal T1 for'
     """
     original = text
     for ident in identifiers:
-        text = re.sub(re.escape(ident), "", text, flags=re.IGNORECASE)
+        # long identifiers go wherever they appear; short ones only as whole words, so that a
+        # name part like "Ali" does not cut "Sagittal" apart
+        pattern = re.escape(ident) if len(ident) >= 5 else rf"(?<!\w){re.escape(ident)}(?!\w)"
+        text = re.sub(pattern, "", text, flags=re.IGNORECASE)
     text = _PHONE_RE.sub("", _DATE_RE.sub("", text))
     text = re.sub(r"\s{2,}", " ", text).strip(" ,;")
     return "REMOVED" if original.strip() and not text else text
@@ -228,6 +233,9 @@ def _apply(ds: Dataset, ctx: _Context) -> None:
     for tag in list(ds.keys()):
         tag = BaseTag(tag)
         if tag.group == 0x0002:
+            continue
+        if tag.element == 0x0000:  # retired group lengths would be wrong after removals
+            del ds[tag]
             continue
         if tag.is_private:
             if tag.is_private_creator:

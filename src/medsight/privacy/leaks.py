@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -126,15 +127,15 @@ def _worth_searching(value: str) -> bool:
     return value.isdigit() and len(value) >= 6  # measurements repeat by chance; IDs do not
 
 
-def _walk(ds: Dataset, path: str = "") -> Iterator[tuple[str, object, object]]:
-    """(location, element, parent path) for every element at every nesting level."""
+def _walk(ds: Dataset, path: str = "") -> Iterator[tuple[str, DataElement, Dataset]]:
+    """(location, element, the dataset holding it) for every element at every nesting level."""
     for elem in ds:
         where = f"{path}{elem.tag} {elem.keyword or 'private'}"
         if elem.VR == "SQ":
             for i, item in enumerate(elem.value or []):
                 yield from _walk(item, f"{where}[{i}] > ")
         else:
-            yield where, elem, path
+            yield where, elem, ds
 
 
 @dataclass
@@ -161,26 +162,32 @@ def collect_identifiers(in_path: Path, config: DeidConfig | None = None) -> _Ide
             ds = dcmread(path)
         except (InvalidDicomError, OSError, ValueError):
             continue
-        for where, elem, _ in _walk(ds):
-            _collect_element(found, elem, where, config)
+        for where, elem, parent in _walk(ds):
+            _collect_element(found, elem, where, config, parent)
     retained = "\n".join(found.retained)
     found.text = {v: o for v, o in found.text.items() if v not in retained}
     found.uids = {u: o for u, o in found.uids.items() if len(u) >= 8 and "." in u}
     return found
 
 
-def _collect_element(found: _Identifiers, elem: object, where: str, config: DeidConfig) -> None:
-    tag, vr, value = elem.tag, elem.VR, elem.value  # type: ignore[attr-defined]
+def _collect_element(
+    found: _Identifiers, elem: DataElement, where: str, config: DeidConfig, parent: Dataset
+) -> None:
+    tag, vr, value = elem.tag, elem.VR, elem.value
     if tag == 0x7FE00010:
         return
     if tag.is_private:
-        if tag.is_private_creator or config.is_safe_private(tag.group, "", 0):
+        if tag.is_private_creator:
+            return
+        creator = parent.get((tag.group, tag.element >> 8))
+        creator_text = "" if creator is None else str(creator.value)
+        if config.is_safe_private(tag.group, creator_text, tag.element & 0xFF):
+            found.retained.update(v.lower() for v in _values(value))  # kept on purpose
             return
         if vr == "UI":
             found.uids.update({v: f"private {where}" for v in _values(value)})
-        texts = (
-            _bytes_strings(value) if vr in _BYTES_VRS else _values(value) if vr in _TEXT_VRS else []
-        )
+        texts = _bytes_strings(value) if vr in _BYTES_VRS else []
+        texts += _values(value) if vr in _TEXT_VRS else []
         for text in texts:
             found.add(text, f"private {where}")
         return
@@ -223,16 +230,16 @@ def _output_texts(path: Path, root: Path) -> list[tuple[str, str, bool]]:
     meta = getattr(ds, "file_meta", Dataset())
     for source in (meta, ds):
         for where, elem, _ in _walk(source):
-            vr = elem.VR  # type: ignore[attr-defined]
-            if elem.tag == 0x7FE00010:  # type: ignore[attr-defined]
+            vr = elem.VR
+            if elem.tag == 0x7FE00010:
                 continue
             if vr == "UI":
-                texts += [(where, v, True) for v in _values(elem.value)]  # type: ignore[attr-defined]
+                texts += [(where, v, True) for v in _values(elem.value)]
             elif vr in _TEXT_VRS:
-                values = _values(elem.value)  # type: ignore[attr-defined]
+                values = _values(elem.value)
                 texts += [(where, v, False) for v in values]
             elif vr in _BYTES_VRS:
-                texts += [(where, v, False) for v in _bytes_strings(elem.value)]  # type: ignore[attr-defined]
+                texts += [(where, v, False) for v in _bytes_strings(elem.value)]
     return texts
 
 
