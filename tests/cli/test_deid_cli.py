@@ -64,3 +64,13 @@ def test_deid_bad_key_file_and_bad_option(small_input, tmp_path, capsys):
     assert "k.key: not a readable medsight key file" in capsys.readouterr().err
     argv = ["deid", str(small_input), str(tmp_path / "o"), "--key-file", str(tmp_path / "n")]
     assert main([*argv, "-o", "retain-everything"]) == 2
+
+
+def test_verify_only_reports_leaks_in_an_untouched_copy(small_input, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(small_input, copy)
+    assert main(["deid", str(small_input), str(copy), "--verify-only"]) == 1
+    out = capsys.readouterr().out
+    assert "LEAK: CT_small.dcm: (0010,0010) PatientName contains 'compressedsamples'" in out
+    assert main(["deid", str(small_input), str(tmp_path / "o")]) == 2  # no key to de-identify
+    assert "--key-file: a key file is needed" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """``medsight deid IN OUT`` and ``medsight audit verify LOG``.
 
 ``deid`` applies the DICOM PS3.15 Basic Profile (plus the chosen options) to every file under
-IN and writes the result to OUT; ``--verify`` then runs the leak checker over IN and OUT.  Exit
+IN and writes the result to OUT; ``--verify`` then runs the leak checker over IN and OUT, and
+``--verify-only`` runs just the leak checker over an existing OUT.  Exit
 code 0: everything written (and, with ``--verify``, no leak found); 1: some files were skipped
 or a leak was found; 2: nothing could be done (bad arguments, unreadable key file).
 """
@@ -15,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from medsight.core.errors import InvalidInputError
 from medsight.privacy.errors import UnsafePathError
 from medsight.privacy.profile import DeidConfig, Layout, Option, Profile
 
@@ -25,11 +27,13 @@ def deid(
     in_path: Annotated[Path, typer.Argument(help="Input file or folder (only read).")],
     out_dir: Annotated[Path, typer.Argument(help="Output folder (must not overlap IN).")],
     key_file: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--key-file", help="Pseudonymisation key; created with a random key if missing."
+            "--key-file",
+            help="Pseudonymisation key; created with a random key if missing (required "
+            "unless --verify-only).",
         ),
-    ],
+    ] = None,
     profile: Annotated[
         Profile, typer.Option("--profile", help="Confidentiality profile.")
     ] = Profile.BASIC,
@@ -53,6 +57,10 @@ def deid(
     ] = False,
     verify: Annotated[
         bool, typer.Option("--verify", help="Run the leak checker over IN and OUT afterwards.")
+    ] = False,
+    verify_only: Annotated[
+        bool,
+        typer.Option("--verify-only", help="Do not de-identify: only check OUT for leaks of IN."),
     ] = False,
     layout: Annotated[
         Layout, typer.Option("--layout", help="Output names: new UIDs, or mirror IN.")
@@ -79,6 +87,14 @@ def deid(
         scrub_pixels=scrub_pixels,
         layout=layout,
     )
+    if verify_only:
+        raise typer.Exit(_check_leaks(in_path, out_dir, config)[0])
+    if key_file is None:
+        raise InvalidInputError(
+            "--key-file",
+            "a key file is needed to de-identify",
+            hint=("name a new file to create a random key, and keep it safe"),
+        )
     check_paths(in_path, out_dir, reid_table)
     for path, what in ((key_file, "key file"), (audit_log, "audit log")):
         if path is not None and _inside(path, out_dir):
@@ -110,17 +126,8 @@ def deid(
     status = 1 if report.failed else 0
     leak_count = None
     if verify:
-        from medsight.privacy.leaks import verify as check_leaks
-
-        leaks = check_leaks(in_path, out_dir, config)
-        leak_count = len(leaks.hits)
-        for hit in leaks.hits:
-            typer.echo(f"LEAK: {hit}")
-        typer.echo(
-            f"leak check: {leaks.identifiers} identifying values searched in "
-            f"{leaks.files_checked} files: {'no leak found' if leaks.ok else f'{leak_count} hits'}"
-        )
-        status = status or (0 if leaks.ok else 1)
+        leak_status, leak_count = _check_leaks(in_path, out_dir, config)
+        status = status or leak_status
     if audit_log is not None:
         inputs = [(str(o.source), str(o.source_sha256)) for o in report.outcomes]
         record = append_entry(
@@ -138,6 +145,21 @@ def deid(
         )
         typer.echo(f"audit: appended record {record['seq']} to {audit_log}")
     raise typer.Exit(status)
+
+
+def _check_leaks(in_path: Path, out_dir: Path, config: DeidConfig) -> tuple[int, int]:
+    """Run the leak checker, print every hit; return (exit status, number of hits)."""
+    from medsight.privacy.leaks import verify as check_leaks
+
+    leaks = check_leaks(in_path, out_dir, config)
+    for hit in leaks.hits:
+        typer.echo(f"LEAK: {hit}")
+    verdict = "no leak found" if leaks.ok else f"{len(leaks.hits)} hits"
+    typer.echo(
+        f"leak check: {leaks.identifiers} identifying values searched in "
+        f"{leaks.files_checked} files: {verdict}"
+    )
+    return (0 if leaks.ok else 1), len(leaks.hits)
 
 
 def _inside(path: Path, folder: Path) -> bool:
