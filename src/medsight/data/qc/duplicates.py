@@ -1,0 +1,213 @@
+"""Exact and near duplicates, leakage across splits, and patients spread over splits.
+
+Exact duplicates share the SHA-1 of their pixel bytes.  Near duplicates are pairs whose 64-bit
+DCT perceptual hashes differ in at most ``near_dup_hamming`` bits *and* whose 32 px thumbnails
+correlate strongly, before and after subtracting the data set's mean thumbnail (see
+:func:`near_duplicate_pairs`; all pairs are compared, in blocks); pairs are joined into groups
+(union-find).  A group spanning several splits is
+leakage; a group whose members carry different labels is a label conflict.
+
+Examples
+--------
+>>> _union_groups(4, [(0, 1), (1, 2)])
+[[0, 1, 2]]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from medsight.data.dataset import Dataset
+from medsight.data.qc.config import QCConfig
+from medsight.data.qc.findings import CheckKind, Finding, Severity
+from medsight.data.scan import CaseScan
+
+__all__ = ["check_duplicates", "check_patients", "near_duplicate_pairs"]
+
+
+def _union_groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for a, b in pairs:
+        groups[find(a)].extend((a, b))
+    return [sorted(set(g)) for _, g in sorted(groups.items())]
+
+
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    m = m - m.mean(axis=1, keepdims=True)
+    return m / (np.linalg.norm(m, axis=1, keepdims=True) + 1e-12)
+
+
+def _vectors(scans: list[CaseScan]) -> np.ndarray:
+    vecs = []
+    for s in scans:
+        t = s.thumb
+        assert t is not None
+        if t.ndim == 3:  # 32^3 -> 16^3 by 2x2x2 means, enough to compare volumes
+            t = t.reshape(16, 2, 16, 2, 16, 2).mean(axis=(1, 3, 5))
+        vecs.append(t.ravel())
+    return _unit_rows(np.stack(vecs).astype(np.float32))
+
+
+def near_duplicate_pairs(scans: list[CaseScan], cfg: QCConfig) -> list[tuple[int, int, float]]:
+    """Pairs (positions in ``scans``) of near-identical but not byte-identical images.
+
+    A pair must pass three tests: pHash distance ``<= near_dup_hamming``; thumbnail Pearson
+    correlation ``>= near_dup_correlation``; and correlation ``>= near_dup_residual`` after the
+    data set's mean thumbnail is subtracted, so that what every image shares (a fundus disc on
+    black, a chest outline) does not make unrelated images look alike.
+    """
+    out: list[tuple[int, int, float]] = []
+    by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for k, s in enumerate(scans):
+        if s.thumb is not None:
+            by_shape[s.thumb.shape].append(k)
+    for members in by_shape.values():
+        if len(members) < 2:
+            continue
+        idx = np.array(members)
+        raw = _vectors([scans[k] for k in members])
+        resid = _unit_rows(raw - raw.mean(axis=0, keepdims=True))
+        hashes = np.array([scans[k].phash for k in members], dtype=np.uint64)
+        block = 512
+        for start in range(0, len(idx), block):
+            stop = min(start + block, len(idx))
+            r_raw = raw[start:stop] @ raw.T
+            ok = r_raw >= cfg.near_dup_correlation
+            ok &= np.arange(len(idx))[None, :] > np.arange(start, stop)[:, None]
+            if not ok.any():
+                continue
+            ok &= (resid[start:stop] @ resid.T) >= cfg.near_dup_residual
+            ok &= np.bitwise_count(hashes[start:stop, None] ^ hashes[None, :]) <= (
+                cfg.near_dup_hamming
+            )
+            for a, b in zip(*np.nonzero(ok), strict=True):
+                i, j = int(idx[start + a]), int(idx[b])
+                if scans[i].digest != scans[j].digest:
+                    out.append((i, j, float(r_raw[a, b])))
+    return out
+
+
+def _group_finding(kind: CheckKind, members: list[CaseScan], ds: Dataset, extra: str) -> Finding:
+    splits = sorted({m.split for m in members if m.split})
+    labels = sorted({m.stratum for m in members})
+    named = [ds.label_names.get(int(x), x) if x.isdigit() else x for x in labels]
+    across = len(splits) > 1
+    conflict = len(labels) > 1 and "none" not in labels
+    what = "identical" if kind is CheckKind.EXACT_DUPLICATE else "near-identical"
+    msg = f"{len(members)} {what} images{extra}"
+    if across:
+        msg += f", across splits {', '.join(splits)} (leakage)"
+    if conflict:
+        msg += f", with different labels {', '.join(map(str, named))}"
+    return Finding(
+        kind=kind,
+        severity=Severity.ERROR if across or conflict else Severity.WARNING,
+        message=msg,
+        files=[m.file for m in members],
+        case_ids=[m.case_id for m in members],
+        details={"splits": splits, "labels": named, "across_splits": across,
+                 "conflicting_labels": conflict},
+    )  # fmt: skip
+
+
+def check_duplicates(ds: Dataset, scans: list[CaseScan], cfg: QCConfig) -> list[Finding]:
+    """Exact and near duplicate groups, plus summary leakage and label-conflict findings."""
+    ok = [s for s in scans if s.ok]
+    findings: list[Finding] = []
+    by_digest: dict[str, list[CaseScan]] = defaultdict(list)
+    for s in ok:
+        by_digest[s.digest].append(s)
+    for members in by_digest.values():
+        if len(members) > 1:
+            findings.append(_group_finding(CheckKind.EXACT_DUPLICATE, members, ds, ""))
+    pairs = near_duplicate_pairs(ok, cfg)
+    best: dict[int, float] = defaultdict(float)
+    for i, j, r in pairs:
+        best[i] = max(best[i], r)
+        best[j] = max(best[j], r)
+    for group in _union_groups(len(ok), [(i, j) for i, j, _ in pairs]):
+        r = min(best[g] for g in group)
+        f = _group_finding(
+            CheckKind.NEAR_DUPLICATE, [ok[g] for g in group], ds, f" (thumbnail r >= {r:.3f})"
+        )
+        findings.append(f)
+    leaks = [f for f in findings if f.details["across_splits"]]
+    if leaks:
+        findings.append(
+            Finding(
+                kind=CheckKind.SPLIT_LEAKAGE,
+                severity=Severity.ERROR,
+                message=f"{len(leaks)} groups of identical or near-identical images span "
+                "several splits",
+                files=[x for f in leaks for x in f.files],
+                case_ids=[x for f in leaks for x in f.case_ids],
+                details={"groups": [f.files for f in leaks]},
+            )
+        )
+    conflicts = [f for f in findings if f.details.get("conflicting_labels")]
+    if conflicts:
+        findings.append(
+            Finding(
+                kind=CheckKind.CONFLICTING_LABELS,
+                severity=Severity.ERROR,
+                message=f"{len(conflicts)} groups of identical or near-identical images carry "
+                "different labels",
+                files=[x for f in conflicts for x in f.files],
+                case_ids=[x for f in conflicts for x in f.case_ids],
+                details={
+                    "groups": [{"files": f.files, "labels": f.details["labels"]} for f in conflicts]
+                },
+            )
+        )
+    return findings
+
+
+def check_patients(ds: Dataset, scans: list[CaseScan], cfg: QCConfig) -> list[Finding]:
+    """Patients in several splits, and (information) patients with several images."""
+    if all(s.patient_id == s.case_id for s in scans):
+        return []  # the data set carries no patient ids
+    by_patient: dict[str, list[CaseScan]] = defaultdict(list)
+    for s in scans:
+        by_patient[s.patient_id].append(s)
+    findings = []
+    spread = {p: m for p, m in by_patient.items() if len({x.split for x in m if x.split}) > 1}
+    if spread:
+        findings.append(
+            Finding(
+                kind=CheckKind.PATIENT_IN_SEVERAL_SPLITS,
+                severity=Severity.ERROR,
+                message=f"{len(spread)} patients have images in several splits",
+                files=[x.file for m in spread.values() for x in m],
+                case_ids=[x.case_id for m in spread.values() for x in m],
+                details={p: sorted({x.split for x in m if x.split}) for p, m in spread.items()},
+            )
+        )
+    several = {p: m for p, m in by_patient.items() if len(m) > 1}
+    if several:
+        n_images = sum(len(m) for m in several.values())
+        findings.append(
+            Finding(
+                kind=CheckKind.SEVERAL_IMAGES_PER_PATIENT,
+                severity=Severity.INFO,
+                message=f"{len(several)} of {len(by_patient)} patients have several images "
+                f"({n_images} images): split by patient, not by image",
+                files=[x.file for m in several.values() for x in m],
+                case_ids=[x.case_id for m in several.values() for x in m],
+                details={"images_per_patient": {p: len(m) for p, m in several.items()}},
+            )
+        )
+    return findings

@@ -1,0 +1,157 @@
+"""The HTML page of a quality report: summary, plots and thumbnails of flagged cases.
+
+Plots are drawn with matplotlib's Agg backend (no display) into ``plots/`` beside
+``index.html``: class balance, intensity and size histograms, and one thumbnail strip per
+finding (up to :data:`MAX_THUMBS` images, read again from the data set).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import numpy as np
+
+from medsight.core import MedsightError
+from medsight.data.dataset import Dataset
+from medsight.data.qc.findings import CheckKind
+from medsight.data.qc.report import QCReport
+from medsight.data.scan import CaseScan, class_counts
+
+__all__ = ["MAX_THUMBS", "render_html"]
+
+MAX_THUMBS = 6
+MAX_FILES_SHOWN = 20
+_NO_THUMBS = {CheckKind.SEVERAL_IMAGES_PER_PATIENT, CheckKind.MISSING_ATTRIBUTE,
+              CheckKind.SPACING_MIX, CheckKind.LABEL_IMBALANCE}  # fmt: skip
+
+
+def _pyplot():  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: object, path: Path) -> str:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=80, bbox_inches="tight")  # type: ignore[attr-defined]
+    _pyplot().close(fig)
+    os.replace(tmp, path)
+    return f"plots/{path.name}"
+
+
+def _plots(report: QCReport, scans: list[CaseScan], ds: Dataset, plots: Path) -> list[str]:
+    plt = _pyplot()
+    out = []
+    counts = class_counts(ds, scans)
+    if counts:
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(counts) + 1))
+        names = list(counts)[:30]
+        ax.barh(names[::-1], [counts[n] for n in names][::-1], color="#4c72b0")
+        ax.set_xlabel("cases")
+        ax.set_title("class balance")
+        out.append(_save(fig, plots / "class_balance.png"))
+    ok = [s for s in scans if s.ok and s.channels]
+    if ok:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3))
+        means = np.array([s.channels[0].mean for s in ok])
+        p99 = np.array([max(abs(s.channels[0].p99), 1e-6) for s in ok])
+        axes[0].hist(means, bins=40, color="#55a868")
+        axes[0].set_title("mean intensity per image")
+        axes[1].hist(np.log10(p99), bins=40, color="#c44e52")
+        axes[1].set_title("log10 99th percentile per image")
+        sizes = np.array([np.prod(s.shape) for s in ok], dtype=float)
+        axes[2].hist(sizes, bins=40, color="#8172b2")
+        axes[2].set_title("pixels / voxels per image")
+        out.append(_save(fig, plots / "histograms.png"))
+    return out
+
+
+def _thumb(ds: Dataset, case_id: str) -> np.ndarray | None:
+    try:
+        image = ds.case(case_id).image()
+    except (MedsightError, OSError, ValueError):
+        return None
+    arr = np.asarray(image.array, dtype=np.float32)
+    if image.has_channels:
+        arr = arr.mean(axis=-1)
+    if image.spatial_ndim == 3:
+        arr = arr[:, :, arr.shape[2] // 2]
+    arr = arr.T  # index order (column, row) -> display (row, column)
+    lo, hi = np.nanpercentile(arr, [1, 99]) if arr.size else (0, 1)
+    return np.clip((arr - lo) / (hi - lo if hi > lo else 1), 0, 1)
+
+
+def _finding_strip(ds: Dataset, case_ids: list[str], path: Path) -> str | None:
+    images = [(cid, _thumb(ds, cid)) for cid in case_ids[:MAX_THUMBS]]
+    images = [(c, t) for c, t in images if t is not None]
+    if not images:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.5), squeeze=False)
+    for ax, (cid, t) in zip(axes[0], images, strict=True):
+        ax.imshow(t, cmap="gray")
+        ax.set_title(cid[-28:], fontsize=7)
+        ax.axis("off")
+    return _save(fig, path)
+
+
+_CSS = """body{font-family:sans-serif;margin:2em;max-width:1200px}
+.error{border-left:6px solid #c0392b}.warning{border-left:6px solid #e67e22}
+.info{border-left:6px solid #2980b9}.finding{padding:.4em 1em;margin:.8em 0;background:#f7f7f7}
+code{font-size:85%}td,th{padding:2px 8px;text-align:left}"""
+
+
+def render_html(report: QCReport, scans: list[CaseScan], ds: Dataset, root: Path) -> Path:
+    """Write ``index.html`` and its plots under ``root``; return the page's path."""
+    plots = root / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    esc = html.escape
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>QC {esc(report.dataset)}"
+        f"</title><style>{_CSS}</style></head><body>",
+        f"<h1>Data quality: {esc(report.dataset)}</h1>",
+        f"<p>{report.n_cases} cases, task {esc(report.task)}, {report.n_unreadable} unreadable; "
+        f"findings: {esc(str(report.severities))}</p>",
+        "<table><tr><th>kind</th><th>findings</th></tr>"
+        + "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in report.counts.items())
+        + "</table>",
+    ]
+    for src in _plots(report, scans, ds, plots):
+        parts.append(f"<p><img src='{esc(src)}' alt='{esc(src)}'></p>")
+    fp = report.fingerprint
+    parts.append(
+        f"<h2>Fingerprint</h2><p>median shape {fp.median_shape}, median spacing "
+        f"{fp.median_spacing}, orientations {esc(str(fp.orientations))}, dtypes "
+        f"{esc(str(fp.dtypes))}</p>"
+    )
+    parts.append("<h2>Findings</h2>")
+    strips = 0
+    for n, f in enumerate(report.findings):
+        parts.append(
+            f"<div class='finding {f.severity.value}'><b>{esc(f.severity.value.upper())} "
+            f"{esc(f.kind.value)}</b>: {esc(f.message)}"
+        )
+        if f.files:
+            shown = f.files[:MAX_FILES_SHOWN]
+            more = len(f.files) - len(shown)
+            parts.append(
+                "<br><code>" + "<br>".join(esc(x) for x in shown) + "</code>"
+                + (f"<br>... and {more} more (see qc.json)" if more > 0 else "")
+            )  # fmt: skip
+        if f.case_ids and f.kind not in _NO_THUMBS and strips < 40:
+            src = _finding_strip(ds, f.case_ids, plots / f"finding_{n:03d}.png")
+            strips += 1
+            if src:
+                parts.append(f"<br><img src='{esc(src)}' alt='flagged cases'>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    page = root / "index.html"
+    tmp = page.with_name("index.html.tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    os.replace(tmp, page)
+    return page
