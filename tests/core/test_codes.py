@@ -25,6 +25,13 @@ from medsight.core import codes as ms
         (ms.LESION, "SCT", "Lesion"),
         (ms.MASS, "SCT", "Mass"),
         (ms.NEOPLASM, "SCT", "Neoplasm"),
+        (ms.ANATOMICAL_STRUCTURE, "SCT", "AnatomicalStructure"),
+        (ms.ABNORMAL_STRUCTURE, "SCT", "MorphologicallyAbnormalStructure"),
+        (ms.PRESENT, "SCT", "Present"),
+        (ms.ABSENT, "SCT", "Absent"),
+        (ms.IMAGING_PROCEDURE, "SCT", "Imaging"),
+        (ms.DIAGNOSTIC_IMAGING_REPORT, "LN", "DiagnosticImagingReport"),
+        (ms.ARTIFICIAL_INTELLIGENCE, "DCM", "ArtificialIntelligence"),
     ],
 )
 def test_codes_match_pydicom_codedict(ours, scheme, keyword):

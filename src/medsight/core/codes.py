@@ -24,7 +24,14 @@ import dataclasses
 from medsight.core.errors import InvalidInputError
 
 __all__ = [
+    "ABNORMAL_STRUCTURE",
+    "ABSENT",
     "ALGORITHM_NAME",
+    "ANATOMICAL_STRUCTURE",
+    "ARTIFICIAL_INTELLIGENCE",
+    "DIAGNOSTIC_IMAGING_REPORT",
+    "IMAGING_PROCEDURE",
+    "PRESENT",
     "BREAST",
     "CODE_FHIR_SYSTEMS",
     "DIAMETER",
@@ -106,3 +113,10 @@ BREAST = Code("76752008", "SCT", "Breast")
 LESION = Code("52988006", "SCT", "Lesion")
 MASS = Code("4147007", "SCT", "Mass")
 NEOPLASM = Code("108369006", "SCT", "Neoplasm")
+ANATOMICAL_STRUCTURE = Code("91723000", "SCT", "Anatomical Structure")  # CID 7150 category
+ABNORMAL_STRUCTURE = Code("49755003", "SCT", "Morphologically Abnormal Structure")  # CID 7150
+PRESENT = Code("52101004", "SCT", "Present")
+ABSENT = Code("272519000", "SCT", "Absent")
+IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging (procedure)")
+DIAGNOSTIC_IMAGING_REPORT = Code("18748-4", "LN", "Diagnostic Imaging Report")
+ARTIFICIAL_INTELLIGENCE = Code("123110", "DCM", "Artificial Intelligence")  # CID 7162

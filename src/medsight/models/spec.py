@@ -78,6 +78,7 @@ class LabelSpec(_Frozen):
     index: int = Field(ge=0)
     name: str
     code: Code | None = None
+    category: Code | None = None  # segmentation: DICOM CID 7150 property category
     color: tuple[int, int, int] | None = None
 
 

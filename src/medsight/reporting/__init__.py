@@ -1,0 +1,1 @@
+"""Reporting: Findings rendered as DICOM SEG and SR (highdicom), FHIR R4 and human reports."""

@@ -1,0 +1,204 @@
+"""FHIR R4 Bundle (DiagnosticReport, Observations, ImagingStudy, Patient) from Findings.
+
+Built with the ``fhir.resources`` R4B models (R4B is the R4 technical correction release; the
+resources used here are unchanged from R4), so every resource is validated as it is built.
+
+Examples
+--------
+>>> from medsight.core.codes import HIPPOCAMPUS, MILLILITER, VOLUME
+>>> from medsight.core.findings import Finding, Measurement
+>>> f = Finding(HIPPOCAMPUS, "hippo", "1.0", measurements=(Measurement(VOLUME, 3.2, MILLILITER),))
+>>> study = StudyInfo(study_instance_uid="1.2.3", patient_id="P1", modality="MR",
+...                   series=(("1.2.3.4", "MR", 32),))
+>>> bundle = build_bundle([f], study, conclusion="Hippocampal volume 3.2 mL.")
+>>> [e["resource"]["resourceType"] for e in bundle["entry"]]
+['Patient', 'ImagingStudy', 'Observation', 'DiagnosticReport']
+>>> bundle["entry"][2]["resource"]["component"][0]["valueQuantity"]["code"]
+'mL'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from medsight.core.codes import DIAGNOSTIC_IMAGING_REPORT, Code
+from medsight.core.errors import InvalidInputError
+from medsight.core.findings import Finding
+
+__all__ = ["StudyInfo", "build_bundle"]
+
+_DICOM_UID_SYSTEM = "urn:dicom:uid"
+_IMAGING_CATEGORY = {
+    "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+    "code": "RAD",
+    "display": "Radiology",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyInfo:
+    """What the Bundle says about the imaging study (from the DICOM headers)."""
+
+    study_instance_uid: str
+    patient_id: str
+    modality: str
+    series: tuple[tuple[str, str, int], ...] = ()  # (series UID, modality, number of instances)
+    description: str = ""
+    started: str | None = None  # ISO date or date-time
+
+
+def _coding(code: Code) -> dict[str, str]:
+    return {"system": code.fhir_system(), "code": code.value, "display": code.meaning}
+
+
+def _urn() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+def _observation(finding: Finding, patient_ref: str, study_ref: str, issued: str) -> dict[str, Any]:
+    text = finding.finding.meaning
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "preliminary",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "imaging",
+                        "display": "Imaging",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [_coding(finding.finding)], "text": text},
+        "subject": {"reference": patient_ref},
+        "derivedFrom": [{"reference": study_ref}],
+        "issued": issued,
+        "device": {"display": f"{finding.model_id} {finding.model_version} (medsight)"},
+    }
+    if finding.site is not None:
+        obs["bodySite"] = {"coding": [_coding(finding.site)]}
+    if finding.positive is not None:
+        present = (
+            Code("52101004", "SCT", "Present")
+            if finding.positive
+            else Code("272519000", "SCT", "Absent")
+        )
+        obs["valueCodeableConcept"] = {"coding": [_coding(present)]}
+    components = []
+    if finding.probability is not None:
+        components.append(
+            {
+                "code": {"text": "AI probability"},
+                "valueQuantity": {
+                    "value": round(float(finding.probability), 6),
+                    "system": "http://unitsofmeasure.org",
+                    "code": "1",
+                    "unit": "1",
+                },
+            }
+        )
+    for m in finding.measurements:
+        components.append(
+            {
+                "code": {"coding": [_coding(m.concept)], "text": m.concept.meaning},
+                "valueQuantity": {
+                    "value": round(m.value, 6),
+                    "unit": m.unit.value,
+                    "system": m.unit.fhir_system(),
+                    "code": m.unit.value,
+                },
+            }
+        )
+    if components:
+        obs["component"] = components
+    if finding.note:
+        obs["note"] = [{"text": finding.note}]
+    return obs
+
+
+def build_bundle(
+    findings: Sequence[Finding],
+    study: StudyInfo,
+    *,
+    conclusion: str = "",
+    issued: datetime.datetime | None = None,
+) -> dict[str, Any]:
+    """A ``collection`` Bundle as plain JSON-ready data, validated with fhir.resources.
+
+    Raises
+    ------
+    InvalidInputError
+        If a resource fails FHIR validation (the message names the resource and field).
+    """
+    from fhir.resources.R4B import get_fhir_model_class
+    from fhir.resources.R4B.bundle import Bundle
+
+    when = (issued or datetime.datetime.now(datetime.UTC)).isoformat(timespec="seconds")
+    patient_ref, study_ref, report_ref = _urn(), _urn(), _urn()
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"value": study.patient_id or "unknown"}],
+    }
+    imaging_study: dict[str, Any] = {
+        "resourceType": "ImagingStudy",
+        "status": "available",
+        "identifier": [
+            {"system": _DICOM_UID_SYSTEM, "value": f"urn:oid:{study.study_instance_uid}"}
+        ],
+        "subject": {"reference": patient_ref},
+        "modality": [
+            {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": study.modality}
+        ],
+        "numberOfSeries": len(study.series),
+        "numberOfInstances": sum(n for _, _, n in study.series),
+        "series": [
+            {
+                "uid": uid,
+                "modality": {
+                    "system": "http://dicom.nema.org/resources/ontology/DCM",
+                    "code": modality,
+                },
+                "numberOfInstances": n,
+            }
+            for uid, modality, n in study.series
+        ],
+    }
+    if study.description:
+        imaging_study["description"] = study.description
+    if study.started:
+        imaging_study["started"] = study.started
+    observations = [(_urn(), _observation(f, patient_ref, study_ref, when)) for f in findings]
+    report = {
+        "resourceType": "DiagnosticReport",
+        "status": "preliminary",
+        "category": [{"coding": [_IMAGING_CATEGORY]}],
+        "code": {"coding": [_coding(DIAGNOSTIC_IMAGING_REPORT)]},
+        "subject": {"reference": patient_ref},
+        "issued": when,
+        "imagingStudy": [{"reference": study_ref}],
+        "result": [{"reference": ref} for ref, _ in observations],
+        "conclusion": conclusion or "AI findings; preliminary, requires review by a clinician.",
+    }
+    entries = [
+        {"fullUrl": patient_ref, "resource": patient},
+        {"fullUrl": study_ref, "resource": imaging_study},
+        *({"fullUrl": ref, "resource": obs} for ref, obs in observations),
+        {"fullUrl": report_ref, "resource": report},
+    ]
+    data = {"resourceType": "Bundle", "type": "collection", "timestamp": when, "entry": entries}
+    for entry in entries:  # validate each resource with its own model, then the bundle
+        resource = entry["resource"]
+        try:
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"FHIR {resource['resourceType']}", f"fails validation: {str(exc)[:300]}"
+            ) from None
+    Bundle.model_validate(data)
+    return data
