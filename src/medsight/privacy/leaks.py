@@ -46,7 +46,14 @@ from pydicom.multival import MultiValue
 from medsight.core.errors import EmptyInputError
 from medsight.privacy.batch import iter_input_files
 from medsight.privacy.other_formats import is_nifti, metadata_strings
-from medsight.privacy.profile import Action, DeidConfig, Option, resolve_action
+from medsight.privacy.profile import (
+    Action,
+    DeidConfig,
+    Option,
+    method_codes,
+    method_description,
+    resolve_action,
+)
 
 __all__ = ["LeakHit", "LeakReport", "collect_identifiers", "date_variants", "verify"]
 
@@ -54,6 +61,11 @@ _TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "
 _TEXT_VRS |= {"UC", "UR", "UT"}
 _BYTES_VRS = {"OB", "UN", "OW"}
 _DUMMIES = {"anonymized", "anonymous", "19000101", "000000", "19000101000000"}
+# text medsight itself writes: an input value inside it (e.g. "ANON") is not a leak
+_OWN_TEXT = " ".join(
+    ["anonymized anonymous removed anon", method_description()]
+    + [c.meaning for c in method_codes(DeidConfig(options=list(Option)), pixels_cleaned=True)]
+).lower()
 _NON_IMAGE = (".png", ".jpg", ".jpeg")
 
 
@@ -118,7 +130,7 @@ def _bytes_strings(value: object) -> list[str]:
 
 
 def _worth_searching(value: str) -> bool:
-    if value.lower() in _DUMMIES:
+    if value.lower() in _DUMMIES or value.lower() in _OWN_TEXT:
         return False
     try:
         float(value)
@@ -211,8 +223,9 @@ def _collect_element(
                 found.add(variant, where)
         if vr == "PN":
             for part in re.split(r"[\^=]", text):
-                if len(part.strip()) >= 3:
-                    found.text.setdefault(part.strip().lower(), where)
+                part = part.strip().lower()
+                if len(part) >= 3 and part not in _OWN_TEXT:  # name parts: 3 letters will do
+                    found.text.setdefault(part, where)
         found.add(text, where)
 
 
