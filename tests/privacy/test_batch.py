@@ -168,3 +168,15 @@ def test_reid_table_maps_back(brain_study, key, tmp_path):
     assert int(row[3]) == key.date_shift_days("PGBM-002")
     assert row[5] == out.StudyInstanceUID and row[6] == key.key_id
     assert oct(os.stat(table).st_mode & 0o777) == "0o600"
+
+
+def test_every_bundled_pydicom_file_is_clean_or_reported(pydicom_file, key, tmp_path):
+    """All of pydicom's test files: each is written leak-free or skipped with a reason."""
+    folder = pydicom_file("CT_small.dcm").parent
+    report = deidentify_folder(folder, tmp_path / "out", key, DeidConfig(), workers=2)
+    assert len(report.written) >= 60
+    reasons = {o.source.name: o.error for o in report.failed}
+    assert "truncated" in reasons["MR_truncated.dcm"]
+    assert all(reason and o in reason for o, reason in reasons.items())  # names the file
+    leaks = verify(folder, tmp_path / "out")
+    assert leaks.ok, [str(h) for h in leaks.hits[:10]]
