@@ -20,11 +20,13 @@ from medsight.privacy.ps315_table import EDITION, TABLE
 
 
 def test_table_is_the_full_standard_table():
-    assert EDITION == "2024c"
-    assert len(TABLE) > 600
-    codes_used = {a for entry in TABLE.values() for a in entry.values()}
+    assert EDITION == "2024c+2026c"
+    assert len(TABLE) > 650
+    codes_used = {a for entry in TABLE.values() for k, a in entry.items() if k != "edition"}
     assert codes_used == {"D", "Z", "X", "K", "C", "U", "Z/D", "X/Z", "X/D", "X/Z/D", "X/Z/U*"}
     assert all("basic" in entry for entry in TABLE.values())
+    newer = [k for k, entry in TABLE.items() if entry.get("edition") == "2026c"]
+    assert "00100041" in newer and len(newer) == 33  # Gender Identity Sequence, new in 2026c
 
 
 @pytest.mark.parametrize(

@@ -275,6 +275,6 @@ def method_description() -> str:
     Examples
     --------
     >>> method_description()
-    'medsight: DICOM PS3.15 E.1-1 (2024c), see (0012,0064)'
+    'medsight: DICOM PS3.15 E.1-1 (2024c+2026c), see (0012,0064)'
     """
     return f"medsight: DICOM PS3.15 E.1-1 ({EDITION}), see (0012,0064)"
