@@ -92,3 +92,20 @@ def test_scrub_leaves_images_without_text_alone(debian_tool, pydicom_file):
     before = ds.PixelData
     assert scrub_burned_in_text(ds) == []
     assert ds.PixelData == before
+
+
+@pytest.mark.integration
+def test_only_flagged_images_are_scrubbed_unless_all(debian_tool, tmp_path):
+    debian_tool("tesseract")
+    ds = screenshot(seed=2)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage: nothing flags it
+    del ds.ConversionType
+    assert burned_in_risk(ds) == []
+    src = tmp_path / "in"
+    src.mkdir()
+    ds.save_as(src / "ct.dcm", enforce_file_format=True)
+    key = PseudonymKey(bytes(32))
+    flagged = deidentify_folder(src, tmp_path / "a", key, DeidConfig(scrub_pixels=True))
+    assert flagged.written[0].scrubbed == []
+    everything = deidentify_folder(src, tmp_path / "b", key, DeidConfig(scrub_pixels="all"))
+    assert any("ZEBULON" in s.upper() for s in everything.written[0].scrubbed)

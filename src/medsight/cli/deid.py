@@ -18,7 +18,7 @@ from rich.console import Console
 
 from medsight.core.errors import InvalidInputError
 from medsight.privacy.errors import UnsafePathError
-from medsight.privacy.profile import DeidConfig, Layout, Option, Profile
+from medsight.privacy.profile import DeidConfig, Layout, Option, PixelScrub, Profile
 
 audit_app = typer.Typer(help="Audit trail of de-identification runs.", no_args_is_help=True)
 
@@ -53,7 +53,18 @@ def deid(
         typer.Option("--reid-table", help="Write the re-identification CSV here (not in OUT)."),
     ] = None,
     scrub_pixels: Annotated[
-        bool, typer.Option("--scrub-pixels", help="OCR every image and black out its text.")
+        bool,
+        typer.Option(
+            "--scrub-pixels",
+            help="OCR the images that may carry burned-in text and black the text out.",
+        ),
+    ] = False,
+    scrub_all_images: Annotated[
+        bool,
+        typer.Option(
+            "--scrub-all-images",
+            help="With OCR scrubbing, check every image, not only the flagged ones.",
+        ),
     ] = False,
     verify: Annotated[
         bool, typer.Option("--verify", help="Run the leak checker over IN and OUT afterwards.")
@@ -84,7 +95,9 @@ def deid(
     config = DeidConfig(
         options=frozenset(option or []),
         safe_private=tuple(safe_private or []),
-        scrub_pixels=scrub_pixels,
+        scrub_pixels=PixelScrub.ALL
+        if scrub_all_images
+        else (PixelScrub.FLAGGED if scrub_pixels else PixelScrub.OFF),
         layout=layout,
     )
     if verify_only:
@@ -115,7 +128,11 @@ def deid(
     for outcome in report.written:
         if outcome.burned_in and not outcome.scrubbed:
             reasons = "; ".join(outcome.burned_in)
-            hint = "" if scrub_pixels else " (use --scrub-pixels or review it)"
+            hint = (
+                " (no text found by OCR: review it)"
+                if config.scrub_pixels != PixelScrub.OFF
+                else (" (use --scrub-pixels or review it)")
+            )
             typer.echo(f"warning: {outcome.source}: may carry burned-in text: {reasons}{hint}")
         for text in outcome.scrubbed:
             typer.echo(f"scrubbed: {outcome.source}: {text}")
@@ -178,8 +195,10 @@ def _command_line(
     argv += ["--layout", str(config.layout)]
     if reid is not None:
         argv += ["--reid-table", os.fspath(reid)]
-    if config.scrub_pixels:
+    if config.scrub_pixels != PixelScrub.OFF:
         argv.append("--scrub-pixels")
+    if config.scrub_pixels == PixelScrub.ALL:
+        argv.append("--scrub-all-images")
     if verify:
         argv.append("--verify")
     return argv

@@ -42,7 +42,7 @@ from medsight.privacy.errors import DeidError, UnsafePathError
 from medsight.privacy.keys import PseudonymKey
 from medsight.privacy.other_formats import clean_jpeg, clean_nifti, clean_png, is_nifti
 from medsight.privacy.pixels import burned_in_risk, scrub_burned_in_text
-from medsight.privacy.profile import DeidConfig, Layout
+from medsight.privacy.profile import DeidConfig, Layout, PixelScrub
 
 __all__ = ["DeidReport", "FileOutcome", "deidentify_file", "deidentify_folder", "iter_input_files"]
 
@@ -170,7 +170,10 @@ def _deidentify_dicom(
     _check_complete(ds, src)
     outcome.burned_in = burned_in_risk(ds)
     cleaned = False
-    if config.scrub_pixels and "PixelData" in ds:
+    scrub = config.scrub_pixels == PixelScrub.ALL or (
+        config.scrub_pixels == PixelScrub.FLAGGED and outcome.burned_in
+    )
+    if scrub and "PixelData" in ds:
         boxes = scrub_burned_in_text(ds)
         outcome.scrubbed = [
             f"frame {b.frame} ({b.left},{b.top},{b.width}x{b.height}): {b.text}" for b in boxes

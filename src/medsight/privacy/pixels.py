@@ -3,10 +3,16 @@
 Header de-identification cannot remove a name written into the pixels.  :func:`burned_in_risk`
 lists the reasons an image may carry text (Burned In Annotation = YES, ultrasound, secondary
 capture, workstation screen captures).  :func:`scrub_burned_in_text` runs the ``tesseract`` OCR
-binary (Debian package ``tesseract-ocr``) on every frame, fills each word box it finds with the
-darkest value and writes the pixels back uncompressed (a compressed input is decoded and the
-output is Explicit VR Little Endian).  OCR misses text it cannot read (tiny, rotated, low
-contrast), so a flagged image still deserves a human look.
+binary (Debian package ``tesseract-ocr``) on every frame, fills each word box it finds (confident
+words of two or more characters, no taller than a line of text) with the darkest value and
+writes the pixels back uncompressed (a compressed input is decoded and the output is Explicit VR
+Little Endian).
+
+Limits: OCR misses text it cannot read (tiny, rotated, low contrast), so a flagged image still
+deserves a human look; and on anatomy it now and then reads a structure as a short word (in one
+of eight sampled slices of the brain MR study), which would black out real pixels.  That is why
+the batch scrubs only flagged images unless asked for all
+(:class:`~medsight.privacy.profile.PixelScrub`).
 
 Examples
 --------
@@ -34,7 +40,11 @@ from medsight.privacy.errors import DeidError, OcrUnavailableError
 __all__ = ["TextBox", "burned_in_risk", "find_text", "scrub_burned_in_text"]
 
 _SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
-_MIN_CONFIDENCE = 30.0
+# OCR reads letters into anatomy and noise; keep only confident words of 2+ letters or digits
+# whose box is no taller than a line of text (10% of the image, at least 32 pixels)
+_MIN_CONFIDENCE = 60.0
+_MIN_CHARACTERS = 2
+_MAX_LINE_FRACTION = 0.10
 
 
 @dataclass(frozen=True)
@@ -121,9 +131,11 @@ def find_text(image: np.ndarray, *, frame: int = 0) -> list[TextBox]:
                 if len(cols) < 12 or cols[0] != "5":
                     continue
                 text, conf = cols[11].strip(), float(cols[10])
-                if conf < _MIN_CONFIDENCE or not any(ch.isalnum() for ch in text):
+                if conf < _MIN_CONFIDENCE or sum(ch.isalnum() for ch in text) < _MIN_CHARACTERS:
                     continue
                 left, top, width, height = (int(c) // scale for c in cols[6:10])
+                if height > max(_MAX_LINE_FRACTION * gray.shape[0], 32):
+                    continue
                 boxes[(left, top, width, height)] = TextBox(
                     frame, left, top, max(width, 1), max(height, 1), text, conf
                 )

@@ -44,6 +44,7 @@ __all__ = [
     "Layout",
     "MethodCode",
     "Option",
+    "PixelScrub",
     "Profile",
     "SafePrivateTag",
     "method_codes",
@@ -76,6 +77,19 @@ class Option(StrEnum):
     CLEAN_DESCRIPTORS = "clean-descriptors"
     RETAIN_DEVICE_IDENTITY = "retain-device-identity"
     RETAIN_SAFE_PRIVATE = "retain-safe-private"
+
+
+class PixelScrub(StrEnum):
+    """Which images get OCR and their burned-in text blacked out.
+
+    ``flagged``: only images that may carry burned-in text (see
+    :func:`medsight.privacy.pixels.burned_in_risk`); OCR on anatomy (a CT or MR slice) can
+    mistake structures for letters, so this is the safe default.  ``all``: every image.
+    """
+
+    OFF = "off"
+    FLAGGED = "flagged"
+    ALL = "all"
 
 
 class Layout(StrEnum):
@@ -178,8 +192,8 @@ class DeidConfig(BaseModel):
         The whitelist used by :attr:`Option.RETAIN_SAFE_PRIVATE`; ignored without that option.
     remove_overlays : bool
         Remove every element of the curve (50xx) and overlay (60xx) groups.
-    scrub_pixels : bool
-        Run OCR on images and black out the text found.
+    scrub_pixels : PixelScrub or bool
+        Which images get OCR and their text blacked out (``True`` means ``flagged``).
     layout : Layout
         How output files are named (default: by the new UIDs).
     patient_id_prefix : str
@@ -196,9 +210,16 @@ class DeidConfig(BaseModel):
     options: frozenset[Option] = frozenset()
     safe_private: tuple[SafePrivateTag, ...] = ()
     remove_overlays: bool = True
-    scrub_pixels: bool = False
+    scrub_pixels: PixelScrub = PixelScrub.OFF
     layout: Layout = Layout.UID
     patient_id_prefix: str = Field(default="ANON", pattern=r"^[A-Z0-9]{0,8}$")
+
+    @field_validator("scrub_pixels", mode="before")
+    @classmethod
+    def _scrub_from_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return PixelScrub.FLAGGED if value else PixelScrub.OFF
+        return value
 
     @field_validator("safe_private", mode="before")
     @classmethod
