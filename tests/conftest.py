@@ -8,6 +8,7 @@ those tests, under ``CI=true`` it fails them.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,19 @@ def pydicom_file():
         return Path(path)
 
     return get
+
+
+def require_binary(name: str) -> str:
+    """The path of a Debian tool; skip without it locally, fail without it under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{name} is missing (scripts/system-deps.sh installs it)")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def debian_tool():
+    """``debian_tool(name)``: path of a Debian binary (skip locally, fail under CI=true)."""
+    return require_binary

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import highdicom as hd
 import numpy as np
 import pytest
@@ -32,13 +29,6 @@ LABELS = [
 ]
 
 
-def _require_dciodvfy():
-    if shutil.which("dciodvfy") is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("dciodvfy (Debian dicom3tools) is required in CI")
-        pytest.skip("dciodvfy not installed")
-
-
 def _mask(img: Image) -> Image:
     a = np.asarray(img.array)
     m = np.zeros(a.shape, np.uint8)
@@ -48,8 +38,8 @@ def _mask(img: Image) -> Image:
 
 
 @pytest.mark.parametrize("series", ["HippoCrop", "T1post"])
-def test_seg_is_valid_and_reads_back_equal(shared_data, tmp_path, series):
-    _require_dciodvfy()
+def test_seg_is_valid_and_reads_back_equal(shared_data, tmp_path, series, debian_tool):
+    debian_tool("dciodvfy")
     img = read_image(shared_data / "dicom/brain_mr_study1", series=series)
     mask = _mask(img)
     seg = build_segmentation(mask, img, LABELS, algorithm_name="t", algorithm_version="1")
@@ -65,8 +55,8 @@ def test_seg_is_valid_and_reads_back_equal(shared_data, tmp_path, series):
     assert [s.SegmentLabel for s in back.SegmentSequence] == ["anterior", "posterior"]
 
 
-def test_sr_tid1500_is_valid_and_holds_the_measurements(shared_data, tmp_path):
-    _require_dciodvfy()
+def test_sr_tid1500_is_valid_and_holds_the_measurements(shared_data, tmp_path, debian_tool):
+    debian_tool("dciodvfy")
     img = read_image(shared_data / "dicom/brain_mr_study1", series="HippoCrop")
     seg = build_segmentation(_mask(img), img, LABELS, algorithm_name="t", algorithm_version="1")
     seg_f = Finding(
