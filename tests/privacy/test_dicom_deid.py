@@ -43,6 +43,7 @@ def planted_dataset() -> Dataset:
     ds.InstitutionName = "Springfield General"
     ds.InstitutionAddress = "1 Hospital Road, Springfield"
     ds.ReferringPhysicianName = "Hibbert^Julius"
+    ds.EvaluatorName = "Hibbert^J"  # a person name Table E.1-1 does not list
     ds.AccessionNumber = "ACC99812345"
     # free text
     ds.ImageComments = "Zebulon Quixote, DOB 03/02/1950, ward St. Elsewhere"
@@ -101,6 +102,7 @@ def test_planted_phi_is_gone_everywhere(key):
     assert not [g for g in groups if g == 0x0011 or g & 0xFF00 in (0x5000, 0x6000)]
     assert out.SourceImageSequence[0].ReferencedSOPInstanceUID == key.uid("1.2.840.99999.4451.7")
     assert out.ContentSequence[0].TextValue == "REMOVED"  # a dummy, not empty (Type 1C)
+    assert out.EvaluatorName == "ANONYMOUS"
 
 
 def test_planted_phi_leak_checker_agrees(key, tmp_path):

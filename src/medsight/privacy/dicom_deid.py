@@ -277,6 +277,10 @@ def _apply(ds: Dataset, ctx: _Context) -> None:
             else:
                 elem.value = _map_values(elem.value, lambda v: clean_text(v, ctx.identifiers))
             continue
+        if action is None and elem.VR == "PN" and elem.value:
+            # a person's name the table does not list (e.g. Secondary Reviewer Name): dummy
+            elem.value = _DUMMY["PN"]
+            continue
         if action is None and elem.VR == "UN":
             # a public tag pydicom does not know (newer than its dictionary): its bytes cannot
             # be inspected, so it may hide anything; drop it

@@ -208,6 +208,8 @@ def _collect_element(
     cleaned_text = action == Action.CLEAN and vr not in ("DA", "DT", "TM", "UI", "AE")
     if action is None and vr in ("LT", "ST", "UT", "UC"):
         return  # unlisted free text is cleaned of identifiers: neither a source nor an excuse
+    if action is None and vr == "PN":
+        action = Action.DUMMY  # every person name counts, listed in the table or not
     if action in (None, Action.KEEP) or keep_times or cleaned_text:
         if vr in _TEXT_VRS:
             found.retained.update(v.lower() for v in _values(value))

@@ -5,6 +5,9 @@ from the standard).  An option's column, where it has an entry for an attribute,
 Basic Profile's action.  Attributes the table does not list are retained (the standard's rule),
 except private attributes (removed unless whitelisted under Retain Safe Private) and, when
 ``remove_overlays`` is set, every element of the curve (50xx) and overlay (60xx) groups.
+:mod:`~medsight.privacy.dicom_deid` goes further than the table in three places, each safer:
+unlisted person names (PN) get a dummy, unlisted free text (LT, ST, UT) is cleaned of the
+dataset's identifiers, and public elements pydicom cannot interpret (VR UN) are removed.
 
 Combined actions (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) let the implementer pick
 the member the IOD needs.  We do not carry the IOD attribute types, so we pick the member that
