@@ -170,6 +170,7 @@ def test_reid_table_maps_back(brain_study, key, tmp_path):
     assert oct(os.stat(table).st_mode & 0o777) == "0o600"
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on its deliberately odd files
 def test_every_bundled_pydicom_file_is_clean_or_reported(pydicom_file, key, tmp_path):
     """All of pydicom's test files: each is written leak-free or skipped with a reason."""
     folder = pydicom_file("CT_small.dcm").parent
