@@ -1,11 +1,12 @@
 """De-identify a file or a whole folder: in parallel, atomically, never touching the input.
 
 Each input file is classified by content (DICOM) or name (NIfTI, PNG, JPEG); other files are
-reported and not copied (they may hold identifiers nobody checked).  Outputs mirror the input's
-relative paths under OUT and are written to a temporary name, then renamed, so a crash leaves no
-half-written file.  A bad file is reported and skipped; the rest finish.  The optional
-re-identification table (CSV: original patient id and name, pseudonym, date shift, original and
-new Study Instance UID) is written only outside OUT and IN.
+reported and not copied (they may hold identifiers nobody checked).  Outputs are named by the
+new UIDs (or mirror the input's relative paths, see :class:`~medsight.privacy.profile.Layout`)
+and written to a temporary name, then renamed, so a crash leaves no half-written file.  A bad
+file is reported and skipped; the rest finish.  The optional re-identification table (CSV:
+original patient id and name, pseudonym, date shift, original and new Study Instance UID) is
+written only outside OUT and IN.
 
 Examples
 --------
