@@ -149,6 +149,14 @@ def test_unsafe_paths_are_refused(pydicom_folder, key, tmp_path):
     with pytest.raises(UnsafePathError, match="overlaps the input"):
         deidentify_folder(pydicom_folder, pydicom_folder / "out", key, DeidConfig())
     assert not out.exists()
+    single = pydicom_folder / "CT_small.dcm"  # one file: OUT may sit beside it, not be its folder
+    with pytest.raises(UnsafePathError, match="overlaps the input"):
+        deidentify_folder(single, pydicom_folder, key, DeidConfig(layout="mirror"))
+    copy = tmp_path / "one" / "ct.dcm"
+    copy.parent.mkdir()
+    copy.write_bytes(single.read_bytes())
+    report = deidentify_folder(copy, copy.parent / "out", key, DeidConfig(), workers=1)
+    assert len(report.written) == 1
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(EmptyInputError):

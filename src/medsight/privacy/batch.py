@@ -213,20 +213,27 @@ def _run_one(args: tuple[Path, Path, bytes, DeidConfig, Path]) -> FileOutcome:
 
 
 def check_paths(in_path: Path, out_dir: Path, reid_table: Path | None = None) -> None:
-    """Refuse OUT inside IN (or the reverse) and a re-identification table inside OUT or IN."""
+    """Refuse an OUT that overlaps IN and a re-identification table inside OUT or IN.
+
+    For a single input file, OUT must not be the file's own folder (the output could replace
+    the input) nor the file.
+    """
     if not in_path.exists():
         raise InvalidInputError(in_path, "input does not exist")
-    in_root = in_path if in_path.is_dir() else in_path.parent
-    if _inside(out_dir, in_root) or (in_path.is_dir() and _inside(in_root, out_dir)):
-        raise UnsafePathError(
-            out_dir, "output folder overlaps the input folder", hint="pick another OUT"
-        )
+    if in_path.is_dir():
+        overlap = _inside(out_dir, in_path) or _inside(in_path, out_dir)
+    else:
+        overlap = out_dir.resolve() in (in_path.resolve(), in_path.parent.resolve())
+    if overlap:
+        raise UnsafePathError(out_dir, "output folder overlaps the input", hint="pick another OUT")
     if reid_table is not None:
-        for folder, what in ((out_dir, "output"), (in_root, "input")):
-            if _inside(reid_table, folder):
+        places = [(out_dir, "output folder")]
+        places.append((in_path, "input folder" if in_path.is_dir() else "input"))
+        for place, what in places:
+            if _inside(reid_table, place):
                 raise UnsafePathError(
                     reid_table,
-                    f"re-identification table must not be inside the {what} folder {folder}",
+                    f"re-identification table must not be inside the {what} {place}",
                     hint="write it to a separate, access-controlled place",
                 )
 
