@@ -1,0 +1,104 @@
+"""Which series of a study each model package should run on, and why others are skipped.
+
+A package declares what it accepts in its :class:`~medsight.models.spec.InputSpec`: modalities,
+dimensionality, channels and optionally a SeriesDescription pattern.  A series matches when all
+of them fit; among several matches the one whose description matches the pattern wins, then the
+one with the most slices.  A package with no matching series is skipped with the reason, never
+run on an image it was not made for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+from medsight.io.study import SeriesEntry, Study
+from medsight.models.package import ModelPackage
+from medsight.models.spec import InputSpec
+
+__all__ = ["Selection", "mismatch", "select_series"]
+
+#: Modalities that are photographs or exports whose DICOM/file modality is unreliable.
+_GENERIC = {"", "OT", "SC", "XC"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The outcome for one package: the chosen series, or why none was chosen."""
+
+    package: ModelPackage
+    series: SeriesEntry | None
+    reason: str
+
+    @property
+    def runs(self) -> bool:
+        """Whether the package will run."""
+        return self.series is not None
+
+
+def _ndim_and_channels(entry: SeriesEntry) -> tuple[int, int]:
+    if entry.dicom is not None:
+        series = entry.dicom
+        samples = int(series.header.get("SamplesPerPixel", 1) or 1)
+        photometric = str(series.header.get("PhotometricInterpretation", ""))
+        channels = 3 if samples == 3 or photometric == "PALETTE COLOR" else series.n_channels
+        return series.spatial_ndim, channels
+    return -1, -1  # files: known only once loaded
+
+
+def mismatch(spec: InputSpec, entry: SeriesEntry) -> str | None:
+    """Why ``entry`` does not fit ``spec`` (None when it fits, as far as headers tell).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> entry = SeriesEntry("x", "CT", "chest", [], path=Path("x.png"))
+    >>> mismatch(InputSpec(modalities=["MR"], spatial_ndim=3), entry)
+    'modality CT is not one of MR'
+    """
+    wanted = [m.upper() for m in spec.modalities]
+    modality = entry.modality.upper()
+    if wanted and modality not in wanted and modality not in _GENERIC:
+        return f"modality {entry.modality or 'unknown'} is not one of {', '.join(wanted)}"
+    ndim, channels = _ndim_and_channels(entry)
+    if ndim > 0 and ndim != spec.spatial_ndim:
+        return f"it is {ndim}D, the model needs {spec.spatial_ndim}D"
+    if channels > 0 and channels != spec.channels and not (spec.channels == 3 and channels == 1):
+        return f"it has {channels} channel(s), the model needs {spec.channels}"
+    return None
+
+
+def select_series(study: Study, packages: Sequence[ModelPackage]) -> list[Selection]:
+    """Choose a series for every package (or give the reason it cannot run)."""
+    out = []
+    for package in packages:
+        spec = package.spec.input
+        fits = []
+        reasons = []
+        for entry in study:
+            problem = mismatch(spec, entry)
+            if problem is None:
+                fits.append(entry)
+            else:
+                reasons.append(f"{entry.description or entry.key}: {problem}")
+        if not fits:
+            why = "; ".join(reasons) if reasons else "the study has no series"
+            out.append(Selection(package, None, f"no matching series ({why})"))
+            continue
+        pattern = spec.series_description_pattern
+        if pattern:
+            preferred = [e for e in fits if re.search(pattern, e.description, re.IGNORECASE)]
+            if not preferred:
+                names = ", ".join(e.description or e.key for e in fits)
+                out.append(
+                    Selection(package, None, f"no series description matches /{pattern}/ ({names})")
+                )
+                continue
+            fits = preferred
+        chosen = max(fits, key=lambda e: len(e.files))
+        note = f"series '{chosen.description or chosen.key}' ({chosen.modality})"
+        if len(fits) > 1:
+            note += f", chosen among {len(fits)} matching series as the largest"
+        out.append(Selection(package, chosen, note))
+    return out

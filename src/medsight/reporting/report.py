@@ -1,0 +1,136 @@
+"""The preliminary report: a typed model, ``report.json`` and a self-contained ``report.html``.
+
+Everything shown is rendered from :class:`~medsight.core.findings.Finding` objects and the model
+packages' own metadata (intended use, validation metrics); images are embedded in the HTML as
+data URIs so the page reads offline, alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medsight import __version__
+from medsight.core.findings import Finding, FindingKind
+from medsight.io.atomic import atomic_path
+from medsight.models.spec import MetricValue
+
+__all__ = ["DISCLAIMER", "ModelRun", "Report", "ReportImage", "impression", "write_report"]
+
+DISCLAIMER = (
+    "Preliminary AI output for research use. It is not a diagnosis and requires review by a "
+    "qualified clinician before any clinical use."
+)
+
+
+class ModelRun(BaseModel):
+    """What one model package did with this study."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str
+    task: str
+    status: Literal["ran", "skipped", "failed"]
+    series: str | None = None
+    reason: str = ""
+    metrics: list[MetricValue] = Field(default_factory=list)
+    intended_use: str = ""
+    limitations: str = ""
+    plausibility_score: float | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ReportImage(BaseModel):
+    """A picture beside the report (path relative to the report folder)."""
+
+    file: str
+    caption: str
+
+
+class Report(BaseModel):
+    """The whole report, as written to ``report.json``."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    title: str = "medsight preliminary imaging report"
+    generated: str = Field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    )
+    medsight_version: str = __version__
+    input: str
+    study: dict[str, Any] = Field(default_factory=dict)
+    models: list[ModelRun] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    impression: str = ""
+    warnings: list[str] = Field(default_factory=list)
+    images: list[ReportImage] = Field(default_factory=list)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    disclaimer: str = DISCLAIMER
+
+
+def impression(findings: list[Finding]) -> str:
+    """A suggested impression, one sentence per finding, hedged as AI output.
+
+    Examples
+    --------
+    >>> from medsight.core.codes import NEOPLASM
+    >>> f = Finding(NEOPLASM, "m", "1", kind=FindingKind.CLASSIFICATION, probability=0.91,
+    ...             positive=True)
+    >>> impression([f])
+    'AI suggests: Neoplasm present (probability 0.91).'
+    """
+    if not findings:
+        return "No AI findings were produced for this study."
+    parts = []
+    for f in findings:
+        name = f.finding.meaning
+        if f.kind == FindingKind.CLASSIFICATION:
+            verdict = "present" if f.positive else "not suggested"
+            prob = f" (probability {f.probability:.2f})" if f.probability is not None else ""
+            parts.append(f"{name} {verdict}{prob}")
+        else:
+            label = f" ({f.note})" if f.note else ""
+            values = ", ".join(
+                f"{m.concept.meaning.lower()} {m.value:.3g} {m.unit.value}" for m in f.measurements
+            )
+            parts.append(f"{name}{label}: {values}" if values else f"{name}{label} segmented")
+    return "AI suggests: " + "; ".join(parts) + "."
+
+
+def _data_uri(path: Path) -> str:
+    mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _template() -> str:
+    from importlib.resources import files
+
+    return (files("medsight.reporting") / "templates" / "report.html.j2").read_text("utf-8")
+
+
+def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` (images embedded) into ``out_dir``, atomically."""
+    import jinja2
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / "report.json", out / "report.html"
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(
+            json.dumps(report.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+        )
+    images = [
+        {"uri": _data_uri(out / img.file), "caption": img.caption}
+        for img in report.images
+        if (out / img.file).is_file()
+    ]
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    html = env.from_string(_template()).render(r=report, images=images)
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return json_path, html_path
