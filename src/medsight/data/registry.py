@@ -26,7 +26,14 @@ from urllib.parse import parse_qsl
 from medsight.core import InvalidInputError
 from medsight.data.dataset import Dataset
 
-__all__ = ["Adapter", "adapter_names", "load_dataset", "parse_spec", "register_adapter"]
+__all__ = [
+    "Adapter",
+    "adapter_names",
+    "guess_kind",
+    "load_dataset",
+    "parse_spec",
+    "register_adapter",
+]
 
 
 class Adapter(Protocol):
@@ -62,9 +69,44 @@ def adapter_names() -> tuple[str, ...]:
     return tuple(sorted(_ADAPTERS))
 
 
+def guess_kind(path: str | os.PathLike[str]) -> str | None:
+    """The adapter kind a path's layout suggests, None when nothing fits.
+
+    ``.npz`` -> medmnist, ``.csv`` -> csv, a folder with ``imagesTr`` -> msd, a folder whose
+    subfolders hold PNG/JPEG/TIFF images -> folder, any other folder -> dicom.
+
+    Examples
+    --------
+    >>> guess_kind("data/breastmnist.npz"), guess_kind("meta.csv")
+    ('medmnist', 'csv')
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        return "medmnist"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if not p.is_dir():
+        return None
+    if (p / "imagesTr").is_dir():
+        return "msd"
+    raster = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+    for sub in p.iterdir():
+        if sub.is_dir() and any(f.suffix.lower() in raster for f in sub.iterdir()):
+            return "folder"
+    return "dicom"
+
+
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
-    """Split ``KIND:PATH?opt=v&...`` into kind, path and options."""
+    """Split ``KIND:PATH?opt=v&...`` into kind, path and options.
+
+    A spec without ``KIND:`` whose path exists gets the kind :func:`guess_kind` suggests.
+    """
     kind, sep, rest = spec.partition(":")
+    if (not sep or kind not in _ADAPTERS) and "?" not in spec and Path(spec).exists():
+        guessed = guess_kind(spec)
+        if guessed is not None:
+            return guessed, spec, {}
     if not sep or not kind or not rest:
         raise InvalidInputError(
             f"data spec {spec!r}",

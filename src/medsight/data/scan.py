@@ -119,6 +119,13 @@ def thumbnail(image: Image, size: int = THUMB) -> NDArray[np.float32]:
     """
     grey = _grey(image)
     grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
+    if all(s % size == 0 for s in grey.shape):  # exact block means (64 -> 32), much faster
+        flip = grey.flags.f_contiguous and not grey.flags.c_contiguous
+        g = grey.T if flip else np.ascontiguousarray(grey)  # reduce in memory order
+        blocks = [(size, s // size) for s in g.shape]
+        shaped = g.reshape([n for pair in blocks for n in pair])
+        out = shaped.mean(axis=tuple(range(1, 2 * g.ndim, 2)), dtype=np.float32)
+        return np.ascontiguousarray(out.T) if flip else out
     factors = [size / s for s in grey.shape]
     return zoom(grey, factors, order=1, prefilter=False, grid_mode=True, mode="nearest").astype(
         np.float32
@@ -145,7 +152,7 @@ def phash(thumb: NDArray[np.float32]) -> int:
 
 
 def _stats(values: NDArray, rng: np.random.Generator, fg: NDArray | None, n: int) -> ChannelStats:
-    flat = values.reshape(-1)
+    flat = values.ravel(order="K")  # no copy for transposed (Fortran-ordered) arrays
     finite = flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
     if finite.size == 0:
         finite = np.zeros(1, np.float32)
@@ -154,7 +161,7 @@ def _stats(values: NDArray, rng: np.random.Generator, fg: NDArray | None, n: int
     pool = finite
     fg_min = float("nan")
     if fg is not None:
-        pool = flat[fg.reshape(-1)]
+        pool = values[fg].ravel()
         if pool.size:
             fg_min = float(pool.min())
     samples = pool if pool.size <= n else pool[rng.integers(0, pool.size, n)]
@@ -213,8 +220,9 @@ def scan_case(dataset: Dataset, index: int, *, seed: int = 0, samples: int = 100
     out.dtype = str(arr.dtype)
     out.n_channels = image.n_channels
     out.modality = image.modality
+    # hash the bytes in Fortran order: medsight arrays are usually transposed views (no copy)
     out.digest = hashlib.sha1(
-        f"{arr.shape}{arr.dtype}".encode() + np.ascontiguousarray(arr).tobytes()
+        f"{arr.shape}{arr.dtype}".encode() + np.ascontiguousarray(arr.T).data
     ).hexdigest()
     out.thumb = thumbnail(image)
     out.phash = phash(out.thumb)

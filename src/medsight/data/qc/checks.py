@@ -299,23 +299,30 @@ def check_groups(ds: Dataset, scans: list[CaseScan], cfg: QCConfig) -> list[Find
         groups = {g: m for g, m in groups.items() if len(m) >= cfg.min_group}
         if len(groups) < 2:
             continue
-        members = [s for m in groups.values() for s in m]
-        shifted = {}
+        shifted: dict[str, dict[str, dict[str, float]]] = {}
         for label, get in (("mean intensity", lambda s: s.channels[0].mean),
                            ("contrast (std)", lambda s: s.channels[0].std),
                            ("pixels", lambda s: float(np.prod(s.shape)))):  # fmt: skip
-            allv = np.array([get(s) for s in members])
-            med, mad = np.median(allv), 1.4826 * np.median(np.abs(allv - np.median(allv)))
-            for g, m in groups.items():
-                gm = float(np.median([get(s) for s in m]))
-                if mad > 0 and abs(gm - med) / mad > cfg.group_shift:
-                    shifted.setdefault(g, {})[label] = {"group_median": gm, "overall": float(med)}
+            values = {g: np.array([get(s) for s in m]) for g, m in groups.items()}
+            spread = float(np.median([1.4826 * np.median(np.abs(v - np.median(v)))
+                                      for v in values.values()]))  # fmt: skip
+            if spread <= 0:
+                continue
+            for g, v in values.items():
+                rest = np.concatenate([w for h, w in values.items() if h != g])
+                shift = abs(float(np.median(v)) - float(np.median(rest))) / spread
+                if shift > cfg.group_shift:
+                    shifted.setdefault(g, {})[label] = {
+                        "group_median": float(np.median(v)),
+                        "others_median": float(np.median(rest)),
+                        "shift_in_within_group_mads": round(shift, 2),
+                    }
         if shifted:
             flagged = [s for g in shifted for s in groups[g]]
             out.append(_finding(CheckKind.PROTOCOL_VARIABILITY, Severity.WARNING,
                                 f"{key}: {len(shifted)} of {len(groups)} groups differ from the "
-                                "rest by more than "
-                                f"{cfg.group_shift:g} MAD (" + "; ".join(
+                                "others by more than "
+                                f"{cfg.group_shift:g} within-group MADs (" + "; ".join(
                                     f"{g} (n={len(groups[g])}): {', '.join(v)}"
                                     for g, v in list(shifted.items())[:6]) + ")",
                                 flagged, attribute=key, groups=shifted))  # fmt: skip

@@ -29,6 +29,8 @@ class QCConfig(BaseModel):
     size_ratio: float = Field(2.0, gt=1, description="flag sizes this far from the median")
     spacing_ratio: float = Field(1.5, gt=1, description="flag spacings this far from the median")
     scale_gap: float = Field(1.0, gt=0, description="log10 gap separating intensity scales")
-    group_shift: float = Field(1.0, gt=0, description="group median shift in overall MADs")
+    group_shift: float = Field(
+        2.0, gt=0, description="shift of a group median from the others, in within-group MADs"
+    )
     min_group: int = Field(5, ge=2, description="smallest site/view/scanner group compared")
     negative_classes: tuple[str, ...] = ("normal", "negative", "healthy", "no finding", "control")

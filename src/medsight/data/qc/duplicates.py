@@ -105,22 +105,28 @@ def _group_finding(kind: CheckKind, members: list[CaseScan], ds: Dataset, extra:
     splits = sorted({m.split for m in members if m.split})
     labels = sorted({m.stratum for m in members})
     named = [ds.label_names.get(int(x), x) if x.isdigit() else x for x in labels]
+    has_patients = any(m.patient_id != m.case_id for m in members)
+    patients = sorted({m.patient_id for m in members}) if has_patients else []
     across = len(splits) > 1
     conflict = len(labels) > 1 and "none" not in labels
+    several_patients = len(patients) > 1
     what = "identical" if kind is CheckKind.EXACT_DUPLICATE else "near-identical"
     msg = f"{len(members)} {what} images{extra}"
+    if several_patients:
+        msg += f", under {len(patients)} patient ids {', '.join(patients)}"
     if across:
         msg += f", across splits {', '.join(splits)} (leakage)"
     if conflict:
         msg += f", with different labels {', '.join(map(str, named))}"
     return Finding(
         kind=kind,
-        severity=Severity.ERROR if across or conflict else Severity.WARNING,
+        severity=Severity.ERROR if across or conflict or several_patients else Severity.WARNING,
         message=msg,
         files=[m.file for m in members],
         case_ids=[m.case_id for m in members],
-        details={"splits": splits, "labels": named, "across_splits": across,
-                 "conflicting_labels": conflict},
+        details={"splits": splits, "labels": named, "patients": patients,
+                 "across_splits": across, "conflicting_labels": conflict,
+                 "several_patients": several_patients},
     )  # fmt: skip
 
 
