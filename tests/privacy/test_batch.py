@@ -186,6 +186,7 @@ def test_every_bundled_pydicom_file_is_clean_or_reported(pydicom_file, key, tmp_
     assert len(report.written) >= 60
     reasons = {o.source.name: o.error for o in report.failed}
     assert "truncated" in reasons["MR_truncated.dcm"]
+    assert "DICOMDIR is not copied" in reasons["DICOMDIR"]
     assert all(reason and o in reason for o, reason in reasons.items())  # names the file
     leaks = verify(folder, tmp_path / "out")
     assert leaks.ok, [str(h) for h in leaks.hits[:10]]

@@ -175,6 +175,8 @@ def test_modified_dates_keep_intervals_and_patient_characteristics(key):
     ]
     plain = deidentify_dataset(ds, key, DeidConfig()).dataset
     assert not plain.StudyDate and "PatientAge" not in plain
+    ds.PatientAge = "093Y"  # HIPAA Safe Harbor: ages over 89 are grouped
+    assert deidentify_dataset(ds, key, config).dataset.PatientAge == "090Y"
 
 
 def test_clean_descriptors_keeps_descriptions_without_identifiers(key):

@@ -35,7 +35,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import UID, MediaStorageDirectoryStorage
 
 from medsight.core.errors import EmptyInputError, InvalidInputError, MedsightError
 from medsight.privacy.dicom_deid import deidentify_dataset
@@ -166,6 +166,9 @@ def _deidentify_dicom(
         ds = dcmread(io.BytesIO(raw), force=True)
         if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
             raise
+    meta_class = ds.file_meta.get("MediaStorageSOPClassUID") if "file_meta" in dir(ds) else None
+    if meta_class == MediaStorageDirectoryStorage:
+        raise DeidError(src, "a DICOMDIR is not copied (its paths would be wrong): rebuild it")
     if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
         raise DeidError(src, "no SOP Class or SOP Instance UID: not a storable DICOM instance")
     _check_complete(ds, src)

@@ -302,6 +302,13 @@ def _apply(ds: Dataset, ctx: _Context) -> None:
             ctx.removed_private += 1
 
 
+def _cap_age(ds: Dataset) -> None:
+    """Ages over 89 years become ``090Y`` (HIPAA Safe Harbor groups them as 90 or older)."""
+    age = str(ds.get("PatientAge", "") or "")
+    if len(age) == 4 and age[:3].isdigit() and age[3] == "Y" and int(age[:3]) > 89:
+        ds.PatientAge = "090Y"
+
+
 def _code_item(value: str, meaning: str, scheme: str) -> Dataset:
     item = Dataset()
     item.CodeValue = value
@@ -338,6 +345,7 @@ def deidentify_dataset(
     ctx = _Context(key=key, config=config, shift=shift, identifiers=identifying_strings(ds))
     _apply(out, ctx)
 
+    _cap_age(out)
     pseudonym = key.patient_id(patient_key, config.patient_id_prefix)
     out.PatientID = pseudonym
     out.PatientName = PersonName(pseudonym.replace("-", "^"))
