@@ -24,8 +24,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imports are local so `medsight --help` stays fast; each module adds its own commands.
-    from medsight.cli import deid, info
-    from medsight.cli import qc
+    from medsight.cli import deid, info, qc
 
     info.register(app)
     deid.register(app)
