@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
 from medsight.cli.app import main
+from medsight.privacy.keys import PseudonymKey
 
 
 @pytest.fixture
@@ -29,6 +31,10 @@ def test_deid_verify_and_audit(small_input, tmp_path, capsys):
     assert "JPEG2000.dcm: may carry burned-in text" in text and "--scrub-pixels" in text
     assert key.exists() and len(list(out.rglob("*.dcm"))) == 3
     assert (tmp_path / "reid.csv").read_text().count("\n") == 4  # header + 3 patients
+    record = json.loads(log.read_text())
+    assert record["key_id"] == PseudonymKey.load(key).key_id and record["leak_hits"] == 0
+    assert len(record["outputs"]) == 3 and record["inputs"]["files"] == 3
+    assert record["command"][:2] == ["medsight", "deid"] and "--verify" in record["command"]
     assert main(["audit", "verify", str(log)]) == 0
     assert "ok: 1 records" in capsys.readouterr().out
     log.write_text(log.read_text().replace("retain-patient-characteristics", "retain-uids"))

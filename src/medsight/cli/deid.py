@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.console import Console
 from medsight.core.errors import InvalidInputError
 from medsight.privacy.errors import UnsafePathError
 from medsight.privacy.profile import DeidConfig, Layout, Option, PixelScrub, Profile
+
+if TYPE_CHECKING:
+    from medsight.privacy.batch import DeidReport
 
 audit_app = typer.Typer(help="Audit trail of de-identification runs.", no_args_is_help=True)
 
@@ -87,17 +90,15 @@ def deid(
     ] = None,
 ) -> None:
     """De-identify DICOM (PS3.15 Basic Profile and options), NIfTI, PNG and JPEG files."""
-    from medsight.privacy.audit import append_entry, digest_files
     from medsight.privacy.batch import check_paths, deidentify_folder
     from medsight.privacy.keys import PseudonymKey
 
     del profile  # only the Basic Profile exists; the option documents the choice
+    scrub = PixelScrub.FLAGGED if scrub_pixels else PixelScrub.OFF
     config = DeidConfig(
         options=frozenset(option or []),
         safe_private=tuple(safe_private or []),
-        scrub_pixels=PixelScrub.ALL
-        if scrub_all_images
-        else (PixelScrub.FLAGGED if scrub_pixels else PixelScrub.OFF),
+        scrub_pixels=PixelScrub.ALL if scrub_all_images else scrub,
         layout=layout,
     )
     if verify_only:
@@ -106,14 +107,13 @@ def deid(
         raise InvalidInputError(
             "--key-file",
             "a key file is needed to de-identify",
-            hint=("name a new file to create a random key, and keep it safe"),
+            hint="name a new file to create a random key, and keep it safe",
         )
     check_paths(in_path, out_dir, reid_table)
     for path, what in ((key_file, "key file"), (audit_log, "audit log")):
         if path is not None and _inside(path, out_dir):
             raise UnsafePathError(path, f"the {what} must not be inside the output folder")
     key = PseudonymKey.load(key_file, create=True)
-    err = Console(stderr=True)
     report = deidentify_folder(
         in_path,
         out_dir,
@@ -121,47 +121,58 @@ def deid(
         config,
         reid_table=reid_table,
         workers=workers,
-        progress=err.is_terminal,
+        progress=Console(stderr=True).is_terminal,
     )
-    for outcome in report.failed:
-        typer.echo(f"skipped: {outcome.error}", err=True)
-    for outcome in report.written:
-        if outcome.burned_in and not outcome.scrubbed:
-            reasons = "; ".join(outcome.burned_in)
-            hint = (
-                " (no text found by OCR: review it)"
-                if config.scrub_pixels != PixelScrub.OFF
-                else (" (use --scrub-pixels or review it)")
-            )
-            typer.echo(f"warning: {outcome.source}: may carry burned-in text: {reasons}{hint}")
-        for text in outcome.scrubbed:
-            typer.echo(f"scrubbed: {outcome.source}: {text}")
-    typer.echo(
-        f"de-identified {len(report.written)} of {len(report.outcomes)} files into {out_dir} "
-        f"(key id {key.key_id}); {len(report.failed)} skipped"
-    )
+    _print_outcomes(report, config)
     status = 1 if report.failed else 0
     leak_count = None
     if verify:
         leak_status, leak_count = _check_leaks(in_path, out_dir, config)
         status = status or leak_status
     if audit_log is not None:
-        inputs = [(str(o.source), str(o.source_sha256)) for o in report.outcomes]
-        record = append_entry(
-            audit_log,
-            command=_command_line(in_path, out_dir, config, reid_table, verify),
-            inputs={
-                "path": str(in_path.resolve()),
-                "files": len(report.outcomes),
-                "sha256_digest": digest_files(inputs),
-                "skipped": [o.error for o in report.failed],
-            },
-            key_id=key.key_id,
-            outputs=[{"path": str(o.output), "sha256": str(o.sha256)} for o in report.written],
-            extra={"out": str(out_dir.resolve()), "leak_hits": leak_count},
-        )
-        typer.echo(f"audit: appended record {record['seq']} to {audit_log}")
+        argv = _command_line(in_path, out_dir, config, reid_table, verify)
+        seq = _audit(audit_log, argv, report, leak_count)
+        typer.echo(f"audit: appended record {seq} to {audit_log}")
     raise typer.Exit(status)
+
+
+def _print_outcomes(report: DeidReport, config: DeidConfig) -> None:
+    """Skipped files on stderr; burned-in warnings, scrubbed text and a summary on stdout."""
+    for outcome in report.failed:
+        typer.echo(f"skipped: {outcome.error}", err=True)
+    ocr = config.scrub_pixels != PixelScrub.OFF
+    hint = " (no text found by OCR: review it)" if ocr else " (use --scrub-pixels or review it)"
+    for outcome in report.written:
+        if outcome.burned_in and not outcome.scrubbed:
+            reasons = "; ".join(outcome.burned_in)
+            typer.echo(f"warning: {outcome.source}: may carry burned-in text: {reasons}{hint}")
+        for text in outcome.scrubbed:
+            typer.echo(f"scrubbed: {outcome.source}: {text}")
+    typer.echo(
+        f"de-identified {len(report.written)} of {len(report.outcomes)} files into "
+        f"{report.out_dir} (key id {report.key_id}); {len(report.failed)} skipped"
+    )
+
+
+def _audit(log: Path, argv: list[str], report: DeidReport, leak_count: int | None) -> int:
+    """Append this run to the audit log; return the record's sequence number."""
+    from medsight.privacy.audit import append_entry, digest_files
+
+    inputs = [(str(o.source), str(o.source_sha256)) for o in report.outcomes]
+    record = append_entry(
+        log,
+        command=argv,
+        inputs={
+            "path": str(report.in_dir.resolve()),
+            "files": len(report.outcomes),
+            "sha256_digest": digest_files(inputs),
+            "skipped": [o.error for o in report.failed],
+        },
+        key_id=report.key_id,
+        outputs=[{"path": str(o.output), "sha256": str(o.sha256)} for o in report.written],
+        extra={"out": str(report.out_dir.resolve()), "leak_hits": leak_count},
+    )
+    return int(record["seq"])
 
 
 def _check_leaks(in_path: Path, out_dir: Path, config: DeidConfig) -> tuple[int, int]:
