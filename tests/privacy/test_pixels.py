@@ -11,6 +11,7 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureIma
 
 from medsight.privacy.batch import deidentify_folder
 from medsight.privacy.keys import PseudonymKey
+from medsight.privacy.leaks import verify
 from medsight.privacy.pixels import burned_in_risk, find_text, scrub_burned_in_text
 from medsight.privacy.profile import DeidConfig
 
@@ -109,3 +110,19 @@ def test_only_flagged_images_are_scrubbed_unless_all(debian_tool, tmp_path):
     assert flagged.written[0].scrubbed == []
     everything = deidentify_folder(src, tmp_path / "b", key, DeidConfig(scrub_pixels="all"))
     assert any("ZEBULON" in s.upper() for s in everything.written[0].scrubbed)
+
+
+@pytest.mark.integration
+def test_leak_checker_reads_burned_in_names_with_ocr(debian_tool, tmp_path):
+    debian_tool("tesseract")
+    src = tmp_path / "in"
+    src.mkdir()
+    screenshot(seed=3).save_as(src / "shot.dcm", enforce_file_format=True)
+    key = PseudonymKey(bytes(32))
+    deidentify_folder(src, tmp_path / "plain", key, DeidConfig(), workers=1)
+    assert verify(src, tmp_path / "plain").ok  # the header is clean...
+    hits = verify(src, tmp_path / "plain", ocr=True).hits  # ...the pixels are not
+    assert {h.location for h in hits} == {"pixels (OCR)"}
+    assert {"quixote", "zebulon"} <= {h.value for h in hits}
+    deidentify_folder(src, tmp_path / "scrubbed", key, DeidConfig(scrub_pixels=True))
+    assert verify(src, tmp_path / "scrubbed", ocr=True).ok

@@ -179,7 +179,7 @@ def _check_leaks(in_path: Path, out_dir: Path, config: DeidConfig) -> tuple[int,
     """Run the leak checker, print every hit; return (exit status, number of hits)."""
     from medsight.privacy.leaks import verify as check_leaks
 
-    leaks = check_leaks(in_path, out_dir, config)
+    leaks = check_leaks(in_path, out_dir, config, ocr=config.scrub_pixels != PixelScrub.OFF)
     for hit in leaks.hits:
         typer.echo(f"LEAK: {hit}")
     verdict = "no leak found" if leaks.ok else f"{len(leaks.hits)} hits"

@@ -6,7 +6,8 @@
 numbers, institution and physician names, free text, every private attribute's value and every
 instance UID; for NIfTI, PNG and JPEG files, the strings in their metadata.  It then searches each
 output file's elements at every nesting level, private ones included, and the output's relative
-path, case-insensitively and as substrings (UIDs by exact match), and reports every hit.
+path (with ``ocr=True`` also the words OCR reads in images that may carry burned-in text),
+case-insensitively and as substrings (UIDs by exact match), and reports every hit.
 
 Values that the input also holds inside attributes the profile retains (e.g. an Institution
 Name ``TOSHIBA`` when the retained Manufacturer is ``TOSHIBA_MEC``) are not searched for: the
@@ -258,10 +259,28 @@ def _output_texts(path: Path, root: Path) -> list[tuple[str, str, bool]]:
     return texts
 
 
+def _ocr_texts(path: Path) -> list[tuple[str, str, bool]]:
+    """Words OCR reads in the pixels of an output image that may carry burned-in text."""
+    from medsight.privacy.pixels import burned_in_risk, find_text
+
+    try:
+        ds = dcmread(path)
+    except (InvalidDicomError, OSError, ValueError):
+        return []
+    if "PixelData" not in ds or not burned_in_risk(ds):
+        return []
+    pixels = ds.pixel_array
+    frames = pixels if int(ds.get("NumberOfFrames", 1) or 1) > 1 else pixels[None]
+    words = [b.text for i, frame in enumerate(frames) for b in find_text(frame, frame=i)]
+    return [("pixels (OCR)", " ".join(words), False)] if words else []
+
+
 def verify(
     in_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     config: DeidConfig | None = None,
+    *,
+    ocr: bool = False,
 ) -> LeakReport:
     """Search every output file for every identifying value of the input.
 
@@ -272,6 +291,10 @@ def verify(
     config : DeidConfig, optional
         The options used; values they retain on purpose (e.g. age and sex under Retain Patient
         Characteristics) are not reported.
+    ocr : bool
+        Also read the pixels of output images that may carry burned-in text (see
+        :func:`medsight.privacy.pixels.burned_in_risk`) with OCR and search the words found
+        (needs the ``tesseract`` binary).
 
     Returns
     -------
@@ -287,6 +310,8 @@ def verify(
     for path in outputs:
         report.files_checked += 1
         texts = _output_texts(path, out_root)
+        if ocr and not is_nifti(path) and not path.name.lower().endswith(_NON_IMAGE):
+            texts += _ocr_texts(path)
         lowered = [(where, text.lower(), is_uid) for where, text, is_uid in texts]
         blob = "\n".join(text for _, text, is_uid in lowered if not is_uid)
         rel = str(path.relative_to(out_root))
