@@ -73,7 +73,7 @@ def test_sr_tid1500_is_valid_and_holds_the_measurements(shared_data, tmp_path, d
     cls_f = Finding(
         NEOPLASM, "tumour", "0.3", kind=FindingKind.CLASSIFICATION, probability=0.83, positive=True
     )
-    sr = build_sr([seg_f, cls_f], source_datasets(img), segmentation=seg)
+    sr = build_sr([seg_f, cls_f], source_datasets(img), segmentations={"hippo": seg})
     sr.save_as(tmp_path / "sr.dcm")
     errors, _ = dciodvfy(tmp_path / "sr.dcm")
     assert errors == []

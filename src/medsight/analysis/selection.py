@@ -40,10 +40,11 @@ class Selection:
 def _ndim_and_channels(entry: SeriesEntry) -> tuple[int, int]:
     if entry.dicom is not None:
         series = entry.dicom
+        ndim = 2 if series.spatial_ndim == 3 and series.shape[2] == 1 else series.spatial_ndim
         samples = int(series.header.get("SamplesPerPixel", 1) or 1)
         photometric = str(series.header.get("PhotometricInterpretation", ""))
         channels = 3 if samples == 3 or photometric == "PALETTE COLOR" else series.n_channels
-        return series.spatial_ndim, channels
+        return ndim, channels
     return -1, -1  # files: known only once loaded
 
 

@@ -24,11 +24,16 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imports are local so `medsight --help` stays fast; each module adds its own commands.
-    from medsight.cli import deid, info, qc
+    from medsight.cli import analyze, deid, info, qc
+    from medsight.cli import evaluate as evaluate_cli
+    from medsight.cli import train as train_cli
 
     info.register(app)
+    analyze.register(app)
     deid.register(app)
     qc.register(app)
+    train_cli.register(app)
+    evaluate_cli.register(app)
 
 
 @app.callback()

@@ -51,8 +51,8 @@ def build_sr(
     findings: Sequence[Finding],
     source: Sequence[Dataset],
     *,
-    segmentation: Dataset | None = None,
-    segment_numbers: Mapping[tuple[str, int], int] | None = None,
+    segmentations: Mapping[str, Dataset] | None = None,
+    segment_numbers: Mapping[str, Mapping[int, int]] | None = None,
     series_number: int = 902,
     title: Code | None = None,
 ) -> Any:
@@ -63,10 +63,10 @@ def build_sr(
     findings : sequence of Finding
     source : sequence of pydicom Dataset
         The images the findings were made on (evidence).
-    segmentation : Dataset, optional
-        The DICOM SEG that segmentation findings refer to.
+    segmentations : mapping, optional
+        ``model_id -> DICOM SEG`` that the model's segmentation findings refer to.
     segment_numbers : mapping, optional
-        ``(model_id, label index) -> SEG segment number``; defaults to the finding's own
+        ``model_id -> {label index: SEG segment number}``; defaults to the finding's own
         ``segment_number``.
 
     Raises
@@ -96,13 +96,13 @@ def build_sr(
         )
         sites = [hd.sr.FindingSite(hd_code(finding.site))] if finding.site else None
         if finding.kind == FindingKind.SEGMENTATION:
+            segmentation = (segmentations or {}).get(finding.model_id)
             if segmentation is None or finding.segment_number is None:
                 raise InvalidInputError(
                     f"finding {finding.finding.meaning}", "needs a DICOM SEG segment to reference"
                 )
-            number = (segment_numbers or {}).get(
-                (finding.model_id, finding.segment_number), finding.segment_number
-            )
+            numbers = (segment_numbers or {}).get(finding.model_id, {})
+            number = numbers.get(finding.segment_number, finding.segment_number)
             groups.append(
                 hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                     tracking_identifier=tracking,
@@ -159,7 +159,7 @@ def build_sr(
         imaging_measurements=groups,
         title=hd_code(title) if title else None,
     )
-    evidence = list(source) + ([segmentation] if segmentation is not None else [])
+    evidence = list(source) + list((segmentations or {}).values())
     return hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report,

@@ -148,9 +148,6 @@ def build_bundle(
     imaging_study: dict[str, Any] = {
         "resourceType": "ImagingStudy",
         "status": "available",
-        "identifier": [
-            {"system": _DICOM_UID_SYSTEM, "value": f"urn:oid:{study.study_instance_uid}"}
-        ],
         "subject": {"reference": patient_ref},
         "modality": [
             {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": study.modality}
@@ -169,6 +166,10 @@ def build_bundle(
             for uid, modality, n in study.series
         ],
     }
+    if study.study_instance_uid:
+        imaging_study["identifier"] = [
+            {"system": _DICOM_UID_SYSTEM, "value": f"urn:oid:{study.study_instance_uid}"}
+        ]
     if study.description:
         imaging_study["description"] = study.description
     if study.started:

@@ -1,0 +1,262 @@
+"""``analyze``: one study through every chosen model to a report folder.
+
+Output folder::
+
+    report.json, report.html          the Findings, impression, models, warnings (offline page)
+    overlay_<model>.png               image with contours / heatmap for each model that ran
+    mask_<model>.nii.gz               segmentation masks on the input grid (any input)
+    dicom/seg_<model>.dcm             DICOM SEG per segmentation model     (DICOM input only)
+    dicom/sr_<series>.dcm             TID 1500 Comprehensive 3D SR per series (DICOM input only)
+    dicom/sc_<model>.dcm              Secondary Capture of each overlay    (DICOM input only)
+    fhir_bundle.json                  FHIR R4 DiagnosticReport + Observations + ImagingStudy
+
+Every DICOM object is checked with dciodvfy when it is installed; errors become report warnings
+(and :attr:`AnalysisResult.dicom_errors`), so an invalid object is never silently delivered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from medsight.analysis.runners import ModelOutput, run_package
+from medsight.analysis.selection import select_series
+from medsight.core.errors import InvalidInputError, MedsightError
+from medsight.core.findings import Finding
+from medsight.core.image import Image
+from medsight.io.atomic import atomic_path
+from medsight.io.study import SeriesEntry, read_study
+from medsight.models.package import ModelPackage
+from medsight.reporting.report import ModelRun, Report, ReportImage, impression, write_report
+
+__all__ = ["AnalysisResult", "analyze"]
+
+
+@dataclasses.dataclass
+class AnalysisResult:
+    """The report and where everything was written."""
+
+    report: Report
+    out_dir: Path
+    dicom_errors: dict[str, list[str]]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def _study_facts(entries: Sequence[SeriesEntry]) -> dict[str, str]:
+    first = next((e for e in entries if e.dicom is not None), None)
+    if first is None or first.dicom is None:
+        return {"kind": "files", "series": str(len(entries))}
+    hdr = first.dicom.header
+    return {
+        "StudyInstanceUID": str(hdr.get("StudyInstanceUID", "")),
+        "PatientID": str(hdr.get("PatientID", "")),
+        "StudyDate": str(hdr.get("StudyDate", "")),
+        "StudyDescription": str(hdr.get("StudyDescription", "")),
+        "Modalities": ", ".join(sorted({e.modality for e in entries})),
+        "Series": str(len(entries)),
+    }
+
+
+def analyze(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    packages: Sequence[ModelPackage] | None = None,
+    *,
+    explain: bool = True,
+    dicom_outputs: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> AnalysisResult:
+    """Analyse the study at ``path`` with ``packages`` (default: the model zoo).
+
+    Raises
+    ------
+    MedsightError
+        Unreadable input, or no package could run on it (the message lists why each was
+        skipped).
+    """
+    from medsight.models.zoo import zoo_packages
+
+    say = progress or (lambda _msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    study = read_study(path)
+    warnings = [f"unreadable file skipped: {b}" for b in study.bad_files]
+    if packages is None:
+        packages, problems = zoo_packages()
+        warnings += [f"model zoo: {p}" for p in problems]
+        if not packages:
+            raise InvalidInputError("model zoo", "holds no usable model package")
+    selections = select_series(study, packages)
+    runs: list[ModelRun] = []
+    findings: list[Finding] = []
+    images: list[ReportImage] = []
+    outputs: dict[str, str] = {}
+    per_series: dict[str, list[tuple[ModelPackage, Image, ModelOutput]]] = {}
+    loaded: dict[str, Image] = {}
+    for sel in selections:
+        pkg, spec = sel.package, sel.package.spec
+        base = {
+            "model_id": pkg.id,
+            "task": spec.task.value,
+            "metrics": spec.metrics,
+            "intended_use": spec.intended_use,
+            "limitations": spec.limitations,
+        }
+        if sel.series is None:
+            runs.append(ModelRun(status="skipped", reason=sel.reason, **base))
+            continue
+        say(f"running {pkg.id} on {sel.reason}")
+        try:
+            image = loaded.get(sel.series.key) or sel.series.load()
+            loaded[sel.series.key] = image
+            result = run_package(pkg, image, explain=explain)
+        except MedsightError as err:
+            runs.append(ModelRun(status="failed", series=sel.reason, reason=str(err), **base))
+            continue
+        plaus = result.plausibility
+        model_warnings = list(plaus.warnings) if plaus else []
+        warnings += [f"{pkg.id}: {w}" for w in model_warnings]
+        runs.append(
+            ModelRun(
+                status="ran",
+                series=sel.reason,
+                plausibility_score=plaus.score if plaus else None,
+                warnings=model_warnings,
+                **base,
+            )
+        )
+        findings += result.findings
+        per_series.setdefault(sel.series.key, []).append((pkg, image, result))
+        images.append(_overlay(out, pkg, image, result))
+        if result.mask is not None:
+            from medsight.io import write_image
+
+            mask_file = f"mask_{_slug(spec.name)}.nii.gz"
+            write_image(result.mask, out / mask_file)
+            outputs[f"mask {pkg.id}"] = mask_file
+    if not any(r.status == "ran" for r in runs):
+        reasons = "; ".join(f"{r.model_id}: {r.reason}" for r in runs)
+        raise InvalidInputError(path, f"no model could run on this input ({reasons})")
+    dicom_errors: dict[str, list[str]] = {}
+    entries = {e.key: e for e in study}
+    if dicom_outputs:
+        for key, results in per_series.items():
+            if entries[key].dicom is not None:
+                say(f"writing DICOM SEG / SR / SC for series {entries[key].description or key}")
+                dicom_errors.update(_write_dicom(out, entries[key], results, outputs))
+    for name, errs in dicom_errors.items():
+        warnings += [f"{name}: {e}" for e in errs]
+    facts = _study_facts(list(study))
+    outputs["FHIR bundle"] = _write_fhir(out, findings, study, facts, impression(findings))
+    report = Report(
+        input=str(path),
+        study=facts,
+        models=runs,
+        findings=findings,
+        impression=impression(findings),
+        warnings=warnings,
+        images=images,
+        outputs=outputs,
+    )
+    write_report(report, out)
+    return AnalysisResult(report, out, dicom_errors)
+
+
+def _overlay(out: Path, pkg: ModelPackage, image: Image, result: ModelOutput) -> ReportImage:
+    from PIL import Image as PILImage
+
+    from medsight.reporting.overlay import render_overlay
+
+    colours = {lab.index: lab.color for lab in pkg.spec.labels if lab.color}
+    picture = render_overlay(image, mask=result.mask, heatmap=result.heatmap, colours=colours)
+    name = f"overlay_{_slug(pkg.spec.name)}.png"
+    with atomic_path(out / name) as tmp:
+        PILImage.fromarray(picture).save(tmp, format="PNG")
+    what = "segmentation contours" if result.mask is not None else "Grad-CAM heatmap"
+    return ReportImage(file=name, caption=f"{pkg.id}: {what}")
+
+
+def _write_dicom(
+    out: Path,
+    entry: SeriesEntry,
+    results: list[tuple[ModelPackage, Image, ModelOutput]],
+    outputs: dict[str, str],
+) -> dict[str, list[str]]:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from medsight.reporting.dicom_seg import build_segmentation, segment_numbers
+    from medsight.reporting.dicom_sr import build_sr
+    from medsight.reporting.secondary_capture import build_secondary_capture
+    from medsight.reporting.sources import source_datasets
+    from medsight.reporting.validate import DciodvfyMissingError, dciodvfy_errors
+
+    folder = out / "dicom"
+    folder.mkdir(exist_ok=True)
+    image = results[0][1]
+    source = source_datasets(image)
+    written: dict[str, Path] = {}
+    segs, numbers, findings = {}, {}, []
+    for pkg, _img, result in results:
+        name = _slug(pkg.spec.name)
+        findings += result.findings
+        if result.mask is not None:
+            mask = result.mask.with_array(np.asarray(result.mask.array).astype(np.uint8))
+            seg = build_segmentation(
+                mask,
+                image,
+                pkg.spec.labels,
+                algorithm_name=pkg.spec.name,
+                algorithm_version=pkg.spec.version,
+            )
+            segs[pkg.spec.name] = seg
+            numbers[pkg.spec.name] = segment_numbers(pkg.spec.labels)
+            written[f"DICOM SEG {pkg.id}"] = folder / f"seg_{name}.dcm"
+            seg.save_as(written[f"DICOM SEG {pkg.id}"])
+        picture = np.asarray(PILImage.open(out / f"overlay_{name}.png").convert("RGB"))
+        sc = build_secondary_capture(picture, source[0])
+        written[f"DICOM SC {pkg.id}"] = folder / f"sc_{name}.dcm"
+        sc.save_as(written[f"DICOM SC {pkg.id}"])
+    if findings:
+        sr = build_sr(findings, source, segmentations=segs, segment_numbers=numbers)
+        written["DICOM SR"] = folder / f"sr_{_slug(entry.description or entry.key)}.dcm"
+        sr.save_as(written["DICOM SR"])
+    errors: dict[str, list[str]] = {}
+    for label, file in written.items():
+        outputs[label] = str(file.relative_to(out))
+        try:
+            errs = dciodvfy_errors(file)
+        except DciodvfyMissingError:
+            errors.setdefault("dciodvfy", ["not installed: DICOM outputs were not validated"])
+            continue
+        if errs:
+            errors[str(file.relative_to(out))] = errs
+    return errors
+
+
+def _write_fhir(
+    out: Path, findings: list[Finding], study: object, facts: dict[str, str], conclusion: str
+) -> str:
+    from medsight.reporting.fhir import StudyInfo, build_bundle
+
+    entries = [e for e in study if e.dicom is not None]  # type: ignore[attr-defined]
+    info = StudyInfo(
+        study_instance_uid=facts.get("StudyInstanceUID", ""),
+        patient_id=facts.get("PatientID", ""),
+        modality=entries[0].modality if entries else "OT",
+        series=tuple(
+            (e.dicom.series_instance_uid, e.modality, len(e.files)) for e in entries if e.dicom
+        ),
+        description=facts.get("StudyDescription", ""),
+    )
+    bundle = build_bundle(findings, info, conclusion=conclusion)
+    with atomic_path(out / "fhir_bundle.json") as tmp:
+        tmp.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+    return "fhir_bundle.json"

@@ -1,0 +1,175 @@
+"""Running one package on one Image: predictions turned into Findings plus evidence images.
+
+Classification packages give one Finding per reported label (the positive class of a binary
+model, the predicted grade or class of an ordinal / multi-class model, every label of a
+multi-label model) with its calibrated probability and the decision at the package's operating
+threshold, and a Grad-CAM heatmap for it.  Segmentation packages give one Finding per label
+present in the mask, with its measurements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from medsight.analysis.plausibility import Plausibility, assess, input_statistics
+from medsight.core.codes import Code
+from medsight.core.errors import InvalidInputError
+from medsight.core.findings import Finding, FindingKind
+from medsight.core.image import Image
+from medsight.models.package import ModelPackage
+from medsight.models.spec import LabelSpec, Task
+
+__all__ = ["ModelOutput", "run_package"]
+
+
+@dataclasses.dataclass
+class ModelOutput:
+    """What one package produced on one image."""
+
+    findings: list[Finding]
+    mask: Image | None = None
+    heatmap: Image | None = None
+    probabilities: dict[str, float] = dataclasses.field(default_factory=dict)
+    plausibility: Plausibility | None = None
+
+
+def _label_code(label: LabelSpec, package: ModelPackage) -> Code:
+    return label.code or Code(f"{package.spec.name}-{label.index}", "99MEDSIGHT", label.name)
+
+
+def _probabilities(logits: Any, task: Task, temperature: float | None) -> np.ndarray:
+    import torch
+
+    z = logits.detach().float() / float(temperature or 1.0)
+    if task is Task.MULTILABEL or z.shape[-1] == 1:
+        return torch.sigmoid(z)[0].numpy()
+    return torch.softmax(z, dim=-1)[0].numpy()
+
+
+def _classification(package: ModelPackage, image: Image, explain: bool) -> ModelOutput:
+    import torch
+
+    from medsight.explain import explain_classifier
+    from medsight.transforms.preprocess import to_network_input
+
+    spec = package.spec
+    x = to_network_input(image, spec.preprocessing)
+    reference = spec.extra.get("input_reference")
+    plaus = assess(input_statistics(x), reference)
+    net = package.build_network()
+    tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
+    with torch.no_grad():
+        logits = net(tensor)
+    n_outputs = int(logits.shape[-1])
+    probs = _probabilities(logits, spec.task, spec.temperature)
+    labels = sorted(spec.labels, key=lambda lab: lab.index)
+    if n_outputs == 1:  # one sigmoid output: probability of the positive (second) label
+        probs = np.array([1 - probs[0], probs[0]])
+    by_name = {lab.name: float(probs[lab.index]) for lab in labels if lab.index < len(probs)}
+    findings = []
+    if spec.task is Task.BINARY:
+        reported = [labels[-1]]
+    elif spec.task is Task.MULTILABEL:
+        reported = labels
+    else:
+        reported = [labels[int(np.argmax(probs))]]
+    for lab in reported:
+        p = float(probs[lab.index])
+        if spec.task in (Task.BINARY, Task.MULTILABEL):
+            positive = p >= spec.thresholds.get(lab.name, 0.5)
+        else:
+            positive = True  # the predicted class / grade
+        findings.append(
+            Finding(
+                finding=_label_code(lab, package),
+                model_id=spec.name,
+                model_version=spec.version,
+                kind=FindingKind.CLASSIFICATION,
+                probability=p,
+                positive=positive,
+                note=lab.name,
+            )
+        )
+    heat = None
+    if explain:  # explain the first reported label (its output unit)
+        target = 0 if n_outputs == 1 else reported[0].index
+        heat = explain_classifier(net, tensor, image, target)
+    return ModelOutput(findings, heatmap=heat, probabilities=by_name, plausibility=plaus)
+
+
+def _segmentation(package: ModelPackage, image: Image) -> ModelOutput:
+    from medsight.clinical.measurements import measure_mask
+    from medsight.inference.segment import Segmenter
+    from medsight.transforms.preprocess import normalize_intensity
+
+    spec = package.spec
+    arr = np.asarray(image.array, dtype=np.float32)
+    x = np.moveaxis(arr, -1, 0) if image.has_channels else arr[None]
+    plaus = assess(
+        input_statistics(normalize_intensity(x, spec.preprocessing)),
+        spec.extra.get("input_reference"),
+        spacing=image.spacing.tolist(),
+        reference_spacing=(spec.training_data.spacing_median if spec.training_data else None),
+    )
+    result = Segmenter(package)(image)
+    mask = result.mask
+    findings = []
+    values = set(np.unique(np.asarray(mask.array)).tolist())
+    for lab in sorted(spec.labels, key=lambda lab: lab.index):
+        if lab.index == 0 or lab.index not in values:
+            continue
+        findings.append(
+            Finding(
+                finding=_label_code(lab, package),
+                model_id=spec.name,
+                model_version=spec.version,
+                kind=FindingKind.SEGMENTATION,
+                measurements=tuple(measure_mask(mask, lab.index)),
+                site=lab.code,
+                segment_number=lab.index,
+                source=image.source,
+                note=lab.name,
+            )
+        )
+    return ModelOutput(findings, mask=mask, plausibility=plaus)
+
+
+def run_package(package: ModelPackage, image: Image, *, explain: bool = True) -> ModelOutput:
+    """Run ``package`` on ``image``.
+
+    Raises
+    ------
+    InvalidInputError
+        The image does not fit the package (dimensionality, channels).
+    """
+    spec = package.spec
+    single_slice = image.spatial_ndim == 3 and image.shape[2] == 1 and spec.input.spatial_ndim == 2
+    work = _as_2d(image) if single_slice else image
+    if work.spatial_ndim != spec.input.spatial_ndim:
+        raise InvalidInputError(
+            f"model {package.id}",
+            f"needs {spec.input.spatial_ndim}D input, the image is {image.spatial_ndim}D",
+        )
+    if spec.task is Task.SEGMENTATION:
+        output = _segmentation(package, work)
+    else:
+        output = _classification(package, work, explain)
+    if single_slice:  # put masks and maps back on the single-slice volume's grid
+        output.mask = _as_3d(output.mask, image)
+        output.heatmap = _as_3d(output.heatmap, image)
+    return output
+
+
+def _as_2d(image: Image) -> Image:
+    """A one-slice volume as a 2D Image (same affine)."""
+    arr = np.asarray(image.array)
+    return image.with_array(arr[:, :, 0], spatial_ndim=2)
+
+
+def _as_3d(result: Image | None, like: Image) -> Image | None:
+    if result is None:
+        return None
+    return like.with_array(np.asarray(result.array)[:, :, None], meta=result.meta)

@@ -1,0 +1,55 @@
+"""``medsight analyze INPUT [--model PKG ...] --out DIR``: findings, report, SEG/SR, FHIR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+
+def analyze(
+    path: Annotated[Path, typer.Argument(help="DICOM file/series/study folder, NIfTI or image.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report and objects.")],
+    model: Annotated[
+        list[Path] | None,
+        typer.Option("--model", "-m", help="Model package folder (repeatable); default: the zoo."),
+    ] = None,
+    no_explain: Annotated[bool, typer.Option("--no-explain", help="Skip heatmaps.")] = False,
+    no_dicom: Annotated[
+        bool, typer.Option("--no-dicom", help="Do not write DICOM SEG / SR / SC.")
+    ] = False,
+) -> None:
+    """Run model packages on a study and write an explained, preliminary report."""
+    from medsight.analysis.pipeline import analyze as run
+    from medsight.models.package import ModelPackage
+
+    console = Console(stderr=True)
+    packages = [ModelPackage.load(p) for p in model] if model else None
+    with console.status("analysing") as status:
+        result = run(
+            path,
+            out,
+            packages,
+            explain=not no_explain,
+            dicom_outputs=not no_dicom,
+            progress=lambda msg: status.update(msg),
+        )
+    report = result.report
+    out_console = Console()
+    out_console.print(f"[bold]Impression:[/bold] {report.impression}")
+    for run_ in report.models:
+        detail = run_.series if run_.status == "ran" else run_.reason
+        out_console.print(f"  {run_.status:8s} {run_.model_id}: {detail}")
+    for warning in report.warnings:
+        out_console.print(f"  [yellow]warning:[/yellow] {warning}")
+    out_console.print(f"Report: {result.out_dir / 'report.html'}")
+    out_console.print(f"[dim]{report.disclaimer}[/dim]")
+    if result.dicom_errors and any(k != "dciodvfy" for k in result.dicom_errors):
+        raise typer.Exit(3)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``analyze`` command to ``app``."""
+    app.command("analyze")(analyze)
