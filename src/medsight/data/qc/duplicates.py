@@ -46,6 +46,13 @@ def _union_groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
     return [sorted(set(g)) for _, g in sorted(groups.items())]
 
 
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 (``np.bitwise_count`` exists from numpy 2.0 only)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return np.unpackbits(x[..., None].view(np.uint8), axis=-1).sum(axis=-1)
+
+
 def _unit_rows(m: np.ndarray) -> np.ndarray:
     m = m - m.mean(axis=1, keepdims=True)
     return m / (np.linalg.norm(m, axis=1, keepdims=True) + 1e-12)
@@ -91,7 +98,7 @@ def near_duplicate_pairs(scans: list[CaseScan], cfg: QCConfig) -> list[tuple[int
             if not ok.any():
                 continue
             ok &= (resid[start:stop] @ resid.T) >= cfg.near_dup_residual
-            ok &= np.bitwise_count(hashes[start:stop, None] ^ hashes[None, :]) <= (
+            ok &= _popcount(hashes[start:stop, None] ^ hashes[None, :]) <= (
                 cfg.near_dup_hamming
             )
             for a, b in zip(*np.nonzero(ok), strict=True):
