@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the test suite uses: dicom3tools (dciodvfy validates DICOM objects) and
-# tesseract-ocr (burned-in text detection).  Installs only what is missing; needs root.
+# Debian packages the test suite uses: dicom3tools (dciodvfy validates DICOM objects),
+# tesseract-ocr (burned-in text detection) and chromium (the report and viewer, driven by
+# Playwright from PyPI).  Installs only what is missing; needs root.
 set -euo pipefail
 need=()
 command -v dciodvfy >/dev/null || need+=(dicom3tools)
 command -v tesseract >/dev/null || need+=(tesseract-ocr)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -7,52 +7,19 @@ import json
 import highdicom as hd
 import numpy as np
 import pytest
-import torch
 from fhir.resources.R4B.bundle import Bundle
 from PIL import Image as PILImage
 
 from medsight.analysis.pipeline import analyze
 from medsight.core import InvalidInputError
 from medsight.core.codes import NEOPLASM
-from medsight.models import (
-    ArchitectureSpec,
-    InputSpec,
-    Intensity,
-    LabelSpec,
-    ModelPackage,
-    ModelSpec,
-    PreprocessingSpec,
-    Task,
-    build_network,
-)
 
 
-def _package(tmp_path, name="tiny-ct", modalities=("CT", "MR", "OT")) -> ModelPackage:
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        name=name,
-        version="0.0.1",
-        task=Task.BINARY,
-        architecture=ArchitectureSpec(
-            name="classifier",
-            args={"in_shape": [1, 16, 16], "classes": 2, "channels": [4, 8], "strides": [2, 2]},
-        ),
-        input=InputSpec(modalities=list(modalities), spatial_ndim=2),
-        preprocessing=PreprocessingSpec(size=[16, 16], intensity=Intensity.ZSCORE),
-        labels=[
-            LabelSpec(index=0, name="normal"),
-            LabelSpec(index=1, name="tumour", code=NEOPLASM),
-        ],
-        thresholds={"tumour": 0.5},
-        intended_use="Test fixture only.",
-    )
-    net = build_network(spec.architecture)
-    return ModelPackage.save(tmp_path / name, spec, net.state_dict())
-
-
-def test_dicom_input_gives_report_sr_sc_and_fhir(tmp_path, pydicom_file, debian_tool):
+def test_dicom_input_gives_report_sr_sc_and_fhir(
+    tmp_path, pydicom_file, debian_tool, tiny_classifier
+):
     debian_tool("dciodvfy")
-    pkg = _package(tmp_path)
+    pkg = tiny_classifier()
     out = tmp_path / "out"
     result = analyze(pydicom_file("CT_small.dcm"), out, [pkg])
     assert result.dicom_errors == {}
@@ -73,18 +40,18 @@ def test_dicom_input_gives_report_sr_sc_and_fhir(tmp_path, pydicom_file, debian_
     assert "data:image/png;base64," in html and "tiny-ct@0.0.1" in html
 
 
-def test_png_input_and_skipped_models(tmp_path):
+def test_png_input_and_skipped_models(tmp_path, tiny_classifier):
     arr = (np.random.default_rng(0).random((40, 50)) * 255).astype(np.uint8)
     PILImage.fromarray(arr).save(tmp_path / "x.png")
-    ok = _package(tmp_path)
-    wrong = _package(tmp_path, name="us-only", modalities=("US",))
+    ok = tiny_classifier()
+    wrong = tiny_classifier(name="us-only", modalities=("US",))
     result = analyze(tmp_path / "x.png", tmp_path / "out", [ok, wrong])
     status = {m.model_id: m.status for m in result.report.models}
     assert status == {"tiny-ct@0.0.1": "ran", "us-only@0.0.1": "ran"}  # PNG modality is generic
     assert not (tmp_path / "out" / "dicom").exists()
 
 
-def test_nothing_can_run_is_a_clear_error(tmp_path, pydicom_file):
-    wrong = _package(tmp_path, name="us-only", modalities=("US",))
+def test_nothing_can_run_is_a_clear_error(tmp_path, pydicom_file, tiny_classifier):
+    wrong = tiny_classifier(name="us-only", modalities=("US",))
     with pytest.raises(InvalidInputError, match="no model could run"):
         analyze(pydicom_file("CT_small.dcm"), tmp_path / "out", [wrong])
