@@ -43,6 +43,7 @@ def test_nnunet_v2_channels_and_orphans(tmp_path):
         "labels": {"background": 0, "lesion": 1},
         "file_ending": ".nii.gz",
         "name": "toy",
+        "training": [{"image": "./imagesTr/gone.nii.gz", "label": "./labelsTr/a.nii.gz"}],
     }
     (tmp_path / "dataset.json").write_text(json.dumps(meta))
     ds = load_dataset(f"msd:{tmp_path}")
@@ -54,6 +55,7 @@ def test_nnunet_v2_channels_and_orphans(tmp_path):
     kinds = {i.kind: i for i in ds.layout_issues}
     assert "zz.nii.gz" in kinds["orphan_file"].files[0]
     assert "b_0000" in kinds["missing_label"].files[0]
+    assert kinds["missing_file"].files[0].endswith("imagesTr/gone.nii.gz")
 
 
 def test_not_an_msd_folder(tmp_path):

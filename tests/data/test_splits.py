@@ -87,3 +87,10 @@ def test_bad_inputs(tmp_path):
         Splits.load(tmp_path / "splits.json")
     with pytest.raises(ValueError, match="below 1"):
         SplitConfig(val_fraction=0.6, test_fraction=0.5)
+
+
+def test_small_strata_do_not_leave_a_fold_empty():
+    # 8 patients of 5 images after the test part, two strata: every fold must get patients
+    cases = [Case(f"c{i}", patient_id=f"p{i % 10}", label=i % 2) for i in range(50)]
+    splits = make_splits(Dataset("toy", cases), SplitConfig(scheme="kfold", k=5, seed=1))
+    assert sorted(len(f.val) for f in splits.folds) == [5, 5, 10, 10, 10]

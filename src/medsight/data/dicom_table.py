@@ -67,7 +67,7 @@ def _read_table(path: Path, key: str, label: str | None) -> tuple[dict[str, dict
 
 @register_adapter("dicom")
 def load_dicom_folder(path: str | os.PathLike[str], /, **options: str) -> Dataset:
-    """Read every DICOM series under a folder, labelled from a table keyed by an attribute.
+    r"""Read every DICOM series under a folder, labelled from a table keyed by an attribute.
 
     Parameters
     ----------
@@ -84,6 +84,20 @@ def load_dicom_folder(path: str | os.PathLike[str], /, **options: str) -> Datase
         No readable DICOM series; an unreadable table.
     InvalidInputError
         The table lacks the key or label column; unknown options.
+
+    Examples
+    --------
+    >>> import pathlib, shutil, tempfile
+    >>> from pydicom import dcmread
+    >>> from pydicom.data import get_testdata_file
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "dcm").mkdir()
+    >>> _ = shutil.copy(get_testdata_file("CT_small.dcm"), root / "dcm" / "ct.dcm")
+    >>> uid = dcmread(root / "dcm" / "ct.dcm").StudyInstanceUID
+    >>> _ = (root / "labels.csv").write_text(f"StudyInstanceUID,label\n{uid},nodule\n")
+    >>> ds = load_dicom_folder(root / "dcm", labels=str(root / "labels.csv"))
+    >>> len(ds), ds.label_names[ds[0].label], ds[0].image().shape
+    (1, 'nodule', (128, 128, 1))
     """
     from medsight.io import read_study
 

@@ -104,7 +104,20 @@ def compute_fingerprint(
     samples_per_case: int = 1000,
     progress: Callable[[int], None] | None = None,
 ) -> Fingerprint:
-    """Fingerprint a data set (reusing ``scans`` from :func:`scan_dataset` when given)."""
+    """Fingerprint a data set (reusing ``scans`` from :func:`scan_dataset` when given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medsight.core import Case, Image
+    >>> from medsight.data import Dataset
+    >>> img = Image(np.arange(27, dtype=np.float32).reshape(3, 3, 3), spacing=(1, 1, 3))
+    >>> mask = Image((np.arange(27).reshape(3, 3, 3) >= 20).astype(np.uint8), spacing=(1, 1, 3))
+    >>> fp = compute_fingerprint(Dataset("t", [Case("a", images={"image": img}, label=mask)]))
+    >>> ch = fp.intensity_per_channel["0"]
+    >>> ch.foreground, ch.min >= 20, fp.median_spacing, fp.class_balance["voxels"]
+    (True, True, [1.0, 1.0, 3.0], {'0': 20, '1': 7})
+    """
     if scans is None:
         scans = scan_dataset(dataset, seed=seed, samples=samples_per_case, progress=progress)
     ok = [s for s in scans if s.ok]

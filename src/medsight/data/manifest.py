@@ -122,7 +122,7 @@ def _loader(path: Path):  # noqa: ANN202
 
 @register_adapter("csv")
 def load_manifest(path: str | os.PathLike[str], /, **options: str) -> Dataset:
-    """Read a CSV manifest of image files with labels and clinical columns.
+    r"""Read a CSV manifest of image files with labels and clinical columns.
 
     Parameters
     ----------
@@ -139,6 +139,23 @@ def load_manifest(path: str | os.PathLike[str], /, **options: str) -> Dataset:
         No row names an existing file.
     InvalidInputError
         A column given as an option is not in the header; unknown options.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from PIL import Image as P
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "images").mkdir()
+    >>> for name in ("a.png", "b.png"):
+    ...     P.new("L", (5, 4)).save(root / "images" / name)
+    >>> rows = ["file,patient_id,finding,age", "a.png,p1,pneumonia,60", "b.png,p1,todo,",
+    ...         "c.png,p2,normal,7"]
+    >>> _ = (root / "meta.csv").write_text("\n".join(rows))
+    >>> ds = load_manifest(root / "meta.csv")
+    >>> [(c.case_id, c.patient_id, c.label, c.attributes["age"]) for c in ds]
+    [('images/a.png', 'p1', 0, '60'), ('images/b.png', 'p1', None, None)]
+    >>> sorted(issue.kind for issue in ds.layout_issues)
+    ['missing_file', 'missing_label']
     """
     p = Path(path)
     allowed = {"path", "label", "patient", "coco", "name"}

@@ -7,7 +7,9 @@ channel named ``<case>_<XXXX><ending>``).  Without ``dataset.json`` the adapter 
 can: case ids and channels from the file names, label values from the first label files.
 
 Images without a label stay in the data set with ``label=None`` and are reported as a layout
-issue, as are labels without an image; ``imagesTs`` cases get ``split=test``.
+issue, as are labels without an image and files the ``training`` list of ``dataset.json``
+names but the folder lacks (MSD lists ``./imagesTr/x.nii.gz`` paths); ``imagesTs`` cases get
+``split=test``.
 Masks are read lazily (``Case.mask()``).
 
 Examples
@@ -174,6 +176,7 @@ def load_msd(path: str | os.PathLike[str], /, **options: str) -> Dataset:
             channel_names = {i: f"channel_{i}" for i in range(n_ch)}
     cases: list[Case] = []
     files: dict[str, dict[str, str]] = {}
+    unlabelled: list[str] = []
 
     def add(groups: dict[str, dict[int | None, Path]], split: Split | None) -> None:
         for case_id, chans in groups.items():
@@ -186,9 +189,7 @@ def load_msd(path: str | os.PathLike[str], /, **options: str) -> Dataset:
             if label_path is not None:
                 case_files["label"] = str(label_path)
             elif split is None and labels_tr.is_dir():
-                issues.append(
-                    LayoutIssue("missing_label", f"image {case_id} has no label", (str(paths[0]),))
-                )
+                unlabelled.append(str(paths[0]))
             cases.append(
                 Case(
                     case_id,
@@ -206,6 +207,24 @@ def load_msd(path: str | os.PathLike[str], /, **options: str) -> Dataset:
             {k: v for k, v in _group(images_ts, ending).items() if k not in image_groups},
             Split.TEST,
         )
+    if unlabelled:
+        issues.append(
+            LayoutIssue(
+                "missing_label", f"{len(unlabelled)} images have no label", tuple(unlabelled)
+            )
+        )
+    listed = [
+        str(root / rel)
+        for entry in meta.get("training", [])
+        if isinstance(entry, dict)
+        for rel in (entry.get("image"), entry.get("label"))
+        if isinstance(rel, str) and not (root / rel).is_file()
+    ]
+    if listed:
+        issues.append(
+            LayoutIssue("missing_file", f"{len(listed)} files listed in dataset.json do not exist",
+                        tuple(listed))
+        )  # fmt: skip
     orphans = sorted(str(p) for cid, p in label_files.items() if cid not in image_groups)
     if orphans:
         issues.append(

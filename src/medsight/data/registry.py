@@ -46,7 +46,18 @@ _ADAPTERS: dict[str, Adapter] = {}
 
 
 def register_adapter(kind: str) -> Callable[[Adapter], Adapter]:
-    """Decorator registering an adapter under ``kind`` (``"medmnist"``, ``"msd"`` ...)."""
+    """Decorator registering an adapter under ``kind`` (``"medmnist"``, ``"msd"`` ...).
+
+    Examples
+    --------
+    >>> from medsight.core import Case
+    >>> @register_adapter("toy-example")
+    ... def load_toy(path, /, **options):
+    ...     return Dataset("toy", [Case(str(path))])
+    >>> load_dataset("toy-example:abc")[0].case_id
+    'abc'
+    >>> _ = _ADAPTERS.pop("toy-example")
+    """
 
     def decorate(func: Adapter) -> Adapter:
         if kind in _ADAPTERS and _ADAPTERS[kind] is not func:

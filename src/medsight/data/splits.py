@@ -173,6 +173,8 @@ def _assign(
     for pid in sorted(groups):
         by_stratum[strata[pid]].append(pid)
     frac = np.asarray(fractions, dtype=float)
+    grand_total = sum(len(g) for g in groups.values())
+    overall = np.zeros(len(fractions))
     for stratum in sorted(by_stratum):
         pids = by_stratum[stratum]
         order = rng.permutation(len(pids))
@@ -181,10 +183,14 @@ def _assign(
         total = sum(len(groups[p]) for p in shuffled)
         counts = np.zeros(len(fractions))
         for pid in shuffled:
-            deficit = frac * total - counts
-            best = int(np.argmax(np.where(frac > 0, deficit, -np.inf)))
+            # the part furthest below its share of this stratum; ties go to the part furthest
+            # below its share overall, so small strata do not all pile into the first parts
+            deficit = np.where(frac > 0, frac * total - counts, -np.inf)
+            tied = np.flatnonzero(deficit >= deficit.max() - 1e-9)
+            best = int(tied[np.argmax((frac * grand_total - overall)[tied])])
             parts[best].extend(groups[pid])
             counts[best] += len(groups[pid])
+            overall[best] += len(groups[pid])
     return parts
 
 
@@ -199,6 +205,17 @@ def make_splits(dataset: Dataset, config: SplitConfig | None = None) -> Splits:
     Returns
     -------
     Splits
+
+    Examples
+    --------
+    >>> from medsight.core import Case
+    >>> from medsight.data import Dataset
+    >>> cases = [Case(f"c{i}", patient_id=f"p{i % 10}", label=i % 2) for i in range(50)]
+    >>> five = make_splits(Dataset("toy", cases), SplitConfig(scheme="kfold", k=5, seed=1))
+    >>> [len(f.val) for f in five.folds], len(five.test)
+    ([10, 10, 10, 5, 5], 10)
+    >>> five == make_splits(Dataset("toy", cases), SplitConfig(scheme="kfold", k=5, seed=1))
+    True
     """
     cfg = config or SplitConfig()
     rng = np.random.default_rng(cfg.seed)

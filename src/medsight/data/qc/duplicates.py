@@ -98,9 +98,7 @@ def near_duplicate_pairs(scans: list[CaseScan], cfg: QCConfig) -> list[tuple[int
             if not ok.any():
                 continue
             ok &= (resid[start:stop] @ resid.T) >= cfg.near_dup_residual
-            ok &= _popcount(hashes[start:stop, None] ^ hashes[None, :]) <= (
-                cfg.near_dup_hamming
-            )
+            ok &= _popcount(hashes[start:stop, None] ^ hashes[None, :]) <= (cfg.near_dup_hamming)
             for a, b in zip(*np.nonzero(ok), strict=True):
                 i, j = int(idx[start + a]), int(idx[b])
                 if scans[i].digest != scans[j].digest:

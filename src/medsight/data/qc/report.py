@@ -72,6 +72,17 @@ def run_qc(
         Check these splits (fold 0) instead of the data set's own ``Case.split``.
     progress : callable, optional
         Called with the case index after each case is read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medsight.core import Case, Image
+    >>> from medsight.data import Dataset
+    >>> cases = [Case(f"c{i}", images={"image": Image(np.random.default_rng(i).random((8, 8)))},
+    ...               attributes={"sex": None if i == 2 else "F"}) for i in range(4)]
+    >>> report, scans = run_qc(Dataset("toy", cases))
+    >>> [(f.kind.value, f.case_ids) for f in report.findings]
+    [('missing_attribute', ['c2'])]
     """
     cfg = config or QCConfig()
     if splits is not None:
@@ -114,7 +125,19 @@ def _atomic_write(path: Path, text: str) -> None:
 def write_report(
     report: QCReport, scans: list[CaseScan], dataset: Dataset, out: str | os.PathLike[str]
 ) -> dict[str, Path]:
-    """Write ``qc.json``, ``fingerprint.json``, ``index.html`` and ``plots/`` under ``out``."""
+    """Write ``qc.json``, ``fingerprint.json``, ``index.html`` and ``plots/`` under ``out``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from medsight.core import Case, Image
+    >>> from medsight.data import Dataset
+    >>> ds = Dataset("toy", [Case("a", images={"image": Image(np.eye(8))}, label=0)])
+    >>> report, scans = run_qc(ds)
+    >>> paths = write_report(report, scans, ds, tempfile.mkdtemp())
+    >>> sorted(paths), paths["html"].name
+    (['fingerprint', 'html', 'json'], 'index.html')
+    """
     from medsight.data.qc.html import render_html
 
     root = Path(out)
