@@ -70,6 +70,10 @@ def test_deid_bad_key_file_and_bad_option(small_input, tmp_path, capsys):
     assert "k.key: not a readable medsight key file" in capsys.readouterr().err
     argv = ["deid", str(small_input), str(tmp_path / "o"), "--key-file", str(tmp_path / "n")]
     assert main([*argv, "-o", "retain-everything"]) == 2
+    assert main([*argv, "--safe-private", "0019,GEMS"]) == 2
+    assert "safe private tag: '0019,GEMS' is not of the form" in capsys.readouterr().err
+    assert main([*argv, "-o", "retain-full-dates", "-o", "retain-modified-dates"]) == 2
+    assert "options: retain-full-dates and retain-modified-dates" in capsys.readouterr().err
 
 
 def test_verify_only_reports_leaks_in_an_untouched_copy(small_input, tmp_path, capsys):

@@ -222,3 +222,22 @@ def test_references_in_sequences_are_remapped(key, pydicom_file, name):
     collect(ds, originals)
     collect(deidentify_dataset(ds, key, DeidConfig()).dataset, remapped)
     assert originals and remapped == [key.uid(u) for u in originals]
+
+
+def test_retain_uids_full_dates_institution_and_clean_structured_content(key):
+    ds = planted_dataset()
+    ds.StudyDate = "20200119"
+    options = [
+        "retain-uids",
+        "retain-full-dates",
+        "retain-institution-identity",
+        "clean-structured-content",
+    ]
+    out = deidentify_dataset(ds, key, DeidConfig(options=options)).dataset
+    assert out.StudyInstanceUID == ds.StudyInstanceUID and out.SOPInstanceUID == ds.SOPInstanceUID
+    assert out.StudyDate == "20200119"
+    assert out.InstitutionName == "Springfield General"
+    # structured content is cleaned (the dataset's identifiers and dates go), not replaced by a
+    # dummy; a place named only in the free text stays: cleaning cannot know it (the limit)
+    assert out.ContentSequence[0].TextValue == "Seen at St. Elsewhere on"
+    assert "PatientAddress" not in out and str(out.PatientName) != "Quixote^Zebulon"

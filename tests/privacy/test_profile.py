@@ -8,6 +8,7 @@ from pydicom.tag import Tag
 
 from medsight.core.errors import InvalidInputError
 from medsight.privacy.profile import (
+    ALL_METHOD_CODES,
     Action,
     DeidConfig,
     Option,
@@ -79,18 +80,31 @@ def test_private_curves_overlays_and_unlisted():
 
 
 def test_method_codes_match_pydicom_cid_7050():
-    config = DeidConfig(options=list(Option))
-    got = {c.value: c.meaning for c in method_codes(config, pixels_cleaned=True)}
+    got = {c.value: c.meaning for c in ALL_METHOD_CODES}
     expected = [
         codes.DCM.BasicApplicationConfidentialityProfile,
         codes.DCM.CleanPixelDataOption,
         codes.DCM.RetainLongitudinalTemporalInformationModifiedDatesOption,
+        codes.DCM.RetainLongitudinalTemporalInformationFullDatesOption,
         codes.DCM.RetainPatientCharacteristicsOption,
         codes.DCM.CleanDescriptorsOption,
+        codes.DCM.CleanStructuredContentOption,
         codes.DCM.RetainDeviceIdentityOption,
+        codes.DCM.RetainInstitutionIdentityOption,
+        codes.DCM.RetainUidsOption,
         codes.DCM.RetainSafePrivateOption,
     ]
     assert got == {c.value: c.meaning for c in expected}
+    config = DeidConfig(options=["retain-modified-dates"])
+    assert [c.value for c in method_codes(config, pixels_cleaned=True)] == [
+        "113100",
+        "113101",
+        "113107",
+    ]
+    with pytest.raises(InvalidInputError, match="exclude each other"):
+        DeidConfig.from_options(options=["retain-full-dates", "retain-modified-dates"])
+    with pytest.raises(InvalidInputError, match=r"0018,\[X\]01"):
+        DeidConfig.from_options(safe_private=["0018,[X]01"])
 
 
 def test_safe_private_whitelist_parsing_and_errors():

@@ -95,7 +95,7 @@ def deid(
 
     del profile  # only the Basic Profile exists; the option documents the choice
     scrub = PixelScrub.FLAGGED if scrub_pixels else PixelScrub.OFF
-    config = DeidConfig(
+    config = DeidConfig.from_options(
         options=frozenset(option or []),
         safe_private=tuple(safe_private or []),
         scrub_pixels=PixelScrub.ALL if scrub_all_images else scrub,

@@ -48,10 +48,10 @@ from medsight.core.errors import EmptyInputError
 from medsight.privacy.batch import iter_input_files
 from medsight.privacy.other_formats import is_nifti, metadata_strings
 from medsight.privacy.profile import (
+    ALL_METHOD_CODES,
     Action,
     DeidConfig,
     Option,
-    method_codes,
     method_description,
     resolve_action,
 )
@@ -65,7 +65,7 @@ _DUMMIES = {"anonymized", "anonymous", "19000101", "000000", "19000101000000"}
 # text medsight itself writes: an input value inside it (e.g. "ANON") is not a leak
 _OWN_TEXT = " ".join(
     ["anonymized anonymous removed anon", method_description()]
-    + [c.meaning for c in method_codes(DeidConfig(options=list(Option)), pixels_cleaned=True)]
+    + [c.meaning for c in ALL_METHOD_CODES]
 ).lower()
 _NON_IMAGE = (".png", ".jpg", ".jpeg")
 

@@ -33,14 +33,16 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydicom.tag import BaseTag
 
 from medsight.core.errors import InvalidInputError
 from medsight.privacy.ps315_table import EDITION, TABLE
 
 __all__ = [
+    "ALL_METHOD_CODES",
     "BASIC_PROFILE_CODE",
     "Action",
     "DeidConfig",
@@ -80,6 +82,10 @@ class Option(StrEnum):
     CLEAN_DESCRIPTORS = "clean-descriptors"
     RETAIN_DEVICE_IDENTITY = "retain-device-identity"
     RETAIN_SAFE_PRIVATE = "retain-safe-private"
+    RETAIN_FULL_DATES = "retain-full-dates"
+    RETAIN_UIDS = "retain-uids"
+    RETAIN_INSTITUTION_IDENTITY = "retain-institution-identity"
+    CLEAN_STRUCTURED_CONTENT = "clean-structured-content"
 
 
 class PixelScrub(StrEnum):
@@ -145,7 +151,28 @@ _OPTION_INFO: dict[Option, tuple[str, MethodCode]] = {
         "retain_safe_private",
         MethodCode(value="113111", meaning="Retain Safe Private Option"),
     ),
+    Option.RETAIN_FULL_DATES: (
+        "retain_full_dates",
+        MethodCode(
+            value="113106", meaning="Retain Longitudinal Temporal Information Full Dates Option"
+        ),
+    ),
+    Option.RETAIN_UIDS: ("retain_uids", MethodCode(value="113110", meaning="Retain UIDs Option")),
+    Option.RETAIN_INSTITUTION_IDENTITY: (
+        "retain_institution_identity",
+        MethodCode(value="113112", meaning="Retain Institution Identity Option"),
+    ),
+    Option.CLEAN_STRUCTURED_CONTENT: (
+        "clean_structured_content",
+        MethodCode(value="113104", meaning="Clean Structured Content Option"),
+    ),
 }
+
+ALL_METHOD_CODES: tuple[MethodCode, ...] = (
+    BASIC_PROFILE_CODE,
+    CLEAN_PIXEL_DATA_CODE,
+    *(code for _, code in _OPTION_INFO.values()),
+)
 
 _COMBINED = {"X/Z": Action.EMPTY, "X/D": Action.DUMMY, "Z/D": Action.DUMMY}
 _COMBINED |= {"X/Z/D": Action.DUMMY, "X/Z/U*": Action.UID}
@@ -230,6 +257,37 @@ class DeidConfig(BaseModel):
         if isinstance(value, list | tuple):
             return tuple(SafePrivateTag.parse(v) if isinstance(v, str) else v for v in value)
         return value
+
+    @field_validator("options")
+    @classmethod
+    def _dates_one_way(cls, value: frozenset[Option]) -> frozenset[Option]:
+        if {Option.RETAIN_FULL_DATES, Option.RETAIN_MODIFIED_DATES} <= value:
+            raise ValueError("retain-full-dates and retain-modified-dates exclude each other")
+        return value
+
+    @classmethod
+    def from_options(cls, **fields: Any) -> DeidConfig:
+        """Build a config, turning pydantic's validation errors into one
+        :class:`~medsight.core.errors.InvalidInputError` (for the CLI and the service).
+
+        Examples
+        --------
+        >>> try:
+        ...     DeidConfig.from_options(options=["retain-full-dates", "retain-modified-dates"])
+        ... except InvalidInputError as err:
+        ...     print(err)
+        options: retain-full-dates and retain-modified-dates exclude each other
+        """
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"][:1]) or "configuration"
+            message = str(first["msg"]).removeprefix("Value error, ")
+            cause = first.get("ctx", {}).get("error")
+            if isinstance(cause, InvalidInputError):
+                raise cause from exc
+            raise InvalidInputError(where, message) from exc
 
     def has(self, option: Option) -> bool:
         """Whether ``option`` is on."""
