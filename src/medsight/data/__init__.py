@@ -1,9 +1,11 @@
 """Data sets: adapters yielding Cases, patient-level splits, fingerprint and quality checks.
 
 ``load_dataset("KIND:PATH")`` reads a data set with the adapter registered for ``KIND``
-(:mod:`~medsight.data.registry`); :func:`make_splits` splits it by patient,
-:func:`compute_fingerprint` summarises it as nnU-Net does and :func:`medsight.data.qc.run_qc`
-checks it.
+(:mod:`~medsight.data.registry`); :func:`make_splits` splits it by patient (after
+:func:`medsight.data.grouping.group_duplicates` for data sets without patient ids),
+:func:`medsight.data.fingerprint.compute_fingerprint` summarises it as nnU-Net does and
+:func:`medsight.data.qc.run_qc` checks it.  The last three read pixels and import scipy, so
+they are imported from their modules, not from here.
 """
 
 # Importing the adapter modules registers them.
