@@ -14,10 +14,41 @@ The package follows one file from input to output:
   re-identification table.
 * :mod:`~medsight.privacy.leaks` - the leak checker (:func:`verify`).
 * :mod:`~medsight.privacy.audit` - the append-only, hash-chained audit log.
+
+Examples
+--------
+>>> import tempfile, pathlib, shutil
+>>> from pydicom.data import get_testdata_file
+>>> src = pathlib.Path(tempfile.mkdtemp()) / "in"
+>>> src.mkdir()
+>>> _ = shutil.copy(get_testdata_file("MR_small.dcm", download=False), src)
+>>> key = PseudonymKey(bytes(32))
+>>> config = DeidConfig(options=["retain-patient-characteristics"])
+>>> report = deidentify_folder(src, src.parent / "out", key, config, workers=1)
+>>> verify(src, src.parent / "out", config).ok
+True
 """
 
 from __future__ import annotations
 
-from medsight.privacy.profile import DeidConfig, Option
+from medsight.privacy.audit import append_entry, verify_log
+from medsight.privacy.batch import DeidReport, deidentify_folder
+from medsight.privacy.dicom_deid import deidentify_dataset
+from medsight.privacy.keys import PseudonymKey
+from medsight.privacy.leaks import LeakReport, verify
+from medsight.privacy.profile import DeidConfig, Layout, Option, PixelScrub
 
-__all__ = ["DeidConfig", "Option"]
+__all__ = [
+    "DeidConfig",
+    "DeidReport",
+    "Layout",
+    "LeakReport",
+    "Option",
+    "PixelScrub",
+    "PseudonymKey",
+    "append_entry",
+    "deidentify_dataset",
+    "deidentify_folder",
+    "verify",
+    "verify_log",
+]
