@@ -190,3 +190,16 @@ def test_every_bundled_pydicom_file_is_clean_or_reported(pydicom_file, key, tmp_
     assert all(reason and o in reason for o, reason in reasons.items())  # names the file
     leaks = verify(folder, tmp_path / "out")
     assert leaks.ok, [str(h) for h in leaks.hits[:10]]
+
+
+def test_a_crashed_worker_becomes_an_error_for_its_file():
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from medsight.privacy.batch import _result
+
+    fut: Future = Future()
+    fut.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+    job = (Path("in/a.dcm"), Path("out"), b"k" * 32, DeidConfig(), Path("a.dcm"))
+    outcome = _result(fut, job)
+    assert outcome.output is None and outcome.error == "in/a.dcm: worker failed (BrokenProcessPool)"

@@ -306,7 +306,18 @@ def _run_jobs(
             futures: list[Future[FileOutcome]] = [pool.submit(_run_one, job) for job in jobs]
             for fut in futures:
                 fut.add_done_callback(lambda _f: bar.advance(task))
-            return [fut.result() for fut in futures]
+            return [_result(fut, job) for fut, job in zip(futures, jobs, strict=True)]
+
+
+def _result(
+    fut: Future[FileOutcome], job: tuple[Path, Path, bytes, DeidConfig, Path]
+) -> FileOutcome:
+    """The outcome of one job; a crashed worker (e.g. a decoder that segfaults) becomes an
+    error for the file it held (and, the pool being broken, for those still queued)."""
+    try:
+        return fut.result()
+    except Exception as exc:  # BrokenProcessPool and anything a worker could not return
+        return FileOutcome(source=job[4], error=f"{job[0]}: worker failed ({type(exc).__name__})")
 
 
 def write_reid_table(report: DeidReport, path: Path) -> None:
