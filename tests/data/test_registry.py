@@ -12,6 +12,8 @@ def test_specs_and_errors(tmp_path):
     for bad in ("nothing", ":x", "msd:"):
         with pytest.raises(InvalidInputError, match="KIND:PATH"):
             load_dataset(bad)
+    with pytest.raises(InvalidInputError, match="no such file or folder"):
+        load_dataset("no/such/place")
     with pytest.raises(InvalidInputError, match="unknown kind 'zip'"):
         load_dataset("zip:x")
     with pytest.raises(InvalidInputError, match="already registered"):

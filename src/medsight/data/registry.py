@@ -9,10 +9,11 @@ Examples
 --------
 >>> parse_spec("csv:data/meta.csv?label=finding&path=image_file")
 ('csv', 'data/meta.csv', {'label': 'finding', 'path': 'image_file'})
->>> parse_spec("nothing")  # doctest: +ELLIPSIS
+>>> parse_spec("nothing")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-medsight.core.errors.InvalidInputError: data spec 'nothing': expected KIND:PATH ...
+medsight.core.errors.InvalidInputError: nothing: no such file or folder
+(give an existing path or KIND:PATH)
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
         guessed = guess_kind(spec)
         if guessed is not None:
             return guessed, spec, {}
+    if not sep and "?" not in spec and not Path(spec).exists():
+        raise InvalidInputError(
+            spec, "no such file or folder", hint="give an existing path or KIND:PATH"
+        )
     if not sep or not kind or not rest:
         raise InvalidInputError(
             f"data spec {spec!r}",

@@ -47,12 +47,16 @@ def _save(fig: object, path: Path) -> str:
 def _plots(report: QCReport, scans: list[CaseScan], ds: Dataset, plots: Path) -> list[str]:
     plt = _pyplot()
     out = []
-    counts = class_counts(ds, scans)
+    counts, unit = class_counts(ds, scans), "cases"
+    if not counts:  # segmentation without classes: voxels per mask label
+        counts, unit = report.fingerprint.class_balance.get("voxels", {}), "voxels (log scale)"
     if counts:
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(counts) + 1))
         names = list(counts)[:30]
         ax.barh(names[::-1], [counts[n] for n in names][::-1], color="#4c72b0")
-        ax.set_xlabel("cases")
+        if unit.startswith("voxels"):
+            ax.set_xscale("log")
+        ax.set_xlabel(unit)
         ax.set_title("class balance")
         out.append(_save(fig, plots / "class_balance.png"))
     ok = [s for s in scans if s.ok and s.channels]
