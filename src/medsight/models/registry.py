@@ -34,6 +34,7 @@ __all__ = ["available_networks", "build_network", "register_network"]
 _BUILTIN: dict[str, str] = {
     # classification
     "classifier": "monai.networks.nets:Classifier",  # small strided CNN, suits 28-64 px inputs
+    "smallcnn": "medsight.models.smallcnn:SmallCNN",  # MONAI conv blocks; encoder + head
     "resnet10": "monai.networks.nets:resnet10",
     "resnet18": "monai.networks.nets:resnet18",
     "resnet34": "monai.networks.nets:resnet34",

@@ -1,0 +1,99 @@
+"""``medsight train``: a sub-app with one command per trainer (``classify`` ...).
+
+The command bodies live in :mod:`medsight.training`; this module only parses options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medsight.training.config import Imbalance, ThresholdMethod
+
+__all__ = ["register", "train_app"]
+
+train_app = typer.Typer(
+    help="Train a model and write a ModelPackage.", no_args_is_help=True, add_completion=False
+)
+
+
+@train_app.command("classify")
+def classify(
+    data: Annotated[str, typer.Option("--data", help="Data set spec, e.g. medmnist:PATH.npz.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder; the package goes to OUT/model.")],
+    arch: Annotated[str, typer.Option("--arch", help="Network registry name.")] = "smallcnn",
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 40,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed (the run is deterministic).")
+    ] = 0,
+    init: Annotated[
+        Path | None, typer.Option("--init", help="Start from this ModelPackage's weights.")
+    ] = None,
+    pretrained: Annotated[
+        Path | None,
+        typer.Option("--pretrained", help="Start from a self-supervised encoder checkpoint."),
+    ] = None,
+    freeze_epochs: Annotated[
+        int, typer.Option("--freeze-epochs", min=0, help="Epochs with the encoder frozen.")
+    ] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/checkpoint.pt.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 2e-3,
+    patience: Annotated[
+        int, typer.Option("--patience", min=1, help="Early stopping on the validation AUC.")
+    ] = 10,
+    imbalance: Annotated[Imbalance, typer.Option("--imbalance")] = Imbalance.WEIGHTED_LOSS,
+    threshold: Annotated[ThresholdMethod, typer.Option("--threshold")] = ThresholdMethod.YOUDEN,
+    no_augment: Annotated[bool, typer.Option("--no-augment")] = False,
+    max_cases: Annotated[
+        int | None, typer.Option("--max-cases", min=2, help="Cap cases per split (smoke tests).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Package name.")] = None,
+    license: Annotated[
+        str | None, typer.Option("--license", help="License of the training data.")
+    ] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Train a classifier (2D/3D; binary, multi-class, ordinal, multi-label)."""
+    from medsight.training.classification import train_classifier
+    from medsight.training.config import ClassifyConfig
+
+    cfg = ClassifyConfig(
+        data=data,
+        out=out,
+        arch=arch,
+        epochs=epochs,
+        seed=seed,
+        init=init,
+        pretrained=pretrained,
+        freeze_epochs=freeze_epochs,
+        resume=resume,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        imbalance=imbalance,
+        threshold=threshold,
+        augment=not no_augment,
+        max_cases=max_cases,
+        device=device,
+        threads=threads,
+        name=name,
+        license=license,
+        progress=not no_progress,
+    )
+    pkg = train_classifier(cfg)
+    summary = ", ".join(
+        f"{m.name} {m.value:.3f}"
+        for m in pkg.spec.metrics
+        if m.name in {"auc", "auc_macro", "accuracy"}
+    )
+    typer.echo(f"wrote {pkg.path} ({pkg.id}); validation {summary}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` sub-app to ``app``."""
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,199 @@
+"""Validate a classification ModelPackage on a data set: JSON + HTML report with plots.
+
+Stage by stage: pick the cases (the ``test`` split where the data set has one, else every
+case), run the :class:`~medsight.inference.classify.Predictor`, compute metrics with
+patient-level bootstrap CIs, calibration (ECE and reliability diagram) and subgroup results,
+then write ``report.json``, ``report.html`` (plots embedded) and the plots as PNG files into
+the output folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsight.core import Split
+from medsight.core.errors import InvalidInputError
+from medsight.evaluation.calibration import expected_calibration_error
+from medsight.evaluation.classification_report import (
+    calibration_inputs,
+    classification_metrics,
+    predict_labels,
+    subgroup_metrics,
+)
+from medsight.evaluation.plots import pr_plot, reliability_plot, roc_plot
+from medsight.io.atomic import atomic_path
+
+__all__ = ["evaluate_classifier", "select_cases"]
+
+
+def select_cases(dataset: Any, split: str | None) -> tuple[list[Any], str]:
+    """Cases of ``split`` (``None``: ``test`` when the data set has one, else all)."""
+    cases = list(dataset)
+    if split in (None, "auto"):
+        test = [c for c in cases if c.split is Split.TEST]
+        return (test, "test") if test else (cases, "all")
+    if split == "all":
+        return cases, "all"
+    try:
+        wanted = Split(split)
+    except ValueError:
+        raise InvalidInputError("--split", f"{split!r} is not train, val, test or all") from None
+    chosen = [c for c in cases if c.split is wanted]
+    if not chosen:
+        raise InvalidInputError("--split", f"the data set has no {split!r} cases")
+    return chosen, wanted.value
+
+
+def evaluate_classifier(
+    package: Any,
+    dataset: Any,
+    out: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    by: Sequence[str] = (),
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate ``package`` on ``dataset`` and write the report into ``out``.
+
+    Returns the report as plain data (the content of ``report.json``).
+    """
+    from medsight.inference.classify import Predictor
+    from medsight.transforms.arrays import encode_label
+
+    predictor = Predictor(package)
+    spec = predictor.package.spec
+    task = spec.task.value
+    multilabel = task == "multilabel"
+    cases, split_name = select_cases(dataset, split)
+    names = spec.label_names
+    y = np.array([encode_label(c, len(names), multilabel) for c in cases])
+    x = np.stack([predictor.preprocess(c.image()) for c in cases])
+    proba = predictor.predict_arrays(x)
+    groups = [str(c.patient_id) for c in cases]
+    metrics = classification_metrics(
+        task,
+        y,
+        proba,
+        spec.thresholds,
+        label_names=names,
+        groups=groups,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    outcome, confidence = calibration_inputs(task, y, proba)
+    subgroups = {}
+    for column in by:
+        values = [c.attributes.get(column) for c in cases]
+        if all(v is None for v in values):
+            raise InvalidInputError(f"--by {column}", "no case has this attribute")
+        subgroups[column] = subgroup_metrics(
+            task,
+            y,
+            proba,
+            values,
+            spec.thresholds,
+            groups=groups,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+    if task == "binary":
+        curves = {names[1]: (y, proba[:, 1])}
+    elif multilabel:
+        curves = {n: (y[:, k], proba[:, k]) for k, n in enumerate(names)}
+    else:
+        curves = {n: (y == k, proba[:, k]) for k, n in enumerate(names)}
+    points = []
+    if task == "binary":
+        d = predict_labels(task, proba, spec.thresholds)
+        pos, neg = y == 1, y == 0
+        if pos.any() and neg.any():
+            points.append((float(d[neg].mean()), float(d[pos].mean()), "operating point"))
+    plots = {
+        "roc.png": roc_plot(curves, points),
+        "pr.png": pr_plot(curves),
+        "reliability.png": reliability_plot(outcome, confidence),
+    }
+    report: dict[str, Any] = {
+        "model": predictor.package.id,
+        "model_sha256": predictor.package.sha256,
+        "task": task,
+        "data": getattr(dataset, "name", ""),
+        "split": split_name,
+        "n_cases": len(cases),
+        "n_patients": len(set(groups)),
+        "labels": names,
+        "thresholds": spec.thresholds,
+        "temperature": spec.temperature,
+        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": "patient"},
+        "metrics": [m.as_dict() for m in metrics],
+        "calibration": {"ece": expected_calibration_error(outcome, confidence)},
+        "subgroups": subgroups,
+        "plots": sorted(plots),
+    }
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, png in plots.items():
+        with atomic_path(root / name) as tmp:
+            tmp.write_bytes(png)
+    with atomic_path(root / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    with atomic_path(root / "report.html") as tmp:
+        tmp.write_text(render_html(report, plots), encoding="utf-8")
+    return report
+
+
+def _fmt(m: dict[str, Any]) -> str:
+    ci = "" if m.get("ci_low") is None else f" ({m['ci_low']:.3f} to {m['ci_high']:.3f})"
+    return f"{m['value']:.3f}{ci}"
+
+
+def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
+    """A self-contained HTML page (plots embedded as PNG data URIs)."""
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(m['name'])}</td><td>{_fmt(m)}</td><td>{m['n']}</td></tr>"
+        for m in report["metrics"]
+    )
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Validation report: {e(report['model'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em}"
+        "img{margin:.5em}</style></head><body>",
+        f"<h1>Validation report: {e(report['model'])}</h1>",
+        "<p><b>Preliminary research software. Outputs require review by a qualified "
+        "clinician.</b></p>",
+        f"<p>Data: {e(str(report['data']))}, split <b>{e(report['split'])}</b>, "
+        f"{report['n_cases']} cases from {report['n_patients']} patients. Task: "
+        f"{e(report['task'])}; thresholds {e(json.dumps(report['thresholds']))}; temperature "
+        f"{report['temperature']}. 95% CIs: percentile bootstrap over patients, "
+        f"{report['bootstrap']['n_resamples']} resamples.</p>",
+        "<h2>Metrics</h2><table><tr><th>metric</th><th>value (95% CI)</th><th>n</th></tr>",
+        rows,
+        "</table>",
+        f"<p>Expected calibration error: {report['calibration']['ece']:.3f}</p>",
+    ]
+    for column, sub in report["subgroups"].items():
+        parts.append(f"<h2>Subgroups by {e(column)}</h2><table><tr><th>value</th><th>n</th>")
+        metric_names = sorted({k for g in sub["groups"].values() for k in g if k != "n"})
+        parts.append("".join(f"<th>{e(k)}</th>" for k in metric_names) + "</tr>")
+        for value, g in sub["groups"].items():
+            cells = "".join(f"<td>{_fmt(g[k]) if k in g else '-'}</td>" for k in metric_names)
+            parts.append(f"<tr><td>{e(value)}</td><td>{g['n']}</td>{cells}</tr>")
+        gaps = ", ".join(f"{e(k)} {v:.3f}" for k, v in sub["gaps"].items()) or "none"
+        parts.append(f"</table><p>Largest gap between groups: {gaps}</p>")
+    parts.append("<h2>Plots</h2>")
+    for name, png in plots.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<img alt='{e(name)}' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

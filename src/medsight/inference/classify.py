@@ -1,0 +1,150 @@
+"""`Predictor` for classification packages: Image in, calibrated probabilities out.
+
+The package's preprocessing spec is applied exactly as in training, the logits are divided by
+the stored temperature, and the decision uses the stored operating threshold (binary,
+multi-label) or the arg-max.  An Image that does not fit the package's input spec (wrong number
+of spatial axes or channels) is refused with a clear error.
+
+Examples
+--------
+>>> import numpy as np, tempfile, torch
+>>> from medsight.core import Image
+>>> from medsight.models import ModelPackage
+>>> from medsight.models.registry import build_network
+>>> from medsight.models.spec import (ArchitectureSpec, InputSpec, LabelSpec, ModelSpec,
+...     PreprocessingSpec, Task)
+>>> arch = ArchitectureSpec(name="smallcnn", args=dict(spatial_dims=2, in_channels=1,
+...     out_channels=2, channels=[4, 8]))
+>>> spec = ModelSpec(name="demo", version="1", task=Task.BINARY, architecture=arch,
+...     input=InputSpec(spatial_ndim=2), preprocessing=PreprocessingSpec(size=[8, 8]),
+...     labels=[LabelSpec(index=0, name="no"), LabelSpec(index=1, name="yes")],
+...     thresholds={"positive": 0.3}, temperature=2.0)
+>>> _ = torch.manual_seed(0)
+>>> pkg = ModelPackage.save(tempfile.mkdtemp() + "/m", spec, build_network(arch).state_dict())
+>>> pred = Predictor(pkg).predict(Image(np.zeros((16, 16))))
+>>> pred.probabilities.shape, round(float(pred.probabilities.sum()), 6)
+((2,), 1.0)
+>>> pred.label == int(pred.probabilities[1] >= 0.3)
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medsight.core.errors import InvalidInputError
+from medsight.core.image import Image
+from medsight.models.package import ModelPackage
+from medsight.models.spec import Task
+from medsight.transforms.preprocess import to_network_input
+
+__all__ = ["ClassPrediction", "Predictor"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassPrediction:
+    """Calibrated probabilities and the decision at the package's operating point.
+
+    ``label`` is the class index (single-label tasks) or a tuple of label indices
+    (multi-label); ``names`` the matching label names.
+    """
+
+    probabilities: NDArray[np.float64]
+    label: int | tuple[int, ...]
+    names: tuple[str, ...]
+    model_id: str
+
+
+class Predictor:
+    """Run a classification ModelPackage on Images.
+
+    Parameters
+    ----------
+    package : ModelPackage or path
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda[:i]"``.
+    """
+
+    def __init__(self, package: ModelPackage | str | os.PathLike[str], device: str = "cpu") -> None:
+        import torch
+
+        from medsight.training.common import select_device
+
+        self._pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
+        spec = self._pkg.spec
+        if spec.task is Task.SEGMENTATION:
+            raise InvalidInputError(self._pkg.path, "is a segmentation model, not a classifier")
+        self._device = select_device(device)
+        self._net = self._pkg.build_network().to(self._device)
+        self._torch = torch
+
+    @property
+    def package(self) -> ModelPackage:
+        """The package this Predictor runs."""
+        return self._pkg
+
+    def _check(self, image: Image) -> None:
+        inp = self._pkg.spec.input
+        if image.spatial_ndim != inp.spatial_ndim:
+            raise InvalidInputError(
+                "image",
+                f"is {image.spatial_ndim}D; model {self._pkg.id} expects {inp.spatial_ndim}D input",
+            )
+        if image.n_channels not in (1, inp.channels):
+            raise InvalidInputError(
+                "image",
+                f"has {image.n_channels} channels; model {self._pkg.id} expects {inp.channels}",
+            )
+
+    def preprocess(self, image: Image) -> NDArray[np.float32]:
+        """The network input for one Image ``(C, *spatial)``."""
+        self._check(image)
+        return to_network_input(image, self._pkg.spec.preprocessing)
+
+    def predict_arrays(self, x: NDArray[np.float32], batch_size: int = 256) -> NDArray[np.float64]:
+        """Calibrated probabilities ``(N, K)`` for preprocessed inputs ``(N, C, *spatial)``."""
+        from medsight.evaluation.calibration import sigmoid, softmax
+
+        spec = self._pkg.spec
+        outs = []
+        with self._torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                batch = self._torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))
+                outs.append(self._net(batch.to(self._device)).float().cpu().numpy())
+        logits = np.concatenate(outs).astype(np.float64)
+        t = spec.temperature or 1.0
+        return sigmoid(logits, t) if spec.task is Task.MULTILABEL else softmax(logits, t)
+
+    def decide(self, proba: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Decisions at the stored operating point for probabilities ``(N, K)``."""
+        from medsight.evaluation.classification_report import predict_labels
+
+        return predict_labels(self._pkg.spec.task.value, proba, self._pkg.spec.thresholds)
+
+    def predict(self, image: Image) -> ClassPrediction:
+        """Probabilities and decision for one Image."""
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: Sequence[Image]) -> list[ClassPrediction]:
+        """Probabilities and decisions for several Images (batched)."""
+        if not images:
+            return []
+        x = np.stack([self.preprocess(im) for im in images])
+        proba = self.predict_arrays(x)
+        decisions = self.decide(proba)
+        names = self._pkg.spec.label_names
+        out = []
+        for p, d in zip(proba, decisions, strict=True):
+            if self._pkg.spec.task is Task.MULTILABEL:
+                label: int | tuple[int, ...] = tuple(int(i) for i in np.flatnonzero(d))
+                chosen = tuple(names[i] for i in label)  # type: ignore[union-attr]
+            else:
+                label = int(d)
+                chosen = (names[label],)
+            out.append(ClassPrediction(p, label, chosen, self._pkg.id))
+        return out

@@ -1,0 +1,503 @@
+"""Classification training: a data set spec in, a validated ModelPackage out.
+
+The run folder (``ClassifyConfig.out``) holds, stage by stage::
+
+    config.json        the typed config of the run
+    checkpoint.pt      model, optimiser, scheduler, early stopping, best weights (each epoch)
+    training_log.csv   epoch, loss, validation metric, learning rate, seconds
+    model/             the ModelPackage (weights, model.json, MODEL_CARD.md)
+
+Each epoch draws its shuffling, augmentation and dropout from generators seeded by
+``(seed, epoch)``, so a resumed run reproduces an uninterrupted one exactly.  Early stopping
+watches the validation AUC (macro over classes where there are several), never the test split.
+After training, the best epoch's weights are restored, a temperature is fitted on validation
+logits, the operating threshold is chosen on the calibrated validation probabilities, and
+validation metrics get patient-level bootstrap CIs.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from medsight.core import Split
+from medsight.core.errors import InvalidInputError
+from medsight.data import Dataset, SplitConfig, load_dataset, make_splits
+from medsight.evaluation import classification as cm
+from medsight.evaluation.calibration import fit_temperature, sigmoid, softmax
+from medsight.evaluation.classification_report import classification_metrics
+from medsight.models.package import ModelPackage
+from medsight.models.registry import build_network
+from medsight.models.spec import (
+    ArchitectureSpec,
+    InputSpec,
+    Intensity,
+    LabelSpec,
+    MetricValue,
+    ModelSpec,
+    PreprocessingSpec,
+    Task,
+    TrainingDataSummary,
+)
+from medsight.training.common import (
+    EarlyStopping,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    select_device,
+)
+from medsight.training.config import ClassifyConfig, Imbalance, ThresholdMethod
+from medsight.training.transfer import init_from_package, init_from_ssl, set_encoder_frozen
+from medsight.transforms.arrays import CaseArrays, case_arrays
+from medsight.transforms.augment import apply_params, augmentation_for, sample_params
+
+__all__ = ["CLASSIFICATION_TASKS", "default_arch_args", "predict_logits", "train_classifier"]
+
+CLASSIFICATION_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL)
+
+#: Licenses of data sets whose adapter does not carry one (for the model card).
+_KNOWN_LICENSES = {
+    "breastmnist": "CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023; BUSI source)",
+    "pneumoniamnist": "CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023)",
+    "retinamnist": "CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023; DeepDRiD source)",
+    "adrenalmnist3d": "CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023)",
+}
+
+
+def default_arch_args(
+    arch: str, spatial_ndim: int, in_channels: int, n_outputs: int
+) -> dict[str, Any]:
+    """Registry arguments for ``arch`` fitted to the input and the number of outputs.
+
+    Examples
+    --------
+    >>> default_arch_args("smallcnn", 3, 1, 2)["channels"]
+    [8, 16, 32]
+    >>> default_arch_args("smallcnn", 3, 1, 2)["stem_stride"]
+    2
+    >>> default_arch_args("resnet18", 2, 3, 5)["num_classes"]
+    5
+    """
+    name = arch.lower()
+    if name == "smallcnn":
+        channels = [16, 32, 64] if spatial_ndim == 2 else [8, 16, 32]
+        return dict(
+            spatial_dims=spatial_ndim,
+            in_channels=in_channels,
+            out_channels=n_outputs,
+            channels=channels,
+            dropout=0.2,
+            stem_stride=1 if spatial_ndim == 2 else 2,  # 3D: halve the resolution first
+        )
+    if name == "classifier":
+        return dict(in_shape=None, classes=n_outputs, channels=[16, 32, 64], strides=[2, 2, 2])
+    if name.startswith(("resnet", "seresnet")):
+        return dict(spatial_dims=spatial_ndim, n_input_channels=in_channels, num_classes=n_outputs)
+    if name in {"densenet121", "vit", "efficientnet"}:
+        key = "num_classes" if name != "densenet121" else "out_channels"
+        return dict(spatial_dims=spatial_ndim, in_channels=in_channels, **{key: n_outputs})
+    return {}
+
+
+def _with_splits(ds: Dataset, seed: int) -> Dataset:
+    parts = Counter(c.split for c in ds)
+    if parts.get(Split.TRAIN) and parts.get(Split.VAL):
+        return ds
+    return make_splits(ds, SplitConfig(seed=seed)).apply(ds)
+
+
+def _take(cases: list[Any], limit: int | None, seed: int) -> list[Any]:
+    if limit is None or len(cases) <= limit:
+        return cases
+    # stratified by label, reproducible: keep every class represented
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[Any]] = {}
+    for c in cases:
+        by_label.setdefault(str(c.label), []).append(c)
+    picked: list[Any] = []
+    keys = sorted(by_label)
+    while len(picked) < limit:
+        for k in keys:
+            if by_label[k] and len(picked) < limit:
+                picked.append(by_label[k].pop(int(rng.integers(len(by_label[k])))))
+    return sorted(picked, key=lambda c: c.case_id)
+
+
+def _preprocessing(cfg: ClassifyConfig, sample: Any, n_channels: int) -> PreprocessingSpec:
+    arr = sample.array
+    size = cfg.size or list(sample.shape[: sample.spatial_ndim])
+    if arr.dtype == np.uint8:
+        return PreprocessingSpec(
+            size=size,
+            intensity=Intensity.SCALE_0_1,
+            channels=n_channels,
+            intensity_args={"max": 255.0},
+        )
+    if (sample.modality or "").upper() == "CT":
+        return PreprocessingSpec(
+            size=size,
+            intensity=Intensity.CT_WINDOW,
+            channels=n_channels,
+            intensity_args={"lower": -1000.0, "upper": 1000.0},
+        )
+    return PreprocessingSpec(size=size, intensity=Intensity.ZSCORE, channels=n_channels)
+
+
+def _loss_fn(task: Task, y: NDArray[np.int64], n_classes: int, mode: Imbalance) -> nn.Module:
+    if task is Task.MULTILABEL:
+        if mode is Imbalance.NONE:
+            return nn.BCEWithLogitsLoss()
+        pos = y.sum(axis=0).clip(1)
+        neg = (len(y) - y.sum(axis=0)).clip(1)
+        return nn.BCEWithLogitsLoss(
+            pos_weight=torch.tensor(np.sqrt(neg / pos), dtype=torch.float32)
+        )
+    if mode is not Imbalance.WEIGHTED_LOSS:
+        return nn.CrossEntropyLoss()
+    counts = np.bincount(y, minlength=n_classes).clip(1).astype(np.float64)
+    w = 1.0 / np.sqrt(counts)
+    w = w / (w * counts).sum() * counts.sum()
+    return nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32))
+
+
+def _order(
+    n: int, y: NDArray[np.int64], task: Task, mode: Imbalance, rng: np.random.Generator
+) -> NDArray[np.int64]:
+    if mode is Imbalance.BALANCED_SAMPLER and task is not Task.MULTILABEL:
+        freq = np.bincount(y)[y].astype(np.float64)
+        return rng.choice(n, size=n, replace=True, p=(1 / freq) / (1 / freq).sum())
+    return rng.permutation(n)
+
+
+@torch.no_grad()
+def predict_logits(
+    net: nn.Module, x: NDArray[np.float32], batch_size: int = 256
+) -> NDArray[np.float64]:
+    """Logits of ``net`` (eval mode) for a batch array ``(N, C, *spatial)``."""
+    net.eval()
+    device = next(net.parameters()).device
+    outs = [
+        net(torch.from_numpy(x[i : i + batch_size]).to(device)).float().cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(outs).numpy().astype(np.float64)
+
+
+def _val_metric(task: Task, y: NDArray[np.int64], logits: NDArray[np.float64]) -> float:
+    try:
+        if task is Task.BINARY:
+            return cm.roc_auc(y, logits[:, 1] - logits[:, 0])
+        return cm.macro_auc(y, logits)
+    except ValueError:  # one class only in a tiny validation set: fall back to accuracy
+        pred = (logits > 0).astype(int) if task is Task.MULTILABEL else logits.argmax(1)
+        return cm.accuracy(y, pred)
+
+
+def _probabilities(task: Task, logits: NDArray[np.float64], t: float) -> NDArray[np.float64]:
+    return sigmoid(logits, t) if task is Task.MULTILABEL else softmax(logits, t)
+
+
+def _threshold(method: ThresholdMethod, y: NDArray[np.int64], score: NDArray[np.float64]) -> float:
+    if method is ThresholdMethod.HALF or len(np.unique(y)) < 2:
+        return 0.5
+    if method is ThresholdMethod.YOUDEN:
+        return cm.youden_threshold(y, score)
+    candidates = np.unique(score)
+    accs = [cm.accuracy(y, (score >= t).astype(int)) for t in candidates]
+    return float(candidates[int(np.argmax(accs))])
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        transient=False,
+        disable=not enabled,
+    )
+
+
+def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
+    """Train, calibrate, choose the operating point, validate, and write the ModelPackage.
+
+    Raises
+    ------
+    InvalidInputError
+        The data set is not a classification task, lacks labels, or options conflict.
+    """
+    started = time.process_time()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists() and not cfg.resume:
+        raise InvalidInputError(
+            out,
+            "holds a checkpoint of an earlier run",
+            hint="pass --resume to continue it, or choose another --out",
+        )
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = select_device(cfg.device)
+    seed_everything(cfg.seed)
+    ds = load_dataset(cfg.data)
+    task = Task(ds.task.value) if ds.task.value in {t.value for t in CLASSIFICATION_TASKS} else None
+    if task is None:
+        raise InvalidInputError(f"data {cfg.data}", f"task {ds.task.value!r} is not classification")
+    ds = _with_splits(ds, cfg.seed)
+    n_classes = len(ds.label_names) or 1 + max(
+        max(c.label) if isinstance(c.label, tuple) else int(c.label)
+        for c in ds  # type: ignore[arg-type]
+    )
+    multilabel = task is Task.MULTILABEL
+    train_cases = _take([c for c in ds if c.split is Split.TRAIN], cfg.max_cases, cfg.seed)
+    val_cases = _take([c for c in ds if c.split is Split.VAL], cfg.max_cases, cfg.seed + 1)
+    sample = train_cases[0].image()
+    in_channels = sample.n_channels
+    prep = _preprocessing(cfg, sample, in_channels)
+    train = case_arrays(train_cases, prep, n_classes=n_classes, multilabel=multilabel)
+    if prep.intensity is not Intensity.ZSCORE:
+        # dataset-level standardisation from training data only, folded into the spec; the
+        # arrays are rebuilt from the final spec so training sees exactly what inference sees
+        mean, std = float(train.x.mean()), float(train.x.std()) or 1.0
+        prep = _add_dataset_stats(prep, mean, std)
+        train = case_arrays(train_cases, prep, n_classes=n_classes, multilabel=multilabel)
+    val = case_arrays(val_cases, prep, n_classes=n_classes, multilabel=multilabel)
+
+    n_out = n_classes
+    args = default_arch_args(cfg.arch, sample.spatial_ndim, in_channels, n_out) | cfg.arch_args
+    if cfg.arch.lower() == "classifier":
+        args["in_shape"] = [in_channels, *prep.size]  # type: ignore[misc]
+    arch = ArchitectureSpec(name=cfg.arch.lower(), args=args)
+    net = build_network(arch)
+    if cfg.init is not None:
+        init_from_package(net, cfg.init)
+    elif cfg.pretrained is not None:
+        init_from_ssl(net, cfg.pretrained)
+    net.to(device)
+    loss_fn = _loss_fn(task, train.y, n_classes, cfg.imbalance).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    stopper = EarlyStopping(patience=cfg.patience, mode="max")
+    aug = augmentation_for(sample.modality, sample.spatial_ndim) if cfg.augment else None
+    start, best_state, log, stopped = 0, None, [], False
+    if cfg.resume and ckpt_path.exists():
+        state = load_checkpoint(
+            ckpt_path, model=net, optimizer=opt, scheduler=sched, stopper=stopper
+        )
+        start, best_state, log = state["epoch"] + 1, state["best_state"], state["log"]
+        stopped = state["stopped"]
+    (out / "config.json").write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
+
+    n = len(train)
+    with _progress(cfg.progress) as bar:
+        job = bar.add_task("training", total=cfg.epochs, completed=start, info="")
+        for epoch in range(start, cfg.epochs):
+            if stopped:
+                break
+            t0 = time.perf_counter()
+            set_encoder_frozen(net, epoch < cfg.freeze_epochs)
+            torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            order = _order(
+                n, train.y, task, cfg.imbalance, np.random.default_rng([cfg.seed, epoch])
+            )
+            net.train()
+            total, seen = 0.0, 0
+            for i in range(0, n, cfg.batch_size):
+                idx = order[i : i + cfg.batch_size]
+                if len(idx) < 2:  # batch norm needs two samples
+                    continue
+                x = torch.from_numpy(train.x[idx])
+                if aug is not None:
+                    x = apply_params(x, sample_params(aug, x.shape, gen))
+                yb = torch.from_numpy(train.y[idx])
+                yb = yb.float() if multilabel else yb
+                loss = loss_fn(net(x.to(device)), yb.to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+            sched.step()
+            metric = _val_metric(task, val.y, predict_logits(net, val.x))
+            stopped = stopper.step(metric)
+            if stopper.improved:
+                best_state = copy.deepcopy({k: v.cpu() for k, v in net.state_dict().items()})
+            log.append(
+                {
+                    "epoch": epoch,
+                    "loss": total / max(seen, 1),
+                    "val_auc": metric,
+                    "lr": opt.param_groups[0]["lr"],
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            save_checkpoint(
+                ckpt_path,
+                model=net,
+                optimizer=opt,
+                scheduler=sched,
+                stopper=stopper,
+                epoch=epoch,
+                best_state=best_state,
+                log=log,
+                stopped=stopped,
+            )
+            bar.update(
+                job,
+                advance=1,
+                info=f"loss {log[-1]['loss']:.3f}  val AUC {metric:.3f}"
+                f"  best {stopper.best:.3f} @ {stopper.best_epoch}",
+            )
+
+    assert best_state is not None
+    net.load_state_dict(best_state)
+    return _package(cfg, ds, task, net, arch, prep, train, val, log, started)
+
+
+def _add_dataset_stats(prep: PreprocessingSpec, mean: float, std: float) -> PreprocessingSpec:
+    """Fold the training mean/std into the spec so inference sees the same numbers."""
+    args = dict(prep.intensity_args)
+    if prep.intensity is Intensity.SCALE_0_1:
+        # x/max then (.-mean)/std  ==  (x - mean*max) / (std*max): a dataset z-score
+        m = args.get("max", 255.0)
+        return prep.model_copy(
+            update={
+                "intensity": Intensity.DATASET_ZSCORE,
+                "intensity_args": {"mean": mean * m, "std": std * m},
+            }
+        )
+    if prep.intensity is Intensity.CT_WINDOW:
+        old_mean = args.get("mean", (args["lower"] + args["upper"]) / 2)
+        old_std = args.get("std", (args["upper"] - args["lower"]) / 2)
+        args |= {"mean": old_mean + mean * old_std, "std": std * old_std}
+        return prep.model_copy(update={"intensity_args": args})
+    if prep.intensity is Intensity.NONE:
+        return prep.model_copy(
+            update={
+                "intensity": Intensity.DATASET_ZSCORE,
+                "intensity_args": {"mean": mean, "std": std},
+            }
+        )
+    return prep  # ZSCORE: already zero mean, unit variance per image
+
+
+def _package(
+    cfg: ClassifyConfig,
+    ds: Dataset,
+    task: Task,
+    net: nn.Module,
+    arch: ArchitectureSpec,
+    prep: PreprocessingSpec,
+    train: CaseArrays,
+    val: CaseArrays,
+    log: list[dict[str, Any]],
+    started: float,
+) -> ModelPackage:
+    multilabel = task is Task.MULTILABEL
+    logits = predict_logits(net, val.x)
+    temperature = fit_temperature(logits, val.y, multilabel=multilabel)
+    proba = _probabilities(task, logits, temperature)
+    thresholds: dict[str, float] = {}
+    if task is Task.BINARY:
+        thresholds["positive"] = _threshold(cfg.threshold, val.y, proba[:, 1])
+    elif multilabel:
+        for k in range(proba.shape[1]):
+            thresholds[str(k)] = _threshold(cfg.threshold, val.y[:, k], proba[:, k])
+    names = [ds.label_names.get(i, str(i)) for i in range(proba.shape[1])]
+    results = classification_metrics(
+        task.value,
+        val.y,
+        proba,
+        thresholds,
+        label_names=names,
+        groups=val.patient_ids,
+        n_resamples=cfg.n_resamples,
+        seed=cfg.seed,
+    )
+    metrics = [
+        MetricValue(
+            name=m.name, value=m.value, ci_low=m.ci_low, ci_high=m.ci_high, split="val", n=m.n
+        )
+        for m in results
+    ]
+    counts = Counter(
+        names[k] for row in train.y for k in (np.flatnonzero(row) if multilabel else [row])
+    )
+    sample_mod = next(iter(ds)).image().modality
+    best = max(log, key=lambda r: r["val_auc"])
+    spec = ModelSpec(
+        name=cfg.name or f"{ds.name}-{arch.name}",
+        version="0.1.0",
+        task=task,
+        architecture=arch,
+        input=InputSpec(
+            modalities=[sample_mod] if sample_mod else [],
+            spatial_ndim=len(prep.size or []),
+            channels=train.x.shape[1],
+        ),
+        preprocessing=prep,
+        labels=[LabelSpec(index=i, name=n) for i, n in enumerate(names)],
+        thresholds=thresholds,
+        temperature=temperature,
+        training_data=TrainingDataSummary(
+            dataset=ds.name,
+            source=f"{cfg.data.split(':', 1)[0]} adapter"
+            + (" (official splits)" if ds.official_splits else " (generated splits)"),
+            license=cfg.license or _KNOWN_LICENSES.get(ds.name, ""),
+            n_cases={"train": len(train), "val": len(val)},
+            class_counts=dict(sorted(counts.items())),
+            intensity_mean=float(train.x.mean()),
+            intensity_std=float(train.x.std()),
+            size_median=list(prep.size or []),
+        ),
+        metrics=metrics,
+        intended_use=(
+            "Research and benchmarking on low-resolution images like its training data; not "
+            "for clinical decisions."
+        ),
+        limitations=(
+            "Validation metrics are measured on the validation split that also chose the "
+            "epoch, the temperature and the threshold, so they are optimistic; judge the model "
+            "on a held-out test split (medsight evaluate)."
+        ),
+        seed=cfg.seed,
+        extra={
+            "best_epoch": best["epoch"],
+            "epochs_run": len(log),
+            "cpu_seconds": time.process_time() - started,
+            "threshold_method": cfg.threshold.value,
+            "init": str(cfg.init) if cfg.init else None,
+            "pretrained": str(cfg.pretrained) if cfg.pretrained else None,
+            "freeze_epochs": cfg.freeze_epochs,
+        },
+    )
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(log[0]))
+    writer.writeheader()
+    writer.writerows(log)
+    (Path(cfg.out) / "training_log.csv").write_text(buf.getvalue(), encoding="utf-8")
+    return ModelPackage.save(
+        Path(cfg.out) / "model",
+        spec,
+        net.state_dict(),
+        overwrite=True,
+        extra_files={
+            "training_log.csv": buf.getvalue(),
+            "config.json": json.dumps(cfg.model_dump(mode="json"), indent=2),
+        },
+    )

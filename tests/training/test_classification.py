@@ -1,0 +1,79 @@
+"""Classification training end to end on tiny synthetic MedMNIST-format files (seconds)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medsight.core import InvalidInputError
+from medsight.models import ModelPackage
+from medsight.training import classification as tc
+from medsight.training.config import ClassifyConfig
+
+
+def test_binary_2d_package_has_threshold_temperature_metrics_and_card(tmp_path, write_npz, cfg_for):
+    data = f"medmnist:{write_npz(tmp_path / 'toy.npz')}?task=binary"
+    pkg = tc.train_classifier(cfg_for(tmp_path, data, epochs=3))
+    spec = ModelPackage.load(pkg.path).spec
+    assert spec.task.value == "binary" and 0 <= spec.thresholds["positive"] <= 1
+    assert spec.temperature is not None and spec.temperature > 0
+    names = {m.name for m in spec.metrics}
+    assert {"auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "ece"} <= names
+    assert all(m.split == "val" for m in spec.metrics)
+    assert spec.training_data.n_cases == {"train": 24, "val": 12}
+    assert spec.preprocessing.intensity.value == "dataset_zscore"
+    assert "## Training data" in (pkg.path / "MODEL_CARD.md").read_text()
+    assert (tmp_path / "run" / "training_log.csv").read_text().count("\n") == 4
+
+
+def test_same_seed_same_weights_and_resume_reproduces(tmp_path, monkeypatch, write_npz, cfg_for):
+    data = f"medmnist:{write_npz(tmp_path / 'toy.npz')}?task=binary"
+    full = tc.train_classifier(cfg_for(tmp_path / "a", data, epochs=3)).state_dict()
+    calls = {"n": 0}
+    real_save = tc.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed after two epochs
+
+    monkeypatch.setattr(tc, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        tc.train_classifier(cfg_for(tmp_path / "b", data, epochs=3))
+    monkeypatch.setattr(tc, "save_checkpoint", real_save)
+    with pytest.raises(InvalidInputError, match="--resume"):
+        tc.train_classifier(cfg_for(tmp_path / "b", data, epochs=3))
+    resumed = tc.train_classifier(cfg_for(tmp_path / "b", data, epochs=3, resume=True))
+    log = (tmp_path / "b" / "run" / "training_log.csv").read_text().splitlines()
+    assert len(log) == 4
+    for k, v in full.items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_3d_ordinal_rgb_and_multilabel_tasks(tmp_path, write_npz, cfg_for):
+    p3 = write_npz(tmp_path / "toy3d.npz", n=12, size=8, three_d=True)
+    pkg = tc.train_classifier(cfg_for(tmp_path / "3d", f"medmnist:{p3}?task=binary", epochs=1))
+    assert pkg.spec.input.spatial_ndim == 3 and pkg.spec.architecture.args["stem_stride"] == 2
+    po = write_npz(tmp_path / "ord.npz", rgb=True, n_classes=4)
+    pkg = tc.train_classifier(cfg_for(tmp_path / "ord", f"medmnist:{po}?task=ordinal", epochs=1))
+    names = {m.name for m in pkg.spec.metrics}
+    assert pkg.spec.input.channels == 3 and {"qwk", "auc_macro", "f1_macro"} <= names
+    pm = write_npz(tmp_path / "ml.npz", n_classes=3, multilabel=True)
+    pkg = tc.train_classifier(cfg_for(tmp_path / "ml", f"medmnist:{pm}?task=multilabel", epochs=1))
+    assert set(pkg.spec.thresholds) == {"0", "1", "2"}
+    assert "subset_accuracy" in {m.name for m in pkg.spec.metrics}
+
+
+def test_learns_the_toy_task(tmp_path, write_npz, cfg_for):
+    data = f"medmnist:{write_npz(tmp_path / 'toy.npz', n=64)}?task=binary"
+    pkg = tc.train_classifier(cfg_for(tmp_path, data, epochs=8, lr=5e-3))
+    auc = {m.name: m.value for m in pkg.spec.metrics}["auc"]
+    assert auc > 0.9  # a bright square is easy; chance would be 0.5
+
+
+def test_init_and_pretrained_are_exclusive(tmp_path, write_npz, cfg_for):
+    data = f"medmnist:{write_npz(tmp_path / 'toy.npz')}?task=binary"
+    cfg = cfg_for(tmp_path, data)
+    with pytest.raises(ValueError, match="either init"):
+        ClassifyConfig(**(cfg.model_dump() | {"init": "a", "pretrained": "b"}))
