@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -26,22 +25,6 @@ PYDICOM_FILES = (
     "examples_rgb_color.dcm",
     "SC_rgb_jpeg_gdcm.dcm",
 )
-
-
-def require_binary(name: str) -> str:
-    """The path of a Debian tool; skip without it locally, fail without it under CI=true."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} is missing (apt-get install it; see .ci/run)")
-        pytest.skip(f"{name} not installed")
-    return path
-
-
-@pytest.fixture(scope="session")
-def debian_tool():
-    """``debian_tool(name)``: path of a Debian binary (skip locally, fail under CI=true)."""
-    return require_binary
 
 
 @pytest.fixture(scope="session")
