@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from medsight.core import Case, EmptyInputError, GeometryError, Image, InvalidInputError
+from medsight.data._arrays import value_counts
 from medsight.data._read import read_image
 from medsight.data.dataset import Dataset, LayoutIssue, Task
 from medsight.data.registry import register_adapter
@@ -63,7 +64,7 @@ def merge_masks(masks: list[Image], names: list[str]) -> Image:
     if len(shapes) > 1:
         raise GeometryError(", ".join(names), f"masks of one image differ in shape: {shapes}")
     merged = np.maximum.reduce(arrays) if len(arrays) > 1 else arrays[0]
-    values = set(np.unique(merged).tolist())
+    values = set(value_counts(merged)[0].tolist())
     if values <= {0, 255} or values <= {0, 1}:
         merged = (merged > 0).astype(np.uint8)
     return Image(merged, masks[0].affine, spatial_ndim=masks[0].spatial_ndim)

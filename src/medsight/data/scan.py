@@ -32,6 +32,7 @@ from scipy.fft import dctn
 from scipy.ndimage import zoom
 
 from medsight.core import Box, Image, MedsightError
+from medsight.data._arrays import value_counts
 from medsight.data.dataset import Dataset
 from medsight.data.splits import stratum_of
 
@@ -182,7 +183,7 @@ def _scan_mask(case_mask: Image, image: Image) -> MaskScan:
     out = MaskScan(shape=case_mask.shape)
     out.same_shape = case_mask.shape == image.shape
     out.same_geometry = bool(np.allclose(case_mask.affine, image.affine, atol=1e-3))
-    values, counts = np.unique(arr, return_counts=True)
+    values, counts = value_counts(arr)
     out.values = tuple(int(v) for v in values)
     out.counts = {int(v): int(c) for v, c in zip(values, counts, strict=True)}
     return out
