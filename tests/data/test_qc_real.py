@@ -133,6 +133,7 @@ def test_retinamnist_grade_imbalance(shared_data):
     by_split = {f.details["split"]: f for f in report.of_kind(CheckKind.LABEL_IMBALANCE)}
     assert by_split["train"].details["counts"] == {"0": 486, "2": 206, "3": 194, "1": 128, "4": 66}
     assert set(by_split["train"].details["rare"]) == {"1", "4"}
+    assert len(by_split["train"].files) == 128 + 66  # the rare grades' images are named
 
 
 @pytest.mark.parametrize("name", ["adrenalmnist3d", "adrenalmnist3d_64"])

@@ -178,13 +178,18 @@ def check_imbalance(ds: Dataset, scans: list[CaseScan], cfg: QCConfig) -> list[F
         if rare:
             where = "" if split is None else f" in split {split}"
             ratio = min(counts.values()) / top
+            members = [s for s in part if set(class_counts(ds, [s])) & set(rare)]
             out.append(
-                Finding(
-                    kind=CheckKind.LABEL_IMBALANCE,
-                    severity=Severity.WARNING,
-                    message=f"label imbalance{where}: rarest/most common = {ratio:.2f}; "
-                    + ", ".join(f"{k}: {v}" for k, v in counts.items()),
-                    details={"split": split, "counts": counts, "rare": rare},
+                _finding(
+                    CheckKind.LABEL_IMBALANCE,
+                    Severity.WARNING,
+                    f"label imbalance{where}: rarest/most common = {ratio:.2f}; "
+                    + ", ".join(f"{k}: {v}" for k, v in counts.items())
+                    + " (files: the rare classes' images)",
+                    members,
+                    split=split,
+                    counts=counts,
+                    rare=rare,
                 )
             )
         if split is None and len(scans) > 2000:
