@@ -121,7 +121,7 @@ def analyze(
             runs.append(ModelRun(status="failed", series=sel.reason, reason=str(err), **base))
             continue
         plaus = result.plausibility
-        model_warnings = list(plaus.warnings) if plaus else []
+        model_warnings = list(sel.warnings) + (list(plaus.warnings) if plaus else [])
         warnings += [f"{pkg.id}: {w}" for w in model_warnings]
         runs.append(
             ModelRun(

@@ -10,7 +10,6 @@ present in the mask, with its measurements.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import numpy as np
 
@@ -40,64 +39,44 @@ def _label_code(label: LabelSpec, package: ModelPackage) -> Code:
     return label.code or Code(f"{package.spec.name}-{label.index}", "99MEDSIGHT", label.name)
 
 
-def _probabilities(logits: Any, task: Task, temperature: float | None) -> np.ndarray:
-    import torch
-
-    z = logits.detach().float() / float(temperature or 1.0)
-    if task is Task.MULTILABEL or z.shape[-1] == 1:
-        return torch.sigmoid(z)[0].numpy()
-    return torch.softmax(z, dim=-1)[0].numpy()
-
-
 def _classification(package: ModelPackage, image: Image, explain: bool) -> ModelOutput:
     import torch
 
     from medsight.explain import explain_classifier
-    from medsight.transforms.preprocess import to_network_input
+    from medsight.inference.classify import Predictor
 
     spec = package.spec
-    x = to_network_input(image, spec.preprocessing)
-    reference = spec.extra.get("input_reference")
-    plaus = assess(input_statistics(x), reference)
-    net = package.build_network()
-    tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
-    with torch.no_grad():
-        logits = net(tensor)
-    n_outputs = int(logits.shape[-1])
-    probs = _probabilities(logits, spec.task, spec.temperature)
+    predictor = Predictor(package)
+    x = predictor.preprocess(image)
+    plaus = assess(input_statistics(x), spec.extra.get("input_reference"))
+    proba = predictor.predict_arrays(x[None])[0]
+    decision = predictor.decide(proba[None])[0]
     labels = sorted(spec.labels, key=lambda lab: lab.index)
-    if n_outputs == 1:  # one sigmoid output: probability of the positive (second) label
-        probs = np.array([1 - probs[0], probs[0]])
-    by_name = {lab.name: float(probs[lab.index]) for lab in labels if lab.index < len(probs)}
-    findings = []
     if spec.task is Task.BINARY:
-        reported = [labels[-1]]
+        reported = [(labels[-1], bool(decision == labels[-1].index))]
     elif spec.task is Task.MULTILABEL:
-        reported = labels
-    else:
-        reported = [labels[int(np.argmax(probs))]]
-    for lab in reported:
-        p = float(probs[lab.index])
-        if spec.task in (Task.BINARY, Task.MULTILABEL):
-            positive = p >= spec.thresholds.get(lab.name, 0.5)
-        else:
-            positive = True  # the predicted class / grade
-        findings.append(
-            Finding(
-                finding=_label_code(lab, package),
-                model_id=spec.name,
-                model_version=spec.version,
-                kind=FindingKind.CLASSIFICATION,
-                probability=p,
-                positive=positive,
-                note=lab.name,
-            )
+        reported = [(lab, bool(decision[lab.index])) for lab in labels]
+    else:  # multi-class / ordinal: the predicted class or grade
+        reported = [(labels[int(decision)], True)]
+    findings = [
+        Finding(
+            finding=_label_code(lab, package),
+            model_id=spec.name,
+            model_version=spec.version,
+            kind=FindingKind.CLASSIFICATION,
+            probability=float(proba[lab.index]),
+            positive=positive,
+            note=lab.name,
         )
+        for lab, positive in reported
+    ]
     heat = None
-    if explain:  # explain the first reported label (its output unit)
-        target = 0 if n_outputs == 1 else reported[0].index
-        heat = explain_classifier(net, tensor, image, target)
-    return ModelOutput(findings, heatmap=heat, probabilities=by_name, plausibility=plaus)
+    if explain:  # explain the first reported label's output unit
+        net = package.build_network()
+        tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
+        heat = explain_classifier(net, tensor, image, reported[0][0].index)
+    probabilities = {lab.name: float(proba[lab.index]) for lab in labels}
+    return ModelOutput(findings, heatmap=heat, probabilities=probabilities, plausibility=plaus)
 
 
 def _segmentation(package: ModelPackage, image: Image) -> ModelOutput:

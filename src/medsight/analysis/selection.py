@@ -30,6 +30,7 @@ class Selection:
     package: ModelPackage
     series: SeriesEntry | None
     reason: str
+    warnings: tuple[str, ...] = ()
 
     @property
     def runs(self) -> bool:
@@ -67,7 +68,26 @@ def mismatch(spec: InputSpec, entry: SeriesEntry) -> str | None:
         return f"it is {ndim}D, the model needs {spec.spatial_ndim}D"
     if channels > 0 and channels != spec.channels and not (spec.channels == 3 and channels == 1):
         return f"it has {channels} channel(s), the model needs {spec.channels}"
+    part = _body_part(entry)
+    wanted_parts = [b.upper() for b in spec.body_parts]
+    if part and wanted_parts and part not in wanted_parts:
+        return f"body part {part} is not one of {', '.join(wanted_parts)}"
     return None
+
+
+def _body_part(entry: SeriesEntry) -> str:
+    if entry.dicom is None:
+        return ""
+    return str(entry.dicom.header.get("BodyPartExamined", "") or "").upper()
+
+
+def _body_part_warnings(spec: InputSpec, entry: SeriesEntry) -> tuple[str, ...]:
+    if spec.body_parts and not _body_part(entry):
+        return (
+            f"the image does not state its body part; the model is made for "
+            f"{', '.join(spec.body_parts)} images",
+        )
+    return ()
 
 
 def select_series(study: Study, packages: Sequence[ModelPackage]) -> list[Selection]:
@@ -101,5 +121,5 @@ def select_series(study: Study, packages: Sequence[ModelPackage]) -> list[Select
         note = f"series '{chosen.description or chosen.key}' ({chosen.modality})"
         if len(fits) > 1:
             note += f", chosen among {len(fits)} matching series as the largest"
-        out.append(Selection(package, chosen, note))
+        out.append(Selection(package, chosen, note, _body_part_warnings(spec, chosen)))
     return out
