@@ -135,8 +135,10 @@ def test_imbalance_and_protocol_variability():
     report, _ = run_qc(Dataset("s", cases, label_names={0: "neg", 1: "pos"}))
     (imb,) = report.of_kind(CheckKind.LABEL_IMBALANCE)
     assert imb.details["counts"] == {"neg": 27, "pos": 3}
-    (proto,) = report.of_kind(CheckKind.PROTOCOL_VARIABILITY)
-    assert proto.details["attribute"] == "site" and "mean intensity" in str(proto.details)
+    info, shift = sorted(report.of_kind(CheckKind.PROTOCOL_VARIABILITY), key=lambda f: f.severity)
+    assert info.severity is Severity.INFO and info.details["counts"] == {"A": 15, "B": 15}
+    assert shift.severity is Severity.WARNING and shift.details["attribute"] == "site"
+    assert "mean intensity" in str(shift.details["groups"])
 
 
 def test_splits_file_is_checked_instead_of_case_splits(tmp_path):

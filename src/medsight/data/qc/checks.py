@@ -301,6 +301,16 @@ def check_groups(ds: Dataset, scans: list[CaseScan], cfg: QCConfig) -> list[Find
             value = case.attributes.get(key)
             if value is not None and case.case_id in ok:
                 groups[str(value)].append(ok[case.case_id])
+        if len(groups) > 1:  # say where the images come from, even for small groups
+            sizes = Counter({g: len(m) for g, m in groups.items()})
+            common = sizes.most_common(1)[0][0]
+            others = [s for g, m in groups.items() if g != common for s in m]
+            listing = ", ".join(f"{g} x{n}" for g, n in sizes.most_common(5))
+            more = f" and {len(sizes) - 5} more" if len(sizes) > 5 else ""
+            out.append(_finding(CheckKind.PROTOCOL_VARIABILITY, Severity.INFO,
+                                f"{key}: images come from {len(sizes)} groups ({listing}{more}); "
+                                f"{len(others)} images are not from {common}", others,
+                                attribute=key, counts=dict(sizes)))  # fmt: skip
         groups = {g: m for g, m in groups.items() if len(m) >= cfg.min_group}
         if len(groups) < 2:
             continue
