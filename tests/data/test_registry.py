@@ -18,3 +18,15 @@ def test_specs_and_errors(tmp_path):
         load_dataset("zip:x")
     with pytest.raises(InvalidInputError, match="already registered"):
         register_adapter("msd")(lambda path, **o: None)
+
+
+def test_kinds_are_guessed_from_the_real_layouts(shared_data):
+    from medsight.data.registry import guess_kind
+
+    assert guess_kind(shared_data / "medmnist" / "breastmnist.npz") == "medmnist"
+    assert guess_kind(shared_data / "hippocampus") == "msd"
+    assert guess_kind(shared_data / "busi") == "folder"
+    assert guess_kind(shared_data / "covid_cxr" / "metadata.csv") == "csv"
+    assert guess_kind(shared_data / "dicom") == "dicom"
+    assert guess_kind(shared_data / "covid_cxr" / "annotations.json") is None
+    assert parse_spec(str(shared_data / "busi"))[0] == "folder"
