@@ -154,3 +154,23 @@ def test_splits_file_is_checked_instead_of_case_splits(tmp_path):
     assert set(spread.details) == {"p0", "p2"}
     with pytest.raises(UnreadableFileError):
         Splits.load(tmp_path / "missing.json")
+
+
+def test_mask_findings_name_the_mask_files(tmp_path):
+    for cls in ("benign", "normal"):
+        (tmp_path / cls).mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        P.fromarray((rng.random((6, 8)) * 255).astype(np.uint8)).save(
+            tmp_path / "benign" / f"{i}.png"
+        )
+        mask = np.zeros((6, 8), np.uint8)
+        mask[1:3, 1:3] = 255
+        P.fromarray(mask if i else mask * 0).save(tmp_path / "benign" / f"{i}_mask.png")
+    P.new("L", (8, 6)).save(tmp_path / "normal" / "n.png")
+    P.new("L", (9, 6)).save(tmp_path / "normal" / "n_mask.png")
+    report, _ = run_qc(load_dataset(f"folder:{tmp_path}"))
+    (empty,) = report.of_kind(CheckKind.EMPTY_MASK)
+    assert [f.rsplit("/", 1)[-1] for f in empty.files] == ["0.png", "0_mask.png"]
+    (size,) = report.of_kind(CheckKind.MASK_SHAPE_MISMATCH)
+    assert size.case_ids == ["normal/n"] and size.files[1].endswith("n_mask.png")

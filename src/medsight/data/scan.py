@@ -49,7 +49,7 @@ __all__ = [
 THUMB = 32
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class ChannelStats:
     """Intensity statistics of one channel (whole image, and sampled foreground values)."""
 
@@ -75,7 +75,7 @@ class MaskScan:
     error: str | None = None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # identity: scans are compared in membership tests
 class CaseScan:
     """The facts about one Case that the checks and the fingerprint use."""
 

@@ -59,6 +59,15 @@ def _finding(
     )
 
 
+def _with_masks(ds: Dataset, finding: Finding) -> Finding:
+    """The finding with each case's mask files added after its image file."""
+    files = []
+    for case_id, main in zip(finding.case_ids, finding.files, strict=True):
+        files.append(main)
+        files.extend(f for f in ds.files_of(case_id).values() if f != main)
+    return finding.model_copy(update={"files": files})
+
+
 _LAYOUT_SEVERITY = {"unreadable": Severity.ERROR, "missing_label": Severity.WARNING}
 
 
@@ -92,28 +101,32 @@ def _is_negative(stratum: str, ds: Dataset, cfg: QCConfig) -> bool:
 def check_masks(ds: Dataset, scans: list[CaseScan], cfg: QCConfig) -> list[Finding]:
     """Mask size/geometry mismatches, empty masks of positive cases, unexpected values."""
     with_mask = [s for s in scans if s.mask is not None]
+
+    def _mask_finding(*args: object, **kwargs: object) -> Finding:
+        return _with_masks(ds, _finding(*args, **kwargs))  # type: ignore[arg-type]
+
     out: list[Finding] = []
     unreadable = [s for s in with_mask if s.mask.error]
     if unreadable:
-        out.append(_finding(CheckKind.MASK_UNREADABLE, Severity.ERROR,
+        out.append(_mask_finding(CheckKind.MASK_UNREADABLE, Severity.ERROR,
                             f"{len(unreadable)} masks cannot be read or merged", unreadable,
                             errors={s.file: s.mask.error for s in unreadable}))  # fmt: skip
     good = [s for s in with_mask if not s.mask.error and s.ok]
     shape = [s for s in good if not s.mask.same_shape]
     if shape:
-        out.append(_finding(CheckKind.MASK_SHAPE_MISMATCH, Severity.ERROR,
+        out.append(_mask_finding(CheckKind.MASK_SHAPE_MISMATCH, Severity.ERROR,
                             f"{len(shape)} masks differ in size from their image", shape,
                             sizes={s.file: [list(s.shape), list(s.mask.shape or ())]
                                    for s in shape}))  # fmt: skip
     geom = [s for s in good if s.mask.same_shape and not s.mask.same_geometry]
     if geom:
-        out.append(_finding(CheckKind.MASK_GEOMETRY_MISMATCH, Severity.ERROR,
+        out.append(_mask_finding(CheckKind.MASK_GEOMETRY_MISMATCH, Severity.ERROR,
                             f"{len(geom)} masks have another affine (spacing, origin or "
                             "direction) than their image", geom))  # fmt: skip
     allowed = set(ds.label_names) if ds.task is Task.SEGMENTATION and ds.label_names else {0, 1}
     odd = [s for s in good if set(s.mask.values) - allowed]
     if odd:
-        out.append(_finding(CheckKind.MASK_VALUES, Severity.ERROR,
+        out.append(_mask_finding(CheckKind.MASK_VALUES, Severity.ERROR,
                             f"{len(odd)} masks hold values outside {sorted(allowed)}", odd,
                             values={s.file: sorted(set(s.mask.values) - allowed)
                                     for s in odd}))  # fmt: skip
@@ -121,23 +134,24 @@ def check_masks(ds: Dataset, scans: list[CaseScan], cfg: QCConfig) -> list[Findi
     empty_pos = [s for s in empty if not _is_negative(s.stratum, ds, cfg)]
     if empty_pos:
         out.append(
-            _finding(
+            _mask_finding(
                 CheckKind.EMPTY_MASK,
                 Severity.ERROR,
                 f"{len(empty_pos)} masks of positive cases are empty",
                 empty_pos,
             )
         )
-    neg_full = [s for s in good if s not in empty and _is_negative(s.stratum, ds, cfg)]
+    empty_ids = {id(s) for s in empty}
+    neg_full = [s for s in good if id(s) not in empty_ids and _is_negative(s.stratum, ds, cfg)]
     if neg_full:
-        out.append(_finding(CheckKind.CONFLICTING_LABELS, Severity.WARNING,
+        out.append(_mask_finding(CheckKind.CONFLICTING_LABELS, Severity.WARNING,
                             f"{len(neg_full)} images of a negative class have a non-empty mask",
                             neg_full))  # fmt: skip
     if ds.task is Task.SEGMENTATION:
         no_mask = [s for s in scans if s.mask is None and not _is_negative(s.stratum, ds, cfg)
                    and s.split != "test"]  # fmt: skip
         if no_mask:
-            out.append(_finding(CheckKind.MISSING_LABEL, Severity.WARNING,
+            out.append(_mask_finding(CheckKind.MISSING_LABEL, Severity.WARNING,
                                 f"{len(no_mask)} images have no mask", no_mask))  # fmt: skip
     return out
 
