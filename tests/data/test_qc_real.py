@@ -107,6 +107,14 @@ def test_breastmnist_duplicate_across_splits(shared_data):
     assert any(set(f.case_ids) == {"train_00115", "test_00076"} for f in exact)
     leak = report.of_kind(CheckKind.SPLIT_LEAKAGE)[0]
     assert "train_00115" in leak.case_ids and leak.severity is Severity.ERROR
+    # a near duplicate across splits: raw pixels correlate at 0.996 and differ by ~3 grey levels
+    # on average (unrelated pairs differ by ~40)
+    with np.load(path) as z:
+        a, b = z["train_images"][3].astype(float), z["test_images"][133].astype(float)
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99 and np.abs(a - b).mean() < 5
+    near = report.of_kind(CheckKind.NEAR_DUPLICATE)
+    assert any({"train_00003", "test_00133"} <= set(f.case_ids) for f in near)
+    assert "train_00003" in leak.case_ids
 
 
 def test_pneumoniamnist_exact_duplicates_across_splits(shared_data):
