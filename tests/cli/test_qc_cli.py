@@ -91,3 +91,10 @@ def test_bad_data_is_one_line_and_exit_2(tmp_path, capsys, spec, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "qc.json").exists()
+
+
+def test_out_must_be_a_folder(shared_data, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    path = shared_data / "medmnist" / "breastmnist.npz"
+    assert main(["qc", str(path), "--out", str(tmp_path / "file"), "--no-progress"]) == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -114,6 +114,8 @@ def render_html(report: QCReport, scans: list[CaseScan], ds: Dataset, root: Path
     """Write ``index.html`` and its plots under ``root``; return the page's path."""
     plots = root / "plots"
     plots.mkdir(parents=True, exist_ok=True)
+    for stale in plots.glob("finding_*.png"):  # from an earlier run into the same folder
+        stale.unlink()
     esc = html.escape
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>QC {esc(report.dataset)}"

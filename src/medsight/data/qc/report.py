@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from medsight.core import InvalidInputError
 from medsight.data.dataset import Dataset
 from medsight.data.fingerprint import Fingerprint, compute_fingerprint
 from medsight.data.qc.checks import CHECKS
@@ -141,6 +142,8 @@ def write_report(
     from medsight.data.qc.html import render_html
 
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise InvalidInputError(root, "exists and is not a folder", hint="give a folder for --out")
     root.mkdir(parents=True, exist_ok=True)
     paths = {"json": root / "qc.json", "fingerprint": root / "fingerprint.json"}
     _atomic_write(paths["json"], report.model_dump_json(indent=1))
