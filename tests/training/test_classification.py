@@ -15,7 +15,7 @@ def test_binary_2d_package_has_threshold_temperature_metrics_and_card(tmp_path, 
     data = f"medmnist:{write_npz(tmp_path / 'toy.npz')}?task=binary"
     pkg = tc.train_classifier(cfg_for(tmp_path, data, epochs=3))
     spec = ModelPackage.load(pkg.path).spec
-    assert spec.task.value == "binary" and 0 <= spec.thresholds["positive"] <= 1
+    assert spec.task.value == "binary" and 0 <= spec.thresholds["1"] <= 1
     assert spec.temperature is not None and spec.temperature > 0
     names = {m.name for m in spec.metrics}
     assert {"auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "ece"} <= names

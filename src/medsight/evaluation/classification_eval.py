@@ -101,6 +101,7 @@ def evaluate_classifier(
             proba,
             values,
             spec.thresholds,
+            label_names=names,
             groups=groups,
             n_resamples=n_resamples,
             seed=seed,
@@ -113,7 +114,7 @@ def evaluate_classifier(
         curves = {n: (y == k, proba[:, k]) for k, n in enumerate(names)}
     points = []
     if task == "binary":
-        d = predict_labels(task, proba, spec.thresholds)
+        d = predict_labels(task, proba, spec.thresholds, names)
         pos, neg = y == 1, y == 0
         if pos.any() and neg.any():
             points.append((float(d[neg].mean()), float(d[pos].mean()), "operating point"))

@@ -11,7 +11,7 @@ Examples
 --------
 >>> import numpy as np
 >>> y = np.array([0, 1] * 20); p = np.where(y == 1, 0.7, 0.3); p[:4] = 0.5
->>> res = classification_metrics("binary", y, np.c_[1 - p, p], {"positive": 0.6},
+>>> res = classification_metrics("binary", y, np.c_[1 - p, p], {"1": 0.6},
 ...                              n_resamples=50)
 >>> [m.name for m in res][:3], res[0].value
 (['auc', 'accuracy', 'sensitivity'], 0.995)
@@ -58,16 +58,29 @@ class MetricResult:
 
 
 def predict_labels(
-    task: str, proba: ArrayLike, thresholds: Mapping[str, float] | None = None
+    task: str,
+    proba: ArrayLike,
+    thresholds: Mapping[str, float] | None = None,
+    label_names: Sequence[str] | None = None,
 ) -> NDArray[np.int64]:
-    """Decisions from probabilities: the binary ``positive`` threshold, per-label thresholds
-    (multi-label, keys are label indices as strings, default 0.5) or arg-max."""
+    """Decisions from probabilities at thresholds keyed by label name (default 0.5).
+
+    Binary: the second label (index 1) is positive when its probability reaches its threshold;
+    multi-label: each label against its own threshold; multi-class and ordinal: arg-max.
+    Without ``label_names`` the names are the indices as strings.
+
+    Examples
+    --------
+    >>> predict_labels("binary", [[0.7, 0.3], [0.4, 0.6]], {"tumour": 0.25}, ["no", "tumour"])
+    array([1, 1])
+    """
     p = np.asarray(proba, dtype=np.float64)
     th = dict(thresholds or {})
+    names = list(label_names) if label_names else [str(k) for k in range(p.shape[1])]
     if task == "binary":
-        return (p[:, 1] >= th.get("positive", 0.5)).astype(np.int64)
+        return (p[:, 1] >= th.get(names[1], 0.5)).astype(np.int64)
     if task == "multilabel":
-        t = np.array([th.get(str(k), 0.5) for k in range(p.shape[1])])
+        t = np.array([th.get(names[k], 0.5) for k in range(p.shape[1])])
         return (p >= t).astype(np.int64)
     return p.argmax(axis=1).astype(np.int64)
 
@@ -97,7 +110,7 @@ def _metric_table(
     table: dict[str, Callable[..., float]] = {}
 
     def decided(f: Callable[..., float]) -> Callable[..., float]:
-        return lambda y, p: f(y, predict_labels(task, p, thresholds))
+        return lambda y, p: f(y, predict_labels(task, p, thresholds, label_names or None))
 
     if task == "binary":
         table["auc"] = lambda y, p: cm.roc_auc(y, p[:, 1])
@@ -196,6 +209,7 @@ def subgroup_metrics(
     values: Sequence[object],
     thresholds: Mapping[str, float] | None = None,
     *,
+    label_names: Sequence[str] = (),
     groups: Sequence[object] | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -231,6 +245,7 @@ def subgroup_metrics(
                 yy[idx],
                 p[idx],
                 thresholds,
+                label_names=label_names,
                 groups=None if g is None else list(g[idx]),
                 n_resamples=n_resamples,
                 seed=seed,

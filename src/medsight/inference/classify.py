@@ -18,7 +18,7 @@ Examples
 >>> spec = ModelSpec(name="demo", version="1", task=Task.BINARY, architecture=arch,
 ...     input=InputSpec(spatial_ndim=2), preprocessing=PreprocessingSpec(size=[8, 8]),
 ...     labels=[LabelSpec(index=0, name="no"), LabelSpec(index=1, name="yes")],
-...     thresholds={"positive": 0.3}, temperature=2.0)
+...     thresholds={"yes": 0.3}, temperature=2.0)
 >>> _ = torch.manual_seed(0)
 >>> pkg = ModelPackage.save(tempfile.mkdtemp() + "/m", spec, build_network(arch).state_dict())
 >>> pred = Predictor(pkg).predict(Image(np.zeros((16, 16))))
@@ -124,7 +124,8 @@ class Predictor:
         """Decisions at the stored operating point for probabilities ``(N, K)``."""
         from medsight.evaluation.classification_report import predict_labels
 
-        return predict_labels(self._pkg.spec.task.value, proba, self._pkg.spec.thresholds)
+        spec = self._pkg.spec
+        return predict_labels(spec.task.value, proba, spec.thresholds, spec.label_names)
 
     def predict(self, image: Image) -> ClassPrediction:
         """Probabilities and decision for one Image."""

@@ -396,6 +396,17 @@ def _add_dataset_stats(prep: PreprocessingSpec, mean: float, std: float) -> Prep
     return prep  # ZSCORE: already zero mean, unit variance per image
 
 
+def _portable(cfg: ClassifyConfig) -> dict[str, Any]:
+    """The config without this machine's folders (only file names), for the package."""
+    data = cfg.model_dump(mode="json")
+    for key in ("out", "init", "pretrained"):
+        if data[key]:
+            data[key] = Path(data[key]).name
+    kind, _, rest = cfg.data.partition(":")
+    data["data"] = f"{kind}:{Path(rest).name}" if rest else cfg.data
+    return data
+
+
 def _package(
     cfg: ClassifyConfig,
     ds: Dataset,
@@ -412,13 +423,13 @@ def _package(
     logits = predict_logits(net, val.x)
     temperature = fit_temperature(logits, val.y, multilabel=multilabel)
     proba = _probabilities(task, logits, temperature)
-    thresholds: dict[str, float] = {}
+    names = [ds.label_names.get(i, str(i)) for i in range(proba.shape[1])]
+    thresholds: dict[str, float] = {}  # keyed by label name
     if task is Task.BINARY:
-        thresholds["positive"] = _threshold(cfg.threshold, val.y, proba[:, 1])
+        thresholds[names[1]] = _threshold(cfg.threshold, val.y, proba[:, 1])
     elif multilabel:
         for k in range(proba.shape[1]):
-            thresholds[str(k)] = _threshold(cfg.threshold, val.y[:, k], proba[:, k])
-    names = [ds.label_names.get(i, str(i)) for i in range(proba.shape[1])]
+            thresholds[names[k]] = _threshold(cfg.threshold, val.y[:, k], proba[:, k])
     results = classification_metrics(
         task.value,
         val.y,
@@ -439,6 +450,10 @@ def _package(
         names[k] for row in train.y for k in (np.flatnonzero(row) if multilabel else [row])
     )
     sample_mod = next(iter(ds)).image().modality
+    # input statistics of the training images, for the analysis' plausibility (OOD) check
+    from medsight.analysis.plausibility import input_statistics, reference_statistics
+
+    reference = reference_statistics(input_statistics(x) for x in train.x)
     best = max(log, key=lambda r: r["val_auc"])
     spec = ModelSpec(
         name=cfg.name or f"{ds.name}-{arch.name}",
@@ -481,9 +496,10 @@ def _package(
             "epochs_run": len(log),
             "cpu_seconds": time.process_time() - started,
             "threshold_method": cfg.threshold.value,
-            "init": str(cfg.init) if cfg.init else None,
-            "pretrained": str(cfg.pretrained) if cfg.pretrained else None,
+            "init": Path(cfg.init).name if cfg.init else None,
+            "pretrained": Path(cfg.pretrained).name if cfg.pretrained else None,
             "freeze_epochs": cfg.freeze_epochs,
+            "input_reference": reference,
         },
     )
     buf = io.StringIO()
@@ -498,6 +514,6 @@ def _package(
         overwrite=True,
         extra_files={
             "training_log.csv": buf.getvalue(),
-            "config.json": json.dumps(cfg.model_dump(mode="json"), indent=2),
+            "config.json": json.dumps(_portable(cfg), indent=2),
         },
     )

@@ -1,0 +1,45 @@
+"""``medsight train classify`` and ``medsight evaluate`` on a tiny subset of real BreastMNIST."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medsight.cli.app import main
+from medsight.cli.evaluate import evaluator_for
+from medsight.core import InvalidInputError
+from medsight.models import ModelPackage
+
+
+def test_train_then_evaluate_breastmnist(shared_data, tmp_path, capsys):
+    data = f"medmnist:{shared_data / 'medmnist' / 'breastmnist.npz'}"
+    run = tmp_path / "run"
+    code = main(["train", "classify", "--data", data, "--out", str(run), "--epochs", "2",
+                 "--max-cases", "40", "--batch-size", "16", "--threads", "1", "--seed", "3",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "validation auc" in capsys.readouterr().out
+    pkg = ModelPackage.load(run / "model")
+    assert pkg.spec.training_data.license.startswith("CC BY 4.0")
+    assert pkg.spec.training_data.n_cases == {"train": 40, "val": 40}
+    assert pkg.spec.seed == 3 and set(pkg.spec.thresholds) == {"normal, benign"}
+    out = tmp_path / "eval"
+    code = main(["evaluate", str(run), "--data", data, "--out", str(out),
+                 "--n-resamples", "50"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["split"] == "test" and report["n_cases"] == 156  # the official test split
+    assert {"auc", "sensitivity", "specificity", "ppv", "npv", "f1"} <= {
+        m["name"] for m in report["metrics"]
+    }
+    assert (out / "report.html").is_file()
+    # an existing checkpoint without --resume is refused with a one-line error
+    again = main(["train", "classify", "--data", data, "--out", str(run), "--no-progress"])
+    assert again == 2 and "--resume" in capsys.readouterr().err
+
+
+def test_evaluate_dispatches_on_task():
+    assert evaluator_for("binary").__module__ == "medsight.evaluation.classification_eval"
+    with pytest.raises(InvalidInputError, match="no evaluator"):
+        evaluator_for("detection")
