@@ -31,3 +31,19 @@ def test_table_without_key_column(shared_data, tmp_path):
     table.write_text("StudyUID,label\n1,a\n")
     with pytest.raises(InvalidInputError, match="StudyInstanceUID"):
         load_dataset(f"dicom:{shared_data / 'dicom'}?labels={table}")
+
+
+def test_corrupt_dicom_files_are_reported(pydicom_file, tmp_path):
+    import shutil
+
+    from medsight.data.qc import CheckKind, run_qc
+
+    shutil.copy(pydicom_file("CT_small.dcm"), tmp_path / "good.dcm")
+    data = (tmp_path / "good.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:200])
+    (tmp_path / "README.txt").write_text("notes")
+    ds = load_dataset(f"dicom:{tmp_path}")
+    assert len(ds) == 1
+    report, _ = run_qc(ds)
+    (bad,) = report.of_kind(CheckKind.UNREADABLE)
+    assert len(bad.files) == 1 and "cut.dcm" in bad.files[0]

@@ -166,3 +166,4 @@ def test_dicom_hippocrop_series_lacks_patient_attributes(shared_data):
     assert missing["sex"].files == [str(crop)] and missing["age"].files == [str(crop)]
     (spacing,) = report.of_kind(CheckKind.SPACING_OUTLIER)
     assert spacing.files == [str(crop)]
+    assert report.of_kind(CheckKind.UNREADABLE) == []  # PROVENANCE-dicom.txt is not an image

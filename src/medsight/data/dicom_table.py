@@ -25,6 +25,7 @@ from medsight.data.registry import register_adapter
 __all__ = ["load_dicom_folder"]
 
 _LABEL_NAMES = ("label", "finding", "class", "diagnosis", "target", "y")
+_NOT_IMAGES = {".txt", ".md", ".csv", ".tsv", ".json", ".xml", ".pdf", ".html", ".htm", ".py"}
 
 
 def _header_attributes(header: Any) -> dict[str, Any]:
@@ -114,12 +115,14 @@ def load_dicom_folder(path: str | os.PathLike[str], /, **options: str) -> Datase
     if "labels" in options:
         table, label_col = _read_table(Path(options["labels"]), key, options.get("label"))
     issues: list[LayoutIssue] = []
-    if study.bad_files:
+    # documentation and tables beside the images are not failed DICOM files
+    bad = [b for b in study.bad_files if Path(b.path).suffix.lower() not in _NOT_IMAGES]
+    if bad:
         issues.append(
             LayoutIssue(
                 "unreadable",
-                f"{len(study.bad_files)} files could not be read as DICOM",
-                tuple(f"{b.path}: {b.problem}" for b in study.bad_files),
+                f"{len(bad)} files could not be read as DICOM",
+                tuple(f"{b.path}: {b.problem}" for b in bad),
             )
         )
     classes = sorted(
