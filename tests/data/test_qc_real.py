@@ -133,6 +133,14 @@ def test_pneumoniamnist_exact_duplicates_across_splits(shared_data):
     found = [set(f.case_ids) for f in report.of_kind(CheckKind.EXACT_DUPLICATE)]
     assert sorted(map(sorted, found)) == sorted(map(sorted, groups))
     assert sum(f.details["across_splits"] for f in report.of_kind("exact_duplicate")) == 8
+    # test image 165 is a dark, framed radiograph: contrast over twice the data set's median
+    with np.load(path) as z:
+        every = np.concatenate([z["train_images"], z["val_images"], z["test_images"]])
+        odd = z["test_images"][165].astype(float)
+    stds = every.reshape(len(every), -1).std(axis=1)
+    assert odd.std() > 2 * np.median(stds) and odd.mean() < 0.6 * np.median(every.mean(axis=(1, 2)))
+    (outliers,) = report.of_kind(CheckKind.INTENSITY_OUTLIER)
+    assert "test_00165" in outliers.case_ids
 
 
 def test_retinamnist_grade_imbalance(shared_data):
