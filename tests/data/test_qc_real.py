@@ -175,3 +175,24 @@ def test_dicom_hippocrop_series_lacks_patient_attributes(shared_data):
     (spacing,) = report.of_kind(CheckKind.SPACING_OUTLIER)
     assert spacing.files == [str(crop)]
     assert report.of_kind(CheckKind.UNREADABLE) == []  # PROVENANCE-dicom.txt is not an image
+
+
+def test_covid_image_level_split_puts_patients_in_several_splits(covid_qc):
+    from medsight.data import Fold, Splits
+
+    dataset, _ = covid_qc
+    ids = [c.case_id for c in dataset]
+    order = np.random.default_rng(0).permutation(len(ids))
+    shuffled = [ids[i] for i in order]
+    naive = Splits(dataset="covid_cxr", scheme="holdout", seed=0, source="generated",
+                   stratified=False, test=shuffled[:100],
+                   folds=[Fold(train=shuffled[200:], val=shuffled[100:200])])  # fmt: skip
+    part = {c: "test" for c in shuffled[:100]} | {c: "val" for c in shuffled[100:200]}
+    seen: dict[str, set[str]] = {}
+    for case in dataset:
+        seen.setdefault(case.patient_id, set()).add(part.get(case.case_id, "train"))
+    expected = {p: sorted(v) for p, v in seen.items() if len(v) > 1}
+    assert len(expected) > 20 and naive.leaks(dataset) == expected
+    report, _ = run_qc(dataset, splits=naive)
+    (spread,) = report.of_kind(CheckKind.PATIENT_IN_SEVERAL_SPLITS)
+    assert spread.details == expected and spread.severity is Severity.ERROR
