@@ -26,6 +26,7 @@ def _register() -> None:
     # Imports are local so `medsight --help` stays fast; each module adds its own commands.
     from medsight.cli import analyze, deid, info, qc
     from medsight.cli import evaluate as evaluate_cli
+    from medsight.cli import serve as serve_cli
     from medsight.cli import train as train_cli
 
     info.register(app)
@@ -34,6 +35,7 @@ def _register() -> None:
     qc.register(app)
     train_cli.register(app)
     evaluate_cli.register(app)
+    serve_cli.register(app)
 
 
 @app.callback()

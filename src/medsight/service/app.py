@@ -1,0 +1,127 @@
+"""``create_app(settings)``: the FastAPI app with its store, audit trail, worker and SCP.
+
+Nothing is created at import time.  The worker thread (and the C-STORE SCP, when
+``dimse_port`` is set) start with the app's lifespan and stop with it; ``analyse`` and
+``deliver`` can be injected (tests slow the analysis down or record deliveries).
+
+Examples
+--------
+>>> import tempfile
+>>> from fastapi.testclient import TestClient
+>>> app = create_app(ServiceSettings(home=tempfile.mkdtemp(), run_worker=False))
+>>> with TestClient(app) as client:
+...     client.get("/api/health").json()["status"], client.get("/api/worklist").status_code
+('ok', 401)
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from medsight import __version__
+from medsight.core.errors import MedsightError
+from medsight.service.audit import AuditTrail
+from medsight.service.auth import create_user
+from medsight.service.catalog import PackageCatalog
+from medsight.service.deps import Services
+from medsight.service.errors import status_for
+from medsight.service.settings import Role, ServiceSettings
+from medsight.service.store import Store
+from medsight.service.worker import Analyse, Deliver, Worker, default_analyse
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _bootstrap_admin(store: Store, settings: ServiceSettings) -> None:
+    from sqlalchemy import func, select
+
+    from medsight.service.models import UserRow
+
+    with store.session() as ses:
+        if ses.scalar(select(func.count()).select_from(UserRow)):
+            return
+    if settings.admin_password is not None:
+        password = settings.admin_password.get_secret_value()
+    else:
+        password = secrets.token_urlsafe(18)
+        file = settings.home / "initial-admin-password"
+        file.write_text(password + "\n", encoding="utf-8")
+        file.chmod(0o600)
+        log.warning("created user 'admin'; its password is in %s", file)
+    create_user(store, "admin", password, Role.ADMIN)
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    analyse: Analyse = default_analyse,
+    deliver: Deliver | None = None,
+) -> FastAPI:
+    """Build the app: store, audit trail, package catalog, worker, routes and viewer."""
+    from medsight.service.routes import jobs, pacs, studies, system, worklist
+    from medsight.service.viewer import pages
+
+    settings.ensure_home()
+    store = Store(settings.resolved_database_url())
+    _bootstrap_admin(store, settings)
+    catalog = PackageCatalog(settings.packages)
+    if deliver is None:
+        from medsight.service.pacs.delivery import Delivery
+
+        deliver = Delivery(settings)
+    worker = Worker(store, settings, catalog, analyse, deliver) if settings.run_worker else None
+    services = Services(
+        settings=settings,
+        store=store,
+        audit=AuditTrail(settings.home / "audit" / "service.jsonl"),
+        catalog=catalog,
+        worker=worker,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        scp = None
+        if worker is not None:
+            requeued = worker.start()
+            if requeued:
+                log.warning("requeued %d unfinished job(s): %s", len(requeued), requeued)
+        if settings.dimse_port is not None:
+            from medsight.service.pacs.dimse import StoreSCP
+
+            scp = StoreSCP(services)
+            scp.start()
+        try:
+            yield
+        finally:
+            if scp is not None:
+                scp.stop()
+            if worker is not None:
+                worker.stop()
+            store.engine.dispose()
+
+    app = FastAPI(
+        title="medsight",
+        version=__version__,
+        summary="AI for medical imaging: studies in, explained findings and worklist out.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+
+    @app.exception_handler(MedsightError)
+    async def _medsight_error(_request: Request, err: MedsightError) -> JSONResponse:
+        status = status_for(err)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"detail": str(err)}, status_code=status, headers=headers)
+
+    for module in (system, studies, jobs, worklist, pacs, pages):
+        app.include_router(module.router)
+    pages.mount_static(app)
+    return app

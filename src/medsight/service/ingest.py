@@ -1,0 +1,165 @@
+"""Received DICOM instances into the study folder ``<home>/studies/<StudyInstanceUID>/``.
+
+Files are stored under names made from their own UIDs (``<series>/<sop>.dcm``), never from
+names a client sent, and a UID must be digits and dots, so nothing can land outside the folder.
+A zip member whose name is absolute or climbs out (``../``) rejects the whole upload, and so do
+zip bombs (more than ``max_unzipped_bytes`` or ``max_files``).  Files that are not DICOM are
+listed and skipped; an upload with no DICOM at all is an error.
+
+Examples
+--------
+>>> valid_uid("1.2.840.10008.1.1"), valid_uid("../etc")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from medsight.core.errors import InvalidInputError
+from medsight.io.atomic import atomic_path
+from medsight.service.errors import UploadTooLargeError
+
+__all__ = [
+    "Ingested",
+    "StudyFacts",
+    "content_digest",
+    "ingest_streams",
+    "save_dataset",
+    "valid_uid",
+]
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def valid_uid(uid: str) -> bool:
+    """True for a DICOM UID (digits and dots, at most 64 characters)."""
+    return len(uid) <= 64 and bool(_UID.match(uid))
+
+
+@dataclasses.dataclass
+class StudyFacts:
+    """Header facts of a received study, for the study row and routing rules."""
+
+    uid: str
+    patient_id: str = ""
+    modalities: set[str] = dataclasses.field(default_factory=set)
+    description: str = ""
+    body_part: str = ""
+
+
+@dataclasses.dataclass
+class Ingested:
+    """What an upload added: studies by UID, and the names that were skipped with why."""
+
+    studies: dict[str, StudyFacts] = dataclasses.field(default_factory=dict)
+    stored: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)
+
+
+def save_dataset(ds: Dataset, studies_dir: Path, into: Ingested) -> None:
+    """Store one dataset under its UIDs and add its facts to ``into``."""
+    study, series = str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", ""))
+    sop = str(ds.get("SOPInstanceUID", ""))
+    if not (valid_uid(study) and valid_uid(series) and valid_uid(sop)):
+        raise InvalidInputError("DICOM", "Study/Series/SOP Instance UID missing or malformed")
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", Dataset()):
+        raise InvalidInputError("DICOM", "no file meta information (not a Part 10 file)")
+    target = studies_dir / study / series / f"{sop}.dcm"
+    with atomic_path(target) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    facts = into.studies.setdefault(study, StudyFacts(uid=study))
+    facts.patient_id = facts.patient_id or str(ds.get("PatientID", ""))[:64]
+    facts.modalities.add(str(ds.get("Modality", "OT")))
+    facts.description = facts.description or str(ds.get("StudyDescription", ""))[:256]
+    facts.body_part = facts.body_part or str(ds.get("BodyPartExamined", ""))[:64]
+    into.stored += 1
+
+
+def _read(name: str, fh: BinaryIO, studies_dir: Path, into: Ingested) -> None:
+    try:
+        ds = pydicom.dcmread(fh)
+        save_dataset(ds, studies_dir, into)
+    except InvalidInputError as exc:
+        into.skipped.append(f"{name}: {exc.problem}")
+    except Exception as exc:
+        into.skipped.append(f"{name}: not a readable DICOM file ({type(exc).__name__})")
+
+
+def _check_member(name: str) -> None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", name):
+        raise InvalidInputError(f"zip member {name!r}", "path escapes the upload (rejected)")
+
+
+def _read_zip(
+    name: str, fh: BinaryIO, studies_dir: Path, into: Ingested, max_bytes: int, max_files: int
+) -> None:
+    try:
+        archive = zipfile.ZipFile(fh)
+        members = [m for m in archive.infolist() if not m.is_dir()]
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InvalidInputError(name, f"is not a readable zip file ({exc})") from exc
+    for member in members:
+        _check_member(member.filename)
+    if len(members) > max_files:
+        raise UploadTooLargeError(name, f"holds {len(members)} files (limit {max_files})")
+    if sum(m.file_size for m in members) > max_bytes:
+        raise UploadTooLargeError(name, f"unpacks to more than {max_bytes} bytes")
+    for member in members:
+        try:
+            data = archive.read(member)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            into.skipped.append(f"{name}/{member.filename}: damaged ({exc})")
+            continue
+        _read(f"{name}/{member.filename}", io.BytesIO(data), studies_dir, into)
+
+
+def ingest_streams(
+    files: Iterable[tuple[str, BinaryIO]],
+    studies_dir: Path,
+    *,
+    max_unzipped_bytes: int,
+    max_files: int,
+) -> Ingested:
+    """Store every DICOM instance in ``files`` (DICOM files or zips of them).
+
+    Raises
+    ------
+    InvalidInputError
+        A zip member path escapes, a zip is damaged, or nothing readable was sent.
+    UploadTooLargeError
+        A zip above the limits.
+    """
+    into = Ingested()
+    for name, fh in files:
+        head = fh.read(4)
+        fh.seek(0)
+        if head == b"PK\x03\x04":
+            _read_zip(name, fh, studies_dir, into, max_unzipped_bytes, max_files)
+        else:
+            _read(name, fh, studies_dir, into)
+    if not into.stored:
+        why = "; ".join(into.skipped[:5]) or "no files"
+        raise InvalidInputError("upload", f"holds no DICOM instance ({why})")
+    return into
+
+
+def content_digest(study_dir: Path) -> str:
+    """sha256 over the study's stored instance names: changes when instances are added."""
+    names = sorted(
+        p.relative_to(study_dir).as_posix()
+        for p in study_dir.rglob("*.dcm")
+        if not p.name.startswith(".")  # a temporary name a crash left behind
+    )
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()

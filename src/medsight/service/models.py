@@ -1,0 +1,107 @@
+"""The store's tables (SQLAlchemy ORM): users, tokens, studies, jobs, feedback.
+
+Job states move ``queued -> running -> done | failed``; a job row is committed before any
+work on it starts, so a crash never loses a submission.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "FeedbackRow", "JobRow", "JobState", "StudyRow", "TokenRow", "UserRow", "now"]
+
+
+def now() -> dt.datetime:
+    """The current UTC time (naive, as SQLite stores it)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class JobState(StrEnum):
+    """Where a job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the service tables."""
+
+
+class UserRow(Base):
+    """A person or system that logs in."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    created: Mapped[dt.datetime] = mapped_column(default=now)
+
+
+class TokenRow(Base):
+    """A bearer token (only its sha256 is stored)."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64), default="login")
+    created: Mapped[dt.datetime] = mapped_column(default=now)
+    expires: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class StudyRow(Base):
+    """A study the service holds (files under ``home/studies/<uid>``)."""
+
+    __tablename__ = "studies"
+    uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    modalities: Mapped[str] = mapped_column(String(64), default="")
+    description: Mapped[str] = mapped_column(String(256), default="")
+    body_part: Mapped[str] = mapped_column(String(64), default="")
+    urgency: Mapped[str] = mapped_column(String(16), default="routine")
+    source: Mapped[str] = mapped_column(String(16), default="upload")
+    n_files: Mapped[int] = mapped_column(default=0)
+    received: Mapped[dt.datetime] = mapped_column(default=now)
+
+
+class JobRow(Base):
+    """One analysis of one version of a study with one set of packages."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("study_uid", "packages_key", "content_digest"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(ForeignKey("studies.uid"))
+    packages_key: Mapped[str] = mapped_column(Text)
+    content_digest: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value, index=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(default=0)
+    created: Mapped[dt.datetime] = mapped_column(default=now)
+    started: Mapped[dt.datetime | None] = mapped_column(default=None)
+    finished: Mapped[dt.datetime | None] = mapped_column(default=None)
+    flagged: Mapped[bool] = mapped_column(default=False)
+    suspicion: Mapped[float] = mapped_column(default=0.0)
+    impression: Mapped[str] = mapped_column(Text, default="")
+    delivery: Mapped[str] = mapped_column(Text, default="")
+
+
+class FeedbackRow(Base):
+    """A reviewer's verdict on one AI finding (latest per reviewer and finding counts)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("job_id", "finding_index", "username"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    finding_index: Mapped[int] = mapped_column()
+    finding_code: Mapped[str] = mapped_column(String(128), default="")
+    verdict: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    username: Mapped[str] = mapped_column(String(64))
+    time: Mapped[dt.datetime] = mapped_column(default=now)

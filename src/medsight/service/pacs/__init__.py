@@ -1,0 +1,1 @@
+"""Connectors: DICOMweb (QIDO/WADO/STOW), DIMSE (C-STORE SCP/SCU, C-ECHO), FHIR POST."""

@@ -1,0 +1,152 @@
+"""DIMSE (pynetdicom): a C-STORE SCP that queues arriving studies by rules, C-STORE SCU, C-ECHO.
+
+Instances received in one association are stored as they arrive; when the association ends
+(released or aborted) each study it brought is matched against the routing rules and queued.
+
+Examples
+--------
+>>> parse_destination("ORTHANC@127.0.0.1:4242")
+('ORTHANC', '127.0.0.1', 4242)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medsight.core.errors import InvalidInputError, MedsightError
+from medsight.service.errors import DeliveryError
+from medsight.service.ingest import Ingested, save_dataset
+
+if TYPE_CHECKING:
+    from medsight.service.deps import Services
+
+__all__ = ["StoreSCP", "echo", "parse_destination", "send_files"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_destination(text: str) -> tuple[str, str, int]:
+    """``AE@host:port`` -> (AE title, host, port)."""
+    try:
+        ae, rest = text.split("@", 1)
+        host, port = rest.rsplit(":", 1)
+        return ae, host, int(port)
+    except ValueError as exc:
+        raise InvalidInputError("dimse_destination", f"{text!r} is not AE@host:port") from exc
+
+
+class StoreSCP:
+    """A Storage + Verification SCP feeding the service's store and queue."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._server: Any = None
+        self._pending: dict[int, Ingested] = {}
+        self._lock = threading.Lock()
+
+    def _on_store(self, event: Any) -> int:
+        try:
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+            with self._lock:
+                into = self._pending.setdefault(id(event.assoc), Ingested())
+            save_dataset(ds, self.services.settings.home / "studies", into)
+        except MedsightError as err:
+            log.warning("C-STORE rejected: %s", err)
+            return 0xC210  # cannot understand
+        except Exception:
+            log.exception("C-STORE failed")
+            return 0xA700  # out of resources
+        return 0x0000
+
+    def _on_end(self, event: Any) -> None:
+        with self._lock:
+            into = self._pending.pop(id(event.assoc), None)
+        if into is None or not into.stored:
+            return
+        from medsight.service.jobs import record_studies, submit
+        from medsight.service.pacs.rules import match
+
+        try:
+            for facts in record_studies(self.services, into, source="dimse"):
+                rule = match(self.services.settings.rules, facts)
+                who = f"{event.assoc.requestor.ae_title}@{event.assoc.requestor.address}"
+                self.services.audit.record(who, "dimse", "receive_study", study=facts.uid)
+                if rule is None:
+                    continue
+                self.services.store.upsert_study(facts.uid, urgency=rule.urgency.value)
+                submit(self.services, facts.uid, rule.packages)
+        except Exception:
+            log.exception("queueing received studies failed")
+
+    def start(self) -> None:
+        """Listen on ``dimse_host:dimse_port`` in background threads."""
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+        s = self.services.settings
+        ae = AE(ae_title=s.ae_title)
+        ae.supported_contexts = AllStoragePresentationContexts
+        ae.add_supported_context(Verification)
+        handlers = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_RELEASED, self._on_end),
+            (evt.EVT_ABORTED, self._on_end),
+        ]
+        self._server = ae.start_server(
+            (s.dimse_host, s.dimse_port), block=False, evt_handlers=handlers
+        )
+
+    def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+
+def send_files(destination: str, files: Sequence[Path], *, calling_ae: str = "MEDSIGHT") -> int:
+    """C-STORE ``files`` to ``AE@host:port``; returns how many were accepted."""
+    import pydicom
+    from pynetdicom import AE
+
+    ae_title, host, port = parse_destination(destination)
+    datasets = [pydicom.dcmread(f) for f in files]
+    ae = AE(ae_title=calling_ae)
+    for sop_class, ts in {(d.SOPClassUID, d.file_meta.TransferSyntaxUID) for d in datasets}:
+        ae.add_requested_context(sop_class, ts)
+    assoc = ae.associate(host, port, ae_title=ae_title)
+    if not assoc.is_established:
+        raise DeliveryError(destination, "association rejected or peer unreachable")
+    sent = 0
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            if status and status.Status == 0x0000:
+                sent += 1
+    finally:
+        assoc.release()
+    if sent != len(datasets):
+        raise DeliveryError(destination, f"only {sent} of {len(datasets)} objects were accepted")
+    return sent
+
+
+def echo(destination: str, *, calling_ae: str = "MEDSIGHT") -> bool:
+    """C-ECHO ``AE@host:port``; True when it answers with success."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    ae_title, host, port = parse_destination(destination)
+    ae = AE(ae_title=calling_ae)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(host, port, ae_title=ae_title)
+    if not assoc.is_established:
+        return False
+    try:
+        status = assoc.send_c_echo()
+        return bool(status) and status.Status == 0x0000
+    finally:
+        assoc.release()

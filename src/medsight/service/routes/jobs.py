@@ -1,0 +1,118 @@
+"""Jobs: state, the report and result files, reviewer feedback per finding."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, Response
+
+from medsight.core.errors import InvalidInputError
+from medsight.service.deps import Auditor, CurrentUser, RadiologistUser, ServicesDep
+from medsight.service.errors import ConflictError, NotFoundError
+from medsight.service.models import JobState
+from medsight.service.schemas import FeedbackIn, JobOut
+from medsight.service.worker import result_dir
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+
+def _result(services: ServicesDep, job_id: str) -> Path:
+    job = services.store.get_job(job_id)
+    if job.state != JobState.DONE:
+        raise ConflictError(f"job {job_id}", f"has no result yet (state {job.state})")
+    return result_dir(services.settings, job_id)
+
+
+def load_report(services: ServicesDep, job_id: str) -> dict[str, Any]:
+    """The job's ``report.json`` as a dict."""
+    return json.loads((_result(services, job_id) / "report.json").read_text(encoding="utf-8"))
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, services: ServicesDep, user: CurrentUser, audit: Auditor) -> JobOut:
+    """The job's state (``queued``, ``running``, ``done``, ``failed`` with ``error``)."""
+    job = services.store.get_job(job_id)
+    audit("view_job", study=job.study_uid, job=job_id)
+    return JobOut.of(job)
+
+
+@router.get("/{job_id}/report")
+def get_report(job_id: str, services: ServicesDep, user: CurrentUser, audit: Auditor) -> dict:
+    """The report (findings, impression, models, warnings) as JSON."""
+    report = load_report(services, job_id)
+    audit("view_result", study=services.store.get_job(job_id).study_uid, job=job_id)
+    return report
+
+
+@router.get("/{job_id}/files/{name:path}")
+def get_file(
+    job_id: str, name: str, services: ServicesDep, user: CurrentUser, audit: Auditor
+) -> Response:
+    """One result file (``report.html``, ``overlay_*.png``, ``dicom/sr_*.dcm`` ...)."""
+    root = _result(services, job_id).resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or path.name.startswith("."):
+        raise InvalidInputError("file", f"{name!r} is outside the job's results")
+    if not path.is_file():
+        raise NotFoundError(f"file {name}", "is not among the job's results")
+    audit("view_result", study=services.store.get_job(job_id).study_uid, job=job_id, file=name)
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if path.suffix == ".dcm":
+        media = "application/dicom"
+    return FileResponse(path, media_type=media)
+
+
+@router.get("/{job_id}/masks/{k}.png")
+def mask_slice(
+    job_id: str, k: int, services: ServicesDep, user: CurrentUser, audit: Auditor
+) -> Response:
+    """Slice ``k`` of the job's first segmentation mask as a transparent overlay PNG."""
+    from medsight.service.viewer.slices import mask_png
+
+    masks = sorted(_result(services, job_id).glob("mask_*.nii.gz"))
+    if not masks:
+        raise NotFoundError(f"job {job_id}", "has no segmentation mask")
+    audit("view_result", study=services.store.get_job(job_id).study_uid, job=job_id, mask=k)
+    return Response(mask_png(masks[0], k), media_type="image/png")
+
+
+@router.put("/{job_id}/findings/{index}/feedback")
+def put_feedback(
+    job_id: str,
+    index: int,
+    body: FeedbackIn,
+    services: ServicesDep,
+    user: RadiologistUser,
+    audit: Auditor,
+) -> dict:
+    """Confirm or reject finding ``index`` of the job's report (latest verdict per reviewer)."""
+    findings = load_report(services, job_id)["findings"]
+    if not 0 <= index < len(findings):
+        raise NotFoundError(f"finding {index}", f"does not exist (the report has {len(findings)})")
+    code = findings[index]["finding"]
+    code_text = f"{code.get('scheme', '')}:{code.get('value', '')}"
+    services.store.set_feedback(job_id, index, code_text, body.verdict, user.username, body.comment)
+    audit("review_finding", job=job_id, finding=index, verdict=body.verdict)
+    return {"job_id": job_id, "finding": index, "verdict": body.verdict, "by": user.username}
+
+
+@router.get("/{job_id}/feedback")
+def get_feedback(job_id: str, services: ServicesDep, user: CurrentUser, audit: Auditor) -> list:
+    """Every reviewer verdict on the job's findings."""
+    services.store.get_job(job_id)
+    audit("view_feedback", job=job_id)
+    return [
+        {
+            "finding": f.finding_index,
+            "code": f.finding_code,
+            "verdict": f.verdict,
+            "comment": f.comment,
+            "by": f.username,
+            "time": f.time,
+        }
+        for f in services.store.feedback_for(job_id)
+    ]

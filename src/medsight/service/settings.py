@@ -1,0 +1,130 @@
+"""Service settings: one typed object, read from the environment and an optional file.
+
+The home folder holds everything the service writes: the SQLite store (unless
+``database_url`` points elsewhere, e.g. PostgreSQL), received studies, analysis results and the
+audit log.  It comes from ``MEDSIGHT_HOME`` (default ``~/.medsight``) or from the settings file
+named by ``MEDSIGHT_SETTINGS`` (TOML or JSON).  Values in the file win over the environment.
+
+Examples
+--------
+>>> import tempfile
+>>> s = ServiceSettings(home=tempfile.mkdtemp())
+>>> s.resolved_database_url().startswith("sqlite:///")
+True
+>>> s.max_upload_bytes > 0
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from medsight.core.errors import InvalidInputError
+
+__all__ = ["Role", "RoutingRule", "ServiceSettings", "Urgency", "load_settings"]
+
+
+class Role(StrEnum):
+    """What a user may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"  # worklist, studies, results
+    RADIOLOGIST = "radiologist"  # + upload, submit jobs, confirm / reject findings, PACS pull
+    ADMIN = "admin"  # + users, tokens, audit log
+
+    @property
+    def rank(self) -> int:
+        """Position in the order viewer < radiologist < admin."""
+        return list(Role).index(self)
+
+
+class Urgency(StrEnum):
+    """The clinical priority of a study, as ordered by the referrer."""
+
+    ROUTINE = "routine"
+    URGENT = "urgent"
+    STAT = "stat"
+
+
+class RoutingRule(BaseModel):
+    """Which model packages run on a study received over DIMSE (first matching rule wins).
+
+    Empty criteria match anything; ``description`` is a case-insensitive substring of the study
+    or series description.
+    """
+
+    modality: str = ""
+    body_part: str = ""
+    description: str = ""
+    packages: list[str] = Field(default_factory=list, description="package ids; empty = all")
+    urgency: Urgency = Urgency.ROUTINE
+
+
+class ServiceSettings(BaseSettings):
+    """Everything ``medsight serve`` can be configured with (environment prefix ``MEDSIGHT_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDSIGHT_", extra="forbid")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".medsight")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home")
+    packages: list[Path] = Field(default_factory=list, description="model package folders")
+    max_upload_bytes: int = Field(512 * 2**20, gt=0)
+    max_upload_files: int = Field(5000, gt=0)
+    max_unzipped_bytes: int = Field(2 * 2**30, gt=0)
+    run_worker: bool = True
+    worker_poll_s: float = Field(0.5, gt=0)
+    max_attempts: int = Field(3, ge=1, description="a job whose worker died this often fails")
+    token_hours: float = Field(12.0, gt=0)
+    admin_password: SecretStr | None = Field(None, description="creates 'admin' on first start")
+    dicomweb_url: str | None = None
+    push_results: bool = Field(True, description="STOW-RS / C-STORE results back when done")
+    dimse_port: int | None = Field(None, description="C-STORE SCP port; None = no SCP")
+    dimse_host: str = "127.0.0.1"
+    ae_title: str = "MEDSIGHT"
+    dimse_destination: str | None = Field(None, description="AE@host:port for C-STORE results")
+    fhir_url: str | None = Field(None, description="FHIR base URL the Bundle is POSTed to")
+    rules: list[RoutingRule] = Field(default_factory=lambda: [RoutingRule()])
+
+    def resolved_database_url(self) -> str:
+        """The store's URL: ``database_url`` or ``sqlite:///<home>/medsight.db``."""
+        return self.database_url or f"sqlite:///{self.home / 'medsight.db'}"
+
+    def ensure_home(self) -> Path:
+        """Create the home folder (private to the user) and return it."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        return self.home
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> ServiceSettings:
+    """Settings from ``path`` (or ``$MEDSIGHT_SETTINGS``), then the environment.
+
+    Raises
+    ------
+    InvalidInputError
+        The file is missing, is not TOML/JSON, or holds an unknown or invalid setting.
+    """
+    from pydantic import ValidationError
+
+    path = path or os.environ.get("MEDSIGHT_SETTINGS")
+    values: dict[str, Any] = {}
+    if path:
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+            values = json.loads(text) if file.suffix == ".json" else tomllib.loads(text)
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(file, f"cannot read settings ({exc})") from exc
+    try:
+        return ServiceSettings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise InvalidInputError(where, err["msg"]) from exc

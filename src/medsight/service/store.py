@@ -1,0 +1,206 @@
+"""The store: SQLAlchemy engine and the job state machine (SQLite default, PostgreSQL by URL).
+
+Claiming a job is one conditional ``UPDATE ... WHERE state = 'queued'``, so two workers never
+run the same job.  :meth:`Store.recover` puts jobs left ``running`` by a dead worker back in
+the queue (or fails them after ``max_attempts``); call it once when the only worker starts.
+
+Examples
+--------
+>>> store = Store("sqlite://")
+>>> store.upsert_study("1.2.3", modalities="CT")
+>>> job, new = store.submit("1.2.3", ["m@1"], "abc")
+>>> new, store.submit("1.2.3", ["m@1"], "abc")[1]
+(True, False)
+>>> store.claim().id == job.id
+True
+>>> store.get_job(job.id).state
+'running'
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from medsight.service.errors import NotFoundError
+from medsight.service.models import Base, FeedbackRow, JobRow, JobState, StudyRow, now
+
+__all__ = ["Store"]
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        extra: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            extra["poolclass"] = StaticPool
+        engine = create_engine(url, **extra)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """Tables and the operations the service runs on them."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = _engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success, rolled back on error."""
+        with self._sessions() as ses, ses.begin():
+            yield ses
+
+    # studies -----------------------------------------------------------------------------
+    def upsert_study(self, uid: str, **fields: Any) -> None:
+        """Create the study row or update the given fields."""
+        with self.session() as ses:
+            row = ses.get(StudyRow, uid)
+            if row is None:
+                ses.add(StudyRow(uid=uid, **fields))
+            else:
+                for key, value in fields.items():
+                    setattr(row, key, value)
+
+    def get_study(self, uid: str) -> StudyRow:
+        """The study row; :class:`NotFoundError` if unknown."""
+        with self.session() as ses:
+            row = ses.get(StudyRow, uid)
+        if row is None:
+            raise NotFoundError(f"study {uid}", "is not in the store")
+        return row
+
+    # jobs --------------------------------------------------------------------------------
+    def submit(
+        self, study_uid: str, packages: Sequence[str], content_digest: str
+    ) -> tuple[JobRow, bool]:
+        """Queue an analysis; the same study content with the same packages is queued once.
+
+        Returns the job and whether it is new.  A *failed* duplicate is queued again.
+        """
+        key = ",".join(sorted(set(packages)))
+        where = (
+            (JobRow.study_uid == study_uid)
+            & (JobRow.packages_key == key)
+            & (JobRow.content_digest == content_digest)
+        )
+        for _ in range(2):
+            with self.session() as ses:
+                job = ses.scalars(select(JobRow).where(where)).first()
+                if job is not None:
+                    if job.state == JobState.FAILED:
+                        job.state, job.error, job.attempts = JobState.QUEUED, "", 0
+                    return job, False
+            try:
+                with self.session() as ses:
+                    job = JobRow(
+                        id=uuid.uuid4().hex,
+                        study_uid=study_uid,
+                        packages_key=key,
+                        content_digest=content_digest,
+                    )
+                    ses.add(job)
+                return job, True
+            except IntegrityError:  # a concurrent submit won the race: return its job
+                continue
+        raise NotFoundError(f"study {study_uid}", "job could not be created")  # pragma: no cover
+
+    def get_job(self, job_id: str) -> JobRow:
+        """The job row; :class:`NotFoundError` if unknown."""
+        with self.session() as ses:
+            row = ses.get(JobRow, job_id)
+        if row is None:
+            raise NotFoundError(f"job {job_id}", "does not exist")
+        return row
+
+    def jobs_for(self, study_uid: str) -> list[JobRow]:
+        """The study's jobs, newest first."""
+        with self.session() as ses:
+            q = select(JobRow).where(JobRow.study_uid == study_uid).order_by(JobRow.created.desc())
+            return list(ses.scalars(q))
+
+    def claim(self) -> JobRow | None:
+        """Mark the oldest queued job running and return it (None when the queue is empty)."""
+        while True:
+            with self.session() as ses:
+                q = select(JobRow.id).where(JobRow.state == JobState.QUEUED)
+                job_id = ses.scalars(q.order_by(JobRow.created).limit(1)).first()
+            if job_id is None:
+                return None
+            with self.session() as ses:
+                res = ses.execute(
+                    update(JobRow)
+                    .where((JobRow.id == job_id) & (JobRow.state == JobState.QUEUED))
+                    .values(state=JobState.RUNNING, started=now(), attempts=JobRow.attempts + 1)
+                )
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                return self.get_job(job_id)
+
+    def finish(self, job_id: str, *, error: str = "", **fields: Any) -> None:
+        """Mark a job done (or failed with ``error``) and store result fields."""
+        state = JobState.FAILED if error else JobState.DONE
+        with self.session() as ses:
+            ses.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(state=state, error=error, finished=now(), **fields)
+            )
+
+    def set_delivery(self, job_id: str, text: str) -> None:
+        """Record what happened when the results were sent on."""
+        with self.session() as ses:
+            ses.execute(update(JobRow).where(JobRow.id == job_id).values(delivery=text))
+
+    def recover(self, max_attempts: int) -> list[str]:
+        """Requeue jobs a dead worker left running; fail those that already had every attempt."""
+        with self.session() as ses:
+            rows = list(ses.scalars(select(JobRow).where(JobRow.state == JobState.RUNNING)))
+            for row in rows:
+                if row.attempts >= max_attempts:
+                    row.state = JobState.FAILED
+                    row.error = f"the worker stopped {row.attempts} times while running this job"
+                    row.finished = now()
+                else:
+                    row.state = JobState.QUEUED
+            return [r.id for r in rows]
+
+    # feedback ----------------------------------------------------------------------------
+    def set_feedback(
+        self, job_id: str, index: int, code: str, verdict: str, username: str, comment: str
+    ) -> None:
+        """Store (or replace) one reviewer's verdict on one finding."""
+        with self.session() as ses:
+            q = select(FeedbackRow).where(
+                (FeedbackRow.job_id == job_id)
+                & (FeedbackRow.finding_index == index)
+                & (FeedbackRow.username == username)
+            )
+            row = ses.scalars(q).first()
+            if row is None:
+                row = FeedbackRow(job_id=job_id, finding_index=index, username=username)
+                ses.add(row)
+            row.finding_code, row.verdict, row.comment, row.time = code, verdict, comment, now()
+
+    def feedback_for(self, job_id: str) -> list[FeedbackRow]:
+        """Every verdict stored for a job."""
+        with self.session() as ses:
+            q = select(FeedbackRow).where(FeedbackRow.job_id == job_id)
+            return list(ses.scalars(q.order_by(FeedbackRow.finding_index)))

@@ -1,0 +1,1 @@
+"""The web viewer: HTML pages (login, worklist, study) and slice rendering."""

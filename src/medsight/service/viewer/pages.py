@@ -1,0 +1,144 @@
+"""Viewer pages: login, worklist, study view (slices, window/level, AI overlay, findings).
+
+Pages use the same token as the API, kept in an HttpOnly, SameSite=Strict cookie; a page
+without a valid cookie redirects to the login page.  Every page view is audited.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from medsight.core.errors import MedsightError
+from medsight.service.auth import User, authenticate, login
+from medsight.service.deps import COOKIE, ServicesDep
+from medsight.service.models import JobState
+from medsight.service.worklist import worklist
+
+__all__ = ["mount_static", "router"]
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+_HERE = Path(__file__).parent
+
+
+@functools.cache
+def _env() -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE / "templates"), autoescape=True)
+
+
+def _page(name: str, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_env().get_template(name).render(**context))
+
+
+def _user(request: Request, services: ServicesDep) -> User | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    try:
+        return authenticate(services.store, token)
+    except MedsightError:
+        return None
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/ui/login", status_code=303)
+
+
+def mount_static(app: FastAPI) -> None:
+    """Serve the viewer's CSS and JavaScript under ``/ui/static`` and ``/`` -> worklist."""
+    app.mount("/ui/static", StaticFiles(directory=_HERE / "static"), name="viewer-static")
+
+    @app.get("/", include_in_schema=False)
+    def _root() -> RedirectResponse:
+        return RedirectResponse("/ui/worklist", status_code=303)
+
+
+@router.get("/login")
+def login_page(error: str = "") -> HTMLResponse:
+    """The login form."""
+    return _page("login.html", error=error)
+
+
+@router.post("/login")
+def login_submit(
+    services: ServicesDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=256)],
+) -> Response:
+    """Check the password, set the session cookie, go to the worklist."""
+    try:
+        token = login(services.store, username, password, hours=services.settings.token_hours)
+    except MedsightError as err:
+        services.audit.record(username, "", "login_failed")
+        return _page("login.html", error=str(err))
+    services.audit.record(username, "", "login")
+    resp = RedirectResponse("/ui/worklist", status_code=303)
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+    return resp
+
+
+@router.get("/logout")
+def logout() -> RedirectResponse:
+    """Forget the session cookie."""
+    resp = _to_login()
+    resp.delete_cookie(COOKIE, path="/")
+    return resp
+
+
+@router.get("/worklist")
+def worklist_page(
+    request: Request, services: ServicesDep, modality: str = "", status: str = ""
+) -> Response:
+    """The triage worklist with modality / status filters."""
+    user = _user(request, services)
+    if user is None:
+        return _to_login()
+    items = worklist(services.store, modality=modality or None, status=status or None)
+    services.audit.record(user.username, user.role.value, "view_worklist", studies=len(items))
+    return _page("worklist.html", user=user, items=items, modality=modality, status=status)
+
+
+@router.get("/studies/{uid}")
+def study_page(uid: str, request: Request, services: ServicesDep) -> Response:
+    """One study: slices, window/level, AI overlay, findings with accept / reject, report."""
+    import json
+
+    from medsight.service.worker import result_dir
+
+    user = _user(request, services)
+    if user is None:
+        return _to_login()
+    study = services.store.get_study(uid)
+    jobs = services.store.jobs_for(uid)
+    job = next((j for j in jobs if j.state == JobState.DONE), jobs[0] if jobs else None)
+    report: dict[str, Any] = {}
+    has_mask = False
+    verdicts: dict[int, str] = {}
+    if job is not None and job.state == JobState.DONE:
+        folder = result_dir(services.settings, job.id)
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        has_mask = any(folder.glob("mask_*.nii.gz"))
+        verdicts = {
+            f.finding_index: f.verdict
+            for f in services.store.feedback_for(job.id)
+            if f.username == user.username
+        }
+    services.audit.record(
+        user.username, user.role.value, "view_study", study=uid, job=job.id if job else None
+    )
+    return _page(
+        "study.html",
+        user=user,
+        study=study,
+        job=job,
+        report=report,
+        has_mask=has_mask,
+        verdicts=verdicts,
+    )

@@ -1,0 +1,130 @@
+"""Slices of a stored study as windowed PNGs, and AI masks as transparent overlays.
+
+Loaded volumes are cached (a few studies) so scrolling does not re-read the files.
+
+Examples
+--------
+>>> import numpy as np
+>>> window(np.array([0.0, 50.0, 100.0]), center=50, width=100).tolist()
+[0, 127, 255]
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medsight.core.errors import InvalidInputError
+from medsight.service.errors import NotFoundError
+from medsight.service.settings import ServiceSettings
+
+__all__ = ["mask_png", "render_slice", "series_info", "window"]
+
+_lock = threading.Lock()
+
+
+def window(values: NDArray[Any], *, center: float, width: float) -> NDArray[np.uint8]:
+    """Map ``center +- width/2`` linearly to 0..255 (clipped)."""
+    low = center - width / 2
+    scaled = (np.asarray(values, dtype=np.float64) - low) / max(width, 1e-6)
+    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _volumes(folder: str, _stamp: float) -> list[tuple[dict[str, Any], NDArray[Any]]]:
+    from medsight.io.study import read_study
+
+    out = []
+    for entry in read_study(folder):
+        try:
+            image = entry.load()
+        except Exception:
+            continue
+        arr = np.asarray(image.array, dtype=np.float32)
+        if image.has_channels:
+            arr = arr.mean(axis=-1)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        meta = {
+            "modality": entry.modality,
+            "description": entry.description,
+            "slices": int(arr.shape[2]),
+            "rows": int(arr.shape[1]),
+            "columns": int(arr.shape[0]),
+        }
+        low, high = np.percentile(arr, [0.5, 99.5])
+        meta["center"], meta["width"] = float((low + high) / 2), float(max(high - low, 1.0))
+        out.append((meta, arr))
+    return out
+
+
+def _load(settings: ServiceSettings, uid: str) -> list[tuple[dict[str, Any], NDArray[Any]]]:
+    folder = settings.home / "studies" / uid
+    if not folder.is_dir():
+        raise NotFoundError(f"study {uid}", "has no stored files")
+    stamp = max((p.stat().st_mtime for p in folder.rglob("*.dcm")), default=0.0)
+    with _lock:
+        return _volumes(str(folder), stamp)
+
+
+def series_info(settings: ServiceSettings, uid: str) -> list[dict[str, Any]]:
+    """One dict per viewable series: modality, description, slices, default window."""
+    return [dict(meta, index=i) for i, (meta, _) in enumerate(_load(settings, uid))]
+
+
+def _png(array: NDArray[Any]) -> bytes:
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _slice(vols: list[tuple[dict[str, Any], NDArray[Any]]], index: int, k: int) -> NDArray[Any]:
+    if not 0 <= index < len(vols):
+        raise NotFoundError(f"series {index}", f"does not exist (the study has {len(vols)})")
+    arr = vols[index][1]
+    if not 0 <= k < arr.shape[2]:
+        raise InvalidInputError("slice", f"{k} is outside 0..{arr.shape[2] - 1}")
+    return arr[:, :, k].T  # (i, j) index order -> rows are j
+
+
+def render_slice(
+    settings: ServiceSettings,
+    uid: str,
+    index: int,
+    k: int,
+    *,
+    center: float | None = None,
+    width: float | None = None,
+) -> bytes:
+    """PNG of slice ``k`` of series ``index`` (default window: the series' 0.5-99.5 %)."""
+    vols = _load(settings, uid)
+    plane = _slice(vols, index, k)
+    meta = vols[index][0]
+    return _png(
+        window(
+            plane, center=meta["center"] if center is None else center, width=width or meta["width"]
+        )
+    )
+
+
+def mask_png(mask_file: Path, k: int, colour: tuple[int, int, int] = (255, 40, 40)) -> bytes:
+    """Slice ``k`` of a mask (NIfTI written by the analysis) as a half-transparent RGBA PNG."""
+    from medsight.io import read_image
+
+    arr = np.asarray(read_image(mask_file).array)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if not 0 <= k < arr.shape[2]:
+        raise InvalidInputError("slice", f"{k} is outside 0..{arr.shape[2] - 1}")
+    plane = arr[:, :, k].T > 0
+    rgba = np.zeros((*plane.shape, 4), dtype=np.uint8)
+    rgba[plane] = (*colour, 140)
+    return _png(rgba)

@@ -1,0 +1,105 @@
+"""Fixtures for the service tests: a tiny package, settings in a temp home, a logged-in client."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from medsight.core.codes import NEOPLASM
+from medsight.models import (
+    ArchitectureSpec,
+    InputSpec,
+    Intensity,
+    LabelSpec,
+    ModelPackage,
+    ModelSpec,
+    PreprocessingSpec,
+    Task,
+    build_network,
+)
+from medsight.service import ServiceSettings, create_app
+
+ADMIN_PASSWORD = "admin-password-1"
+
+
+def make_tiny_classifier(folder, name="tiny-ct", modalities=("CT", "MR", "OT")) -> ModelPackage:
+    """A random-weight 2D binary package (same pattern as tests/analysis/conftest.py)."""
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        name=name,
+        version="0.0.1",
+        task=Task.BINARY,
+        architecture=ArchitectureSpec(
+            name="classifier",
+            args={"in_shape": [1, 16, 16], "classes": 2, "channels": [4, 8], "strides": [2, 2]},
+        ),
+        input=InputSpec(modalities=list(modalities), spatial_ndim=2),
+        preprocessing=PreprocessingSpec(size=[16, 16], intensity=Intensity.ZSCORE),
+        labels=[
+            LabelSpec(index=0, name="normal"),
+            LabelSpec(index=1, name="tumour", code=NEOPLASM),
+        ],
+        thresholds={"tumour": 0.5},
+        intended_use="Test fixture only.",
+    )
+    return ModelPackage.save(folder / name, spec, build_network(spec.architecture).state_dict())
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory) -> ModelPackage:
+    return make_tiny_classifier(tmp_path_factory.mktemp("packages"))
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_package) -> ServiceSettings:
+    return ServiceSettings(
+        home=tmp_path / "home",
+        packages=[tiny_package.path],
+        admin_password=ADMIN_PASSWORD,
+        worker_poll_s=0.05,
+    )
+
+
+def login(client: TestClient, username: str = "admin", password: str = ADMIN_PASSWORD) -> dict:
+    resp = client.post("/api/auth/login", data={"username": username, "password": password})
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+def add_user(client: TestClient, admin: dict, name: str, role: str) -> dict:
+    resp = client.post(
+        "/api/users",
+        json={"username": name, "password": f"{name}-password", "role": role},
+        headers=admin,
+    )
+    assert resp.status_code == 201, resp.text
+    return login(client, name, f"{name}-password")
+
+
+def wait_job(client: TestClient, headers: dict, job_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}", headers=headers).json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def admin(client) -> dict:
+    return login(client)
+
+
+@pytest.fixture
+def ct_bytes(pydicom_file) -> bytes:
+    return pydicom_file("CT_small.dcm").read_bytes()
