@@ -87,6 +87,8 @@ def run_one(data_dir: Path, name: str, seed: int, work: Path, threads: int) -> t
     proba = predictor.predict_arrays(np.stack([predictor.preprocess(c.image()) for c in cases]))
     y = np.array([encode_label(c, proba.shape[1], False) for c in cases])
     acc_argmax = cm.accuracy(y, proba.argmax(1))
+    np.save(out / "test_proba.npy", proba)
+    np.save(out / "test_y.npy", y)
     auc = _metric(report, "auc", "auc_macro")
     acc = _metric(report, "accuracy")
     val = {m.name: m.value for m in pkg.spec.metrics}
@@ -111,6 +113,22 @@ def run_one(data_dir: Path, name: str, seed: int, work: Path, threads: int) -> t
         "temperature": pkg.spec.temperature,
     }
     return row, pkg.path
+
+
+def ensemble(paths: list[Path], rows: list[dict]) -> dict:
+    """Test metrics of the mean calibrated probabilities of all seeds' models."""
+    from medsight.evaluation.bootstrap import bootstrap_ci
+
+    proba = np.mean([np.load(p.parent / "test_proba.npy") for p in paths], axis=0)
+    y = np.load(paths[0].parent / "test_y.npy")
+    binary = proba.shape[1] == 2
+    auc = (lambda t, q: cm.roc_auc(t, q[:, 1])) if binary else cm.macro_auc
+    acc = lambda t, q: cm.accuracy(t, q.argmax(1))  # noqa: E731
+    out = {"members": len(paths)}
+    for key, f in (("test_auc", auc), ("test_acc_argmax", acc)):
+        r = bootstrap_ci(f, y, proba, n_resamples=1000, seed=0)
+        out[key] = {"value": r.value, "ci": [r.low, r.high]}
+    return out
 
 
 def write_zoo_package(path: Path, row: dict, name: str) -> None:
@@ -143,6 +161,42 @@ def write_zoo_package(path: Path, row: dict, name: str) -> None:
                       overwrite=True)  # fmt: skip
 
 
+def markdown_table(results: dict) -> str:
+    """The BENCHMARKS.md table from the results JSON (mean ± SD over seeds, CIs per seed)."""
+    lines = [
+        "| data set | seeds | test AUC mean ± SD (min-max) | test ACC arg-max mean ± SD | "
+        "ACC at Youden threshold | published best AUC / ACC | train CPU s per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in results["summary"].items():
+        auc, acc, acc_op = s["test_auc"], s["test_acc_argmax"], s["test_acc_operating_point"]
+        lines.append(
+            f"| {name} | {', '.join(map(str, s['seeds']))} | {auc['mean']:.3f} ± {auc['std']:.3f} "
+            f"({auc['min']:.3f}-{auc['max']:.3f}) | {acc['mean']:.3f} ± {acc['std']:.3f} | "
+            f"{acc_op['mean']:.3f} ± {acc_op['std']:.3f} | {s['published_best']['auc']:.3f} / "
+            f"{s['published_best']['acc']:.3f} | {s['train_cpu_s']['mean']:.0f} |"
+        )
+    lines += ["", "Ensemble of the seeds' models (mean calibrated probability), test split:", ""]
+    for name, s in results["summary"].items():
+        e = s.get("ensemble")
+        if e:
+            auc, acc = e["test_auc"], e["test_acc_argmax"]
+            lines.append(
+                f"- {name} ({e['members']} models): AUC {auc['value']:.3f} "
+                f"({auc['ci'][0]:.3f}-{auc['ci'][1]:.3f}), ACC arg-max {acc['value']:.3f} "
+                f"({acc['ci'][0]:.3f}-{acc['ci'][1]:.3f})"
+            )
+    lines += ["", "Per seed, test AUC with its bootstrap 95% CI:", ""]
+    for r in results["runs"]:
+        lo, hi = r["test_auc_ci"]
+        lines.append(
+            f"- {r['dataset']} seed {r['seed']}: AUC {r['test_auc']:.3f} ({lo:.3f}-{hi:.3f}), "
+            f"ACC arg-max {r['test_acc_argmax']:.3f}, best epoch {r['best_epoch']} of "
+            f"{r['epochs_run']}, {r['train_cpu_s']:.0f} CPU s"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "medmnist")
@@ -154,7 +208,11 @@ def main() -> None:
         "--out", type=Path, default=ROOT / "benchmarks/results/classification_medmnist.json"
     )
     ap.add_argument("--zoo", action="store_true", help="copy the best-validation package per set")
+    ap.add_argument("--table", action="store_true", help="print the Markdown table and exit")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())))
+        return
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     results = {
         "benchmark": "MedMNIST v2 classification, official splits, medsight defaults",
@@ -199,6 +257,7 @@ def main() -> None:
                 "train_cpu_s_total": float(sum(r["train_cpu_s"] for r in rows)),
                 "published_best": {"auc": SETS[name][1], "acc": SETS[name][2]},
             }
+            results["summary"][name]["ensemble"] = ensemble(paths, rows)
             args.out.write_text(json.dumps(results, indent=1))
             if args.zoo:
                 best = int(np.argmax([r["val_auc"] for r in rows]))

@@ -77,3 +77,11 @@ def test_init_and_pretrained_are_exclusive(tmp_path, write_npz, cfg_for):
     cfg = cfg_for(tmp_path, data)
     with pytest.raises(ValueError, match="either init"):
         ClassifyConfig(**(cfg.model_dump() | {"init": "a", "pretrained": "b"}))
+
+
+@pytest.mark.parametrize("arch", ["classifier"])
+def test_other_registry_networks_train(tmp_path, write_npz, cfg_for, arch):
+    data = f"medmnist:{write_npz(tmp_path / 'toy.npz', n=16)}?task=binary"
+    pkg = tc.train_classifier(cfg_for(tmp_path, data, epochs=1, arch=arch, arch_args={}))
+    assert pkg.spec.architecture.name == arch
+    assert ModelPackage.load(pkg.path).build_network() is not None

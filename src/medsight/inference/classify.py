@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,7 +44,12 @@ from medsight.models.package import ModelPackage
 from medsight.models.spec import Task
 from medsight.transforms.preprocess import to_network_input
 
-__all__ = ["ClassPrediction", "Predictor"]
+__all__ = ["ClassPrediction", "Predictor", "logits_of"]
+
+
+def logits_of(output: Any) -> Any:
+    """The logits of a network's output (MONAI's ViT returns ``(logits, hidden_states)``)."""
+    return output[0] if isinstance(output, tuple | list) else output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +121,7 @@ class Predictor:
         with self._torch.no_grad():
             for i in range(0, len(x), batch_size):
                 batch = self._torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))
-                outs.append(self._net(batch.to(self._device)).float().cpu().numpy())
+                outs.append(logits_of(self._net(batch.to(self._device))).float().cpu().numpy())
         logits = np.concatenate(outs).astype(np.float64)
         t = spec.temperature or 1.0
         return sigmoid(logits, t) if spec.task is Task.MULTILABEL else softmax(logits, t)

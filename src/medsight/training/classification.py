@@ -37,6 +37,7 @@ from medsight.data import Dataset, SplitConfig, load_dataset, make_splits
 from medsight.evaluation import classification as cm
 from medsight.evaluation.calibration import fit_temperature, sigmoid, softmax
 from medsight.evaluation.classification_report import classification_metrics
+from medsight.inference.classify import logits_of
 from medsight.models.package import ModelPackage
 from medsight.models.registry import build_network
 from medsight.models.spec import (
@@ -76,7 +77,11 @@ _KNOWN_LICENSES = {
 
 
 def default_arch_args(
-    arch: str, spatial_ndim: int, in_channels: int, n_outputs: int
+    arch: str,
+    spatial_ndim: int,
+    in_channels: int,
+    n_outputs: int,
+    size: list[int] | None = None,
 ) -> dict[str, Any]:
     """Registry arguments for ``arch`` fitted to the input and the number of outputs.
 
@@ -101,12 +106,22 @@ def default_arch_args(
             stem_stride=1 if spatial_ndim == 2 else 2,  # 3D: halve the resolution first
         )
     if name == "classifier":
-        return dict(in_shape=None, classes=n_outputs, channels=[16, 32, 64], strides=[2, 2, 2])
-    if name.startswith(("resnet", "seresnet")):
+        return dict(in_shape=[in_channels, *(size or [])], classes=n_outputs,
+                    channels=[16, 32, 64], strides=[2, 2, 2])  # fmt: skip
+    if name.startswith("resnet"):
         return dict(spatial_dims=spatial_ndim, n_input_channels=in_channels, num_classes=n_outputs)
-    if name in {"densenet121", "vit", "efficientnet"}:
-        key = "num_classes" if name != "densenet121" else "out_channels"
-        return dict(spatial_dims=spatial_ndim, in_channels=in_channels, **{key: n_outputs})
+    if name == "seresnet50":
+        return dict(spatial_dims=spatial_ndim, in_channels=in_channels, num_classes=n_outputs)
+    if name == "densenet121":  # needs inputs of at least 32 px
+        return dict(spatial_dims=spatial_ndim, in_channels=in_channels, out_channels=n_outputs)
+    if name == "efficientnet":
+        return dict(model_name="efficientnet-b0", pretrained=False, spatial_dims=spatial_ndim,
+                    in_channels=in_channels, num_classes=n_outputs)  # fmt: skip
+    if name == "vit":  # a small ViT: 4-px patches (7x7 tokens at 28 px)
+        return dict(in_channels=in_channels, img_size=list(size or []), patch_size=4,
+                    hidden_size=192, mlp_dim=384, num_layers=4, num_heads=3,
+                    classification=True, num_classes=n_outputs, spatial_dims=spatial_ndim,
+                    post_activation=None)  # fmt: skip
     return {}
 
 
@@ -188,7 +203,7 @@ def predict_logits(
     net.eval()
     device = next(net.parameters()).device
     outs = [
-        net(torch.from_numpy(x[i : i + batch_size]).to(device)).float().cpu()
+        logits_of(net(torch.from_numpy(x[i : i + batch_size]).to(device))).float().cpu()
         for i in range(0, len(x), batch_size)
     ]
     return torch.cat(outs).numpy().astype(np.float64)
@@ -249,9 +264,9 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
             "holds a checkpoint of an earlier run",
             hint="pass --resume to continue it, or choose another --out",
         )
+    device = select_device(cfg.device)  # on CPU: one torch thread per core
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = select_device(cfg.device)
     seed_everything(cfg.seed)
     ds = load_dataset(cfg.data)
     task = Task(ds.task.value) if ds.task.value in {t.value for t in CLASSIFICATION_TASKS} else None
@@ -278,9 +293,10 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     val = case_arrays(val_cases, prep, n_classes=n_classes, multilabel=multilabel)
 
     n_out = n_classes
-    args = default_arch_args(cfg.arch, sample.spatial_ndim, in_channels, n_out) | cfg.arch_args
-    if cfg.arch.lower() == "classifier":
-        args["in_shape"] = [in_channels, *prep.size]  # type: ignore[misc]
+    args = (
+        default_arch_args(cfg.arch, sample.spatial_ndim, in_channels, n_out, prep.size)
+        | cfg.arch_args
+    )
     arch = ArchitectureSpec(name=cfg.arch.lower(), args=args)
     net = build_network(arch)
     if cfg.init is not None:
@@ -326,7 +342,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
                     x = apply_params(x, sample_params(aug, x.shape, gen))
                 yb = torch.from_numpy(train.y[idx])
                 yb = yb.float() if multilabel else yb
-                loss = loss_fn(net(x.to(device)), yb.to(device))
+                loss = loss_fn(logits_of(net(x.to(device))), yb.to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -96,9 +96,9 @@ def _images(cfg: SSLConfig) -> tuple[np.ndarray, list[int]]:
 
 def pretrain(cfg: SSLConfig, *, log: list[dict[str, float]] | None = None) -> Path:
     """Train the encoder contrastively and write ``cfg.out``; return its path."""
+    select_device("cpu")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    select_device("cpu" if cfg.threads else "auto")
     seed_everything(cfg.seed)
     x, size = _images(cfg)
     from medsight.training.classification import default_arch_args
