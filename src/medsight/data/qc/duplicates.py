@@ -97,9 +97,11 @@ def near_duplicate_pairs(scans: list[CaseScan], cfg: QCConfig) -> list[tuple[int
             ok &= np.arange(len(idx))[None, :] > np.arange(start, stop)[:, None]
             if not ok.any():
                 continue
-            ok &= (resid[start:stop] @ resid.T) >= cfg.near_dup_residual
-            ok &= _popcount(hashes[start:stop, None] ^ hashes[None, :]) <= (cfg.near_dup_hamming)
-            for a, b in zip(*np.nonzero(ok), strict=True):
+            rows, cols = np.nonzero(ok)  # candidates: usually few, so test them pair by pair
+            rows_g = rows + start
+            keep = np.einsum("ij,ij->i", resid[rows_g], resid[cols]) >= cfg.near_dup_residual
+            keep &= _popcount(hashes[rows_g] ^ hashes[cols]) <= cfg.near_dup_hamming
+            for a, b in zip(rows[keep], cols[keep], strict=True):
                 i, j = int(idx[start + a]), int(idx[b])
                 if scans[i].digest != scans[j].digest:
                     out.append((i, j, float(r_raw[a, b])))
