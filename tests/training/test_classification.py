@@ -44,6 +44,8 @@ def test_same_seed_same_weights_and_resume_reproduces(tmp_path, monkeypatch, wri
     monkeypatch.setattr(tc, "save_checkpoint", real_save)
     with pytest.raises(InvalidInputError, match="--resume"):
         tc.train_classifier(cfg_for(tmp_path / "b", data, epochs=3))
+    with pytest.raises(InvalidInputError, match="other settings: lr"):
+        tc.train_classifier(cfg_for(tmp_path / "b", data, epochs=3, resume=True, lr=0.1))
     resumed = tc.train_classifier(cfg_for(tmp_path / "b", data, epochs=3, resume=True))
     log = (tmp_path / "b" / "run" / "training_log.csv").read_text().splitlines()
     assert len(log) == 4

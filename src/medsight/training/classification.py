@@ -233,6 +233,26 @@ def _threshold(method: ThresholdMethod, y: NDArray[np.int64], score: NDArray[np.
     return float(candidates[int(np.argmax(accs))])
 
 
+_MAY_CHANGE_ON_RESUME = {"resume", "progress", "epochs", "threads", "device", "n_resamples"}
+
+
+def _check_same_run(path: Path, cfg: ClassifyConfig) -> None:
+    """Refuse to resume a checkpoint with a config that would change its results."""
+    if not path.is_file():
+        return
+    before = ClassifyConfig.model_validate_json(path.read_text(encoding="utf-8"))
+    changed = sorted(
+        k for k in ClassifyConfig.model_fields
+        if k not in _MAY_CHANGE_ON_RESUME and getattr(before, k) != getattr(cfg, k)
+    )  # fmt: skip
+    if changed:
+        raise InvalidInputError(
+            path,
+            f"the checkpoint was trained with other settings: {', '.join(changed)}",
+            hint="resume with the same options, or start a new run in another --out",
+        )
+
+
 def _progress(enabled: bool) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -264,6 +284,8 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
             "holds a checkpoint of an earlier run",
             hint="pass --resume to continue it, or choose another --out",
         )
+    if cfg.resume and ckpt_path.exists():
+        _check_same_run(out / "config.json", cfg)
     device = select_device(cfg.device)  # on CPU: one torch thread per core
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
