@@ -117,6 +117,9 @@ def analyze(
             image = loaded.get(sel.series.key) or sel.series.load()
             loaded[sel.series.key] = image
             result = run_package(pkg, image, explain=explain)
+        except InvalidInputError as err:  # the image does not fit the model: not its job
+            runs.append(ModelRun(status="skipped", series=sel.reason, reason=str(err), **base))
+            continue
         except MedsightError as err:
             runs.append(ModelRun(status="failed", series=sel.reason, reason=str(err), **base))
             continue

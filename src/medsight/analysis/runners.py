@@ -58,6 +58,7 @@ def _classification(package: ModelPackage, image: Image, explain: bool) -> Model
         reported = [(lab, bool(decision[lab.index])) for lab in labels]
     else:  # multi-class / ordinal: the predicted class or grade
         reported = [(labels[int(decision)], True)]
+    site = spec.extra.get("finding_site")
     findings = [
         Finding(
             finding=_label_code(lab, package),
@@ -66,6 +67,8 @@ def _classification(package: ModelPackage, image: Image, explain: bool) -> Model
             kind=FindingKind.CLASSIFICATION,
             probability=float(proba[lab.index]),
             positive=positive,
+            site=Code(**site) if site else None,
+            source=image.source,
             note=lab.name,
         )
         for lab, positive in reported

@@ -82,7 +82,7 @@ def _body_part(entry: SeriesEntry) -> str:
 
 
 def _body_part_warnings(spec: InputSpec, entry: SeriesEntry) -> tuple[str, ...]:
-    if spec.body_parts and not _body_part(entry):
+    if spec.body_parts and entry.dicom is not None and not _body_part(entry):
         return (
             f"the image does not state its body part; the model is made for "
             f"{', '.join(spec.body_parts)} images",

@@ -256,4 +256,11 @@ def render_model_card(spec: ModelSpec) -> str:
     else:
         lines.append("None recorded.")
     lines += ["", "## Limitations", spec.limitations or "Not stated.", ""]
+    provenance = [
+        f"- {what}: `{spec.extra[key]}`"
+        for key, what in (("trained_by", "Trained by"), ("finalized_by", "Finalised by"))
+        if spec.extra.get(key)
+    ]
+    if provenance:
+        lines += ["## Provenance", *provenance, ""]
     return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""Finalise the model zoo's classification packages for clinical use in ``medsight analyze``.
+
+The packages themselves are trained and copied into ``src/medsight/zoo`` by
+``benchmarks/classification_medmnist.py --zoo`` (the seed with the best validation AUC).  This
+script then adds, in place and idempotently, what the analysis pipeline needs:
+
+* readable label names with coded concepts (verified against pydicom's copy of DICOM PS3.16
+  where a standard code exists, otherwise a local ``99MEDSIGHT`` code, said so in the card);
+* the modalities and body parts the model accepts, its intended use and limitations;
+* the plausibility reference: the distribution of the network-input statistics over the
+  training images, used to warn about inputs unlike the training data.
+
+Usage (from the project root, with ``../shared/data`` present)::
+
+    .venv/bin/python scripts/finalize_zoo.py [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MEDSIGHT_DATA", ROOT.parent / "shared" / "data"))
+ZOO = ROOT / "src" / "medsight" / "zoo"
+
+LOCAL = "99MEDSIGHT"
+ENTRIES = {
+    "retinamnist-smallcnn": {
+        "data": "medmnist/retinamnist.npz",
+        "labels": [
+            ("DR grade 0 (no diabetic retinopathy)", None),
+            ("DR grade 1 (mild)", None),
+            ("DR grade 2 (moderate)", None),
+            ("DR grade 3 (severe)", None),
+            ("DR grade 4 (proliferative)", None),
+        ],
+        "input": {"modalities": ["OP", "XC"], "body_parts": ["EYE", "RETINA"]},
+        "intended_use": (
+            "Research demonstration: grading of diabetic retinopathy (5 ordinal grades) on a "
+            "colour fundus photograph, downscaled to 28x28 pixels as in RetinaMNIST. Not for "
+            "screening or diagnosis."
+        ),
+        "limitations": (
+            "Trained on 1,080 RetinaMNIST images (28x28) from one source (DeepDRiD); the "
+            "published best test AUC on this set is 0.750 and accuracy 0.531, so grades are "
+            "often wrong. Fine lesions (microaneurysms) are invisible at 28 px. Grade codes are "
+            "local (99MEDSIGHT): no verified SNOMED CT code for each grade was available."
+        ),
+        "site": ("5665001", "SCT", "Retina"),
+    },
+    "breastmnist-smallcnn": {
+        "data": "medmnist/breastmnist.npz",
+        "labels": [
+            ("malignant", ("21594007", "SCT", "Malignant")),
+            ("benign or normal", ("30807003", "SCT", "Benign")),
+        ],
+        "input": {"modalities": ["US"], "body_parts": ["BREAST"]},
+        "intended_use": (
+            "Research demonstration: malignant versus benign-or-normal breast ultrasound image "
+            "(BreastMNIST, 28x28 grey). Not for diagnosis."
+        ),
+        "limitations": (
+            "Trained on 546 BreastMNIST images from one hospital's scanner (BUSI); images are "
+            "downscaled to 28x28, so small lesions are lost. Other body parts, Doppler colour "
+            "overlays and annotated screenshots are out of distribution."
+        ),
+        "site": ("76752008", "SCT", "Breast"),
+    },
+}
+
+
+def _finalize(name: str, entry: dict) -> Path:
+    import numpy as np
+
+    from medsight.analysis.plausibility import input_statistics, reference_statistics
+    from medsight.core import Split
+    from medsight.core.codes import Code
+    from medsight.data import load_dataset
+    from medsight.models import ModelPackage
+    from medsight.transforms.preprocess import to_network_input
+
+    target = ZOO / name
+    pkg = ModelPackage.load(target)
+    spec = pkg.spec
+    originals = spec.extra.get("original_label_names") or [lab.name for lab in spec.labels]
+    site = Code(*entry["site"])
+    labels = []
+    for lab, (label_name, code) in zip(spec.labels, entry["labels"], strict=True):
+        coded = Code(*code) if code else Code(f"{name}-{lab.index}", LOCAL, label_name)
+        labels.append(lab.model_copy(update={"name": label_name, "code": coded}))
+    renamed = dict(zip(originals, (lab.name for lab in labels), strict=True))
+    thresholds = {renamed.get(k, k): v for k, v in spec.thresholds.items()}
+    data = load_dataset(f"medmnist:{DATA / entry['data']}")
+    stats = [
+        input_statistics(to_network_input(case.image(), spec.preprocessing))
+        for case in data
+        if case.split == Split.TRAIN
+    ]
+    extra = dict(spec.extra)
+    extra["input_reference"] = reference_statistics(stats)
+    extra["finding_site"] = {"value": site.value, "scheme": site.scheme, "meaning": site.meaning}
+    extra["finalized_by"] = "scripts/finalize_zoo.py"
+    extra["original_label_names"] = originals
+    new_spec = spec.model_copy(
+        update={
+            "labels": labels,
+            "thresholds": thresholds,
+            "input": spec.input.model_copy(update=entry["input"]),
+            "intended_use": entry["intended_use"],
+            "limitations": entry["limitations"],
+            "extra": extra,
+        }
+    )
+    new_spec = type(new_spec).model_validate(json.loads(new_spec.model_dump_json()))
+    extras = {
+        f.name: f.read_text(encoding="utf-8")
+        for f in target.iterdir()
+        if f.suffix in (".csv", ".json") and f.name != "model.json"
+    }
+    ModelPackage.save(target, new_spec, pkg.state_dict(), extra_files=extras, overwrite=True)
+    print(
+        f"zoo: {target.relative_to(ROOT)} ({len(stats)} training images in the reference; "
+        f"mean input {np.round(extra['input_reference']['mean'], 3).tolist()})",
+        flush=True,
+    )
+    return target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(ENTRIES))
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"data folder {DATA} not found (set MEDSIGHT_DATA)", file=sys.stderr)
+        return 2
+    for name in [args.only] if args.only else list(ENTRIES):
+        if not (ZOO / name / "model.json").is_file():
+            print(f"zoo: {name} not present (run benchmarks/classification_medmnist.py --zoo)")
+            continue
+        _finalize(name, ENTRIES[name])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
