@@ -130,6 +130,9 @@ def run_package(package: ModelPackage, image: Image, *, explain: bool = True) ->
     spec = package.spec
     single_slice = image.spatial_ndim == 3 and image.shape[2] == 1 and spec.input.spatial_ndim == 2
     work = _as_2d(image) if single_slice else image
+    converted = spec.input.channels == 1 and work.n_channels == 3
+    if converted:
+        work = _luminance(work)
     if work.spatial_ndim != spec.input.spatial_ndim:
         raise InvalidInputError(
             f"model {package.id}",
@@ -139,10 +142,22 @@ def run_package(package: ModelPackage, image: Image, *, explain: bool = True) ->
         output = _segmentation(package, work)
     else:
         output = _classification(package, work, explain)
+    if converted and output.plausibility is not None:
+        note = "the colour image was converted to grey (luminance) for this grey-scale model"
+        output.plausibility = dataclasses.replace(
+            output.plausibility, warnings=(note, *output.plausibility.warnings)
+        )
     if single_slice:  # put masks and maps back on the single-slice volume's grid
         output.mask = _as_3d(output.mask, image)
         output.heatmap = _as_3d(output.heatmap, image)
     return output
+
+
+def _luminance(image: Image) -> Image:
+    """RGB -> grey with the ITU-R BT.601 weights (what DICOM YBR and most viewers use)."""
+    arr = np.asarray(image.array, dtype=np.float32)
+    grey = arr[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return image.with_array(grey)
 
 
 def _as_2d(image: Image) -> Image:

@@ -66,7 +66,8 @@ def mismatch(spec: InputSpec, entry: SeriesEntry) -> str | None:
     ndim, channels = _ndim_and_channels(entry)
     if ndim > 0 and ndim != spec.spatial_ndim:
         return f"it is {ndim}D, the model needs {spec.spatial_ndim}D"
-    if channels > 0 and channels != spec.channels and not (spec.channels == 3 and channels == 1):
+    convertible = (spec.channels, channels) in ((3, 1), (1, 3))  # grey <-> colour
+    if channels > 0 and channels != spec.channels and not convertible:
         return f"it has {channels} channel(s), the model needs {spec.channels}"
     part = _body_part(entry)
     wanted_parts = [b.upper() for b in spec.body_parts]
