@@ -87,3 +87,14 @@ def test_other_registry_networks_train(tmp_path, write_npz, cfg_for, arch):
     pkg = tc.train_classifier(cfg_for(tmp_path, data, epochs=1, arch=arch, arch_args={}))
     assert pkg.spec.architecture.name == arch
     assert ModelPackage.load(pkg.path).build_network() is not None
+
+
+def test_splits_json_replaces_the_official_split(tmp_path, write_npz, cfg_for):
+    from medsight.data import SplitConfig, load_dataset, make_splits
+
+    data = f"medmnist:{write_npz(tmp_path / 'toy.npz')}?task=binary"
+    cfg = SplitConfig(val_fraction=0.2, test_fraction=0.1, keep_official=False, seed=1)
+    splits = make_splits(load_dataset(data), cfg).save(tmp_path / "splits.json")
+    pkg = tc.train_classifier(cfg_for(tmp_path, data, epochs=1, splits=splits))
+    n = pkg.spec.training_data.n_cases
+    assert n["train"] > 30 and 8 <= n["val"] <= 11  # 48 cases: 70/20/10, not the official 24/12

@@ -70,6 +70,9 @@ def evaluate(
     by: Annotated[
         list[str] | None, typer.Option("--by", help="Attribute column for subgroups (repeatable).")
     ] = None,
+    splits: Annotated[
+        Path | None, typer.Option("--splits", help="splits.json naming the test cases.")
+    ] = None,
     n_resamples: Annotated[int, typer.Option("--n-resamples", min=10)] = 1000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
@@ -78,6 +81,10 @@ def evaluate(
 
     pkg = _open_package(model)
     dataset = load_dataset(data)
+    if splits is not None:
+        from medsight.data import Splits
+
+        dataset = Splits.load(splits).apply(dataset)
     report = evaluator_for(pkg.spec.task.value)(
         pkg, dataset, out, split=split, by=list(by or []), n_resamples=n_resamples, seed=seed
     )

@@ -24,6 +24,9 @@ def classify(
     data: Annotated[str, typer.Option("--data", help="Data set spec, e.g. medmnist:PATH.npz.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder; the package goes to OUT/model.")],
     arch: Annotated[str, typer.Option("--arch", help="Network registry name.")] = "smallcnn",
+    splits: Annotated[
+        Path | None, typer.Option("--splits", help="splits.json from `medsight split`.")
+    ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 40,
     seed: Annotated[
         int, typer.Option("--seed", help="Random seed (the run is deterministic).")
@@ -66,6 +69,7 @@ def classify(
         data=data,
         out=out,
         arch=arch,
+        splits=splits,
         epochs=epochs,
         seed=seed,
         init=init,

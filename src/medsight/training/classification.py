@@ -33,7 +33,7 @@ from torch import nn
 
 from medsight.core import Split
 from medsight.core.errors import InvalidInputError
-from medsight.data import Dataset, SplitConfig, load_dataset, make_splits
+from medsight.data import Dataset, SplitConfig, Splits, load_dataset, make_splits
 from medsight.evaluation import classification as cm
 from medsight.evaluation.calibration import fit_temperature, sigmoid, softmax
 from medsight.evaluation.classification_report import classification_metrics
@@ -294,6 +294,8 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     task = Task(ds.task.value) if ds.task.value in {t.value for t in CLASSIFICATION_TASKS} else None
     if task is None:
         raise InvalidInputError(f"data {cfg.data}", f"task {ds.task.value!r} is not classification")
+    if cfg.splits is not None:
+        ds = Splits.load(cfg.splits).apply(ds)
     ds = _with_splits(ds, cfg.seed)
     n_classes = len(ds.label_names) or 1 + max(
         max(c.label) if isinstance(c.label, tuple) else int(c.label)
@@ -437,7 +439,7 @@ def _add_dataset_stats(prep: PreprocessingSpec, mean: float, std: float) -> Prep
 def _portable(cfg: ClassifyConfig) -> dict[str, Any]:
     """The config without this machine's folders (only file names), for the package."""
     data = cfg.model_dump(mode="json")
-    for key in ("out", "init", "pretrained"):
+    for key in ("out", "init", "pretrained", "splits"):
         if data[key]:
             data[key] = Path(data[key]).name
     kind, _, rest = cfg.data.partition(":")

@@ -43,6 +43,7 @@ class ClassifyConfig(BaseModel):
 
     data: str  # data set spec for medsight.data.load_dataset, e.g. "medmnist:path.npz"
     out: Path
+    splits: Path | None = None  # a splits.json (medsight split); default: the data set's own
     arch: str = "smallcnn"
     arch_args: dict[str, Any] = Field(default_factory=dict)  # merged over the defaults
     size: list[int] | None = None  # resize; default: the training images' own size
