@@ -69,3 +69,12 @@ def test_options_and_errors(shared_data, tmp_path):
     ds = load_dataset(f"csv:{boxes_only}")
     assert ds.task is Task.DETECTION and ds[0].label[0].label == "lung"
     assert ds[0].patient_id == "p1"
+
+
+def test_tab_separated_manifest(shared_data, tmp_path):
+    (tmp_path / "images").mkdir()
+    src = shared_data / "covid_cxr" / "images" / "AR-1.jpg"
+    (tmp_path / "images" / "a.jpg").write_bytes(src.read_bytes())
+    (tmp_path / "m.tsv").write_text("path\tlabel\tsex\na.jpg\tcovid\tF\n")
+    ds = load_dataset(str(tmp_path / "m.tsv"))
+    assert ds[0].case_id == "images/a.jpg" and ds[0].attributes["sex"] == "F"

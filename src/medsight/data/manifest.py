@@ -163,7 +163,7 @@ def load_manifest(path: str | os.PathLike[str], /, **options: str) -> Dataset:
         raise InvalidInputError(f"csv:{p}", f"unknown options {sorted(set(options) - allowed)}")
     try:
         with open(p, newline="", encoding="utf-8", errors="replace") as fh:
-            reader = csv.DictReader(fh)
+            reader = csv.DictReader(fh, delimiter="\t" if p.suffix.lower() == ".tsv" else ",")
             rows = list(reader)
             header = [h for h in (reader.fieldnames or []) if h]
     except OSError as exc:
