@@ -102,19 +102,55 @@ class Dataset(Sequence[Case]):
                 raise InvalidInputError(f"data set {name}", f"case id {case.case_id!r} repeats")
             seen.add(case.case_id)
         self._index = {c.case_id: i for i, c in enumerate(self._cases)}
-        self.name = name
+        self._name = name
         try:
-            self.task = Task(str(task))
+            self._task = Task(str(task))
         except ValueError:
             raise InvalidInputError(
                 "task", f"{task!r} is not one of {[t.value for t in Task]}"
             ) from None
-        self.label_names = MappingProxyType(dict(label_names or {}))
-        self.channel_names = MappingProxyType(dict(channel_names or {}))
+        self._label_names = MappingProxyType(dict(label_names or {}))
+        self._channel_names = MappingProxyType(dict(channel_names or {}))
         self._files = {k: dict(v) for k, v in (files or {}).items()}
-        self.official_splits = official_splits
-        self.layout_issues = tuple(layout_issues)
-        self.root = root
+        self._official_splits = official_splits
+        self._layout_issues = tuple(layout_issues)
+        self._root = root
+
+    # --- read-only properties -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Short name of the data set."""
+        return self._name
+
+    @property
+    def task(self) -> Task:
+        """What the labels mean."""
+        return self._task
+
+    @property
+    def label_names(self) -> Mapping[int, str]:
+        """Class index (or mask value) to name."""
+        return self._label_names
+
+    @property
+    def channel_names(self) -> Mapping[int, str]:
+        """Channel index to name."""
+        return self._channel_names
+
+    @property
+    def official_splits(self) -> bool:
+        """Whether ``Case.split`` is the data set's own published split."""
+        return self._official_splits
+
+    @property
+    def layout_issues(self) -> tuple[LayoutIssue, ...]:
+        """Problems met while listing the files."""
+        return self._layout_issues
+
+    @property
+    def root(self) -> str | None:
+        """The folder or file the data set was read from."""
+        return self._root
 
     def __len__(self) -> int:
         return len(self._cases)
