@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,3 +105,28 @@ def admin(client) -> dict:
 @pytest.fixture
 def ct_bytes(pydicom_file) -> bytes:
     return pydicom_file("CT_small.dcm").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def orthanc(debian_tool, tmp_path_factory):
+    """A real Orthanc with the DICOMweb plugin on 127.0.0.1 (Debian orthanc, orthanc-dicomweb)."""
+    from .pacs_servers import _dicomweb_plugin, run_orthanc
+
+    sbin = Path("/usr/sbin/Orthanc")  # Debian's location, often not on a user's PATH
+    binary = str(sbin) if sbin.exists() else debian_tool("Orthanc")
+    try:
+        _dicomweb_plugin()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{exc} is missing (scripts/system-deps.sh installs it)")
+        pytest.skip(f"{exc} not installed")
+    with run_orthanc(binary, tmp_path_factory.mktemp("orthanc")) as server:
+        yield server
+
+
+@pytest.fixture
+def fhir_stub():
+    from .pacs_servers import run_fhir_stub
+
+    with run_fhir_stub() as stub:
+        yield stub

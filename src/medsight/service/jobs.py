@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from medsight.service.deps import Services
 from medsight.service.ingest import Ingested, StudyFacts, content_digest
@@ -14,9 +14,13 @@ __all__ = ["record_studies", "submit"]
 
 
 def record_studies(
-    services: Services, ingested: Ingested, *, source: str, urgency: Urgency | None = None
+    services: Services,
+    ingested: Ingested,
+    *,
+    source: str,
+    urgency: Urgency | Mapping[str, Urgency] | None = None,
 ) -> list[StudyFacts]:
-    """Create or update the study rows for what was just stored."""
+    """Create or update the study rows for what was just stored (``urgency``: one or by UID)."""
     for facts in ingested.studies.values():
         folder = study_dir(services.settings, facts.uid)
         fields: dict[str, object] = {
@@ -27,8 +31,9 @@ def record_studies(
             "source": source,
             "n_files": sum(1 for p in folder.rglob("*.dcm") if not p.name.startswith(".")),
         }
-        if urgency is not None:
-            fields["urgency"] = urgency.value
+        level = urgency.get(facts.uid) if isinstance(urgency, Mapping) else urgency
+        if level is not None:
+            fields["urgency"] = Urgency(level).value
         services.store.upsert_study(facts.uid, **fields)
     return list(ingested.studies.values())
 

@@ -1,10 +1,11 @@
 """The in-process worker: takes queued jobs one at a time and analyses them.
 
 Results are written to ``<home>/results/.<job>.partial`` and renamed to ``<home>/results/<job>``
-only when complete, so a killed worker leaves no half result under the final name; on start,
-:meth:`Worker.start` requeues what a dead worker left ``running`` (see
-:meth:`~medsight.service.store.Store.recover`).  ``analyse`` is injected (default:
-:func:`medsight.analysis.pipeline.analyze`) so tests can slow it down or make it fail.
+only when complete, then delivered (PACS, FHIR) before the job is marked done, so a killed
+worker leaves no half result under the final name.  On start, :meth:`Worker.start` requeues
+what a dead worker left ``running`` (see :meth:`~medsight.service.store.Store.recover`).
+``analyse`` is injected (default: :func:`medsight.analysis.pipeline.analyze`) so tests can slow
+it down or make it fail.
 """
 
 from __future__ import annotations
@@ -86,14 +87,14 @@ class Worker:
         findings = result.report.findings
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
-        self.store.finish(
+        delivery = self.deliver(job, final) if self.deliver is not None else ""
+        self.store.finish(  # one update: "done" means analysed and delivery attempted
             job.id,
             flagged=any(f.positive for f in findings),
             suspicion=max((f.probability or 0.0 for f in findings), default=0.0),
             impression=result.report.impression,
+            delivery=delivery,
         )
-        if self.deliver is not None:
-            self.store.set_delivery(job.id, self.deliver(self.store.get_job(job.id), final))
         return True
 
     def _loop(self) -> None:

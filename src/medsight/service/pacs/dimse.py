@@ -71,15 +71,16 @@ class StoreSCP:
         from medsight.service.jobs import record_studies, submit
         from medsight.service.pacs.rules import match
 
+        settings = self.services.settings
+        who = f"{event.assoc.requestor.ae_title}@{event.assoc.requestor.address}"
         try:
-            for facts in record_studies(self.services, into, source="dimse"):
-                rule = match(self.services.settings.rules, facts)
-                who = f"{event.assoc.requestor.ae_title}@{event.assoc.requestor.address}"
+            rules = {uid: match(settings.rules, f) for uid, f in into.studies.items()}
+            urgency = {uid: r.urgency for uid, r in rules.items() if r is not None}
+            for facts in record_studies(self.services, into, source="dimse", urgency=urgency):
                 self.services.audit.record(who, "dimse", "receive_study", study=facts.uid)
-                if rule is None:
-                    continue
-                self.services.store.upsert_study(facts.uid, urgency=rule.urgency.value)
-                submit(self.services, facts.uid, rule.packages)
+                rule = rules[facts.uid]
+                if rule is not None:
+                    submit(self.services, facts.uid, rule.packages)
         except Exception:
             log.exception("queueing received studies failed")
 

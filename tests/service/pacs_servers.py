@@ -1,0 +1,160 @@
+"""Local servers for the connector tests: a real Orthanc and a recording FHIR stub.
+
+Both listen on 127.0.0.1 (Orthanc's DICOM port cannot be bound to loopback only, so it refuses
+remote HTTP and only knows the test's own modality) and are stopped by their PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Orthanc:
+    http_port: int
+    dicom_port: int
+    scp_port: int  # the port Orthanc sends to for modality "medsight"
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.url}/dicom-web"
+
+    @property
+    def aet(self) -> str:
+        return f"ORTHANC@127.0.0.1:{self.dicom_port}"
+
+
+def _dicomweb_plugin() -> str:
+    for folder in _PLUGIN_DIRS:
+        path = Path(folder) / "libOrthancDicomWeb.so"
+        if path.exists():
+            return str(path)
+    raise FileNotFoundError("libOrthancDicomWeb.so (Debian package orthanc-dicomweb)")
+
+
+@contextlib.contextmanager
+def run_orthanc(binary: str, workdir: Path) -> Iterator[Orthanc]:
+    http_port, dicom_port, scp_port = free_port(), free_port(), free_port()
+    config = {
+        "Name": "medsight-test",
+        "StorageDirectory": str(workdir / "storage"),
+        "IndexDirectory": str(workdir / "storage"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": "ORTHANC",
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomCheckCalledAet": False,
+        "DicomAlwaysAllowStore": True,
+        "DicomAlwaysAllowEcho": True,
+        "DicomModalities": {"medsight": ["MEDSIGHT", "127.0.0.1", scp_port]},
+        "DicomScuTimeout": 10,
+        "Plugins": [_dicomweb_plugin()],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "ConcurrentJobs": 1,
+        "SaveJobs": False,
+    }
+    cfg = workdir / "orthanc.json"
+    cfg.write_text(json.dumps(config, indent=2))
+    log = open(workdir / "orthanc.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([binary, str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"Orthanc exited ({proc.returncode}): "
+                    + (workdir / "orthanc.log").read_text(errors="replace")[-2000:]
+                )
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/system", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("Orthanc did not answer within 30 s")
+            time.sleep(0.2)
+        yield Orthanc(http_port, dicom_port, scp_port, proc.pid)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        log.close()
+
+
+@dataclass
+class FhirStub:
+    url: str
+    received: list[dict] = field(default_factory=list)
+    fail_with: int | None = None
+
+
+@contextlib.contextmanager
+def run_fhir_stub() -> Iterator[FhirStub]:
+    """A FHIR endpoint that validates each POSTed Bundle (fhir.resources) and records it."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    stub = FhirStub(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            entry = {"path": self.path, "content_type": self.headers.get("Content-Type")}
+            try:
+                bundle = json.loads(body)
+                Bundle.model_validate(bundle)
+                entry["bundle"], entry["valid"] = bundle, True
+            except Exception as exc:
+                entry["valid"], entry["error"] = False, str(exc)[:500]
+            stub.received.append(entry)
+            status = stub.fail_with or (201 if entry["valid"] else 400)
+            self.send_response(status)
+            if status == 201:
+                self.send_header("Location", f"{self.path}/{len(stub.received)}")
+            self.send_header("Content-Type", "application/fhir+json")
+            self.end_headers()
+            self.wfile.write(b'{"resourceType": "OperationOutcome", "issue": []}')
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    stub.url = f"http://127.0.0.1:{server.server_address[1]}/fhir"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield stub
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
