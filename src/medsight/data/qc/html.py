@@ -91,17 +91,27 @@ def _thumb(ds: Dataset, case_id: str) -> np.ndarray | None:
 
 
 def _finding_strip(ds: Dataset, case_ids: list[str], path: Path) -> str | None:
+    """Thumbnails of the first flagged cases side by side, titled by case id (Pillow, fast)."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
     images = [(cid, _thumb(ds, cid)) for cid in case_ids[:MAX_THUMBS]]
     images = [(c, t) for c, t in images if t is not None]
     if not images:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.5), squeeze=False)
-    for ax, (cid, t) in zip(axes[0], images, strict=True):
-        ax.imshow(t, cmap="gray")
-        ax.set_title(cid[-28:], fontsize=7)
-        ax.axis("off")
-    return _save(fig, path)
+    size, pad, title = 128, 6, 14
+    strip = PILImage.new("L", (len(images) * (size + pad) + pad, size + title + pad), 255)
+    draw = ImageDraw.Draw(strip)
+    for k, (cid, t) in enumerate(images):
+        tile = PILImage.fromarray((t * 255).astype(np.uint8))
+        tile.thumbnail((size, size))
+        x = pad + k * (size + pad)
+        strip.paste(tile, (x, title))
+        draw.text((x, 1), cid[-22:], fill=0)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    strip.save(tmp)
+    os.replace(tmp, path)
+    return f"plots/{path.name}"
 
 
 _CSS = """body{font-family:sans-serif;margin:2em;max-width:1200px}
