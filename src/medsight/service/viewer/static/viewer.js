@@ -67,6 +67,11 @@
       opt.textContent = `${s.modality} ${s.description || ""} (${s.slices})`;
       $("series").appendChild(opt);
     });
+    // start on the series with the most slices
+    let best = 0;
+    list.forEach((s, i) => { if (s.slices > list[best].slices) best = i; });
+    $("series").value = best;
     selectSeries();
+    root.dataset.ready = "yes";
   });
 })();

@@ -1,0 +1,188 @@
+"""The web viewer in headless Chromium against ``medsight serve`` on loopback.
+
+Log in, find the study on the worklist, scroll slices, change the window, toggle the AI
+overlay, accept a finding; screenshots are checked for the key elements.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image as PILImage
+
+from .conftest import ADMIN_PASSWORD
+from .pacs_servers import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _series_of_five(ct_path) -> list[bytes]:
+    """Five slices of a second CT series in CT_small's study (a 3D series to scroll)."""
+    out = []
+    series_uid = pydicom.uid.generate_uid()
+    for k in range(5):
+        ds = pydicom.dcmread(ct_path)
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.SeriesDescription = "five slices"
+        ds.InstanceNumber = k + 1
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, z + 5.0 * k]
+        arr = ds.pixel_array.astype(np.int16)
+        arr[: 20 * (k + 1), :20] = 1500  # a bright block that grows slice by slice
+        ds.PixelData = arr.tobytes()
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        out.append(buf.getvalue())
+    return out
+
+
+@pytest.fixture
+def served(tmp_path, tiny_package, pydicom_file):
+    port = free_port()
+    env = {
+        **os.environ,
+        "MEDSIGHT_HOME": str(tmp_path / "home"),
+        "MEDSIGHT_PACKAGES": json.dumps([str(tiny_package.path)]),
+        "MEDSIGHT_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "MEDSIGHT_WORKER_POLL_S": "0.05",
+    }
+    env.pop("MEDSIGHT_SETTINGS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medsight.cli.app", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115 - the child owns it
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "medsight serve did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
+def _prepare(base, ct_path) -> tuple[str, str, dict]:
+    token = httpx.post(
+        f"{base}/api/auth/login", data={"username": "admin", "password": ADMIN_PASSWORD}
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    files = [("files", ("ct.dcm", ct_path.read_bytes(), "application/dicom"))]
+    files += [
+        ("files", (f"s{i}.dcm", b, "application/dicom"))
+        for i, b in enumerate(_series_of_five(ct_path))
+    ]
+    body = httpx.post(f"{base}/api/studies", files=files, headers=auth, timeout=60).json()
+    job_id = body["jobs"][0]["id"]
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{base}/api/jobs/{job_id}", headers=auth).json()["state"] != "done":
+        assert time.monotonic() < deadline, "analysis did not finish"
+        time.sleep(0.1)
+    return body["studies"][0], job_id, auth
+
+
+def _image(png: bytes) -> np.ndarray:
+    return np.asarray(PILImage.open(io.BytesIO(png)).convert("L"), dtype=np.int16)
+
+
+def test_viewer_login_worklist_study_overlay_and_accept(
+    served, tmp_path, pydicom_file, debian_tool
+):
+    chromium = debian_tool("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    uid, job_id, auth = _prepare(served, pydicom_file("CT_small.dcm"))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.goto(f"{served}/ui/worklist")
+        assert page.url.endswith("/ui/login")  # not logged in: the login page
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", "wrong-password")
+        page.click("button[type=submit]")
+        assert "wrong username or password" in page.inner_text(".error")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", ADMIN_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/worklist")
+        rows = page.locator("#worklist tbody tr")
+        assert rows.count() == 1 and "done" in rows.first.inner_text()
+        page.screenshot(path=str(tmp_path / "worklist.png"))
+        page.click("#worklist a.open")
+        page.wait_for_selector("#study[data-ready=yes]")
+        page.wait_for_function("document.getElementById('image').naturalWidth > 0")
+        assert page.inner_text("#slice-label") == "3/5"  # starts mid-way in the 5-slice series
+        first = page.locator("#image").screenshot()
+        # scroll to the last slice: the bright block grows, so the image changes
+        page.fill("#slice", "4")
+        page.dispatch_event("#slice", "input")
+        page.wait_for_function("document.getElementById('image').src.includes('/slices/4.png')")
+        page.wait_for_function("document.getElementById('image').complete")
+        assert page.inner_text("#slice-label") == "5/5"
+        last = page.locator("#image").screenshot()
+        assert np.abs(_image(first) - _image(last)).mean() > 1
+        # a narrow window changes contrast
+        page.fill("#width", "50")
+        page.dispatch_event("#width", "change")
+        page.wait_for_function("document.getElementById('image').src.includes('width=50')")
+        page.wait_for_function("document.getElementById('image').complete")
+        narrow = page.locator("#image").screenshot()
+        assert np.abs(_image(narrow) - _image(last)).mean() > 1
+        # the AI overlay (Grad-CAM picture) is shown, then hidden by the toggle
+        heatmap = page.locator("#heatmaps img.heatmap")
+        assert heatmap.count() == 1 and heatmap.is_visible()
+        assert page.evaluate("document.querySelector('#heatmaps img').naturalWidth > 0")
+        page.screenshot(path=str(tmp_path / "study-overlay-on.png"), full_page=True)
+        page.click("#toggle-overlay")
+        assert not heatmap.is_visible() and page.inner_text("#toggle-overlay").endswith("off")
+        page.click("#toggle-overlay")
+        assert heatmap.is_visible()
+        # findings and the report; accept the first finding
+        row = page.locator("#findings tbody tr").first
+        assert "Neoplasm" in row.inner_text() and "tiny-ct@0.0.1" in row.inner_text()
+        assert "requires review" in page.inner_text(".disclaimer")
+        row.locator("button.accept").click()
+        page.wait_for_function(
+            "document.querySelector('#findings .verdict').textContent === 'accepted'"
+        )
+        page.screenshot(path=str(tmp_path / "study-accepted.png"), full_page=True)
+        report = page.request.get(f"{served}/api/jobs/{job_id}/files/report.html")
+        assert report.ok and "tiny-ct@0.0.1" in report.text()
+        browser.close()
+    feedback = httpx.get(f"{served}/api/jobs/{job_id}/feedback", headers=auth).json()
+    assert [(f["finding"], f["verdict"], f["by"]) for f in feedback] == [(0, "confirm", "admin")]
+    for name in ("worklist.png", "study-overlay-on.png", "study-accepted.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    shot = np.asarray(PILImage.open(tmp_path / "study-overlay-on.png").convert("RGB"))
+    assert shot.std() > 10  # not a blank page
+    audit = (tmp_path / "home" / "audit" / "service.jsonl").read_text()
+    assert '"view_images"' in audit and '"review_finding"' in audit and uid in audit
