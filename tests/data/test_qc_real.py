@@ -150,6 +150,17 @@ def test_retinamnist_grade_imbalance(shared_data):
     assert by_split["train"].details["counts"] == {"0": 486, "2": 206, "3": 194, "1": 128, "4": 66}
     assert set(by_split["train"].details["rare"]) == {"1", "4"}
     assert len(by_split["train"].files) == 128 + 66  # the rare grades' images are named
+    # a repeated fundus photograph: train 109 and 223 differ by ~1.3 grey levels on average,
+    # while an image and its nearest other image typically differ by ~9
+    with np.load(shared_data / "medmnist" / "retinamnist.npz") as z:
+        train = z["train_images"].reshape(1080, -1).astype(np.float32)
+    assert np.abs(train[109] - train[223]).mean() < 2
+    nearest = [
+        np.delete(np.abs(train - train[i]).mean(axis=1), i).min() for i in range(0, 1080, 10)
+    ]
+    assert np.median(nearest) > 5
+    near = report.of_kind(CheckKind.NEAR_DUPLICATE)
+    assert any({"train_00109", "train_00223"} <= set(f.case_ids) for f in near)
 
 
 @pytest.mark.parametrize("name", ["adrenalmnist3d", "adrenalmnist3d_64"])
