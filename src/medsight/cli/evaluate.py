@@ -23,6 +23,7 @@ __all__ = ["EVALUATORS", "evaluate", "evaluator_for", "register"]
 #: task kind -> "module:function" of its evaluator
 EVALUATORS: dict[str, str] = {
     "classification": "medsight.evaluation.classification_eval:evaluate_classifier",
+    "segmentation": "medsight.evaluation.segmentation:evaluate_segmenter",
 }
 
 _KIND = {

@@ -100,4 +100,7 @@ def classify(
 
 def register(app: typer.Typer) -> None:
     """Add the ``train`` sub-app to ``app``."""
+    from medsight.cli import segment
+
+    segment.register(train_app)  # `train segment` lives in cli/segment.py
     app.add_typer(train_app, name="train")

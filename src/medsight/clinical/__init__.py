@@ -1,0 +1,1 @@
+"""Clinical use of model outputs: measurements from masks (RECIST-like)."""
