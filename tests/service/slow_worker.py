@@ -1,6 +1,6 @@
 """A worker process whose analysis stalls, for the kill -9 test (run as a script).
 
-Usage: python slow_worker.py HOME PACKAGE_DIR
+Usage: python slow_worker.py HOME PACKAGE_DIR LEASE_S
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import time
 from pathlib import Path
 
 
-def main(home: str, package: str) -> None:
+def main(home: str, package: str, lease: str) -> None:
     from medsight.service.catalog import PackageCatalog
     from medsight.service.settings import ServiceSettings
     from medsight.service.store import Store
     from medsight.service.worker import Worker, default_analyse
 
-    settings = ServiceSettings(home=Path(home), packages=[Path(package)], worker_poll_s=0.05)
+    settings = ServiceSettings(
+        home=Path(home), packages=[Path(package)], worker_poll_s=0.05, job_lease_s=float(lease)
+    )
 
     def stalled(study, out, packages):
         out.mkdir(parents=True, exist_ok=True)
@@ -32,4 +34,4 @@ def main(home: str, package: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

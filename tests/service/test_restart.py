@@ -19,6 +19,7 @@ from .conftest import login, wait_job
 
 
 def test_killed_worker_job_completes_after_restart(settings, pydicom_file, tiny_package):
+    settings = settings.model_copy(update={"job_lease_s": 1.0})
     queued = settings.model_copy(update={"run_worker": False})
     with TestClient(create_app(queued)) as client:
         admin = login(client)
@@ -33,7 +34,7 @@ def test_killed_worker_job_completes_after_restart(settings, pydicom_file, tiny_
 
     script = Path(__file__).with_name("slow_worker.py")
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(settings.home), str(tiny_package.path)],
+        [sys.executable, str(script), str(settings.home), str(tiny_package.path), "1.0"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -74,8 +75,58 @@ def test_recover_fails_a_job_that_killed_every_attempt(tmp_path):
     store.upsert_study("1.2.3")
     job, _ = store.submit("1.2.3", ["m@1"], "d")
     for _ in range(3):
-        assert store.claim().id == job.id
+        assert store.claim("w").id == job.id
         assert store.recover(max_attempts=3) == [job.id]
     row = store.get_job(job.id)
     assert row.state == "failed" and "stopped 3 times" in row.error
     assert store.claim() is None
+
+
+def test_a_live_worker_keeps_its_job_past_the_lease(tmp_path, settings, pydicom_file):
+    """Two workers share one store: the heartbeat stops the second from stealing a long job."""
+    import threading
+
+    from medsight.service.catalog import PackageCatalog
+    from medsight.service.ingest import content_digest
+    from medsight.service.worker import Worker, default_analyse, study_dir
+
+    cfg = settings.model_copy(update={"job_lease_s": 0.4})
+    cfg.ensure_home()
+    store = Store(cfg.resolved_database_url())
+    folder = study_dir(cfg, "1.2.3")
+    folder.mkdir(parents=True)
+    (folder / "ct.dcm").write_bytes(pydicom_file("CT_small.dcm").read_bytes())
+    store.upsert_study("1.2.3", modalities="CT")
+    job, _ = store.submit("1.2.3", ["tiny-ct@0.0.1"], content_digest(folder))
+    started = threading.Event()
+
+    def slow(study, out, packages):
+        started.set()
+        time.sleep(2.0)  # five leases
+        return default_analyse(study, out, packages)
+
+    catalog = PackageCatalog(cfg.packages)
+    slow_worker = Worker(store, cfg, catalog, slow)
+    other = Worker(store, cfg, catalog)
+    runner = threading.Thread(target=slow_worker.run_one)
+    runner.start()
+    assert started.wait(30)
+    other.start()  # recovers every lease / 2 while the slow job runs
+    runner.join(60)
+    other.stop()
+    row = store.get_job(job.id)
+    assert row.state == "done" and row.attempts == 1 and row.worker == slow_worker.id
+
+
+def test_a_requeued_job_ignores_its_old_worker():
+    store = Store("sqlite://")
+    store.upsert_study("1.2.3")
+    job, _ = store.submit("1.2.3", ["m@1"], "d")
+    assert store.claim("a").id == job.id
+    assert store.recover(max_attempts=3, lease_s=None) == [job.id]  # "a" presumed dead
+    assert store.claim("b").id == job.id
+    assert not store.beat(job.id, "a") and store.beat(job.id, "b")
+    assert not store.finish(job.id, error="late result of a", worker="a")
+    assert store.finish(job.id, worker="b", impression="ok")
+    row = store.get_job(job.id)
+    assert (row.state, row.error, row.attempts, row.worker) == ("done", "", 2, "b")

@@ -14,7 +14,7 @@ def _study(store, uid, modality, urgency, *, flagged=None, suspicion=0.0, state=
     job, _ = store.submit(uid, ["m@1"], uid)
     if state == "queued":
         return job.id
-    store.claim()
+    store.claim("w")
     if state == "done":
         store.finish(job.id, flagged=bool(flagged), suspicion=suspicion)
     elif state == "failed":

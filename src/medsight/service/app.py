@@ -77,22 +77,17 @@ def create_app(
         from medsight.service.pacs.delivery import Delivery
 
         deliver = Delivery(settings)
-    worker = Worker(store, settings, catalog, analyse, deliver) if settings.run_worker else None
-    services = Services(
-        settings=settings,
-        store=store,
-        audit=AuditTrail(settings.home / "audit" / "service.jsonl"),
-        catalog=catalog,
-        worker=worker,
+    audit = AuditTrail(settings.home / "audit" / "service.jsonl")
+    worker = (
+        Worker(store, settings, catalog, analyse, deliver, audit) if settings.run_worker else None
     )
+    services = Services(settings=settings, store=store, audit=audit, catalog=catalog, worker=worker)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         scp = None
         if worker is not None:
-            requeued = worker.start()
-            if requeued:
-                log.warning("requeued %d unfinished job(s): %s", len(requeued), requeued)
+            worker.start()
         if settings.dimse_port is not None:
             from medsight.service.pacs.dimse import StoreSCP
 

@@ -1,7 +1,9 @@
 """The store's tables (SQLAlchemy ORM): users, tokens, studies, jobs, feedback.
 
 Job states move ``queued -> running -> done | failed``; a job row is committed before any
-work on it starts, so a crash never loses a submission.
+work on it starts, so a crash never loses a submission.  A running job carries the id of its
+worker and a heartbeat the worker renews; a job whose heartbeat is older than the lease belongs
+to a dead worker and goes back to the queue.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class JobRow(Base):
     suspicion: Mapped[float] = mapped_column(default=0.0)
     impression: Mapped[str] = mapped_column(Text, default="")
     delivery: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str] = mapped_column(String(128), default="")
+    heartbeat: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class FeedbackRow(Base):

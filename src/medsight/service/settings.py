@@ -81,6 +81,9 @@ class ServiceSettings(BaseSettings):
     run_worker: bool = True
     worker_poll_s: float = Field(0.5, gt=0)
     max_attempts: int = Field(3, ge=1, description="a job whose worker died this often fails")
+    job_lease_s: float = Field(
+        60.0, gt=0, description="a running job without a heartbeat for this long is requeued"
+    )
     token_hours: float = Field(12.0, gt=0)
     admin_password: SecretStr | None = Field(None, description="creates 'admin' on first start")
     dicomweb_url: str | None = None

@@ -1,8 +1,10 @@
 """The store: SQLAlchemy engine and the job state machine (SQLite default, PostgreSQL by URL).
 
 Claiming a job is one conditional ``UPDATE ... WHERE state = 'queued'``, so two workers never
-run the same job.  :meth:`Store.recover` puts jobs left ``running`` by a dead worker back in
-the queue (or fails them after ``max_attempts``); call it once when the only worker starts.
+run the same job.  A running job's worker renews its heartbeat (:meth:`Store.beat`);
+:meth:`Store.recover` puts jobs whose heartbeat is older than the lease back in the queue (or
+fails them after ``max_attempts``), so several workers, in one process or on several machines
+sharing a PostgreSQL store, can recover each other's jobs without stealing live ones.
 
 Examples
 --------
@@ -11,7 +13,7 @@ Examples
 >>> job, new = store.submit("1.2.3", ["m@1"], "abc")
 >>> new, store.submit("1.2.3", ["m@1"], "abc")[1]
 (True, False)
->>> store.claim().id == job.id
+>>> store.claim("w1").id == job.id
 True
 >>> store.get_job(job.id).state
 'running'
@@ -19,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -137,8 +140,8 @@ class Store:
             q = select(JobRow).where(JobRow.study_uid == study_uid).order_by(JobRow.created.desc())
             return list(ses.scalars(q))
 
-    def claim(self) -> JobRow | None:
-        """Mark the oldest queued job running and return it (None when the queue is empty)."""
+    def claim(self, worker: str = "") -> JobRow | None:
+        """Mark the oldest queued job running for ``worker`` and return it (None: queue empty)."""
         while True:
             with self.session() as ses:
                 q = select(JobRow.id).where(JobRow.state == JobState.QUEUED)
@@ -146,33 +149,71 @@ class Store:
             if job_id is None:
                 return None
             with self.session() as ses:
+                stamp = now()
                 res = ses.execute(
                     update(JobRow)
                     .where((JobRow.id == job_id) & (JobRow.state == JobState.QUEUED))
-                    .values(state=JobState.RUNNING, started=now(), attempts=JobRow.attempts + 1)
+                    .values(
+                        state=JobState.RUNNING,
+                        started=stamp,
+                        heartbeat=stamp,
+                        worker=worker,
+                        attempts=JobRow.attempts + 1,
+                    )
                 )
             if res.rowcount == 1:  # type: ignore[attr-defined]
                 return self.get_job(job_id)
 
-    def finish(self, job_id: str, *, error: str = "", **fields: Any) -> None:
-        """Mark a job done (or failed with ``error``) and store result fields."""
-        state = JobState.FAILED if error else JobState.DONE
+    def beat(self, job_id: str, worker: str) -> bool:
+        """Renew the heartbeat of ``worker``'s running job; False if it is no longer theirs."""
         with self.session() as ses:
-            ses.execute(
+            res = ses.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id)
+                .where(
+                    (JobRow.id == job_id)
+                    & (JobRow.worker == worker)
+                    & (JobRow.state == JobState.RUNNING)
+                )
+                .values(heartbeat=now())
+            )
+        return res.rowcount == 1  # type: ignore[attr-defined]
+
+    def finish(
+        self, job_id: str, *, error: str = "", worker: str | None = None, **fields: Any
+    ) -> bool:
+        """Mark a job done (or failed with ``error``) and store result fields.
+
+        With ``worker``, only while that worker still holds the job (a worker presumed dead
+        whose job was requeued cannot overwrite the new attempt).  Returns whether it did.
+        """
+        state = JobState.FAILED if error else JobState.DONE
+        where = JobRow.id == job_id
+        if worker is not None:
+            where = where & (JobRow.worker == worker) & (JobRow.state == JobState.RUNNING)
+        with self.session() as ses:
+            res = ses.execute(
+                update(JobRow)
+                .where(where)
                 .values(state=state, error=error, finished=now(), **fields)
             )
+        return res.rowcount == 1  # type: ignore[attr-defined]
 
     def set_delivery(self, job_id: str, text: str) -> None:
         """Record what happened when the results were sent on."""
         with self.session() as ses:
             ses.execute(update(JobRow).where(JobRow.id == job_id).values(delivery=text))
 
-    def recover(self, max_attempts: int) -> list[str]:
-        """Requeue jobs a dead worker left running; fail those that already had every attempt."""
+    def recover(self, max_attempts: int, lease_s: float | None = None) -> list[str]:
+        """Requeue running jobs whose heartbeat is older than ``lease_s`` (None: every one).
+
+        A job that already used ``max_attempts`` attempts fails instead (a study that kills
+        its worker every time must not loop forever).  Returns the ids it touched.
+        """
+        where = JobRow.state == JobState.RUNNING
+        if lease_s is not None:
+            where = where & (JobRow.heartbeat < now() - dt.timedelta(seconds=lease_s))
         with self.session() as ses:
-            rows = list(ses.scalars(select(JobRow).where(JobRow.state == JobState.RUNNING)))
+            rows = list(ses.scalars(select(JobRow).where(where)))
             for row in rows:
                 if row.attempts >= max_attempts:
                     row.state = JobState.FAILED
@@ -180,6 +221,7 @@ class Store:
                     row.finished = now()
                 else:
                     row.state = JobState.QUEUED
+                row.worker = ""
             return [r.id for r in rows]
 
     # feedback ----------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Results are written to ``<home>/results/.<job>.partial`` and renamed to ``<home>/results/<job>``
 only when complete, then delivered (PACS, FHIR) before the job is marked done, so a killed
-worker leaves no half result under the final name.  On start, :meth:`Worker.start` requeues
-what a dead worker left ``running`` (see :meth:`~medsight.service.store.Store.recover`).
+worker leaves no half result under the final name.  While a job runs, a side thread renews its
+heartbeat; the loop also requeues jobs whose heartbeat is older than ``job_lease_s`` (their
+worker died: ``kill -9``, power loss), see :meth:`~medsight.service.store.Store.recover`.
 ``analyse`` is injected (default: :func:`medsight.analysis.pipeline.analyze`) so tests can slow
 it down or make it fail.
 """
@@ -11,20 +12,25 @@ it down or make it fail.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from medsight.analysis.pipeline import AnalysisResult
 from medsight.core.errors import MedsightError, short_reason
 from medsight.models.package import ModelPackage
+from medsight.service.audit import AuditTrail
 from medsight.service.catalog import PackageCatalog
 from medsight.service.models import JobRow
 from medsight.service.settings import ServiceSettings
 from medsight.service.store import Store
 
-__all__ = ["Analyse", "Worker", "default_analyse", "result_dir", "study_dir"]
+__all__ = ["Analyse", "Deliver", "Worker", "default_analyse", "result_dir", "study_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -59,47 +65,97 @@ class Worker:
         catalog: PackageCatalog,
         analyse: Analyse = default_analyse,
         deliver: Deliver | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.store, self.settings, self.catalog = store, settings, catalog
-        self.analyse, self.deliver = analyse, deliver
+        self.analyse, self.deliver, self.audit = analyse, deliver, audit
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_recovery = 0.0
+
+    def _record(self, action: str, job: JobRow) -> None:
+        if self.audit is not None:
+            self.audit.record(
+                f"worker {self.id}", "worker", action, study=job.study_uid, job=job.id
+            )
+
+    def _heartbeat(self, job_id: str, done: threading.Event) -> None:
+        interval = self.settings.job_lease_s / 4
+        while not done.wait(interval):
+            try:
+                if not self.store.beat(job_id, self.id):
+                    log.warning("job %s is no longer held by this worker", job_id)
+                    return
+            except Exception:
+                log.exception("heartbeat of job %s", job_id)
 
     def run_one(self) -> bool:
         """Run the next queued job; False when there was none."""
-        job = self.store.claim()
+        job = self.store.claim(self.id)
         if job is None:
             return False
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job.id, done), daemon=True)
+        beat.start()
+        try:
+            self._run(job)
+        finally:
+            done.set()
+            beat.join()
+        return True
+
+    def _run(self, job: JobRow) -> None:
         final = result_dir(self.settings, job.id)
-        partial = final.with_name(f".{job.id}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
+        partial = final.with_name(f".{job.id}.{job.attempts}.partial")
+        for stale in final.parent.glob(f".{job.id}.*.partial"):  # earlier, dead attempts
+            shutil.rmtree(stale, ignore_errors=True)
+        self._record("analyse_study", job)
         try:
             packages = self.catalog.resolve(job.packages_key.split(","))
             result = self.analyse(study_dir(self.settings, job.study_uid), partial, packages)
         except MedsightError as err:
-            self.store.finish(job.id, error=str(err))
-            return True
+            self.store.finish(job.id, error=str(err), worker=self.id)
+            return
         except Exception as exc:  # a bug must fail the job, not kill the worker
             log.exception("job %s failed", job.id)
-            self.store.finish(job.id, error=f"internal error: {short_reason(exc)}")
-            return True
+            self.store.finish(job.id, error=f"internal error: {short_reason(exc)}", worker=self.id)
+            return
         findings = result.report.findings
+        if not self.store.beat(job.id, self.id):  # requeued meanwhile: another worker owns it
+            log.warning("job %s was taken over; dropping this attempt's result", job.id)
+            shutil.rmtree(partial, ignore_errors=True)
+            return
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
-        delivery = self.deliver(job, final) if self.deliver is not None else ""
+        delivery = ""
+        if self.deliver is not None:
+            delivery = self.deliver(job, final)
+            if delivery:
+                self._record("deliver_results", job)
         self.store.finish(  # one update: "done" means analysed and delivery attempted
             job.id,
             flagged=any(f.positive for f in findings),
             suspicion=max((f.probability or 0.0 for f in findings), default=0.0),
             impression=result.report.impression,
             delivery=delivery,
+            worker=self.id,
         )
-        return True
+
+    def recover(self) -> list[str]:
+        """Requeue jobs whose worker stopped renewing their heartbeat."""
+        self._last_recovery = time.monotonic()
+        found = self.store.recover(self.settings.max_attempts, self.settings.job_lease_s)
+        if found:
+            log.warning("requeued or failed %d job(s) of dead workers: %s", len(found), found)
+        return found
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                if time.monotonic() - self._last_recovery > self.settings.job_lease_s / 2:
+                    self.recover()
                 busy = self.run_one()
             except Exception:  # the store is unreachable: wait and retry
                 log.exception("worker loop")
@@ -113,8 +169,8 @@ class Worker:
         self._wake.set()
 
     def start(self) -> list[str]:
-        """Requeue jobs a dead worker left running, then start the thread; returns those ids."""
-        recovered = self.store.recover(self.settings.max_attempts)
+        """Requeue jobs of dead workers, then start the thread; returns the requeued ids."""
+        recovered = self.recover()
         self._thread = threading.Thread(target=self._loop, name="medsight-worker", daemon=True)
         self._thread.start()
         return recovered
