@@ -47,3 +47,19 @@ def test_corrupt_dicom_files_are_reported(pydicom_file, tmp_path):
     report, _ = run_qc(ds)
     (bad,) = report.of_kind(CheckKind.UNREADABLE)
     assert len(bad.files) == 1 and "cut.dcm" in bad.files[0]
+
+
+def test_one_case_per_study_with_series_as_roles(shared_data, tmp_path):
+    root = shared_data / "dicom"
+    first = next((root / "brain_mr_study1" / "12-T1post-05670").glob("*.dcm"))
+    study_uid = dcmread(first, stop_before_pixels=True).StudyInstanceUID
+    table = tmp_path / "labels.csv"
+    table.write_text(f"StudyInstanceUID,finding\n{study_uid},glioblastoma\n")
+    ds = load_dataset(f"dicom:{root}?labels={table}&case=study")
+    (case,) = ds
+    assert case.case_id == study_uid and ds.label_names[case.label] == "glioblastoma"
+    assert set(case.roles) == {"t1post", "hippocrop", "t1pre_reg", "flair_reg", "t2_reg"}
+    assert case.image("flair_reg").shape[2] == 22
+    assert ds.files_of(study_uid)["hippocrop"].endswith("13_HCropVolume")
+    with pytest.raises(InvalidInputError, match="'patient'"):
+        load_dataset(f"dicom:{root}?case=patient")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,22 @@ def _header_attributes(header: Any) -> dict[str, Any]:
     }
 
 
+def _role(description: str, taken: dict[str, object]) -> str:
+    """A role name from a series description: lower case, ``_`` for other characters, unique.
+
+    Examples
+    --------
+    >>> _role("T1 post (Gd)", {}), _role("FLAIR", {"flair": 1})
+    ('t1_post_gd', 'flair_2')
+    """
+    base = re.sub(r"[^a-z0-9]+", "_", description.lower()).strip("_") or "series"
+    role, n = base, 1
+    while role in taken:
+        n += 1
+        role = f"{base}_{n}"
+    return role
+
+
 def _read_table(path: Path, key: str, label: str | None) -> tuple[dict[str, dict[str, str]], str]:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
@@ -77,7 +94,8 @@ def load_dicom_folder(path: str | os.PathLike[str], /, **options: str) -> Datase
     **options
         ``labels=FILE.csv`` the label table; ``key=`` the DICOM attribute keyword its key
         column is named after (default ``StudyInstanceUID``); ``label=`` the label column;
-        ``name=``.
+        ``case=series`` (default: one Case per series) or ``case=study`` (one Case per study,
+        its series as image roles named after their descriptions); ``name=``.
 
     Raises
     ------
@@ -103,11 +121,14 @@ def load_dicom_folder(path: str | os.PathLike[str], /, **options: str) -> Datase
     from medsight.io import read_study
 
     root = Path(path)
-    allowed = {"labels", "key", "label", "name"}
+    allowed = {"labels", "key", "label", "name", "case"}
     if set(options) - allowed:
         raise InvalidInputError(
             f"dicom:{root}", f"unknown options {sorted(set(options) - allowed)}"
         )
+    grouping = options.get("case", "series")
+    if grouping not in ("series", "study"):
+        raise InvalidInputError("case", f"{grouping!r} is not 'series' or 'study'")
     study = read_study(root)
     key = options.get("key", "StudyInstanceUID")
     table: dict[str, dict[str, str]] = {}
@@ -132,10 +153,16 @@ def load_dicom_folder(path: str | os.PathLike[str], /, **options: str) -> Datase
     )
     index = {c: i for i, c in enumerate(classes)}
     cases, files, matched = [], {}, set()
-    for entry in study:
-        if entry.dicom is None:
-            continue
-        header = entry.dicom.header
+    entries = [e for e in study if e.dicom is not None]
+    if grouping == "series":
+        groups = [[e] for e in entries]
+    else:  # one Case per study, its series as image roles
+        by_study: dict[str, list] = {}
+        for e in entries:
+            by_study.setdefault(e.study_instance_uid or e.key, []).append(e)
+        groups = list(by_study.values())
+    for group in groups:
+        header = group[0].dicom.header
         attrs = _header_attributes(header)
         value = str(header.get(key, "") or "").strip()
         label = None
@@ -145,20 +172,29 @@ def load_dicom_folder(path: str | os.PathLike[str], /, **options: str) -> Datase
             if not is_placeholder(row.get(label_col)):
                 label = index[row[label_col].strip()]
             attrs.update({k: v for k, v in row.items() if k not in (key, label_col)})
-        if entry.problems:
-            attrs["series_problems"] = "; ".join(entry.problems)
-        case_id = entry.key
+        problems = [p for e in group for p in e.problems]
+        if problems:
+            attrs["series_problems"] = "; ".join(problems)
+        roles: dict[str, object] = {}
+        case_files: dict[str, str] = {}
+        for e in group:
+            role = "image" if grouping == "series" else _role(e.description or e.modality, roles)
+            roles[role] = e.load
+            first = e.files[0]
+            case_files[role] = str(first.parent if len(e.files) > 1 else first)
+        case_id = group[0].key if grouping == "series" else group[0].study_instance_uid
+        if grouping == "study":
+            attrs["series_descriptions"] = ", ".join(roles)
         cases.append(
             Case(
-                case_id,
-                patient_id=entry.patient_id or None,
-                images={"image": entry.load},
+                case_id or group[0].key,
+                patient_id=group[0].patient_id or None,
+                images=roles,  # type: ignore[arg-type]
                 label=label,
                 attributes=attrs,
             )
         )
-        first = entry.files[0]
-        files[case_id] = {"image": str(first.parent if len(entry.files) > 1 else first)}
+        files[case_id or group[0].key] = case_files
     if not cases:
         raise EmptyInputError(root, "no DICOM series")
     unmatched = sorted(set(table) - matched)

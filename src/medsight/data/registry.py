@@ -46,6 +46,10 @@ class Adapter(Protocol):
 _ADAPTERS: dict[str, Adapter] = {}
 
 
+def _origin(func: object) -> tuple[str, str]:
+    return (getattr(func, "__module__", ""), getattr(func, "__qualname__", repr(func)))
+
+
 def register_adapter(kind: str) -> Callable[[Adapter], Adapter]:
     """Decorator registering an adapter under ``kind`` (``"medmnist"``, ``"msd"`` ...).
 
@@ -61,7 +65,8 @@ def register_adapter(kind: str) -> Callable[[Adapter], Adapter]:
     """
 
     def decorate(func: Adapter) -> Adapter:
-        if kind in _ADAPTERS and _ADAPTERS[kind] is not func:
+        old = _ADAPTERS.get(kind)
+        if old is not None and _origin(old) != _origin(func):  # a reloaded module may re-register
             raise InvalidInputError("adapter registry", f"kind {kind!r} is already registered")
         _ADAPTERS[kind] = func
         return func
