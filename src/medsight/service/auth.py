@@ -39,6 +39,7 @@ __all__ = [
     "hash_password",
     "login",
     "require",
+    "revoke",
     "verify_password",
 ]
 
@@ -124,6 +125,15 @@ def authenticate(store: Store, token: str) -> User:
     if tok.expires is not None and tok.expires < now():
         raise AuthError(None, "token expired (log in again)")
     return User(user.username, Role(user.role))
+
+
+def revoke(store: Store, token: str) -> bool:
+    """Delete a token (log out); True when it existed."""
+    from sqlalchemy import delete
+
+    with store.session() as ses:
+        res = ses.execute(delete(TokenRow).where(TokenRow.token_sha256 == _sha(token)))
+    return res.rowcount == 1  # type: ignore[attr-defined]
 
 
 def require(user: User, role: Role) -> User:

@@ -91,6 +91,9 @@ class ServiceSettings(BaseSettings):
     dimse_port: int | None = Field(None, description="C-STORE SCP port; None = no SCP")
     dimse_host: str = "127.0.0.1"
     ae_title: str = "MEDSIGHT"
+    dimse_allowed_aes: list[str] = Field(
+        default_factory=list, description="calling AE titles the SCP accepts; empty = any"
+    )
     dimse_destination: str | None = Field(None, description="AE@host:port for C-STORE results")
     fhir_url: str | None = Field(None, description="FHIR base URL the Bundle is POSTed to")
     rules: list[RoutingRule] = Field(default_factory=lambda: [RoutingRule()])

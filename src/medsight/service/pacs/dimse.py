@@ -93,6 +93,8 @@ class StoreSCP:
         ae = AE(ae_title=s.ae_title)
         ae.supported_contexts = AllStoragePresentationContexts
         ae.add_supported_context(Verification)
+        if s.dimse_allowed_aes:
+            ae.require_calling_aet = list(s.dimse_allowed_aes)
         handlers = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_end),

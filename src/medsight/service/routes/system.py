@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, Field
 
 from medsight import __version__
-from medsight.service.auth import create_token, create_user, login
-from medsight.service.deps import AdminUser, Auditor, CurrentUser, ServicesDep
+from medsight.service.auth import create_token, create_user, login, revoke
+from medsight.service.deps import COOKIE, AdminUser, Auditor, CurrentUser, ServicesDep
 from medsight.service.schemas import TokenOut
 from medsight.service.settings import Role
 
@@ -36,6 +36,16 @@ def post_login(
         raise
     services.audit.record(username, "", "login")
     return TokenOut(access_token=token)
+
+
+@router.post("/auth/logout")
+def post_logout(request: Request, services: ServicesDep, user: CurrentUser) -> dict:
+    """Revoke the token this request was made with."""
+    header = request.headers.get("authorization", "")
+    token = header.removeprefix("Bearer ").strip() or request.cookies.get(COOKIE, "")
+    revoke(services.store, token)
+    services.audit.record(user.username, user.role.value, "logout")
+    return {"logged_out": user.username}
 
 
 class NewUser(BaseModel):

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from medsight.core.errors import MedsightError
-from medsight.service.auth import User, authenticate, login
+from medsight.service.auth import User, authenticate, login, revoke
 from medsight.service.deps import COOKIE, ServicesDep
 from medsight.service.models import JobState
 from medsight.service.worklist import worklist
@@ -85,8 +85,11 @@ def login_submit(
 
 
 @router.get("/logout")
-def logout() -> RedirectResponse:
-    """Forget the session cookie."""
+def logout(request: Request, services: ServicesDep) -> RedirectResponse:
+    """Revoke the session token and forget the cookie."""
+    token = request.cookies.get(COOKIE)
+    if token:
+        revoke(services.store, token)
     resp = _to_login()
     resp.delete_cookie(COOKIE, path="/")
     return resp

@@ -1,0 +1,95 @@
+"""Logout, worklist paging, the mask overlay endpoint, and the C-STORE SCP on its own."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from medsight.core.image import Image
+from medsight.io import write_image
+from medsight.service import RoutingRule, create_app
+from medsight.service.errors import DeliveryError
+from medsight.service.pacs.dimse import echo, send_files
+from medsight.service.worker import result_dir
+
+from .conftest import login, wait_job
+from .pacs_servers import free_port
+
+
+def test_logout_revokes_the_token(client):
+    headers = login(client)
+    assert client.get("/api/me", headers=headers).status_code == 200
+    assert client.post("/api/auth/logout", headers=headers).status_code == 200
+    assert client.get("/api/me", headers=headers).status_code == 401
+
+
+def test_worklist_paging(client, admin):
+    store = client.app.state.services.store
+    for i in range(5):
+        store.upsert_study(f"1.2.{i}", modalities="CT")
+    full = [i["study_uid"] for i in client.get("/api/worklist", headers=admin).json()]
+    page = client.get("/api/worklist?limit=2&offset=1", headers=admin).json()
+    assert [i["study_uid"] for i in page] == full[1:3]
+    assert client.get("/api/worklist?limit=0", headers=admin).status_code == 422
+
+
+def test_mask_overlay_slices(client, admin, settings):
+    store = client.app.state.services.store
+    store.upsert_study("1.2.3", modalities="CT")
+    job, _ = store.submit("1.2.3", ["m@1"], "d")
+    store.claim("w")
+    mask = np.zeros((8, 6, 3), dtype=np.uint8)
+    mask[2:4, 1:3, 1] = 1  # i = columns 2-3, j = rows 1-2, on slice 1 only
+    write_image(Image(mask), result_dir(settings, job.id) / "mask_seg.nii.gz")
+    url = f"/api/jobs/{job.id}/masks/1.png"
+    assert client.get(url, headers=admin).status_code == 409  # not done yet
+    store.finish(job.id)
+    from io import BytesIO
+
+    from PIL import Image as PILImage
+
+    png = PILImage.open(BytesIO(client.get(url, headers=admin).content))
+    rgba = np.asarray(png)
+    assert png.mode == "RGBA" and rgba.shape == (6, 8, 4)
+    assert sorted(zip(*np.nonzero(rgba[..., 3]), strict=True)) == [
+        (1, 2),
+        (1, 3),
+        (2, 2),
+        (2, 3),
+    ]
+    empty = PILImage.open(BytesIO(client.get(url.replace("1.png", "0.png"), headers=admin).content))
+    assert np.asarray(empty)[..., 3].max() == 0
+    assert client.get(url.replace("1.png", "7.png"), headers=admin).status_code == 400
+
+
+def test_store_scp_queues_by_rule_and_checks_calling_ae(settings, pydicom_file):
+    port = free_port()
+    cfg = settings.model_copy(
+        update={
+            "dimse_port": port,
+            "dimse_allowed_aes": ["MODALITY"],
+            "rules": [RoutingRule(description="no such study")],  # nothing matches: store only
+        }
+    )
+    dest = f"MEDSIGHT@127.0.0.1:{port}"
+    with TestClient(create_app(cfg)) as client:
+        admin = login(client)
+        assert echo(dest, calling_ae="MODALITY")
+        with pytest.raises(DeliveryError, match="association rejected"):
+            send_files(dest, [pydicom_file("CT_small.dcm")], calling_ae="INTRUDER")
+        assert send_files(dest, [pydicom_file("CT_small.dcm")], calling_ae="MODALITY") == 1
+        deadline = time.monotonic() + 10
+        items: list = []
+        while not items and time.monotonic() < deadline:
+            items = client.get("/api/worklist", headers=admin).json()
+            time.sleep(0.05)
+        assert len(items) == 1 and items[0]["status"] == "new"  # stored, no rule matched
+        uid = items[0]["study_uid"]
+        assert client.get(f"/api/studies/{uid}", headers=admin).json()["source"] == "dimse"
+        # a radiologist can still queue it by hand
+        resp = client.post(f"/api/studies/{uid}/jobs", json={"study_uid": uid}, headers=admin)
+        assert resp.status_code == 202
+        assert wait_job(client, admin, resp.json()["id"])["state"] == "done"
