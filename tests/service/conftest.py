@@ -55,6 +55,27 @@ def tiny_package(tmp_path_factory) -> ModelPackage:
     return make_tiny_classifier(tmp_path_factory.mktemp("packages"))
 
 
+@pytest.fixture(scope="session")
+def seg_package(tmp_path_factory) -> ModelPackage:
+    """A 2D MR segmentation package trained for one step on synthetic blobs (a few seconds)."""
+    from medsight.training.plan import plan_from_dataset
+    from medsight.training.segmentation import (
+        SegTrainConfig,
+        load_preprocessed,
+        preprocess_dataset,
+        train_segmentation,
+    )
+
+    from ..training.seg_synthetic import blob_dataset, tiny
+
+    tmp = tmp_path_factory.mktemp("seg-package")
+    ds = blob_dataset(2, n=3)
+    plan = tiny(plan_from_dataset(ds))
+    data = load_preprocessed(preprocess_dataset(ds, plan, tmp / "p.npz"))
+    res = train_segmentation(data, plan, SegTrainConfig(max_steps=1, device="cpu"), tmp)
+    return ModelPackage.load(res.package)
+
+
 @pytest.fixture
 def settings(tmp_path, tiny_package) -> ServiceSettings:
     return ServiceSettings(

@@ -93,3 +93,19 @@ def test_store_scp_queues_by_rule_and_checks_calling_ae(settings, pydicom_file):
         resp = client.post(f"/api/studies/{uid}/jobs", json={"study_uid": uid}, headers=admin)
         assert resp.status_code == 202
         assert wait_job(client, admin, resp.json()["id"])["state"] == "done"
+
+
+def test_invalid_dicom_objects_are_held_back(tmp_path, pydicom_file, debian_tool):
+    import pydicom
+
+    from medsight.service.pacs.delivery import validated
+
+    debian_tool("dciodvfy")
+    good = tmp_path / "good.dcm"
+    good.write_bytes(pydicom_file("CT_small.dcm").read_bytes())
+    ds = pydicom.dcmread(good)
+    del ds.Modality  # type 1 in every IOD
+    bad = tmp_path / "bad.dcm"
+    ds.save_as(bad)
+    ok, notes = validated([good, bad])
+    assert bad not in ok and len(notes) == 1 and notes[0].startswith("bad.dcm held back")

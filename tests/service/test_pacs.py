@@ -64,7 +64,9 @@ def test_dicomweb_pull_analyse_and_stow_back(orthanc, settings, pydicom_file):
     assert parsed.content.get_image_measurement_groups()
 
 
-def test_orthanc_sends_over_dimse_and_results_come_back(orthanc, settings, pydicom_file):
+def test_orthanc_sends_over_dimse_and_results_come_back(
+    orthanc, settings, pydicom_file, tiny_package, seg_package
+):
     mr = pydicom_file("MR_small.dcm")
     study_uid = pydicom.dcmread(mr).StudyInstanceUID
     orthanc_id = httpx.post(f"{orthanc.url}/instances", content=mr.read_bytes()).json()[
@@ -74,6 +76,7 @@ def test_orthanc_sends_over_dimse_and_results_come_back(orthanc, settings, pydic
         update={
             "dimse_port": orthanc.scp_port,
             "dimse_destination": orthanc.aet,
+            "packages": [tiny_package.path, seg_package.path],
             "rules": [
                 RoutingRule(modality="CT", packages=["nope@1"]),
                 RoutingRule(modality="MR", urgency="stat"),
@@ -96,7 +99,18 @@ def test_orthanc_sends_over_dimse_and_results_come_back(orthanc, settings, pydic
             time.sleep(0.1)
         assert items and items[0]["study_uid"] == study_uid and items[0]["urgency"] == "stat"
         job = wait_job(client, admin, items[0]["job_id"])
-        assert job["state"] == "done" and job["packages"] == ["tiny-ct@0.0.1"]
-        assert job["delivery"].startswith("C-STORE: 2 object(s) sent"), job["delivery"]
+        assert job["state"] == "done", job
+        assert job["packages"] == sorted([tiny_package.id, seg_package.id])
+        # SEG + SR + one secondary capture per model
+        assert job["delivery"].startswith("C-STORE: 4 object(s) sent"), job["delivery"]
     series = httpx.get(f"{orthanc.url}/studies/{orthanc_id}/series?expand").json()
-    assert {"MR", "SR", "OT"} <= {s["MainDicomTags"]["Modality"] for s in series}
+    by_modality = {s["MainDicomTags"]["Modality"]: s for s in series}
+    assert {"MR", "SEG", "SR", "OT"} <= set(by_modality)
+    # the SEG in the PACS is a valid segmentation of the MR it came from
+    seg_instance = by_modality["SEG"]["Instances"][0]
+    data = httpx.get(f"{orthanc.url}/instances/{seg_instance}/file").content
+    seg = hd.seg.segread(io.BytesIO(data))
+    assert seg.StudyInstanceUID == study_uid
+    source = seg.get_source_image_uids()
+    assert source and source[0][0] == study_uid
+    assert seg.get_segment_numbers()
