@@ -109,7 +109,7 @@ def _segmentation(package: ModelPackage, image: Image) -> ModelOutput:
                 model_id=spec.name,
                 model_version=spec.version,
                 kind=FindingKind.SEGMENTATION,
-                measurements=tuple(measure_mask(mask, lab.index)),
+                measurements=measure_mask(mask, {lab.index: lab.name})[0].measurements(),
                 site=lab.code,
                 segment_number=lab.index,
                 source=image.source,
