@@ -77,3 +77,29 @@ def test_training_needs_validation_cases(tmp_path):
     data = load_preprocessed(preprocess_dataset(ds, plan, tmp_path / "p.npz"))
     with pytest.raises(InvalidInputError, match="validation"):
         train_segmentation(data, plan, SegTrainConfig(max_steps=1, device="cpu"), tmp_path)
+
+
+def test_other_networks_are_a_plan_value(tmp_path):
+    network = "unet"
+    ds = blob_dataset(2, n=3, size=32)
+    plan = tiny(plan_from_dataset(ds)).model_copy(update={"network": network})
+    data = load_preprocessed(preprocess_dataset(ds, plan, tmp_path / "p.npz"))
+    res = train_segmentation(data, plan, SegTrainConfig(max_steps=1, device="cpu"), tmp_path)
+    pkg = ModelPackage.load(res.package)
+    assert pkg.spec.architecture.name == network
+    assert Segmenter(pkg, device="cpu")(ds[0].image()).mask.shape == (32, 32)
+
+
+@pytest.mark.parametrize("network", ["segresnet", "unetr", "swinunetr"])
+def test_transformer_and_segresnet_arguments_build(network):
+    import torch
+
+    from medsight.models.registry import build_network
+    from medsight.models.spec import ArchitectureSpec
+    from medsight.training.plan import make_plan
+
+    plan = make_plan(spacings=[[1.0, 1.0]], shapes=[[64, 64]], label_names={0: "b", 1: "x"})
+    plan = plan.model_copy(update={"network": network})
+    net = build_network(ArchitectureSpec(name=network, args=plan.network_args())).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)

@@ -120,18 +120,40 @@ class SegmentationPlan(BaseModel):
         return max(self.label_names) + 1
 
     def network_args(self, in_channels: int = 1) -> dict[str, Any]:
-        """Keyword arguments of MONAI's ``DynUNet`` for this plan.
+        """Keyword arguments (MONAI's own names) of ``network`` for this plan.
+
+        ``dynunet_single`` (the default; DynUNet) uses the planned kernels, strides and
+        filters with deep supervision; ``unet``, ``segresnet``, ``unetr`` and ``swinunetr``
+        (the latter needs ``einops``) are built from the same depth and patch size.
 
         Examples
         --------
         >>> p = make_plan(spacings=[[1.0, 1.0]], shapes=[[64, 64]], label_names={0: "bg", 1: "x"})
         >>> a = p.network_args(); a["spatial_dims"], a["out_channels"], len(a["strides"])
         (2, 2, 5)
+        >>> p.model_copy(update={"network": "unet"}).network_args()["channels"]
+        [32, 64, 128, 256, 512]
         """
-        return {
+        common = {
             "spatial_dims": self.spatial_ndim,
             "in_channels": in_channels,
             "out_channels": self.n_classes,
+        }
+        name = self.network.lower()
+        if name == "unet":
+            return common | {
+                "channels": self.filters,
+                "strides": [list(s) for s in self.strides[1:]],
+                "num_res_units": 2,
+                "norm": "instance",
+            }
+        if name == "segresnet":
+            return common | {"init_filters": self.filters[0]}
+        if name == "unetr":
+            return common | {"img_size": self.patch_size, "feature_size": 16}
+        if name == "swinunetr":
+            return common | {"feature_size": 24}
+        return common | {
             "kernel_size": self.kernel_size,
             "strides": self.strides,
             "upsample_kernel_size": self.strides[1:],
