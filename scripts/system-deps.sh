@@ -2,7 +2,8 @@
 # Debian packages the test suite uses: dicom3tools (dciodvfy validates DICOM objects),
 # tesseract-ocr (burned-in text detection), chromium (the report and viewer, driven by
 # Playwright from PyPI) and orthanc + orthanc-dicomweb (the PACS the service tests talk to; the
-# tests start their own instance on free loopback ports).  Installs only what is missing; needs root.
+# tests start their own instance on free loopback ports) and postgresql (the service store on
+# PostgreSQL; the tests start a throw-away cluster).  Installs only what is missing; needs root.
 set -euo pipefail
 need=()
 command -v dciodvfy >/dev/null || need+=(dicom3tools)
@@ -10,6 +11,7 @@ command -v tesseract >/dev/null || need+=(tesseract-ocr)
 command -v chromium >/dev/null || need+=(chromium)
 command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
