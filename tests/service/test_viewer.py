@@ -26,12 +26,12 @@ from .pacs_servers import free_port
 pytestmark = pytest.mark.integration
 
 
-def _series_of_five(ct_path) -> list[bytes]:
-    """Five slices of a second CT series in CT_small's study (a 3D series to scroll)."""
+def _series_of_five(source) -> list[bytes]:
+    """Five slices of a second series in the source file's study (a 3D series to scroll)."""
     out = []
     series_uid = pydicom.uid.generate_uid()
     for k in range(5):
-        ds = pydicom.dcmread(ct_path)
+        ds = pydicom.dcmread(source)
         ds.SeriesInstanceUID = series_uid
         ds.SOPInstanceUID = pydicom.uid.generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -40,7 +40,7 @@ def _series_of_five(ct_path) -> list[bytes]:
         x, y, z = (float(v) for v in ds.ImagePositionPatient)
         ds.ImagePositionPatient = [x, y, z + 5.0 * k]
         arr = ds.pixel_array.astype(np.int16)
-        arr[: 20 * (k + 1), :20] = 1500  # a bright block that grows slice by slice
+        arr[: 10 * (k + 1), :10] = arr.max()  # a bright block that grows slice by slice
         ds.PixelData = arr.tobytes()
         buf = io.BytesIO()
         ds.save_as(buf)
@@ -49,12 +49,12 @@ def _series_of_five(ct_path) -> list[bytes]:
 
 
 @pytest.fixture
-def served(tmp_path, tiny_package, pydicom_file):
+def served(tmp_path, tiny_package, seg_package):
     port = free_port()
     env = {
         **os.environ,
         "MEDSIGHT_HOME": str(tmp_path / "home"),
-        "MEDSIGHT_PACKAGES": json.dumps([str(tiny_package.path)]),
+        "MEDSIGHT_PACKAGES": json.dumps([str(tiny_package.path), str(seg_package.path)]),
         "MEDSIGHT_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "MEDSIGHT_WORKER_POLL_S": "0.05",
     }
@@ -88,15 +88,15 @@ def served(tmp_path, tiny_package, pydicom_file):
                 proc.wait(timeout=5)
 
 
-def _prepare(base, ct_path) -> tuple[str, str, dict]:
+def _prepare(base, source) -> tuple[str, str, dict]:
     token = httpx.post(
         f"{base}/api/auth/login", data={"username": "admin", "password": ADMIN_PASSWORD}
     ).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
-    files = [("files", ("ct.dcm", ct_path.read_bytes(), "application/dicom"))]
+    files = [("files", ("one.dcm", source.read_bytes(), "application/dicom"))]
     files += [
         ("files", (f"s{i}.dcm", b, "application/dicom"))
-        for i, b in enumerate(_series_of_five(ct_path))
+        for i, b in enumerate(_series_of_five(source))
     ]
     body = httpx.post(f"{base}/api/studies", files=files, headers=auth, timeout=60).json()
     job_id = body["jobs"][0]["id"]
@@ -116,7 +116,7 @@ def test_viewer_login_worklist_study_overlay_and_accept(
 ):
     chromium = debian_tool("chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
-    uid, job_id, auth = _prepare(served, pydicom_file("CT_small.dcm"))
+    uid, job_id, auth = _prepare(served, pydicom_file("MR_small.dcm"))
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium,
@@ -157,29 +157,54 @@ def test_viewer_login_worklist_study_overlay_and_accept(
         page.wait_for_function("document.getElementById('image').complete")
         narrow = page.locator("#image").screenshot()
         assert np.abs(_image(narrow) - _image(last)).mean() > 1
-        # the AI overlay (Grad-CAM picture) is shown, then hidden by the toggle
-        heatmap = page.locator("#heatmaps img.heatmap")
-        assert heatmap.count() == 1 and heatmap.is_visible()
-        assert page.evaluate("document.querySelector('#heatmaps img').naturalWidth > 0")
+        # the models ran on the single-slice series: no mask is drawn over the 5-slice one
+        mask = page.locator("#mask")
+        page.wait_for_function("document.getElementById('mask').dataset.missing !== undefined")
+        assert not mask.is_visible()
+        # the AI overlay (Grad-CAM and contour pictures) is shown, then hidden by the toggle
+        heatmaps = page.locator("#heatmaps img.heatmap")
+        assert heatmaps.count() == 2 and heatmaps.first.is_visible()
+        assert page.evaluate(
+            "Array.from(document.querySelectorAll('#heatmaps img')).every(i => i.naturalWidth > 0)"
+        )
+        # on the series the segmentation model ran on, its mask lies over the slice
+        one = page.locator("#series option").filter(has_text="(1)").get_attribute("value")
+        page.select_option("#series", one)
+        page.wait_for_function(
+            "(() => { const m = document.getElementById('mask');"
+            " return m.complete && m.naturalWidth > 0 && !m.hidden; })()"
+        )
+        assert mask.is_visible()
+        box, under = mask.bounding_box(), page.locator("#image").bounding_box()
+        assert (box["x"], box["y"], box["width"]) == (under["x"], under["y"], under["width"])
         page.screenshot(path=str(tmp_path / "study-overlay-on.png"), full_page=True)
         page.click("#toggle-overlay")
-        assert not heatmap.is_visible() and page.inner_text("#toggle-overlay").endswith("off")
+        assert not heatmaps.first.is_visible() and not mask.is_visible()
+        assert page.inner_text("#toggle-overlay").endswith("off")
         page.click("#toggle-overlay")
-        assert heatmap.is_visible()
-        # findings and the report; accept the first finding
-        row = page.locator("#findings tbody tr").first
-        assert "Neoplasm" in row.inner_text() and "tiny-ct@0.0.1" in row.inner_text()
+        assert heatmaps.first.is_visible() and mask.is_visible()
+        # findings and the report; accept the classifier's finding
+        rows = page.locator("#findings tbody tr")
+        assert rows.count() == 2
+        row = rows.filter(has_text="tiny-ct@0.0.1")
+        assert "Neoplasm" in row.inner_text()
+        assert "mL" in rows.filter(has_text="bright").inner_text()  # the mask's volume
         assert "requires review" in page.inner_text(".disclaimer")
+        accepted = int(row.get_attribute("data-index"))
         row.locator("button.accept").click()
         page.wait_for_function(
-            "document.querySelector('#findings .verdict').textContent === 'accepted'"
+            "Array.from(document.querySelectorAll('#findings .verdict'))"
+            ".some(v => v.textContent === 'accepted')"
         )
         page.screenshot(path=str(tmp_path / "study-accepted.png"), full_page=True)
         report = page.request.get(f"{served}/api/jobs/{job_id}/files/report.html")
         assert report.ok and "tiny-ct@0.0.1" in report.text()
         browser.close()
     feedback = httpx.get(f"{served}/api/jobs/{job_id}/feedback", headers=auth).json()
-    assert [(f["finding"], f["verdict"], f["by"]) for f in feedback] == [(0, "confirm", "admin")]
+    assert [(f["finding"], f["verdict"], f["by"]) for f in feedback] == [
+        (accepted, "confirm", "admin")
+    ]
+
     for name in ("worklist.png", "study-overlay-on.png", "study-accepted.png"):
         assert (tmp_path / name).stat().st_size > 10_000
     shot = np.asarray(PILImage.open(tmp_path / "study-overlay-on.png").convert("RGB"))

@@ -68,15 +68,28 @@ def get_file(
 
 @router.get("/{job_id}/masks/{k}.png")
 def mask_slice(
-    job_id: str, k: int, services: ServicesDep, user: CurrentUser, audit: Auditor
+    job_id: str,
+    k: int,
+    services: ServicesDep,
+    user: CurrentUser,
+    audit: Auditor,
+    series: int | None = None,
 ) -> Response:
-    """Slice ``k`` of the job's first segmentation mask as a transparent overlay PNG."""
-    from medsight.service.viewer.slices import mask_png
+    """Slice ``k`` of the job's segmentation mask as a transparent overlay PNG.
+
+    With ``series`` (the viewer's series index), only a mask on that series' grid (same shape
+    and affine) is returned; 404 when the models segmented another series.
+    """
+    from medsight.service.viewer.slices import mask_png, matching_mask
 
     masks = sorted(_result(services, job_id).glob("mask_*.nii.gz"))
+    job = services.store.get_job(job_id)
+    if masks and series is not None:
+        found = matching_mask(services.settings, job.study_uid, series, masks)
+        masks = [found] if found else []
     if not masks:
-        raise NotFoundError(f"job {job_id}", "has no segmentation mask")
-    audit("view_result", study=services.store.get_job(job_id).study_uid, job=job_id, mask=k)
+        raise NotFoundError(f"job {job_id}", "has no segmentation mask for this series")
+    audit("view_result", study=job.study_uid, job=job_id, mask=k)
     return Response(mask_png(masks[0], k), media_type="image/png")
 
 

@@ -24,7 +24,7 @@ from medsight.core.errors import InvalidInputError
 from medsight.service.errors import NotFoundError
 from medsight.service.settings import ServiceSettings
 
-__all__ = ["mask_png", "render_slice", "series_info", "window"]
+__all__ = ["mask_png", "matching_mask", "render_slice", "series_info", "window"]
 
 _lock = threading.Lock()
 
@@ -52,6 +52,7 @@ def _volumes(folder: str, _stamp: float) -> list[tuple[dict[str, Any], NDArray[A
         if arr.ndim == 2:
             arr = arr[:, :, None]
         meta = {
+            "affine": np.asarray(image.affine).round(4).tolist(),
             "modality": entry.modality,
             "description": entry.description,
             "slices": int(arr.shape[2]),
@@ -74,8 +75,33 @@ def _load(settings: ServiceSettings, uid: str) -> list[tuple[dict[str, Any], NDA
 
 
 def series_info(settings: ServiceSettings, uid: str) -> list[dict[str, Any]]:
-    """One dict per viewable series: modality, description, slices, default window."""
+    """One dict per viewable series: modality, description, slices, default window, affine."""
     return [dict(meta, index=i) for i, (meta, _) in enumerate(_load(settings, uid))]
+
+
+def _as_3d(arr: NDArray[Any]) -> NDArray[Any]:
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def matching_mask(
+    settings: ServiceSettings, uid: str, index: int, masks: list[Path]
+) -> Path | None:
+    """The first mask on the grid of series ``index`` (same shape and affine), if any.
+
+    A mask is only ever drawn over the series it was computed on.
+    """
+    from medsight.io import read_image
+
+    vols = _load(settings, uid)
+    if not 0 <= index < len(vols):
+        raise NotFoundError(f"series {index}", f"does not exist (the study has {len(vols)})")
+    meta, arr = vols[index]
+    for mask_file in masks:
+        mask = read_image(mask_file)
+        same_shape = _as_3d(np.asarray(mask.array)).shape == arr.shape
+        if same_shape and np.allclose(mask.affine, meta["affine"], atol=1e-3):
+            return mask_file
+    return None
 
 
 def _png(array: NDArray[Any]) -> bytes:
@@ -119,9 +145,7 @@ def mask_png(mask_file: Path, k: int, colour: tuple[int, int, int] = (255, 40, 4
     """Slice ``k`` of a mask (NIfTI written by the analysis) as a half-transparent RGBA PNG."""
     from medsight.io import read_image
 
-    arr = np.asarray(read_image(mask_file).array)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
+    arr = _as_3d(np.asarray(read_image(mask_file).array))
     if not 0 <= k < arr.shape[2]:
         raise InvalidInputError("slice", f"{k} is outside 0..{arr.shape[2] - 1}")
     plane = arr[:, :, k].T > 0

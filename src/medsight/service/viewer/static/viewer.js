@@ -16,8 +16,12 @@
     const k = Number($("slice").value), n = Number($("slice").max) + 1;
     $("slice-label").textContent = `${k + 1}/${n}`;
     $("image").src = imageUrl();
-    if (hasMask && job) $("mask").src = `/api/jobs/${job}/masks/${k}.png`;
-    $("mask").hidden = !(hasMask && overlayOn);
+    const mask = $("mask");
+    if (hasMask && job) {
+      mask.dataset.series = $("series").value || 0;
+      mask.src = `/api/jobs/${job}/masks/${k}.png?series=${mask.dataset.series}`;
+    }
+    mask.hidden = !(hasMask && overlayOn && mask.dataset.missing !== mask.dataset.series);
     $("heatmaps").hidden = !overlayOn;
   }
   function selectSeries() {
@@ -29,6 +33,15 @@
     $("width").value = Math.round(s.width);
     draw();
   }
+  // no mask on this series (the models segmented another one): keep the overlay hidden
+  $("mask").addEventListener("error", () => {
+    $("mask").dataset.missing = $("mask").dataset.series;
+    $("mask").hidden = true;
+  });
+  $("mask").addEventListener("load", () => {
+    if ($("mask").dataset.missing === $("mask").dataset.series) delete $("mask").dataset.missing;
+    $("mask").hidden = !overlayOn;
+  });
   $("slice").addEventListener("input", draw);
   $("center").addEventListener("change", draw);
   $("width").addEventListener("change", draw);
