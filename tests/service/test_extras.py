@@ -109,3 +109,20 @@ def test_invalid_dicom_objects_are_held_back(tmp_path, pydicom_file, debian_tool
     ds.save_as(bad)
     ok, notes = validated([good, bad])
     assert bad not in ok and len(notes) == 1 and notes[0].startswith("bad.dcm held back")
+
+
+def test_login_throttle_and_security_headers(client):
+    for _ in range(5):
+        resp = client.post("/api/auth/login", data={"username": "admin", "password": "guess-123"})
+        assert resp.status_code == 401
+    resp = client.post("/api/auth/login", data={"username": "admin", "password": "guess-123"})
+    assert resp.status_code == 429 and "too many failed logins" in resp.json()["detail"]
+    # the right password is refused too while the account is locked out
+    from .conftest import ADMIN_PASSWORD
+
+    locked = client.post("/api/auth/login", data={"username": "admin", "password": ADMIN_PASSWORD})
+    assert locked.status_code == 429
+    page = client.get("/ui/login")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert client.get("/api/health").headers["x-content-type-options"] == "nosniff"

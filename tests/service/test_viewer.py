@@ -107,6 +107,15 @@ def _prepare(base, source) -> tuple[str, str, dict]:
     return body["studies"][0], job_id, auth
 
 
+def _wait(page, expression: str, timeout: float = 20.0) -> None:
+    """Poll ``expression`` until true (``page.evaluate`` is not subject to the page's CSP,
+    which forbids the eval that ``wait_for_function`` needs)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
+
+
 def _image(png: bytes) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(png)).convert("L"), dtype=np.int16)
 
@@ -124,6 +133,8 @@ def test_viewer_login_worklist_study_overlay_and_accept(
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        console_errors: list[str] = []
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
         page.goto(f"{served}/ui/worklist")
         assert page.url.endswith("/ui/login")  # not logged in: the login page
         page.fill("input[name=username]", "admin")
@@ -139,27 +150,27 @@ def test_viewer_login_worklist_study_overlay_and_accept(
         page.screenshot(path=str(tmp_path / "worklist.png"))
         page.click("#worklist a.open")
         page.wait_for_selector("#study[data-ready=yes]")
-        page.wait_for_function("document.getElementById('image').naturalWidth > 0")
+        _wait(page, "document.getElementById('image').naturalWidth > 0")
         assert page.inner_text("#slice-label") == "3/5"  # starts mid-way in the 5-slice series
         first = page.locator("#image").screenshot()
         # scroll to the last slice: the bright block grows, so the image changes
         page.fill("#slice", "4")
         page.dispatch_event("#slice", "input")
-        page.wait_for_function("document.getElementById('image').src.includes('/slices/4.png')")
-        page.wait_for_function("document.getElementById('image').complete")
+        _wait(page, "document.getElementById('image').src.includes('/slices/4.png')")
+        _wait(page, "document.getElementById('image').complete")
         assert page.inner_text("#slice-label") == "5/5"
         last = page.locator("#image").screenshot()
         assert np.abs(_image(first) - _image(last)).mean() > 1
         # a narrow window changes contrast
         page.fill("#width", "50")
         page.dispatch_event("#width", "change")
-        page.wait_for_function("document.getElementById('image').src.includes('width=50')")
-        page.wait_for_function("document.getElementById('image').complete")
+        _wait(page, "document.getElementById('image').src.includes('width=50')")
+        _wait(page, "document.getElementById('image').complete")
         narrow = page.locator("#image").screenshot()
         assert np.abs(_image(narrow) - _image(last)).mean() > 1
         # the models ran on the single-slice series: no mask is drawn over the 5-slice one
         mask = page.locator("#mask")
-        page.wait_for_function("document.getElementById('mask').dataset.missing !== undefined")
+        _wait(page, "document.getElementById('mask').dataset.missing !== undefined")
         assert not mask.is_visible()
         # the AI overlay (Grad-CAM and contour pictures) is shown, then hidden by the toggle
         heatmaps = page.locator("#heatmaps img.heatmap")
@@ -170,9 +181,10 @@ def test_viewer_login_worklist_study_overlay_and_accept(
         # on the series the segmentation model ran on, its mask lies over the slice
         one = page.locator("#series option").filter(has_text="(1)").get_attribute("value")
         page.select_option("#series", one)
-        page.wait_for_function(
+        _wait(
+            page,
             "(() => { const m = document.getElementById('mask');"
-            " return m.complete && m.naturalWidth > 0 && !m.hidden; })()"
+            " return m.complete && m.naturalWidth > 0 && !m.hidden; })()",
         )
         assert mask.is_visible()
         box, under = mask.bounding_box(), page.locator("#image").bounding_box()
@@ -192,14 +204,17 @@ def test_viewer_login_worklist_study_overlay_and_accept(
         assert "requires review" in page.inner_text(".disclaimer")
         accepted = int(row.get_attribute("data-index"))
         row.locator("button.accept").click()
-        page.wait_for_function(
+        _wait(
+            page,
             "Array.from(document.querySelectorAll('#findings .verdict'))"
-            ".some(v => v.textContent === 'accepted')"
+            ".some(v => v.textContent === 'accepted')",
         )
         page.screenshot(path=str(tmp_path / "study-accepted.png"), full_page=True)
         report = page.request.get(f"{served}/api/jobs/{job_id}/files/report.html")
         assert report.ok and "tiny-ct@0.0.1" in report.text()
         browser.close()
+    # the only console errors are the expected 404s of the mask on the other series
+    assert all("404" in e for e in console_errors), console_errors
     feedback = httpx.get(f"{served}/api/jobs/{job_id}/feedback", headers=auth).json()
     assert [(f["finding"], f["verdict"], f["by"]) for f in feedback] == [
         (accepted, "confirm", "admin")

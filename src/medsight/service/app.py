@@ -20,6 +20,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -38,6 +39,11 @@ from medsight.service.worker import Analyse, Deliver, Worker, default_analyse
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+_UI_CSP = (
+    "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
 
 
 def _bootstrap_admin(store: Store, settings: ServiceSettings) -> None:
@@ -109,6 +115,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.url.path.startswith("/ui"):
+            response.headers.setdefault("Content-Security-Policy", _UI_CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
 
     @app.exception_handler(MedsightError)
     async def _medsight_error(_request: Request, err: MedsightError) -> JSONResponse:

@@ -21,17 +21,25 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from medsight.core.errors import InvalidInputError
-from medsight.service.errors import AuthError, ConflictError, ForbiddenError
+from medsight.service.errors import (
+    AuthError,
+    ConflictError,
+    ForbiddenError,
+    TooManyAttemptsError,
+)
 from medsight.service.models import TokenRow, UserRow, now
 from medsight.service.settings import Role
 from medsight.service.store import Store
 
 __all__ = [
+    "LoginThrottle",
     "User",
     "authenticate",
     "create_token",
@@ -102,12 +110,71 @@ def create_token(store: Store, username: str, *, name: str, hours: float | None)
     return token
 
 
-def login(store: Store, username: str, password: str, *, hours: float) -> str:
+class LoginThrottle:
+    """Refuses logins for a username after ``limit`` failures within ``window_s`` seconds.
+
+    In memory, per process: it slows down password guessing against one account; a
+    deployment facing the internet still needs a rate limit in front (reverse proxy).
+
+    Examples
+    --------
+    >>> throttle = LoginThrottle(limit=2, window_s=60)
+    >>> throttle.failed("ana"); throttle.failed("ana")
+    >>> throttle.check("ana")
+    Traceback (most recent call last):
+    ...
+    medsight.service.errors.TooManyAttemptsError: user ana: too many failed logins (wait 60 s)
+    """
+
+    def __init__(self, limit: int = 5, window_s: float = 300.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, username: str) -> list[float]:
+        cutoff = time.monotonic() - self.window_s
+        recent = [t for t in self._failures.get(username, []) if t > cutoff]
+        self._failures[username] = recent
+        return recent
+
+    def check(self, username: str) -> None:
+        """Raise :class:`TooManyAttemptsError` while ``username`` is locked out."""
+        with self._lock:
+            if len(self._recent(username)) >= self.limit:
+                raise TooManyAttemptsError(
+                    f"user {username}", f"too many failed logins (wait {self.window_s:.0f} s)"
+                )
+
+    def failed(self, username: str) -> None:
+        """Count one failed login."""
+        with self._lock:
+            self._recent(username).append(time.monotonic())
+
+    def succeeded(self, username: str) -> None:
+        """Forget the failures of ``username``."""
+        with self._lock:
+            self._failures.pop(username, None)
+
+
+def login(
+    store: Store,
+    username: str,
+    password: str,
+    *,
+    hours: float,
+    throttle: LoginThrottle | None = None,
+) -> str:
     """A session token for a correct username and password; :class:`AuthError` otherwise."""
+    if throttle is not None:
+        throttle.check(username)
     with store.session() as ses:
         user = ses.scalars(select(UserRow).where(UserRow.username == username)).first()
     if user is None or not verify_password(password, user.password_hash):
+        if throttle is not None:
+            throttle.failed(username)
         raise AuthError(None, "wrong username or password")
+    if throttle is not None:
+        throttle.succeeded(username)
     return create_token(store, username, name="login", hours=hours)
 
 

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from medsight.service.audit import AuditTrail
-from medsight.service.auth import User, authenticate, require
+from medsight.service.auth import LoginThrottle, User, authenticate, require
 from medsight.service.catalog import PackageCatalog
 from medsight.service.errors import AuthError
 from medsight.service.settings import Role, ServiceSettings
@@ -44,6 +44,7 @@ class Services:
     audit: AuditTrail
     catalog: PackageCatalog
     worker: Worker | None
+    throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
 
 
 def get_services(request: Request) -> Services:

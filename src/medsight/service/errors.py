@@ -22,6 +22,7 @@ __all__ = [
     "DeliveryError",
     "ForbiddenError",
     "NotFoundError",
+    "TooManyAttemptsError",
     "UploadTooLargeError",
     "status_for",
 ]
@@ -47,6 +48,10 @@ class UploadTooLargeError(InvalidInputError):
     """An upload above the configured size or file-count limit (413)."""
 
 
+class TooManyAttemptsError(MedsightError):
+    """Too many failed logins for one username; wait before trying again (429)."""
+
+
 class DeliveryError(MedsightError):
     """A result could not be sent to a PACS or FHIR server."""
 
@@ -57,6 +62,7 @@ _STATUS: dict[type[MedsightError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     UploadTooLargeError: 413,
+    TooManyAttemptsError: 429,
     DeliveryError: 502,
 }
 

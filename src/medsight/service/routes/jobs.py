@@ -63,7 +63,9 @@ def get_file(
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if path.suffix == ".dcm":
         media = "application/dicom"
-    return FileResponse(path, media_type=media)
+    # result pages are documents, never programs: no script runs from them
+    csp = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+    return FileResponse(path, media_type=media, headers={"Content-Security-Policy": csp})
 
 
 @router.get("/{job_id}/masks/{k}.png")

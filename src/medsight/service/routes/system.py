@@ -30,7 +30,13 @@ def post_login(
 ) -> TokenOut:
     """A session token for a username and password (OAuth2 password form fields)."""
     try:
-        token = login(services.store, username, password, hours=services.settings.token_hours)
+        token = login(
+            services.store,
+            username,
+            password,
+            hours=services.settings.token_hours,
+            throttle=services.throttle,
+        )
     except Exception:
         services.audit.record(username, "", "login_failed")
         raise

@@ -74,7 +74,13 @@ def login_submit(
 ) -> Response:
     """Check the password, set the session cookie, go to the worklist."""
     try:
-        token = login(services.store, username, password, hours=services.settings.token_hours)
+        token = login(
+            services.store,
+            username,
+            password,
+            hours=services.settings.token_hours,
+            throttle=services.throttle,
+        )
     except MedsightError as err:
         services.audit.record(username, "", "login_failed")
         return _page("login.html", error=str(err))
