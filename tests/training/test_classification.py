@@ -98,3 +98,23 @@ def test_splits_json_replaces_the_official_split(tmp_path, write_npz, cfg_for):
     pkg = tc.train_classifier(cfg_for(tmp_path, data, epochs=1, splits=splits))
     n = pkg.spec.training_data.n_cases
     assert n["train"] > 30 and 8 <= n["val"] <= 11  # 48 cases: 70/20/10, not the official 24/12
+
+
+def test_imbalance_handling_and_threshold_methods():
+    import numpy as np
+
+    from medsight.models.spec import Task
+    from medsight.training.config import Imbalance, ThresholdMethod
+
+    y = np.array([0] * 90 + [1] * 10)
+    weights = tc._loss_fn(Task.BINARY, y, 2, Imbalance.WEIGHTED_LOSS).weight.numpy()
+    assert weights[1] / weights[0] == pytest.approx(3.0)  # 1/sqrt(frequency): sqrt(90/10)
+    order = tc._order(100, y, Task.BINARY, Imbalance.BALANCED_SAMPLER, np.random.default_rng(0))
+    assert 0.35 < np.mean(y[order]) < 0.65  # each class drawn about equally often
+    plain = tc._order(100, y, Task.BINARY, Imbalance.NONE, np.random.default_rng(0))
+    assert sorted(plain) == list(range(100))
+    score = np.linspace(0, 1, 100) + 0.3 * y  # positives score higher
+    t_acc = tc._threshold(ThresholdMethod.ACCURACY, y, score)
+    best = max(np.mean((score >= t) == y) for t in np.unique(score))
+    assert np.mean((score >= t_acc) == y) == pytest.approx(best)
+    assert tc._threshold(ThresholdMethod.HALF, y, score) == 0.5

@@ -372,6 +372,8 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
+                if cfg.progress and (i // cfg.batch_size) % 10 == 0:
+                    bar.update(job, info=f"epoch {epoch}  loss {total / seen:.3f}")
             sched.step()
             metric = _val_metric(task, val.y, predict_logits(net, val.x))
             stopped = stopper.step(metric)
