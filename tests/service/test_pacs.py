@@ -76,6 +76,7 @@ def test_orthanc_sends_over_dimse_and_results_come_back(
         update={
             "dimse_port": orthanc.scp_port,
             "dimse_destination": orthanc.aet,
+            "dimse_settle_s": 0.3,
             "packages": [tiny_package.path, seg_package.path],
             "rules": [
                 RoutingRule(modality="CT", packages=["nope@1"]),

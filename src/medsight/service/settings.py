@@ -90,6 +90,9 @@ class ServiceSettings(BaseSettings):
     push_results: bool = Field(True, description="STOW-RS / C-STORE results back when done")
     dimse_port: int | None = Field(None, description="C-STORE SCP port; None = no SCP")
     dimse_host: str = "127.0.0.1"
+    dimse_settle_s: float = Field(
+        5.0, ge=0, description="queue a received study after this long without new instances"
+    )
     ae_title: str = "MEDSIGHT"
     dimse_allowed_aes: list[str] = Field(
         default_factory=list, description="calling AE titles the SCP accepts; empty = any"

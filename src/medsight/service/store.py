@@ -91,6 +91,15 @@ class Store:
             raise NotFoundError(f"study {uid}", "is not in the store")
         return row
 
+    def studies_without_jobs(self, *, source: str) -> list[str]:
+        """UIDs of studies from ``source`` that were never queued."""
+        with self.session() as ses:
+            queued = select(JobRow.study_uid)
+            q = select(StudyRow.uid).where(
+                (StudyRow.source == source) & StudyRow.uid.not_in(queued)
+            )
+            return list(ses.scalars(q))
+
     # jobs --------------------------------------------------------------------------------
     def submit(
         self, study_uid: str, packages: Sequence[str], content_digest: str

@@ -1,7 +1,10 @@
 """DIMSE (pynetdicom): a C-STORE SCP that queues arriving studies by rules, C-STORE SCU, C-ECHO.
 
-Instances received in one association are stored as they arrive; when the association ends
-(released or aborted) each study it brought is matched against the routing rules and queued.
+Instances are stored as they arrive.  When an association ends (released or aborted) the
+studies it brought get their study rows at once, and are matched against the routing rules and
+queued once no more instances of them have arrived for ``dimse_settle_s`` seconds: modalities
+often send one series per association, and a study should be analysed once, complete.  Studies
+received but not queued when the service stopped (or crashed) are queued when it starts again.
 
 Examples
 --------
@@ -46,6 +49,7 @@ class StoreSCP:
         self.services = services
         self._server: Any = None
         self._pending: dict[int, Ingested] = {}
+        self._timers: dict[str, threading.Timer] = {}
         self._lock = threading.Lock()
 
     def _on_store(self, event: Any) -> int:
@@ -68,21 +72,59 @@ class StoreSCP:
             into = self._pending.pop(id(event.assoc), None)
         if into is None or not into.stored:
             return
-        from medsight.service.jobs import record_studies, submit
+        from medsight.service.jobs import record_studies
         from medsight.service.pacs.rules import match
 
-        settings = self.services.settings
+        rules = self.services.settings.rules
         who = f"{event.assoc.requestor.ae_title}@{event.assoc.requestor.address}"
         try:
-            rules = {uid: match(settings.rules, f) for uid, f in into.studies.items()}
-            urgency = {uid: r.urgency for uid, r in rules.items() if r is not None}
+            found = {uid: match(rules, f) for uid, f in into.studies.items()}
+            urgency = {uid: r.urgency for uid, r in found.items() if r is not None}
             for facts in record_studies(self.services, into, source="dimse", urgency=urgency):
                 self.services.audit.record(who, "dimse", "receive_study", study=facts.uid)
-                rule = rules[facts.uid]
-                if rule is not None:
-                    submit(self.services, facts.uid, rule.packages)
+                self._schedule(facts.uid)
         except Exception:
-            log.exception("queueing received studies failed")
+            log.exception("recording received studies failed")
+
+    def _schedule(self, uid: str) -> None:
+        with self._lock:
+            old = self._timers.pop(uid, None)
+            if old is not None:
+                old.cancel()
+            timer = threading.Timer(self.services.settings.dimse_settle_s, self._queue, (uid,))
+            timer.daemon = True
+            self._timers[uid] = timer
+            timer.start()
+
+    def _queue(self, uid: str) -> None:
+        """Match the study's rule and queue it (no rule: it stays on the worklist as new)."""
+        from medsight.service.ingest import StudyFacts
+        from medsight.service.jobs import submit
+        from medsight.service.pacs.rules import match
+
+        with self._lock:
+            self._timers.pop(uid, None)
+        try:
+            row = self.services.store.get_study(uid)
+            facts = StudyFacts(
+                uid=uid,
+                patient_id=row.patient_id,
+                modalities=set(filter(None, row.modalities.split(","))),
+                description=row.description,
+                body_part=row.body_part,
+            )
+            rule = match(self.services.settings.rules, facts)
+            if rule is not None:
+                submit(self.services, uid, rule.packages)
+        except Exception:
+            log.exception("queueing study %s failed", uid)
+
+    def queue_unsubmitted(self) -> list[str]:
+        """Queue studies received over DIMSE that never got a job (after a stop or crash)."""
+        uids = self.services.store.studies_without_jobs(source="dimse")
+        for uid in uids:
+            self._queue(uid)
+        return uids
 
     def start(self) -> None:
         """Listen on ``dimse_host:dimse_port`` in background threads."""
@@ -100,15 +142,22 @@ class StoreSCP:
             (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),
         ]
+        self.queue_unsubmitted()
         self._server = ae.start_server(
             (s.dimse_host, s.dimse_port), block=False, evt_handlers=handlers
         )
 
     def stop(self) -> None:
-        """Stop listening."""
+        """Stop listening; queue the studies still waiting for their settle time now."""
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        with self._lock:
+            waiting = list(self._timers)
+            for timer in self._timers.values():
+                timer.cancel()
+        for uid in waiting:
+            self._queue(uid)
 
 
 def send_files(destination: str, files: Sequence[Path], *, calling_ae: str = "MEDSIGHT") -> int:
