@@ -35,7 +35,15 @@ __all__ = ["evaluate_classifier", "select_cases"]
 
 
 def select_cases(dataset: Any, split: str | None) -> tuple[list[Any], str]:
-    """Cases of ``split`` (``None``: ``test`` when the data set has one, else all)."""
+    """Cases of ``split`` (``None``: ``test`` when the data set has one, else all).
+
+    Examples
+    --------
+    >>> from medsight.core import Case
+    >>> cases = [Case("a", label=0, split="train"), Case("b", label=1, split="test")]
+    >>> [c.case_id for c in select_cases(cases, None)[0]], select_cases(cases[:1], None)[1]
+    (['b'], 'all')
+    """
     cases = list(dataset)
     if split in (None, "auto"):
         test = [c for c in cases if c.split is Split.TEST]

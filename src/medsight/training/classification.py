@@ -269,10 +269,36 @@ def _progress(enabled: bool) -> Any:
 def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     """Train, calibrate, choose the operating point, validate, and write the ModelPackage.
 
+    Returns
+    -------
+    ModelPackage
+        ``cfg.out / "model"``, verified.
+
     Raises
     ------
     InvalidInputError
         The data set is not a classification task, lacks labels, or options conflict.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rng = np.random.default_rng(0)
+    >>> arrays = {}
+    >>> for split in ("train", "val", "test"):
+    ...     y = np.arange(16) % 2
+    ...     x = rng.integers(0, 50, (16, 8, 8)).astype(np.uint8)
+    ...     x[y == 1, 2:5, 2:5] = 250                        # positives carry a bright square
+    ...     arrays |= {f"{split}_images": x, f"{split}_labels": y[:, None]}
+    >>> np.savez(d / "toy.npz", **arrays)
+    >>> cfg = ClassifyConfig(data=f"medmnist:{d / 'toy.npz'}?task=binary", out=d / "run",
+    ...     epochs=2, batch_size=8, threads=1, progress=False, n_resamples=20,
+    ...     arch_args={"channels": [4, 8]})
+    >>> pkg = train_classifier(cfg)
+    >>> pkg.spec.task.value, sorted(pkg.spec.thresholds), pkg.spec.temperature > 0
+    ('binary', ['1'], True)
+    >>> sorted(p.name for p in (d / "run").iterdir())
+    ['checkpoint.pt', 'config.json', 'model', 'training_log.csv']
     """
     started = time.process_time()
     out = Path(cfg.out)
