@@ -114,3 +114,22 @@ def test_openapi_docs(client):
     spec = client.get("/openapi.json").json()
     assert "/api/studies" in spec["paths"] and "/api/worklist" in spec["paths"]
     assert login(client)  # the bootstrap admin exists
+
+
+def test_first_start_makes_an_admin_with_a_private_password_file(tmp_path, tiny_package):
+    import stat
+
+    from fastapi.testclient import TestClient
+
+    from medsight.service import ServiceSettings, create_app
+
+    cfg = ServiceSettings(home=tmp_path / "home", packages=[tiny_package.path], run_worker=False)
+    with TestClient(create_app(cfg)) as client:
+        file = cfg.home / "initial-admin-password"
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(cfg.home.stat().st_mode) == 0o700
+        headers = login(client, "admin", file.read_text().strip())
+        verified = client.get("/api/audit/verify", headers=headers).json()
+        assert verified["ok"] and verified["entries"] >= 2  # the login and this check
+    with TestClient(create_app(cfg)) as client:  # a second start keeps the same admin
+        assert login(client, "admin", file.read_text().strip())

@@ -5,6 +5,22 @@ The home folder holds everything the service writes: the SQLite store (unless
 audit log.  It comes from ``MEDSIGHT_HOME`` (default ``~/.medsight``) or from the settings file
 named by ``MEDSIGHT_SETTINGS`` (TOML or JSON).  Values in the file win over the environment.
 
+A settings file (TOML) for a site with Orthanc and a FHIR server might read::
+
+    home = "/srv/medsight"
+    database_url = "postgresql+psycopg://medsight@db/medsight"
+    packages = ["/srv/models/chest-ct-nodules"]
+    dicomweb_url = "http://pacs:8042/dicom-web"
+    dimse_port = 11112
+    dimse_allowed_aes = ["ORTHANC", "CT01"]
+    dimse_destination = "ORTHANC@pacs:4242"
+    fhir_url = "http://fhir:8080/fhir"
+
+    [[rules]]
+    modality = "CT"
+    body_part = "CHEST"
+    urgency = "urgent"
+
 Examples
 --------
 >>> import tempfile

@@ -85,6 +85,21 @@ def post_token(body: NewToken, services: ServicesDep, user: AdminUser, audit: Au
     return TokenOut(access_token=token)
 
 
+@router.get("/audit/verify")
+def audit_verify(services: ServicesDep, user: AdminUser, audit: Auditor) -> dict:
+    """Check the audit trail's hash chain (admin); copy ``head`` somewhere tamper-proof."""
+    from medsight.privacy.audit import verify_log
+
+    audit("verify_audit")
+    result = verify_log(services.audit.path)
+    return {
+        "ok": result.ok,
+        "entries": result.entries,
+        "head": result.head,
+        "problems": result.problems,
+    }
+
+
 @router.get("/me")
 def me(user: CurrentUser) -> dict:
     """Who the token belongs to."""
