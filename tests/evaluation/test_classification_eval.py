@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, cohen_kappa_score, roc_auc_score
+from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, roc_auc_score
 
 from medsight.core import Case, Image, InvalidInputError
 from medsight.data import Dataset
@@ -60,6 +60,7 @@ def test_binary_report_matches_sklearn_and_has_subgroups(tmp_path):
     m = {r["name"]: r for r in report["metrics"]}
     assert m["auc"]["value"] == pytest.approx(roc_auc_score(y, p))
     assert m["accuracy"]["value"] == pytest.approx(accuracy_score(y, p >= 0.5))
+    assert report["confusion_matrix"] == confusion_matrix(y, p >= 0.5).tolist()
     assert m["auc"]["ci_low"] <= m["auc"]["value"] <= m["auc"]["ci_high"]
     sex = np.array([c.attributes.get("sex") for c in cases])
     groups = report["subgroups"]["sex"]["groups"]

@@ -22,6 +22,7 @@ import numpy as np
 from medsight.core import Split
 from medsight.core.errors import InvalidInputError
 from medsight.evaluation.calibration import expected_calibration_error
+from medsight.evaluation.classification import confusion_matrix
 from medsight.evaluation.classification_report import (
     calibration_inputs,
     classification_metrics,
@@ -145,6 +146,13 @@ def evaluate_classifier(
         "bootstrap": {"n_resamples": n_resamples, "seed": seed, "level": "patient"},
         "metrics": [m.as_dict() for m in metrics],
         "calibration": {"ece": expected_calibration_error(outcome, confidence)},
+        "confusion_matrix": (
+            None
+            if multilabel
+            else confusion_matrix(
+                y, predict_labels(task, proba, spec.thresholds, names), len(names)
+            ).tolist()
+        ),  # rows: true label, columns: decision at the operating point
         "subgroups": subgroups,
         "plots": sorted(plots),
     }
@@ -191,6 +199,16 @@ def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
         "</table>",
         f"<p>Expected calibration error: {report['calibration']['ece']:.3f}</p>",
     ]
+    if report.get("confusion_matrix"):
+        labels = report["labels"]
+        parts.append(
+            "<h2>Confusion matrix (rows: truth, columns: decision)</h2><table><tr><th></th>"
+        )
+        parts.append("".join(f"<th>{e(n)}</th>" for n in labels) + "</tr>")
+        for name, row in zip(labels, report["confusion_matrix"], strict=True):
+            cells = "".join(f"<td>{v}</td>" for v in row)
+            parts.append(f"<tr><th>{e(name)}</th>{cells}</tr>")
+        parts.append("</table>")
     for column, sub in report["subgroups"].items():
         parts.append(f"<h2>Subgroups by {e(column)}</h2><table><tr><th>value</th><th>n</th>")
         metric_names = sorted({k for g in sub["groups"].values() for k in g if k != "n"})
