@@ -149,9 +149,25 @@ def _take(cases: list[Any], limit: int | None, seed: int) -> list[Any]:
     return sorted(picked, key=lambda c: c.case_id)
 
 
+#: largest default input edge (2D, 3D); bigger images are resized down to it
+MAX_DEFAULT_EDGE = {2: 128, 3: 64}
+
+
+def default_size(shape: list[int]) -> list[int]:
+    """The network input size when none is given: the image's own size, capped.
+
+    Examples
+    --------
+    >>> default_size([28, 28]), default_size([500, 430]), default_size([64, 64, 96])
+    ([28, 28], [128, 128], [64, 64, 64])
+    """
+    cap = MAX_DEFAULT_EDGE[len(shape)]
+    return shape if max(shape) <= cap else [cap] * len(shape)
+
+
 def _preprocessing(cfg: ClassifyConfig, sample: Any, n_channels: int) -> PreprocessingSpec:
     arr = sample.array
-    size = cfg.size or list(sample.shape[: sample.spatial_ndim])
+    size = cfg.size or default_size(list(sample.shape[: sample.spatial_ndim]))
     if arr.dtype == np.uint8:
         return PreprocessingSpec(
             size=size,

@@ -46,7 +46,7 @@ class ClassifyConfig(BaseModel):
     splits: Path | None = None  # a splits.json (medsight split); default: the data set's own
     arch: str = "smallcnn"
     arch_args: dict[str, Any] = Field(default_factory=dict)  # merged over the defaults
-    size: list[int] | None = None  # resize; default: the training images' own size
+    size: list[int] | None = None  # resize; default: the images' own size, capped (128 / 64)
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
