@@ -178,3 +178,14 @@ def test_received_but_unqueued_studies_are_queued_at_start(settings, pydicom_fil
         jobs = client.get(f"/api/studies/{uid}", headers=admin).json()["jobs"]
         assert len(jobs) == 1
         assert wait_job(client, admin, jobs[0]["id"])["state"] == "done"
+
+
+def test_a_rule_naming_an_unknown_package_stops_the_start(settings):
+    cfg = settings.model_copy(
+        update={"dimse_port": free_port(), "rules": [RoutingRule(packages=["typo@1"])]}
+    )
+    from medsight.core.errors import InvalidInputError
+
+    app = create_app(cfg)
+    with pytest.raises(InvalidInputError, match="unknown package id 'typo@1'"), TestClient(app):
+        pass

@@ -79,7 +79,7 @@ def test_orthanc_sends_over_dimse_and_results_come_back(
             "dimse_settle_s": 0.3,
             "packages": [tiny_package.path, seg_package.path],
             "rules": [
-                RoutingRule(modality="CT", packages=["nope@1"]),
+                RoutingRule(modality="CT", packages=[seg_package.id]),
                 RoutingRule(modality="MR", urgency="stat"),
             ],
         }

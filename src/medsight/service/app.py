@@ -97,6 +97,9 @@ def create_app(
         if settings.dimse_port is not None:
             from medsight.service.pacs.dimse import StoreSCP
 
+            for rule in settings.rules:  # a typo in a rule must stop the start, not a study
+                catalog.resolve(rule.packages)
+
             scp = StoreSCP(services)
             scp.start()
         try:
