@@ -69,6 +69,15 @@ def test_feedback_is_stored_and_filters_reviewed(client, admin, ct_bytes):
     assert stored[0]["code"].endswith(":108369006")  # SNOMED CT neoplasm
     reviewed = client.get("/api/worklist?status=reviewed&modality=CT", headers=rad).json()
     assert [i["job_id"] for i in reviewed] == [job_id]
+    # real-world accuracy so far: one reviewed finding, rejected
+    positive = client.get(f"/api/jobs/{job_id}/report", headers=rad).json()["findings"][0][
+        "positive"
+    ]
+    (summary,) = client.get("/api/feedback/summary", headers=rad).json()
+    assert summary["model_id"] == "tiny-ct@0.0.1" and summary["reviewed"] == 1
+    assert summary["agreement"] == 0.0
+    assert summary["ppv" if positive else "npv"] == 0.0
+    assert summary["npv" if positive else "ppv"] is None
 
 
 def test_settings_file_and_environment(tmp_path, monkeypatch):

@@ -137,5 +137,6 @@ def create_app(
 
     for module in (system, studies, jobs, worklist, pacs, pages):
         app.include_router(module.router)
+    app.include_router(jobs.summary_router)
     pages.mount_static(app)
     return app

@@ -105,6 +105,8 @@ class FeedbackRow(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     finding_index: Mapped[int] = mapped_column()
     finding_code: Mapped[str] = mapped_column(String(128), default="")
+    model_id: Mapped[str] = mapped_column(String(128), default="")
+    ai_positive: Mapped[bool | None] = mapped_column(default=None)
     verdict: Mapped[str] = mapped_column(String(16))
     comment: Mapped[str] = mapped_column(Text, default="")
     username: Mapped[str] = mapped_column(String(64))

@@ -235,7 +235,16 @@ class Store:
 
     # feedback ----------------------------------------------------------------------------
     def set_feedback(
-        self, job_id: str, index: int, code: str, verdict: str, username: str, comment: str
+        self,
+        job_id: str,
+        index: int,
+        code: str,
+        verdict: str,
+        username: str,
+        comment: str,
+        *,
+        model_id: str = "",
+        ai_positive: bool | None = None,
     ) -> None:
         """Store (or replace) one reviewer's verdict on one finding."""
         with self.session() as ses:
@@ -249,6 +258,12 @@ class Store:
                 row = FeedbackRow(job_id=job_id, finding_index=index, username=username)
                 ses.add(row)
             row.finding_code, row.verdict, row.comment, row.time = code, verdict, comment, now()
+            row.model_id, row.ai_positive = model_id, ai_positive
+
+    def all_feedback(self) -> list[FeedbackRow]:
+        """Every verdict stored."""
+        with self.session() as ses:
+            return list(ses.scalars(select(FeedbackRow)))
 
     def feedback_for(self, job_id: str) -> list[FeedbackRow]:
         """Every verdict stored for a job."""

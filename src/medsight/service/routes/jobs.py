@@ -108,9 +108,19 @@ def put_feedback(
     findings = load_report(services, job_id)["findings"]
     if not 0 <= index < len(findings):
         raise NotFoundError(f"finding {index}", f"does not exist (the report has {len(findings)})")
-    code = findings[index]["finding"]
+    finding = findings[index]
+    code = finding["finding"]
     code_text = f"{code.get('scheme', '')}:{code.get('value', '')}"
-    services.store.set_feedback(job_id, index, code_text, body.verdict, user.username, body.comment)
+    services.store.set_feedback(
+        job_id,
+        index,
+        code_text,
+        body.verdict,
+        user.username,
+        body.comment,
+        model_id=f"{finding.get('model_id', '')}@{finding.get('model_version', '')}",
+        ai_positive=finding.get("positive"),
+    )
     audit("review_finding", job=job_id, finding=index, verdict=body.verdict)
     return {"job_id": job_id, "finding": index, "verdict": body.verdict, "by": user.username}
 
@@ -131,3 +141,16 @@ def get_feedback(job_id: str, services: ServicesDep, user: CurrentUser, audit: A
         }
         for f in services.store.feedback_for(job_id)
     ]
+
+
+summary_router = APIRouter(prefix="/api/feedback", tags=["feedback"])
+
+
+@summary_router.get("/summary")
+def feedback_summary(services: ServicesDep, user: CurrentUser, audit: Auditor) -> list[dict]:
+    """Real-world accuracy per model and finding from reviewer verdicts (with Wilson CIs)."""
+    from medsight.service.feedback import summarise
+
+    audit("view_feedback_summary")
+    rows = services.store.all_feedback()
+    return summarise((r.model_id, r.finding_code, r.ai_positive, r.verdict) for r in rows)
