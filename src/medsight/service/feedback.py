@@ -34,13 +34,15 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | Non
     --------
     >>> wilson(8, 10)
     (0.49, 0.943)
+    >>> wilson(0, 5)
+    (0.0, 0.434)
     """
     if n == 0:
         return None
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return round(centre - half, 3), round(centre + half, 3)
+    return max(0.0, round(centre - half, 3)), min(1.0, round(centre + half, 3))
 
 
 def _rate(good: int, n: int) -> float | None:
