@@ -70,17 +70,47 @@ ENTRIES = {
         ),
         "site": ("76752008", "SCT", "Breast"),
     },
+    "pneumoniamnist-smallcnn": {
+        "data": "medmnist/pneumoniamnist.npz",
+        "labels": [("normal", None), ("pneumonia", None)],
+        "input": {"modalities": ["CR", "DX"], "body_parts": ["CHEST"]},
+        "intended_use": (
+            "Research demonstration: pneumonia versus normal on a paediatric frontal chest "
+            "radiograph (PneumoniaMNIST, 28x28 grey). Not for diagnosis."
+        ),
+        "limitations": (
+            "Trained on 4,708 paediatric radiographs from one centre (Guangzhou), downscaled to "
+            "28x28; adults, lateral views and other findings are out of distribution. The "
+            "pneumonia code is local (99MEDSIGHT): no verified SNOMED CT code was available "
+            "offline."
+        ),
+        "site": ("816094009", "SCT", "Thorax"),
+    },
+    "adrenalmnist3d-smallcnn": {
+        "data": "medmnist/adrenalmnist3d.npz",
+        "labels": [("normal adrenal gland", None), ("adrenal mass", ("4147007", "SCT", "Mass"))],
+        "input": {"modalities": ["CT"], "body_parts": ["ABDOMEN"]},
+        "intended_use": (
+            "Research demonstration: adrenal mass versus normal gland on a 28x28x28 CT crop "
+            "centred on the adrenal gland (AdrenalMNIST3D). Not for diagnosis."
+        ),
+        "limitations": (
+            "Expects a crop centred on one adrenal gland as in AdrenalMNIST3D; a whole CT "
+            "volume or a single slice is out of distribution. One centre (Zhongshan Hospital)."
+        ),
+        "site": ("23451007", "SCT", "Adrenal gland"),
+    },
 }
 
 
 def _finalize(name: str, entry: dict) -> Path:
     import numpy as np
 
-    from medsight.analysis.plausibility import input_statistics, reference_statistics
     from medsight.core import Split
     from medsight.core.codes import Code
     from medsight.data import load_dataset
     from medsight.models import ModelPackage
+    from medsight.models.plausibility import input_statistics, reference_statistics
     from medsight.transforms.preprocess import to_network_input
 
     target = ZOO / name

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 
-from medsight.analysis.plausibility import assess, input_statistics, reference_statistics
 from medsight.analysis.selection import select_series
 from medsight.io import read_study
 from medsight.models import (
@@ -17,6 +16,7 @@ from medsight.models import (
     PreprocessingSpec,
     Task,
 )
+from medsight.models.plausibility import assess, input_statistics, reference_statistics
 
 
 class _FakePackage:

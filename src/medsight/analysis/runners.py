@@ -13,12 +13,12 @@ import dataclasses
 
 import numpy as np
 
-from medsight.analysis.plausibility import Plausibility, assess, input_statistics
 from medsight.core.codes import Code
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, FindingKind
 from medsight.core.image import Image
 from medsight.models.package import ModelPackage
+from medsight.models.plausibility import Plausibility, assess, input_statistics
 from medsight.models.spec import LabelSpec, Task
 
 __all__ = ["ModelOutput", "run_package"]

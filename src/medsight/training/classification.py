@@ -535,7 +535,7 @@ def _package(
     )
     sample_mod = next(iter(ds)).image().modality
     # input statistics of the training images, for the analysis' plausibility (OOD) check
-    from medsight.analysis.plausibility import input_statistics, reference_statistics
+    from medsight.models.plausibility import input_statistics, reference_statistics
 
     reference = reference_statistics(input_statistics(x) for x in train.x)
     best = max(log, key=lambda r: r["val_auc"])

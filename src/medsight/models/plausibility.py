@@ -1,5 +1,8 @@
 """Is this input like the data the model was trained on?  A simple, explainable check.
 
+It lives with the models because the reference is part of a ModelPackage: the trainer writes
+it into ``model.json`` and the analysis pipeline reads it.
+
 Each network input is summarised by four statistics (mean, standard deviation, 1st and 99th
 percentile of its values after preprocessing).  A package stores, under
 ``spec.extra["input_reference"]``, the mean and spread of each statistic over its training
