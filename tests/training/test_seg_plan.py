@@ -99,3 +99,18 @@ def test_prepare_and_restore_geometry():
     back = restore_array(label[None].astype(np.float32), prepared)
     assert back.shape == (1, 10, 12, 8)
     assert np.array_equal(back[0] > 0.5, arr > 0.5)
+
+
+def test_plan_from_the_data_fingerprint_agrees(shared_data):
+    # the data module's fingerprint and plan_from_dataset's own statistics give the same plan
+    from medsight.data import load_dataset
+    from medsight.data.fingerprint import compute_fingerprint
+    from medsight.training.plan import plan_from_fingerprint
+
+    ds = load_dataset(f"msd:{shared_data / 'hippocampus'}")
+    ds = ds.with_cases(list(ds)[:40])
+    a = plan_from_fingerprint(compute_fingerprint(ds), ds.label_names, modality="MR")
+    b = plan_from_dataset(ds, modality="MR")
+    for field in ("target_spacing", "patch_size", "strides", "kernel_size", "normalization"):
+        assert getattr(a, field) == getattr(b, field)
+    assert a.orientation == b.orientation == "RAS"

@@ -59,6 +59,7 @@ __all__ = [
     "make_plan",
     "normalize",
     "plan_from_dataset",
+    "plan_from_fingerprint",
     "prepare_image",
     "prepare_label",
     "register_segmentation_networks",
@@ -540,3 +541,54 @@ def restore_array(arr: np.ndarray, prepared: PreparedImage) -> np.ndarray:
     if tuple(out.shape[1:]) != prepared.input_shape:  # pragma: no cover - defensive
         raise InvalidInputError("prediction", "could not be mapped back to the input grid")
     return out
+
+
+def plan_from_fingerprint(
+    fingerprint: Any,
+    label_names: Mapping[int, str],
+    *,
+    modality: str | None = None,
+    max_voxels: int | None = None,
+    max_filters: int | None = None,
+) -> SegmentationPlan:
+    """Plan from a :class:`medsight.data.fingerprint.Fingerprint` (``fingerprint.json``).
+
+    Uses its per-case spacings and shapes, majority orientation and modality, and the
+    foreground intensity statistics of channel 0 (for CT normalisation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medsight.core import Case, Image
+    >>> from medsight.data import Dataset
+    >>> from medsight.data.fingerprint import compute_fingerprint
+    >>> cases = [Case(f"c{i}", images={"image": Image(np.full((40, 40, 20), 5.0),
+    ...          spacing=(1.0, 1.0, 2.0), modality="CT")},
+    ...          label=Image(np.ones((40, 40, 20), np.uint8))) for i in range(3)]
+    >>> ds = Dataset("toy", cases, task="segmentation", label_names={0: "bg", 1: "organ"})
+    >>> plan = plan_from_fingerprint(compute_fingerprint(ds), ds.label_names)
+    >>> plan.normalization.value, plan.target_spacing, plan.intensity.mean
+    ('ct', [1.0, 1.0, 2.0], 5.0)
+    """
+    channel = fingerprint.intensity_per_channel.get("0")
+    stats = None
+    if channel is not None:
+        stats = IntensityStats(
+            mean=channel.mean,
+            std=channel.std or 1.0,
+            percentile_00_5=channel.percentile_00_5,
+            percentile_99_5=channel.percentile_99_5,
+        )
+    mods = {k: v for k, v in fingerprint.modalities.items() if k and k != "None"}
+    orients = fingerprint.orientations
+    return make_plan(
+        spacings=fingerprint.spacings,
+        shapes=fingerprint.shapes,
+        label_names=label_names,
+        modality=modality or (max(mods, key=mods.get) if mods else None),
+        intensity=stats,
+        orientation=max(orients, key=orients.get) if orients else None,
+        dataset=fingerprint.dataset,
+        max_voxels=max_voxels,
+        max_filters=max_filters,
+    )
