@@ -77,7 +77,7 @@ def main() -> None:
         card = render_model_card(spec) + (
             "\n## Provenance\n\nTrained by `benchmarks/segmentation_retrain.sh` (plan, "
             "preprocessing, training on one GPU, evaluation); the seed was chosen on validation "
-            f"Dice. Test metrics: {n_test} held-out cases, mirror TTA, original resolution.\n"
+            f"Dice. Test metrics: {n_test} held-out cases; inference: {bench['inference']}.\n"
         )
         out = ModelPackage.save(
             zoo / zoo_name,

@@ -119,3 +119,20 @@ def test_analysis_runner_gets_coded_measurements(package_2d, monkeypatch):
     (finding,) = out.findings
     assert finding.measurement(VOLUME).value == pytest.approx(24 * 0.25 / 1000)
     assert finding.measurement(LONG_AXIS).value == pytest.approx(np.hypot(3.0, 2.0))
+
+
+def test_zoo_hippocampus_package_segments_a_held_out_case(shared_data):
+    # hippocampus_060 is in the benchmark's test split (make_splits seed 0), not trained on
+    from pathlib import Path
+
+    import medsight
+    from medsight.data import load_dataset
+    from medsight.evaluation.segmentation import dice
+
+    zoo = Path(medsight.__file__).parent / "zoo" / "hippocampus-dynunet"
+    case = load_dataset(f"msd:{shared_data / 'hippocampus'}").case("hippocampus_060")
+    out = Segmenter(zoo, device="cpu")(case.image())
+    ref = np.asarray(case.mask().array)
+    assert np.array_equal(out.mask.affine, case.image().affine)
+    assert dice(out.mask.array == 1, ref == 1) > 0.8
+    assert dice(out.mask.array == 2, ref == 2) > 0.8
