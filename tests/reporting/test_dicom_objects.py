@@ -111,3 +111,20 @@ def test_seg_refuses_off_grid_masks_and_non_dicom_images(shared_data):
     png_like = Image(np.zeros((4, 4), np.uint8))
     with pytest.raises(InvalidInputError, match="not read from DICOM"):
         source_datasets(png_like)
+
+
+def test_seg_on_an_ultrasound_without_patient_coordinates(pydicom_file, tmp_path, debian_tool):
+    debian_tool("dciodvfy")
+    img = read_image(pydicom_file("examples_rgb_color.dcm"))  # 2D RGB ultrasound, no IPP/IOP
+    mask = np.zeros(img.shape, np.uint8)
+    mask[100:150, 80:120] = 1
+    seg = build_segmentation(
+        img.with_array(mask), img, LABELS[:2], algorithm_name="t", algorithm_version="1"
+    )
+    seg.save_as(tmp_path / "seg.dcm")
+    assert dciodvfy(tmp_path / "seg.dcm")[0] == []
+    back = hd.seg.segread(tmp_path / "seg.dcm")
+    arr = back.get_pixels_by_source_instance(
+        source_sop_instance_uids=list(img.source.sop_instance_uids), combine_segments=True
+    )
+    np.testing.assert_array_equal(arr[0], mask.T)

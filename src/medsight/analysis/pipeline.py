@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from medsight.analysis.runners import ModelOutput, run_package
-from medsight.analysis.selection import select_series
+from medsight.analysis.selection import effective_modality, is_generic, select_series
 from medsight.core.errors import InvalidInputError, MedsightError
 from medsight.core.findings import Finding
 from medsight.core.image import Image
@@ -71,9 +71,13 @@ def analyze(
     *,
     explain: bool = True,
     dicom_outputs: bool = True,
+    modality: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> AnalysisResult:
     """Analyse the study at ``path`` with ``packages`` (default: the model zoo).
+
+    ``modality`` declares the modality of inputs that carry none (PNG, JPEG, NIfTI), so only
+    the models made for it run.
 
     Raises
     ------
@@ -93,7 +97,7 @@ def analyze(
         warnings += [f"model zoo: {p}" for p in problems]
         if not packages:
             raise InvalidInputError("model zoo", "holds no usable model package")
-    selections = select_series(study, packages)
+    selections = select_series(study, packages, modality=modality)
     runs: list[ModelRun] = []
     findings: list[Finding] = []
     images: list[ReportImage] = []
@@ -116,7 +120,8 @@ def analyze(
         try:
             image = loaded.get(sel.series.key) or sel.series.load()
             loaded[sel.series.key] = image
-            result = run_package(pkg, image, explain=explain)
+            known = not is_generic(effective_modality(sel.series, modality))
+            result = run_package(pkg, image, explain=explain, colour_to_grey=known)
         except InvalidInputError as err:  # the image does not fit the model: not its job
             runs.append(ModelRun(status="skipped", series=sel.reason, reason=str(err), **base))
             continue

@@ -119,8 +119,16 @@ def _segmentation(package: ModelPackage, image: Image) -> ModelOutput:
     return ModelOutput(findings, mask=mask, plausibility=plaus)
 
 
-def run_package(package: ModelPackage, image: Image, *, explain: bool = True) -> ModelOutput:
+def run_package(
+    package: ModelPackage, image: Image, *, explain: bool = True, colour_to_grey: bool = True
+) -> ModelOutput:
     """Run ``package`` on ``image``.
+
+    Parameters
+    ----------
+    colour_to_grey : bool
+        Allow a colour image to be converted to grey for a grey-scale model (only when the
+        modality is known to fit, e.g. an ultrasound stored as RGB).
 
     Raises
     ------
@@ -131,6 +139,12 @@ def run_package(package: ModelPackage, image: Image, *, explain: bool = True) ->
     single_slice = image.spatial_ndim == 3 and image.shape[2] == 1 and spec.input.spatial_ndim == 2
     work = _as_2d(image) if single_slice else image
     converted = spec.input.channels == 1 and work.n_channels == 3
+    if converted and not colour_to_grey:
+        raise InvalidInputError(
+            "image",
+            f"is a colour image of unknown modality; model {package.id} takes grey-scale "
+            f"{', '.join(spec.input.modalities) or ''} images",
+        )
     if converted:
         work = _luminance(work)
     if work.spatial_ndim != spec.input.spatial_ndim:

@@ -17,7 +17,7 @@ from medsight.io.study import SeriesEntry, Study
 from medsight.models.package import ModelPackage
 from medsight.models.spec import InputSpec
 
-__all__ = ["Selection", "mismatch", "select_series"]
+__all__ = ["Selection", "effective_modality", "is_generic", "mismatch", "select_series"]
 
 #: Modalities that are photographs or exports whose DICOM/file modality is unreliable.
 _GENERIC = {"", "OT", "SC", "XC"}
@@ -38,6 +38,24 @@ class Selection:
         return self.series is not None
 
 
+def is_generic(modality: str) -> bool:
+    """Whether a modality code says nothing about the acquisition (files, screen captures).
+
+    Examples
+    --------
+    >>> is_generic("OT"), is_generic(""), is_generic("US")
+    (True, True, False)
+    """
+    return modality.upper() in _GENERIC
+
+
+def effective_modality(entry: SeriesEntry, declared: str | None = None) -> str:
+    """The entry's modality, or the one the user declared when the entry's says nothing."""
+    if is_generic(entry.modality) and declared:
+        return declared.upper()
+    return entry.modality.upper()
+
+
 def _ndim_and_channels(entry: SeriesEntry) -> tuple[int, int]:
     if entry.dicom is not None:
         series = entry.dicom
@@ -49,8 +67,12 @@ def _ndim_and_channels(entry: SeriesEntry) -> tuple[int, int]:
     return -1, -1  # files: known only once loaded
 
 
-def mismatch(spec: InputSpec, entry: SeriesEntry) -> str | None:
+def mismatch(spec: InputSpec, entry: SeriesEntry, declared: str | None = None) -> str | None:
     """Why ``entry`` does not fit ``spec`` (None when it fits, as far as headers tell).
+
+    ``declared`` is the modality the user gives for inputs that carry none (PNG, JPEG, NIfTI).
+    Grey and colour are interchangeable only when the modality is known to fit (an ultrasound
+    stored as RGB); a colour photograph of unknown modality never feeds a grey-scale model.
 
     Examples
     --------
@@ -60,13 +82,13 @@ def mismatch(spec: InputSpec, entry: SeriesEntry) -> str | None:
     'modality CT is not one of MR'
     """
     wanted = [m.upper() for m in spec.modalities]
-    modality = entry.modality.upper()
-    if wanted and modality not in wanted and modality not in _GENERIC:
-        return f"modality {entry.modality or 'unknown'} is not one of {', '.join(wanted)}"
+    modality = effective_modality(entry, declared)
+    if wanted and modality not in wanted and not is_generic(modality):
+        return f"modality {modality or 'unknown'} is not one of {', '.join(wanted)}"
     ndim, channels = _ndim_and_channels(entry)
     if ndim > 0 and ndim != spec.spatial_ndim:
         return f"it is {ndim}D, the model needs {spec.spatial_ndim}D"
-    convertible = (spec.channels, channels) in ((3, 1), (1, 3))  # grey <-> colour
+    convertible = (spec.channels, channels) in ((3, 1), (1, 3)) and not is_generic(modality)
     if channels > 0 and channels != spec.channels and not convertible:
         return f"it has {channels} channel(s), the model needs {spec.channels}"
     part = _body_part(entry)
@@ -91,15 +113,20 @@ def _body_part_warnings(spec: InputSpec, entry: SeriesEntry) -> tuple[str, ...]:
     return ()
 
 
-def select_series(study: Study, packages: Sequence[ModelPackage]) -> list[Selection]:
-    """Choose a series for every package (or give the reason it cannot run)."""
+def select_series(
+    study: Study, packages: Sequence[ModelPackage], *, modality: str | None = None
+) -> list[Selection]:
+    """Choose a series for every package (or give the reason it cannot run).
+
+    ``modality`` is the user's declaration for inputs that carry none (see :func:`mismatch`).
+    """
     out = []
     for package in packages:
         spec = package.spec.input
         fits = []
         reasons = []
         for entry in study:
-            problem = mismatch(spec, entry)
+            problem = mismatch(spec, entry, modality)
             if problem is None:
                 fits.append(entry)
             else:
@@ -122,5 +149,11 @@ def select_series(study: Study, packages: Sequence[ModelPackage]) -> list[Select
         note = f"series '{chosen.description or chosen.key}' ({chosen.modality})"
         if len(fits) > 1:
             note += f", chosen among {len(fits)} matching series as the largest"
-        out.append(Selection(package, chosen, note, _body_part_warnings(spec, chosen)))
+        warnings = _body_part_warnings(spec, chosen)
+        if spec.modalities and is_generic(effective_modality(chosen, modality)):
+            warnings += (
+                f"the input does not say its modality; the model is made for "
+                f"{', '.join(spec.modalities)} (declare it with --modality to be sure)",
+            )
+        out.append(Selection(package, chosen, note, warnings))
     return out

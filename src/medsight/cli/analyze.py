@@ -20,6 +20,10 @@ def analyze(
     no_dicom: Annotated[
         bool, typer.Option("--no-dicom", help="Do not write DICOM SEG / SR / SC.")
     ] = False,
+    modality: Annotated[
+        str | None,
+        typer.Option(help="Modality of a PNG/JPEG/NIfTI input (e.g. OP, US, CR, MR)."),
+    ] = None,
 ) -> None:
     """Run model packages on a study and write an explained, preliminary report."""
     from medsight.analysis.pipeline import analyze as run
@@ -34,6 +38,7 @@ def analyze(
             packages,
             explain=not no_explain,
             dicom_outputs=not no_dicom,
+            modality=modality,
             progress=lambda msg: status.update(msg),
         )
     report = result.report

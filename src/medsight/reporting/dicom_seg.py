@@ -130,7 +130,7 @@ def build_segmentation(
         )
     # one-hot in segment order; segment numbers are 1..n even when label indices are not
     onehot = np.stack([(frames == index) for index in indices], axis=-1).astype(np.uint8)
-    return hd.seg.Segmentation(
+    seg = hd.seg.Segmentation(
         source_images=datasets,
         pixel_array=onehot,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -148,6 +148,11 @@ def build_segmentation(
         content_label="MEDSIGHT",
         content_description=f"{algorithm_name} {algorithm_version}"[:64],
     )
+    if "PatientOrientation" not in seg and "ImageOrientationPatient" not in datasets[0]:
+        # A source without patient coordinates (ultrasound, photograph): General Image's
+        # Patient Orientation is type 2C; copy it, or state it as unknown (empty).
+        seg.PatientOrientation = datasets[0].get("PatientOrientation", "")
+    return seg
 
 
 def segment_numbers(labels: Sequence[LabelSpec]) -> dict[int, int]:
