@@ -39,7 +39,30 @@ def test_upload_analyse_report_and_no_second_analysis(client, admin, ct_bytes, s
     assert sum(1 for _ in (settings.home / "results").iterdir()) == 1
 
 
-def test_failed_job_keeps_its_error(client, admin, ct_bytes):
+def test_failed_job_keeps_its_error_and_is_listed(client, admin, pydicom_file):
+    from medsight.service.worker import study_dir
+
+    files = [("files", ("mr.dcm", pydicom_file("MR_small.dcm").read_bytes(), "application/dicom"))]
+    body = client.post("/api/studies", files=files, headers=admin).json()
+    uid = body["studies"][0]
+    settings = client.app.state.services.settings
+    job = wait_job(client, admin, body["jobs"][0]["id"])
+    assert job["state"] == "done"
+    # the stored files vanish (a broken disk): the next analysis fails with the reason
+    for f in study_dir(settings, uid).rglob("*.dcm"):
+        f.write_bytes(b"garbage")
+    store = client.app.state.services.store
+    again, new = store.submit(uid, job["packages"], "another-digest")
+    assert new
+    failed = wait_job(client, admin, again.id)
+    assert failed["state"] == "failed" and "no readable image" in failed["error"]
+    assert failed["error"].startswith("$MEDSIGHT_HOME/studies/")  # no server paths
+    listed = client.get("/api/jobs?state=failed", headers=admin).json()
+    assert [j["id"] for j in listed] == [again.id]
+    assert client.get("/api/jobs?state=nonsense", headers=admin).status_code == 422
+
+
+def test_unknown_package_is_a_clear_400(client, admin, ct_bytes):
     resp = _upload(
         client, admin, [("files", ("ct.dcm", ct_bytes, "application/dicom"))], packages="nope@1"
     )

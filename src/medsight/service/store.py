@@ -149,6 +149,14 @@ class Store:
             q = select(JobRow).where(JobRow.study_uid == study_uid).order_by(JobRow.created.desc())
             return list(ses.scalars(q))
 
+    def list_jobs(self, state: str | None = None, limit: int = 200) -> list[JobRow]:
+        """Jobs, newest first, optionally in one state."""
+        with self.session() as ses:
+            q = select(JobRow)
+            if state:
+                q = q.where(JobRow.state == state)
+            return list(ses.scalars(q.order_by(JobRow.created.desc()).limit(limit)))
+
     def claim(self, worker: str = "") -> JobRow | None:
         """Mark the oldest queued job running for ``worker`` and return it (None: queue empty)."""
         while True:

@@ -115,8 +115,9 @@ class Worker:
         try:
             packages = self.catalog.resolve(job.packages_key.split(","))
             result = self.analyse(study_dir(self.settings, job.study_uid), partial, packages)
-        except MedsightError as err:
-            self.store.finish(job.id, error=str(err), worker=self.id)
+        except MedsightError as err:  # named relative to the home folder, not the disk layout
+            error = str(err).replace(str(self.settings.home), "$MEDSIGHT_HOME")
+            self.store.finish(job.id, error=error, worker=self.id)
             return
         except Exception as exc:  # a bug must fail the job, not kill the worker
             log.exception("job %s failed", job.id)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import mimetypes
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
 from medsight.core.errors import InvalidInputError
@@ -30,6 +30,20 @@ def _result(services: ServicesDep, job_id: str) -> Path:
 def load_report(services: ServicesDep, job_id: str) -> dict[str, Any]:
     """The job's ``report.json`` as a dict."""
     return json.loads((_result(services, job_id) / "report.json").read_text(encoding="utf-8"))
+
+
+@router.get("", response_model=list[JobOut])
+def list_jobs(
+    services: ServicesDep,
+    user: CurrentUser,
+    audit: Auditor,
+    state: JobState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[JobOut]:
+    """Jobs, newest first; ``state=failed`` lists what needs attention."""
+    rows = services.store.list_jobs(state.value if state else None, limit)
+    audit("list_jobs", state=state.value if state else None, jobs=len(rows))
+    return [JobOut.of(r) for r in rows]
 
 
 @router.get("/{job_id}", response_model=JobOut)

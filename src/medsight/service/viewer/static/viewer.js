@@ -52,6 +52,15 @@
     el.value = Math.min(Number(el.max), Math.max(0, Number(el.value) + Math.sign(e.deltaY)));
     draw();
   });
+  document.addEventListener("keydown", (e) => {
+    if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
+    const step = { ArrowUp: -1, ArrowDown: 1, PageUp: -5, PageDown: 5 }[e.key];
+    if (step === undefined) return;
+    e.preventDefault();
+    const el = $("slice");
+    el.value = Math.min(Number(el.max), Math.max(0, Number(el.value) + step));
+    draw();
+  });
   $("toggle-overlay").addEventListener("click", () => {
     overlayOn = !overlayOn;
     $("toggle-overlay").textContent = `AI overlay: ${overlayOn ? "on" : "off"}`;
