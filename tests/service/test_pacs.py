@@ -65,7 +65,7 @@ def test_dicomweb_pull_analyse_and_stow_back(orthanc, settings, pydicom_file):
 
 
 def test_orthanc_sends_over_dimse_and_results_come_back(
-    orthanc, settings, pydicom_file, tiny_package, seg_package
+    orthanc, settings, pydicom_file, tiny_package, seg_package, debian_tool, tmp_path
 ):
     mr = pydicom_file("MR_small.dcm")
     study_uid = pydicom.dcmread(mr).StudyInstanceUID
@@ -115,3 +115,12 @@ def test_orthanc_sends_over_dimse_and_results_come_back(
     source = seg.get_source_image_uids()
     assert source and source[0][0] == study_uid
     assert seg.get_segment_numbers()
+    # and what the PACS holds passes dciodvfy, SEG and SR alike
+    from medsight.reporting.validate import dciodvfy_errors
+
+    debian_tool("dciodvfy")
+    for modality in ("SEG", "SR"):
+        instance = by_modality[modality]["Instances"][0]
+        file = tmp_path / f"{modality}.dcm"
+        file.write_bytes(httpx.get(f"{orthanc.url}/instances/{instance}/file").content)
+        assert dciodvfy_errors(file) == [], modality
