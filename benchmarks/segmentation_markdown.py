@@ -70,11 +70,28 @@ def section() -> str:
                 "the split. The goal Dice >= 0.80 is **not** reached.",
             ]
         lines.append("")
+    timing = ROOT / "benchmarks/results/segmentation_cpu_timing.json"
+    if timing.exists():
+        t = json.loads(timing.read_text())
+        lines += [
+            f"Training speed on this project's CPU ({t['cores']} shared cores, "
+            "`segmentation_cpu_timing.py`, a 60 s run per plan): "
+            + "; ".join(
+                f"{n} {t[n]['cpu_steps_per_s'] * 60:.1f} steps/min, so the "
+                f"{t[n]['gpu_steps']} steps of one GPU run would take about "
+                f"{t[n]['cpu_hours_for_gpu_steps']:.0f} h (the GPU did them in "
+                f"{t[n]['gpu_seconds']:.0f} s while sharing the card with 5 other runs)"
+                for n in ("hippocampus", "busi")
+            )
+            + ".",
+            "",
+        ]
     lines += [
         "Zoo packages (`src/medsight/zoo/hippocampus-dynunet`, `busi-lesion-dynunet`): the seed "
         "with the best validation Dice, weights in float16, networks capped at 128 filters per "
-        "level. Retrain with `benchmarks/segmentation_retrain.sh`. Not measured: training time "
-        "on this project's CPU at the benchmark budget, and 5-fold cross-validation.",
+        "level. Retrain with `benchmarks/segmentation_retrain.sh`. Not done: 5-fold "
+        "cross-validation, and mirror TTA for the hippocampus test (8 passes per volume did "
+        "not fit the shared CPU).",
         END,
     ]
     return "\n".join(lines)
