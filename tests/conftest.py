@@ -62,9 +62,8 @@ def debian_tool():
     return require_binary
 
 
-@pytest.fixture
-def tiny_classifier(tmp_path):
-    """``tiny_classifier(name=..., modalities=...)``: a random-weight 2D binary package."""
+def build_tiny_classifier(folder: Path, name: str = "tiny-ct", modalities=("CT", "MR", "OT")):
+    """A random-weight 2D binary ModelPackage (classifier 16x16) saved in ``folder / name``."""
     import torch
 
     from medsight.core.codes import NEOPLASM
@@ -80,26 +79,38 @@ def tiny_classifier(tmp_path):
         build_network,
     )
 
-    def _package(name="tiny-ct", modalities=("CT", "MR", "OT")) -> ModelPackage:
-        torch.manual_seed(0)
-        spec = ModelSpec(
-            name=name,
-            version="0.0.1",
-            task=Task.BINARY,
-            architecture=ArchitectureSpec(
-                name="classifier",
-                args={"in_shape": [1, 16, 16], "classes": 2, "channels": [4, 8], "strides": [2, 2]},
-            ),
-            input=InputSpec(modalities=list(modalities), spatial_ndim=2),
-            preprocessing=PreprocessingSpec(size=[16, 16], intensity=Intensity.ZSCORE),
-            labels=[
-                LabelSpec(index=0, name="normal"),
-                LabelSpec(index=1, name="tumour", code=NEOPLASM),
-            ],
-            thresholds={"tumour": 0.5},
-            intended_use="Test fixture only.",
-        )
-        net = build_network(spec.architecture)
-        return ModelPackage.save(tmp_path / name, spec, net.state_dict())
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        name=name,
+        version="0.0.1",
+        task=Task.BINARY,
+        architecture=ArchitectureSpec(
+            name="classifier",
+            args={"in_shape": [1, 16, 16], "classes": 2, "channels": [4, 8], "strides": [2, 2]},
+        ),
+        input=InputSpec(modalities=list(modalities), spatial_ndim=2),
+        preprocessing=PreprocessingSpec(size=[16, 16], intensity=Intensity.ZSCORE),
+        labels=[
+            LabelSpec(index=0, name="normal"),
+            LabelSpec(index=1, name="tumour", code=NEOPLASM),
+        ],
+        thresholds={"tumour": 0.5},
+        intended_use="Test fixture only.",
+    )
+    return ModelPackage.save(folder / name, spec, build_network(spec.architecture).state_dict())
+
+
+@pytest.fixture(scope="session")
+def make_tiny_classifier():
+    """``make_tiny_classifier(folder, name=..., modalities=...)`` (for session fixtures)."""
+    return build_tiny_classifier
+
+
+@pytest.fixture
+def tiny_classifier(tmp_path):
+    """``tiny_classifier(name=..., modalities=...)``: a tiny package in this test's tmp_path."""
+
+    def _package(name: str = "tiny-ct", modalities=("CT", "MR", "OT")):
+        return build_tiny_classifier(tmp_path, name, modalities)
 
     return _package

@@ -7,51 +7,16 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
-from medsight.core.codes import NEOPLASM
-from medsight.models import (
-    ArchitectureSpec,
-    InputSpec,
-    Intensity,
-    LabelSpec,
-    ModelPackage,
-    ModelSpec,
-    PreprocessingSpec,
-    Task,
-    build_network,
-)
+from medsight.models import ModelPackage
 from medsight.service import ServiceSettings, create_app
 
 ADMIN_PASSWORD = "admin-password-1"
 
 
-def make_tiny_classifier(folder, name="tiny-ct", modalities=("CT", "MR", "OT")) -> ModelPackage:
-    """A random-weight 2D binary package (same pattern as tests/analysis/conftest.py)."""
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        name=name,
-        version="0.0.1",
-        task=Task.BINARY,
-        architecture=ArchitectureSpec(
-            name="classifier",
-            args={"in_shape": [1, 16, 16], "classes": 2, "channels": [4, 8], "strides": [2, 2]},
-        ),
-        input=InputSpec(modalities=list(modalities), spatial_ndim=2),
-        preprocessing=PreprocessingSpec(size=[16, 16], intensity=Intensity.ZSCORE),
-        labels=[
-            LabelSpec(index=0, name="normal"),
-            LabelSpec(index=1, name="tumour", code=NEOPLASM),
-        ],
-        thresholds={"tumour": 0.5},
-        intended_use="Test fixture only.",
-    )
-    return ModelPackage.save(folder / name, spec, build_network(spec.architecture).state_dict())
-
-
 @pytest.fixture(scope="session")
-def tiny_package(tmp_path_factory) -> ModelPackage:
+def tiny_package(tmp_path_factory, make_tiny_classifier) -> ModelPackage:
     return make_tiny_classifier(tmp_path_factory.mktemp("packages"))
 
 
