@@ -87,3 +87,15 @@ def test_missing_head_is_reported_and_missing_log_is_an_error(log, tmp_path):
     assert "removal of the last lines is undetectable" in verify_log(log).problems[0]
     with pytest.raises(AuditLogError, match="does not exist"):
         verify_log(tmp_path / "nope.jsonl")
+
+
+def test_chain_continues_across_long_and_non_ascii_records(tmp_path):
+    """Appends read only the log's tail: records longer than the first read chunk and
+    multi-byte characters must not break the chain."""
+    log = tmp_path / "audit.jsonl"
+    for i in range(30):
+        note = ("é" * 3000) if i % 7 == 0 else "x"  # > 4096 bytes in UTF-8 every 7th record
+        append_entry(log, command=["t", str(i)], inputs={"note": note}, key_id="k", outputs=[])
+    result = verify_log(log)
+    assert result.ok and result.entries == 30
+    assert json.loads(log.read_text(encoding="utf-8").splitlines()[-1])["seq"] == 30

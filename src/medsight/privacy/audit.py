@@ -37,7 +37,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from medsight.privacy.errors import AuditLogError
 
@@ -72,6 +72,24 @@ def _read_lines(log: Path) -> list[str]:
         raise AuditLogError(log, f"cannot read audit log ({exc.strerror})") from exc
 
 
+def _last_line(fh: BinaryIO) -> bytes | None:
+    """The last non-empty line of an open binary file, reading only its end.
+
+    Appends stay O(1) as the log grows (the service appends one record per request).
+    """
+    fh.seek(0, os.SEEK_END)
+    end = fh.tell()
+    chunk = 4096
+    while end:
+        start = max(0, end - chunk)
+        fh.seek(start)
+        lines = [line for line in fh.read(end - start).splitlines() if line.strip()]
+        if start == 0 or len(lines) >= 2:  # the last line is complete
+            return lines[-1] if lines else None
+        chunk *= 4
+    return None
+
+
 def append_entry(
     log: str | os.PathLike[str],
     *,
@@ -88,13 +106,12 @@ def append_entry(
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(log, "a+", encoding="utf-8") as fh:
+        with open(log, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
-            fh.seek(0)
-            lines = [line for line in fh.read().splitlines() if line.strip()]
             prev, seq = _GENESIS, 1
-            if lines:
-                last = json.loads(lines[-1])
+            tail = _last_line(fh)
+            if tail is not None:
+                last = json.loads(tail)
                 prev, seq = last["hash"], int(last["seq"]) + 1
             record: dict[str, Any] = {
                 "seq": seq,
@@ -109,7 +126,7 @@ def append_entry(
                 "prev": prev,
             }
             record["hash"] = _hash(record)
-            fh.write(_canonical(record).decode() + "\n")
+            fh.write(_canonical(record) + b"\n")
             fh.flush()
             os.fsync(fh.fileno())
             head = head_path(log)
