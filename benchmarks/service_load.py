@@ -41,41 +41,9 @@ def _free_port() -> int:
 
 
 def _tiny_package(folder: Path) -> Path:
-    import torch
+    from medsight.models.demo import demo_classifier
 
-    from medsight.core.codes import NEOPLASM
-    from medsight.models import (
-        ArchitectureSpec,
-        InputSpec,
-        Intensity,
-        LabelSpec,
-        ModelPackage,
-        ModelSpec,
-        PreprocessingSpec,
-        Task,
-        build_network,
-    )
-
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        name="bench-ct",
-        version="0.0.1",
-        task=Task.BINARY,
-        architecture=ArchitectureSpec(
-            name="classifier",
-            args={"in_shape": [1, 16, 16], "classes": 2, "channels": [4, 8], "strides": [2, 2]},
-        ),
-        input=InputSpec(modalities=["CT"], spatial_ndim=2),
-        preprocessing=PreprocessingSpec(size=[16, 16], intensity=Intensity.ZSCORE),
-        labels=[
-            LabelSpec(index=0, name="normal"),
-            LabelSpec(index=1, name="tumour", code=NEOPLASM),
-        ],
-        thresholds={"tumour": 0.5},
-        intended_use="Benchmark fixture only.",
-    )
-    net = build_network(spec.architecture)
-    return ModelPackage.save(folder / "bench-ct", spec, net.state_dict()).path
+    return demo_classifier(folder, "bench-ct", ["CT"]).path
 
 
 def _studies(n: int) -> list[bytes]:

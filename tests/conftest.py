@@ -63,41 +63,10 @@ def debian_tool():
 
 
 def build_tiny_classifier(folder: Path, name: str = "tiny-ct", modalities=("CT", "MR", "OT")):
-    """A random-weight 2D binary ModelPackage (classifier 16x16) saved in ``folder / name``."""
-    import torch
+    """A random-weight 2D binary ModelPackage saved in ``folder / name``."""
+    from medsight.models.demo import demo_classifier
 
-    from medsight.core.codes import NEOPLASM
-    from medsight.models import (
-        ArchitectureSpec,
-        InputSpec,
-        Intensity,
-        LabelSpec,
-        ModelPackage,
-        ModelSpec,
-        PreprocessingSpec,
-        Task,
-        build_network,
-    )
-
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        name=name,
-        version="0.0.1",
-        task=Task.BINARY,
-        architecture=ArchitectureSpec(
-            name="classifier",
-            args={"in_shape": [1, 16, 16], "classes": 2, "channels": [4, 8], "strides": [2, 2]},
-        ),
-        input=InputSpec(modalities=list(modalities), spatial_ndim=2),
-        preprocessing=PreprocessingSpec(size=[16, 16], intensity=Intensity.ZSCORE),
-        labels=[
-            LabelSpec(index=0, name="normal"),
-            LabelSpec(index=1, name="tumour", code=NEOPLASM),
-        ],
-        thresholds={"tumour": 0.5},
-        intended_use="Test fixture only.",
-    )
-    return ModelPackage.save(folder / name, spec, build_network(spec.architecture).state_dict())
+    return demo_classifier(folder, name, modalities)
 
 
 @pytest.fixture(scope="session")
