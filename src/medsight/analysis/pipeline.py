@@ -29,7 +29,7 @@ from medsight.core.errors import InvalidInputError, MedsightError
 from medsight.core.findings import Finding
 from medsight.core.image import Image
 from medsight.io.atomic import atomic_path
-from medsight.io.study import SeriesEntry, read_study
+from medsight.io.study import SeriesEntry, Study, read_study
 from medsight.models.package import ModelPackage
 from medsight.reporting.report import ModelRun, Report, ReportImage, impression, write_report
 
@@ -89,8 +89,8 @@ def analyze(
 
     say = progress or (lambda _msg: None)
     out = Path(out_dir)
+    study = read_study(path)  # before creating anything: bad input leaves no output folder
     out.mkdir(parents=True, exist_ok=True)
-    study = read_study(path)
     warnings = [f"unreadable file skipped: {b}" for b in study.bad_files]
     if packages is None:
         packages, problems = zoo_packages()
@@ -250,11 +250,11 @@ def _write_dicom(
 
 
 def _write_fhir(
-    out: Path, findings: list[Finding], study: object, facts: dict[str, str], conclusion: str
+    out: Path, findings: list[Finding], study: Study, facts: dict[str, str], conclusion: str
 ) -> str:
     from medsight.reporting.fhir import StudyInfo, build_bundle
 
-    entries = [e for e in study if e.dicom is not None]  # type: ignore[attr-defined]
+    entries = [e for e in study if e.dicom is not None]
     info = StudyInfo(
         study_instance_uid=facts.get("StudyInstanceUID", ""),
         patient_id=facts.get("PatientID", ""),
