@@ -118,3 +118,10 @@ def test_imbalance_handling_and_threshold_methods():
     best = max(np.mean((score >= t) == y) for t in np.unique(score))
     assert np.mean((score >= t_acc) == y) == pytest.approx(best)
     assert tc._threshold(ThresholdMethod.HALF, y, score) == 0.5
+
+
+def test_network_too_deep_for_the_input_size_is_a_clear_error(tmp_path, write_npz, cfg_for):
+    """densenet121 cannot take 12 px inputs: the trainer says so instead of a torch traceback."""
+    data = f"medmnist:{write_npz(tmp_path / 'toy.npz', n=16)}?task=binary"
+    with pytest.raises(InvalidInputError, match=r"densenet121.*cannot take inputs of shape"):
+        tc.train_classifier(cfg_for(tmp_path, data, epochs=1, arch="densenet121", arch_args={}))

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from medsight.core import Split
-from medsight.core.errors import InvalidInputError
+from medsight.core.errors import InvalidInputError, short_reason
 from medsight.data import Dataset, SplitConfig, Splits, load_dataset, make_splits
 from medsight.evaluation import classification as cm
 from medsight.evaluation.calibration import fit_temperature, sigmoid, softmax
@@ -282,6 +282,22 @@ def _progress(enabled: bool) -> Any:
     )
 
 
+def _check_input_fits(net: torch.nn.Module, arch: ArchitectureSpec, x: np.ndarray) -> None:
+    """One forward pass on a training input, so a network that cannot take this input size
+    fails here with a clear error instead of a torch traceback in the first epoch."""
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(torch.from_numpy(np.ascontiguousarray(x)))
+    except RuntimeError as exc:
+        raise InvalidInputError(
+            f"architecture {arch.name!r}",
+            f"cannot take inputs of shape {tuple(x.shape[1:])}: {short_reason(exc)}",
+            hint="choose smallcnn or classifier for small images, or a larger preprocessing size",
+        ) from None
+    net.train()
+
+
 def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     """Train, calibrate, choose the operating point, validate, and write the ModelPackage.
 
@@ -365,6 +381,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     )
     arch = ArchitectureSpec(name=cfg.arch.lower(), args=args)
     net = build_network(arch)
+    _check_input_fits(net, arch, train.x[:1])
     if cfg.init is not None:
         init_from_package(net, cfg.init)
     elif cfg.pretrained is not None:
