@@ -160,18 +160,80 @@ def _finalize(name: str, entry: dict) -> Path:
     return target
 
 
+#: Segmentation packages (trained by benchmarks/segmentation_retrain.sh): only the plausibility
+#: reference is added, over the training split the benchmark used (SplitConfig below, the same
+#: near-duplicate grouping for BUSI); their labels and cards are kept as they are.
+SEGMENTATION = {
+    "hippocampus-dynunet": "hippocampus",
+    "busi-lesion-dynunet": "busi",
+}
+
+
+def _segmentation_reference(name: str, which: str) -> Path:
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from segmentation_prepare import SPLIT, busi_dataset  # the benchmark's own split
+
+    from medsight.core import Split
+    from medsight.data import load_dataset, make_splits
+    from medsight.models import ModelPackage
+    from medsight.models.plausibility import input_statistics, reference_statistics
+    from medsight.transforms.preprocess import normalize_intensity
+
+    target = ZOO / name
+    pkg = ModelPackage.load(target)
+    spec = pkg.spec
+    data = (
+        load_dataset(f"msd:{DATA / 'hippocampus'}")
+        if which == "hippocampus"
+        else (busi_dataset(DATA))
+    )
+    data = make_splits(data, SPLIT).apply(data)
+    stats = []
+    for case in data:
+        if case.split != Split.TRAIN:
+            continue
+        image = case.image()
+        arr = np.asarray(image.array, dtype=np.float32)
+        x = np.moveaxis(arr, -1, 0) if image.has_channels else arr[None]
+        stats.append(input_statistics(normalize_intensity(x, spec.preprocessing)))
+    extra = dict(spec.extra)
+    extra["input_reference"] = reference_statistics(stats)
+    extra["finalized_by"] = "scripts/finalize_zoo.py"
+    new_spec = type(spec).model_validate(
+        json.loads(spec.model_copy(update={"extra": extra}).model_dump_json())
+    )
+    extras = {
+        f.name: f.read_text(encoding="utf-8")
+        for f in target.iterdir()
+        if f.suffix in (".csv", ".json") and f.name != "model.json"
+    }
+    card = (target / "MODEL_CARD.md").read_text(encoding="utf-8")
+    note = "plausibility reference: finalised by `scripts/finalize_zoo.py`"
+    if note not in card:
+        card = card.rstrip("\n") + f"\n\n- {note} ({len(stats)} training images).\n"
+    ModelPackage.save(
+        target, new_spec, pkg.state_dict(), card=card, extra_files=extras, overwrite=True
+    )
+    print(f"zoo: {target.relative_to(ROOT)} ({len(stats)} training images in the reference)")
+    return target
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted(ENTRIES))
+    parser.add_argument("--only", choices=sorted([*ENTRIES, *SEGMENTATION]))
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"data folder {DATA} not found (set MEDSIGHT_DATA)", file=sys.stderr)
         return 2
-    for name in [args.only] if args.only else list(ENTRIES):
+    for name in [args.only] if args.only else [*ENTRIES, *SEGMENTATION]:
         if not (ZOO / name / "model.json").is_file():
-            print(f"zoo: {name} not present (run benchmarks/classification_medmnist.py --zoo)")
-            continue
-        _finalize(name, ENTRIES[name])
+            print(f"zoo: {name} not present (run its benchmark script with --zoo first)")
+        elif name in SEGMENTATION:
+            _segmentation_reference(name, SEGMENTATION[name])
+        else:
+            _finalize(name, ENTRIES[name])
     return 0
 
 

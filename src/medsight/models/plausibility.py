@@ -96,6 +96,9 @@ def assess(
     >>> odd = assess({"mean": 0.95, "std": 0.01, "p01": 0.9, "p99": 1.0}, ref)
     >>> odd.plausible, round(odd.score)
     (False, 90)
+    >>> zscored = {"mean": [0.0, 1e-8], "std": [1.0, 1e-8], "p01": [-2.0, 0.1], "p99": [1.7, 0.1]}
+    >>> round(assess({"mean": 1e-6, "std": 0.99998, "p01": -2.1, "p99": 1.8}, zscored).score, 3)
+    1.0
     """
     warnings: list[str] = []
     score = None
@@ -104,7 +107,9 @@ def assess(
         for name in _STATS:
             if name in reference and name in stats:
                 mean, std = reference[name]
-                zs[name] = abs(stats[name] - mean) / max(std, 1e-6)
+                if std < 1e-4 * max(1.0, abs(mean)):
+                    continue  # fixed by the normalisation (a z-scored mean): no information
+                zs[name] = abs(stats[name] - mean) / std
         if zs:
             worst = max(zs, key=zs.__getitem__)
             score = float(zs[worst])
