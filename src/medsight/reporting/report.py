@@ -20,7 +20,15 @@ from medsight.core.findings import Finding, FindingKind
 from medsight.io.atomic import atomic_path
 from medsight.models.spec import MetricValue
 
-__all__ = ["DISCLAIMER", "ModelRun", "Report", "ReportImage", "impression", "write_report"]
+__all__ = [
+    "DISCLAIMER",
+    "ModelRun",
+    "Report",
+    "ReportImage",
+    "headline_metrics",
+    "impression",
+    "write_report",
+]
 
 DISCLAIMER = (
     "Preliminary AI output for research use. It is not a diagnosis and requires review by a "
@@ -102,6 +110,23 @@ def impression(findings: list[Finding]) -> str:
     return "AI suggests: " + "; ".join(parts) + "."
 
 
+def headline_metrics(metrics: list[MetricValue], limit: int = 6) -> list[MetricValue]:
+    """The metrics a reader needs first: overall (not per-class) values, on the test split
+    when the package has test results, else on validation.
+
+    Examples
+    --------
+    >>> ms = [MetricValue(name="auc", value=0.9, split="val"),
+    ...       MetricValue(name="auc[0]", value=0.8, split="test"),
+    ...       MetricValue(name="auc", value=0.88, split="test")]
+    >>> [(m.name, m.split) for m in headline_metrics(ms)]
+    [('auc', 'test')]
+    """
+    overall = [m for m in metrics if "[" not in m.name]
+    test = [m for m in overall if m.split == "test"]
+    return (test or overall)[:limit]
+
+
 def _data_uri(path: Path) -> str:
     mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
@@ -130,6 +155,7 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
         if (out / img.file).is_file()
     ]
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["headline"] = headline_metrics
     html = env.from_string(_template()).render(r=report, images=images)
     with atomic_path(html_path) as tmp:
         tmp.write_text(html, encoding="utf-8")
