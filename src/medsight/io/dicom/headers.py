@@ -169,7 +169,7 @@ def scan(
                 or ds.file_meta.get("MediaStorageSOPClassUID", "") == _DICOMDIR_CLASS
             ):
                 bad.append(BadFile(str(f), "is a DICOMDIR index, not an image (skipped)"))
-            elif not _has_pixels(ds, f):
+            elif not _has_pixels(ds):
                 name = getattr(ds.get("SOPClassUID"), "name", sop_class or "unknown class")
                 if "Image Storage" in name:
                     problem = f"{name} header ends before the image attributes (truncated?)"
@@ -183,7 +183,7 @@ def scan(
     return good, bad
 
 
-def _has_pixels(ds: Dataset, path: Path) -> bool:
+def _has_pixels(ds: Dataset) -> bool:
     # With stop_before_pixels the pixel element itself is absent; Rows/Columns are required in
     # every image module, so their presence says "image object".
     return "Rows" in ds and "Columns" in ds
