@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from medsight.core import UnreadableFileError
 from medsight.data.dataset import Dataset
 from medsight.data.scan import CaseScan, class_counts, scan_dataset
+from medsight.io.atomic import atomic_path
 
 __all__ = ["ChannelFingerprint", "Fingerprint", "compute_fingerprint"]
 
@@ -73,10 +74,8 @@ class Fingerprint(BaseModel):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write JSON atomically."""
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=1), encoding="utf-8")
-        os.replace(tmp, p)
+        with atomic_path(p) as tmp:
+            tmp.write_text(self.model_dump_json(indent=1), encoding="utf-8")
         return p
 
     @classmethod

@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from medsight.core import Case, Image, InvalidInputError, Split, UnreadableFileError
 from medsight.data.dataset import Dataset
+from medsight.io.atomic import atomic_path
 
 __all__ = ["Fold", "SplitConfig", "SplitScheme", "Splits", "make_splits", "stratum_of"]
 
@@ -92,10 +93,8 @@ class Splits(BaseModel):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``splits.json`` atomically (temporary name, then rename)."""
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=1), encoding="utf-8")
-        os.replace(tmp, p)
+        with atomic_path(p) as tmp:
+            tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=1), encoding="utf-8")
         return p
 
     @classmethod

@@ -38,6 +38,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, MediaStorageDirectoryStorage
 
 from medsight.core.errors import EmptyInputError, InvalidInputError, MedsightError
+from medsight.io.atomic import atomic_path
 from medsight.privacy.dicom_deid import deidentify_dataset
 from medsight.privacy.errors import DeidError, UnsafePathError
 from medsight.privacy.keys import PseudonymKey
@@ -102,13 +103,8 @@ def iter_input_files(in_path: Path) -> Iterator[Path]:
 
 
 def _write_atomic(path: Path, data: bytes) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return hashlib.sha256(data).hexdigest()
 
 

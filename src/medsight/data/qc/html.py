@@ -8,7 +8,6 @@ finding (up to :data:`MAX_THUMBS` images, read again from the data set).
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from medsight.data.dataset import Dataset
 from medsight.data.qc.findings import CheckKind
 from medsight.data.qc.report import QCReport
 from medsight.data.scan import CaseScan, class_counts
+from medsight.io.atomic import atomic_path
 
 __all__ = ["MAX_THUMBS", "render_html"]
 
@@ -37,10 +37,9 @@ def _pyplot():  # noqa: ANN202
 
 
 def _save(fig: object, path: Path) -> str:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=80, bbox_inches="tight")  # type: ignore[attr-defined]
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, bbox_inches="tight")  # type: ignore[attr-defined]
     _pyplot().close(fig)
-    os.replace(tmp, path)
     return f"plots/{path.name}"
 
 
@@ -108,9 +107,8 @@ def _finding_strip(ds: Dataset, case_ids: list[str], path: Path) -> str | None:
         x = pad + k * (size + pad)
         strip.paste(tile, (x, title))
         draw.text((x, 1), cid[-22:], fill=0)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    strip.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        strip.save(tmp)
     return f"plots/{path.name}"
 
 
@@ -167,7 +165,6 @@ def render_html(report: QCReport, scans: list[CaseScan], ds: Dataset, root: Path
         parts.append("</div>")
     parts.append("</body></html>")
     page = root / "index.html"
-    tmp = page.with_name("index.html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, page)
+    with atomic_path(page) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
     return page

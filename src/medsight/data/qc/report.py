@@ -31,6 +31,7 @@ from medsight.data.qc.config import QCConfig
 from medsight.data.qc.findings import CheckKind, Finding, Severity
 from medsight.data.scan import CaseScan, scan_dataset
 from medsight.data.splits import Splits
+from medsight.io.atomic import atomic_path
 
 __all__ = ["QCReport", "run_qc", "write_report"]
 
@@ -118,9 +119,8 @@ def run_qc(
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_report(
