@@ -23,6 +23,9 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 from medsight.analysis.runners import ModelOutput, run_package
 from medsight.analysis.selection import effective_modality, is_generic, select_series
 from medsight.core.errors import InvalidInputError, MedsightError
@@ -102,7 +105,7 @@ def analyze(
     findings: list[Finding] = []
     images: list[ReportImage] = []
     outputs: dict[str, str] = {}
-    per_series: dict[str, list[tuple[ModelPackage, Image, ModelOutput]]] = {}
+    per_series: dict[str, list[_Ran]] = {}
     loaded: dict[str, Image] = {}
     for sel in selections:
         pkg, spec = sel.package, sel.package.spec
@@ -141,8 +144,9 @@ def analyze(
             )
         )
         findings += result.findings
-        per_series.setdefault(sel.series.key, []).append((pkg, image, result))
-        images.append(_overlay(out, pkg, image, result))
+        shown, picture = _overlay(out, pkg, image, result)
+        images.append(shown)
+        per_series.setdefault(sel.series.key, []).append((pkg, image, result, picture))
         if result.mask is not None:
             from medsight.io import write_image
 
@@ -177,7 +181,14 @@ def analyze(
     return AnalysisResult(report, out, dicom_errors)
 
 
-def _overlay(out: Path, pkg: ModelPackage, image: Image, result: ModelOutput) -> ReportImage:
+#: One package run on one image, with its overlay picture (rows, columns, RGB).
+_Ran = tuple[ModelPackage, Image, ModelOutput, NDArray[np.uint8]]
+
+
+def _overlay(
+    out: Path, pkg: ModelPackage, image: Image, result: ModelOutput
+) -> tuple[ReportImage, NDArray[np.uint8]]:
+    """Render, save as PNG for the report, and return the picture (reused for the SC)."""
     from PIL import Image as PILImage
 
     from medsight.reporting.overlay import render_overlay
@@ -188,18 +199,15 @@ def _overlay(out: Path, pkg: ModelPackage, image: Image, result: ModelOutput) ->
     with atomic_path(out / name) as tmp:
         PILImage.fromarray(picture).save(tmp, format="PNG")
     what = "segmentation contours" if result.mask is not None else "Grad-CAM heatmap"
-    return ReportImage(file=name, caption=f"{pkg.id}: {what}")
+    return ReportImage(file=name, caption=f"{pkg.id}: {what}"), picture
 
 
 def _write_dicom(
     out: Path,
     entry: SeriesEntry,
-    results: list[tuple[ModelPackage, Image, ModelOutput]],
+    results: list[_Ran],
     outputs: dict[str, str],
 ) -> dict[str, list[str]]:
-    import numpy as np
-    from PIL import Image as PILImage
-
     from medsight.reporting.dicom_seg import build_segmentation, segment_numbers
     from medsight.reporting.dicom_sr import build_sr
     from medsight.reporting.secondary_capture import build_secondary_capture
@@ -212,7 +220,7 @@ def _write_dicom(
     source = source_datasets(image)
     written: dict[str, Path] = {}
     segs, numbers, findings = {}, {}, []
-    for pkg, _img, result in results:
+    for pkg, _img, result, picture in results:
         name = _slug(pkg.spec.name)
         findings += result.findings
         if result.mask is not None:
@@ -228,7 +236,6 @@ def _write_dicom(
             numbers[pkg.spec.name] = segment_numbers(pkg.spec.labels)
             written[f"DICOM SEG {pkg.id}"] = folder / f"seg_{name}.dcm"
             seg.save_as(written[f"DICOM SEG {pkg.id}"])
-        picture = np.asarray(PILImage.open(out / f"overlay_{name}.png").convert("RGB"))
         sc = build_secondary_capture(picture, source[0])
         written[f"DICOM SC {pkg.id}"] = folder / f"sc_{name}.dcm"
         sc.save_as(written[f"DICOM SC {pkg.id}"])
