@@ -75,9 +75,8 @@ def _classification(package: ModelPackage, image: Image, explain: bool) -> Model
     ]
     heat = None
     if explain:  # explain the first reported label's output unit
-        net = package.build_network()
         tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
-        heat = explain_classifier(net, tensor, image, reported[0][0].index)
+        heat = explain_classifier(predictor.network, tensor, image, reported[0][0].index)
     probabilities = {lab.name: float(proba[lab.index]) for lab in labels}
     return ModelOutput(findings, heatmap=heat, probabilities=probabilities, plausibility=plaus)
 

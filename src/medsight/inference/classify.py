@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,6 +43,9 @@ from medsight.core.image import Image
 from medsight.models.package import ModelPackage
 from medsight.models.spec import Task
 from medsight.transforms.preprocess import to_network_input
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["ClassPrediction", "Predictor", "logits_of"]
 
@@ -93,6 +96,11 @@ class Predictor:
     def package(self) -> ModelPackage:
         """The package this Predictor runs."""
         return self._pkg
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The loaded network (eval mode), e.g. for saliency maps."""
+        return self._net
 
     def _check(self, image: Image) -> None:
         inp = self._pkg.spec.input
