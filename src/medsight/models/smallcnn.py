@@ -40,7 +40,8 @@ class SmallCNN(nn.Module):
     dropout : float
         Dropout before the linear head.
     stem_stride : int
-        When above 1, a strided 3x3 convolution first reduces the resolution (cheap 3D).
+        When above 1, a strided convolution first reduces the resolution (cheap 3D); its
+        kernel (3 for stride 2, 7 for stride 4) covers every input voxel.
     """
 
     def __init__(
@@ -62,7 +63,7 @@ class SmallCNN(nn.Module):
                     prev,
                     channels[0],
                     strides=stem_stride,
-                    kernel_size=3,
+                    kernel_size=2 * stem_stride - 1,
                     act="relu",
                     norm="batch",
                 )

@@ -17,7 +17,6 @@ validation metrics get patient-level bootstrap CIs.
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -53,6 +52,7 @@ from medsight.models.spec import (
 )
 from medsight.training.common import (
     EarlyStopping,
+    channels_last_format,
     load_checkpoint,
     save_checkpoint,
     seed_everything,
@@ -76,6 +76,14 @@ _KNOWN_LICENSES = {
 }
 
 
+def _stem_stride(spatial_ndim: int, size: list[int] | None) -> int:
+    """2D: none; 3D: 2, or 4 above 32 voxels a side, so that the first stage works on a grid
+    of at most 16 voxels a side and a 64^3 volume costs about what a 28^3 one does."""
+    if spatial_ndim == 2:
+        return 1
+    return 4 if size and max(size) > 32 else 2
+
+
 def default_arch_args(
     arch: str,
     spatial_ndim: int,
@@ -87,23 +95,26 @@ def default_arch_args(
 
     Examples
     --------
-    >>> default_arch_args("smallcnn", 3, 1, 2)["channels"]
-    [8, 16, 32]
-    >>> default_arch_args("smallcnn", 3, 1, 2)["stem_stride"]
-    2
+    >>> [default_arch_args("smallcnn", nd, 1, 2)["channels"] for nd in (2, 3)]
+    [[32, 64, 128], [8, 16, 32]]
+    >>> [default_arch_args("smallcnn", 3, 1, 2, [n] * 3)["stem_stride"] for n in (28, 64)]
+    [2, 4]
     >>> default_arch_args("resnet18", 2, 3, 5)["num_classes"]
     5
     """
     name = arch.lower()
     if name == "smallcnn":
-        channels = [16, 32, 64] if spatial_ndim == 2 else [8, 16, 32]
+        # 2D: (32, 64, 128) raised BreastMNIST's validation AUC from 0.924 to 0.953 (3 seeds,
+        # SD ~0.01) over (16, 32, 64), RetinaMNIST's stayed within its spread (0.817 -> 0.808);
+        # 3D stays narrow for speed (benchmarks/classification_medmnist.py)
+        channels = [32, 64, 128] if spatial_ndim == 2 else [8, 16, 32]
         return dict(
             spatial_dims=spatial_ndim,
             in_channels=in_channels,
             out_channels=n_outputs,
             channels=channels,
             dropout=0.2,
-            stem_stride=1 if spatial_ndim == 2 else 2,  # 3D: halve the resolution first
+            stem_stride=_stem_stride(spatial_ndim, size),
         )
     if name == "classifier":
         return dict(in_shape=[in_channels, *(size or [])], classes=n_outputs,
@@ -386,7 +397,8 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
         init_from_package(net, cfg.init)
     elif cfg.pretrained is not None:
         init_from_ssl(net, cfg.pretrained)
-    net.to(device)
+    fmt = channels_last_format(sample.spatial_ndim)
+    net.to(device=device, memory_format=fmt)
     loss_fn = _loss_fn(task, train.y, n_classes, cfg.imbalance).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -425,7 +437,8 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
                     x = apply_params(x, sample_params(aug, x.shape, gen))
                 yb = torch.from_numpy(train.y[idx])
                 yb = yb.float() if multilabel else yb
-                loss = loss_fn(logits_of(net(x.to(device))), yb.to(device))
+                x = x.to(device).contiguous(memory_format=fmt)
+                loss = loss_fn(logits_of(net(x)), yb.to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -437,7 +450,8 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
             metric = _val_metric(task, val.y, predict_logits(net, val.x))
             stopped = stopper.step(metric)
             if stopper.improved:
-                best_state = copy.deepcopy({k: v.cpu() for k, v in net.state_dict().items()})
+                best_state = {k: v.cpu().clone(memory_format=torch.contiguous_format)
+                              for k, v in net.state_dict().items()}  # fmt: skip
             log.append(
                 {
                     "epoch": epoch,
@@ -466,6 +480,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
             )
 
     assert best_state is not None
+    net.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
     net.load_state_dict(best_state)
     return _package(cfg, ds, task, net, arch, prep, train, val, log, started)
 

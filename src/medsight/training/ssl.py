@@ -103,7 +103,7 @@ def pretrain(cfg: SSLConfig, *, log: list[dict[str, float]] | None = None) -> Pa
     x, size = _images(cfg)
     from medsight.training.classification import default_arch_args
 
-    args = default_arch_args(cfg.arch, len(size), cfg.channels, 2) | cfg.arch_args
+    args = default_arch_args(cfg.arch, len(size), cfg.channels, 2, list(size)) | cfg.arch_args
     arch = ArchitectureSpec(name=cfg.arch, args=args)
     net = build_network(arch)
     with torch.no_grad():
