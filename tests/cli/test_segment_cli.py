@@ -87,3 +87,9 @@ def test_train_segment_then_evaluate(tmp_path, capsys):
     names = {m["name"] for m in report["metrics"]}
     assert {"dice_blob", "hd95_blob", "asd_blob", "volume_diff_ml_blob"} <= names
     assert (out / "report.html").is_file()
+    assert report["tta"] is True  # mirror TTA by default
+    e2 = str(tmp_path / "e2")
+    code = main(["evaluate", str(run / "package"), "--data", data, "--out", e2, "--splits",
+                 str(run / "splits.json"), "--n-resamples", "20", "--no-tta"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "e2" / "report.json").read_text())["tta"] is False

@@ -34,6 +34,9 @@ def test_train_then_evaluate_breastmnist(shared_data, tmp_path, capsys):
         m["name"] for m in report["metrics"]
     }
     assert (out / "report.html").is_file()
+    # mirror TTA is a segmentation option: a classifier refuses it with a one-line error
+    code = main(["evaluate", str(run), "--data", data, "--out", str(tmp_path / "e2"), "--tta"])
+    assert code == 2 and "segmentation models only" in capsys.readouterr().err
     # an existing checkpoint without --resume is refused with a one-line error
     again = main(["train", "classify", "--data", data, "--out", str(run), "--no-progress"])
     assert again == 2 and "--resume" in capsys.readouterr().err

@@ -75,12 +75,14 @@ def analyze(
     explain: bool = True,
     dicom_outputs: bool = True,
     modality: str | None = None,
+    tta: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> AnalysisResult:
     """Analyse the study at ``path`` with ``packages`` (default: the model zoo).
 
     ``modality`` declares the modality of inputs that carry none (PNG, JPEG, NIfTI), so only
-    the models made for it run.
+    the models made for it run.  ``tta`` turns on mirror test-time augmentation for
+    segmentation models (the mean over every flip of the spatial axes, as nnU-Net predicts).
 
     Raises
     ------
@@ -124,7 +126,7 @@ def analyze(
             image = loaded.get(sel.series.key) or sel.series.load()
             loaded[sel.series.key] = image
             known = not is_generic(effective_modality(sel.series, modality))
-            result = run_package(pkg, image, explain=explain, colour_to_grey=known)
+            result = run_package(pkg, image, explain=explain, colour_to_grey=known, tta=tta)
         except InvalidInputError as err:  # the image does not fit the model: not its job
             runs.append(ModelRun(status="skipped", series=sel.reason, reason=str(err), **base))
             continue

@@ -81,7 +81,7 @@ def _classification(package: ModelPackage, image: Image, explain: bool) -> Model
     return ModelOutput(findings, heatmap=heat, probabilities=probabilities, plausibility=plaus)
 
 
-def _segmentation(package: ModelPackage, image: Image) -> ModelOutput:
+def _segmentation(package: ModelPackage, image: Image, tta: bool = False) -> ModelOutput:
     from medsight.clinical.measurements import measure_mask
     from medsight.inference.segment import Segmenter
     from medsight.transforms.preprocess import normalize_intensity
@@ -95,7 +95,7 @@ def _segmentation(package: ModelPackage, image: Image) -> ModelOutput:
         spacing=image.spacing.tolist(),
         reference_spacing=(spec.training_data.spacing_median if spec.training_data else None),
     )
-    result = Segmenter(package)(image)
+    result = Segmenter(package, tta=tta)(image)
     mask = result.mask
     findings = []
     values = set(np.unique(np.asarray(mask.array)).tolist())
@@ -119,12 +119,20 @@ def _segmentation(package: ModelPackage, image: Image) -> ModelOutput:
 
 
 def run_package(
-    package: ModelPackage, image: Image, *, explain: bool = True, colour_to_grey: bool = True
+    package: ModelPackage,
+    image: Image,
+    *,
+    explain: bool = True,
+    colour_to_grey: bool = True,
+    tta: bool = False,
 ) -> ModelOutput:
     """Run ``package`` on ``image``.
 
     Parameters
     ----------
+    tta : bool
+        Segmentation: mirror test-time augmentation (the mean over every flip of the spatial
+        axes; 4 passes in 2D, 8 in 3D).
     colour_to_grey : bool
         Allow a colour image to be converted to grey for a grey-scale model (only when the
         modality is known to fit, e.g. an ultrasound stored as RGB).
@@ -152,7 +160,7 @@ def run_package(
             f"needs {spec.input.spatial_ndim}D input, the image is {image.spatial_ndim}D",
         )
     if spec.task is Task.SEGMENTATION:
-        output = _segmentation(package, work)
+        output = _segmentation(package, work, tta)
     else:
         output = _classification(package, work, explain)
     if converted and output.plausibility is not None:

@@ -24,6 +24,12 @@ def analyze(
         str | None,
         typer.Option(help="Modality of a PNG/JPEG/NIfTI input (e.g. OP, US, CR, MR)."),
     ] = None,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta", help="Segmentation: mirror test-time augmentation (4x/8x slower, as nnU-Net)."
+        ),
+    ] = False,
 ) -> None:
     """Run model packages on a study and write an explained, preliminary report."""
     from medsight.analysis.pipeline import analyze as run
@@ -39,6 +45,7 @@ def analyze(
             explain=not no_explain,
             dicom_outputs=not no_dicom,
             modality=modality,
+            tta=tta,
             progress=lambda msg: status.update(msg),
         )
     report = result.report

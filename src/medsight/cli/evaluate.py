@@ -76,6 +76,13 @@ def evaluate(
     ] = None,
     n_resamples: Annotated[int, typer.Option("--n-resamples", min=10)] = 1000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    tta: Annotated[
+        bool | None,
+        typer.Option(
+            "--tta/--no-tta",
+            help="Segmentation: mirror test-time augmentation (default on); not for classifiers.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model with bootstrap CIs, calibration and subgroups; write JSON + HTML."""
     from medsight.data import load_dataset
@@ -86,8 +93,22 @@ def evaluate(
         from medsight.data import Splits
 
         dataset = Splits.load(splits).apply(dataset)
+    options: dict[str, Any] = {}
+    if tta is not None:
+        if _KIND.get(pkg.spec.task.value) != "segmentation":
+            raise InvalidInputError(
+                f"model {model}", "--tta/--no-tta applies to segmentation models only"
+            )
+        options["tta"] = tta
     report = evaluator_for(pkg.spec.task.value)(
-        pkg, dataset, out, split=split, by=list(by or []), n_resamples=n_resamples, seed=seed
+        pkg,
+        dataset,
+        out,
+        split=split,
+        by=list(by or []),
+        n_resamples=n_resamples,
+        seed=seed,
+        **options,
     )
     head = [m for m in report.get("metrics", [])][:4]
     typer.echo(
