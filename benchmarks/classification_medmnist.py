@@ -107,6 +107,7 @@ def run_one(data_dir: Path, name: str, seed: int, work: Path, threads: int) -> t
         "epochs_run": pkg.spec.extra["epochs_run"],
         "train_cpu_s": train_cpu,
         "train_wall_s": train_wall,
+        "torch_threads": threads,
         "eval_cpu_s": time.process_time() - cpu1,
         "n_test": report["n_cases"],
         "thresholds": pkg.spec.thresholds,
@@ -224,7 +225,7 @@ def main() -> None:
         ),
         "hardware": {
             "cpu": platform.processor() or platform.machine(),
-            "torch_threads": args.threads,
+            "torch_threads": "per run: runs[].torch_threads",
             "torch": torch.__version__,
             "note": (
                 "shared 2-core machine; other developers' light jobs may have been running, "
