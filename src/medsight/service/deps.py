@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from medsight.service.audit import AuditTrail
-from medsight.service.auth import LoginThrottle, User, authenticate, require
+from medsight.service.auth import LoginThrottle, User, authenticate, login, require
 from medsight.service.catalog import PackageCatalog
 from medsight.service.errors import AuthError
 from medsight.service.settings import Role, ServiceSettings
@@ -45,6 +45,23 @@ class Services:
     catalog: PackageCatalog
     worker: Worker | None
     throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
+
+    def login(self, username: str, password: str) -> str:
+        """A session token for a username and password, throttled; the attempt is audited
+        (``login`` or ``login_failed``) and a failure re-raised."""
+        try:
+            token = login(
+                self.store,
+                username,
+                password,
+                hours=self.settings.token_hours,
+                throttle=self.throttle,
+            )
+        except Exception:
+            self.audit.record(username, "", "login_failed")
+            raise
+        self.audit.record(username, "", "login")
+        return token
 
 
 def get_services(request: Request) -> Services:

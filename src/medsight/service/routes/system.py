@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, Field
 
 from medsight import __version__
-from medsight.service.auth import create_token, create_user, login, revoke
+from medsight.service.auth import create_token, create_user, revoke
 from medsight.service.deps import COOKIE, AdminUser, Auditor, CurrentUser, ServicesDep
 from medsight.service.schemas import TokenOut
 from medsight.service.settings import Role
@@ -29,19 +29,7 @@ def post_login(
     password: Annotated[str, Form(max_length=256)],
 ) -> TokenOut:
     """A session token for a username and password (OAuth2 password form fields)."""
-    try:
-        token = login(
-            services.store,
-            username,
-            password,
-            hours=services.settings.token_hours,
-            throttle=services.throttle,
-        )
-    except Exception:
-        services.audit.record(username, "", "login_failed")
-        raise
-    services.audit.record(username, "", "login")
-    return TokenOut(access_token=token)
+    return TokenOut(access_token=services.login(username, password))
 
 
 @router.post("/auth/logout")

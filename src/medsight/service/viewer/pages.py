@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from medsight.core.errors import MedsightError
-from medsight.service.auth import User, authenticate, login, revoke
+from medsight.service.auth import User, authenticate, revoke
 from medsight.service.deps import COOKIE, ServicesDep
 from medsight.service.models import JobState
 from medsight.service.worklist import worklist
@@ -74,17 +74,9 @@ def login_submit(
 ) -> Response:
     """Check the password, set the session cookie, go to the worklist."""
     try:
-        token = login(
-            services.store,
-            username,
-            password,
-            hours=services.settings.token_hours,
-            throttle=services.throttle,
-        )
+        token = services.login(username, password)
     except MedsightError as err:
-        services.audit.record(username, "", "login_failed")
         return _page("login.html", error=str(err))
-    services.audit.record(username, "", "login")
     resp = RedirectResponse("/ui/worklist", status_code=303)
     resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
     return resp
