@@ -30,6 +30,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(
+    proc: subprocess.Popen, sig: signal.Signals = signal.SIGTERM, timeout: float = 15
+) -> None:
+    """Stop a server this test started, by its PID: ``sig``, then SIGKILL after ``timeout``."""
+    if proc.poll() is not None:
+        return
+    os.kill(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
 @dataclass
 class Orthanc:
     http_port: int
@@ -102,13 +116,7 @@ def run_orthanc(binary: str, workdir: Path) -> Iterator[Orthanc]:
             time.sleep(0.2)
         yield Orthanc(http_port, dicom_port, scp_port, proc.pid)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        stop_process(proc)
         log.close()
 
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .pacs_servers import stop_process
+
 
 def pg_bin() -> Path | None:
     """The folder of initdb / postgres (Debian keeps them off PATH)."""
@@ -79,10 +81,4 @@ def run_postgres(bindir: Path, workdir: Path, port: int) -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)  # fast shutdown
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        stop_process(proc, signal.SIGINT, timeout=20)  # SIGINT: fast shutdown

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import pytest
 from PIL import Image as PILImage
 
 from .conftest import ADMIN_PASSWORD
-from .pacs_servers import free_port
+from .pacs_servers import free_port, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -79,13 +78,7 @@ def served(tmp_path, tiny_package, seg_package):
             time.sleep(0.2)
         yield base
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        stop_process(proc)
 
 
 def _prepare(base, source) -> tuple[str, str, dict]:
