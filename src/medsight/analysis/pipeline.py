@@ -31,7 +31,7 @@ from medsight.analysis.selection import effective_modality, is_generic, select_s
 from medsight.core.errors import InvalidInputError, MedsightError
 from medsight.core.findings import Finding
 from medsight.core.image import Image
-from medsight.io.atomic import atomic_path
+from medsight.io.atomic import atomic_path, write_text_atomic
 from medsight.io.study import SeriesEntry, Study, read_study
 from medsight.models.package import ModelPackage
 from medsight.reporting.report import ModelRun, Report, ReportImage, impression, write_report
@@ -274,6 +274,5 @@ def _write_fhir(
         description=facts.get("StudyDescription", ""),
     )
     bundle = build_bundle(findings, info, conclusion=conclusion)
-    with atomic_path(out / "fhir_bundle.json") as tmp:
-        tmp.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "fhir_bundle.json", json.dumps(bundle, indent=2) + "\n")
     return "fhir_bundle.json"

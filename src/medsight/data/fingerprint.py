@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from medsight.core import UnreadableFileError
 from medsight.data.dataset import Dataset
 from medsight.data.scan import CaseScan, class_counts, scan_dataset
-from medsight.io.atomic import atomic_path
+from medsight.io.atomic import write_text_atomic
 
 __all__ = ["ChannelFingerprint", "Fingerprint", "compute_fingerprint"]
 
@@ -74,8 +74,7 @@ class Fingerprint(BaseModel):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write JSON atomically."""
         p = Path(path)
-        with atomic_path(p) as tmp:
-            tmp.write_text(self.model_dump_json(indent=1), encoding="utf-8")
+        write_text_atomic(p, self.model_dump_json(indent=1))
         return p
 
     @classmethod

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from medsight.core import Case, Image, InvalidInputError, Split, UnreadableFileError
 from medsight.data.dataset import Dataset
-from medsight.io.atomic import atomic_path
+from medsight.io.atomic import write_text_atomic
 
 __all__ = ["Fold", "SplitConfig", "SplitScheme", "Splits", "make_splits", "stratum_of"]
 
@@ -93,8 +93,7 @@ class Splits(BaseModel):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``splits.json`` atomically (temporary name, then rename)."""
         p = Path(path)
-        with atomic_path(p) as tmp:
-            tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=1), encoding="utf-8")
+        write_text_atomic(p, json.dumps(self.model_dump(mode="json"), indent=1))
         return p
 
     @classmethod

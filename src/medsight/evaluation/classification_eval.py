@@ -30,7 +30,7 @@ from medsight.evaluation.classification_report import (
     subgroup_metrics,
 )
 from medsight.evaluation.plots import pr_plot, reliability_plot, roc_plot
-from medsight.io.atomic import atomic_path
+from medsight.io.atomic import atomic_path, write_text_atomic
 
 __all__ = ["evaluate_classifier", "select_cases"]
 
@@ -161,10 +161,8 @@ def evaluate_classifier(
     for name, png in plots.items():
         with atomic_path(root / name) as tmp:
             tmp.write_bytes(png)
-    with atomic_path(root / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    with atomic_path(root / "report.html") as tmp:
-        tmp.write_text(render_html(report, plots), encoding="utf-8")
+    write_text_atomic(root / "report.json", json.dumps(report, indent=2))
+    write_text_atomic(root / "report.html", render_html(report, plots))
     return report
 
 

@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike
 
 from medsight.core.errors import InvalidInputError
 from medsight.evaluation.bootstrap import bootstrap_ci
-from medsight.io.atomic import atomic_path
+from medsight.io.atomic import write_text_atomic
 
 __all__ = [
     "CaseMetrics",
@@ -308,8 +308,7 @@ def evaluate_segmenter(
     }
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target / "report.json") as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=1, default=float), encoding="utf-8")
+    write_text_atomic(target / "report.json", json.dumps(report, indent=1, default=float))
     rows_html = "".join(
         f"<tr><td>{html.escape(m['name'])}</td><td>{m['value']:.4f}</td>"
         f"<td>{m['low']:.4f} to {m['high']:.4f}</td><td>{m['n_valid']}</td></tr>"
@@ -321,6 +320,5 @@ def evaluate_segmenter(
         f"mirror TTA {'on' if tta else 'off'}</p><table border='1'><tr><th>metric</th>"
         f"<th>mean</th><th>95% CI</th><th>resamples</th></tr>{rows_html}</table>"
     )
-    with atomic_path(target / "report.html") as tmp:
-        Path(tmp).write_text(page, encoding="utf-8")
+    write_text_atomic(target / "report.html", page)
     return report

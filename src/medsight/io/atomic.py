@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "write_text_atomic"]
 
 
 @contextlib.contextmanager
@@ -38,3 +38,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` through :func:`atomic_path`; return the path.
+
+    >>> import tempfile, pathlib
+    >>> write_text_atomic(pathlib.Path(tempfile.mkdtemp()) / "a.txt", "x").read_text()
+    'x'
+    """
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medsight import __version__
 from medsight.core.findings import Finding, FindingKind
-from medsight.io.atomic import atomic_path
+from medsight.io.atomic import write_text_atomic
 from medsight.models.spec import MetricValue
 
 __all__ = [
@@ -145,10 +145,7 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "report.json", out / "report.html"
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(
-            json.dumps(report.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
-        )
+    write_text_atomic(json_path, json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
     images = [
         {"uri": _data_uri(out / img.file), "caption": img.caption}
         for img in report.images
@@ -157,6 +154,5 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["headline"] = headline_metrics
     html = env.from_string(_template()).render(r=report, images=images)
-    with atomic_path(html_path) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+    write_text_atomic(html_path, html)
     return json_path, html_path

@@ -49,7 +49,7 @@ from pydantic import BaseModel, Field
 from medsight.core.errors import InvalidInputError, UnreadableFileError
 from medsight.core.geometry import LPS_TO_RAS
 from medsight.core.image import Image
-from medsight.io.atomic import atomic_path
+from medsight.io.atomic import write_text_atomic
 
 __all__ = [
     "IntensityStats",
@@ -170,8 +170,7 @@ class SegmentationPlan(BaseModel):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the plan as JSON (atomically)."""
         target = Path(path)
-        with atomic_path(target) as tmp:
-            Path(tmp).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(target, self.model_dump_json(indent=2) + "\n")
         return target
 
     @classmethod

@@ -17,7 +17,7 @@ from medsight.data.dataset import Dataset
 from medsight.data.qc.findings import CheckKind
 from medsight.data.qc.report import QCReport
 from medsight.data.scan import CaseScan, class_counts
-from medsight.io.atomic import atomic_path
+from medsight.io.atomic import atomic_path, write_text_atomic
 
 __all__ = ["MAX_THUMBS", "render_html"]
 
@@ -165,6 +165,5 @@ def render_html(report: QCReport, scans: list[CaseScan], ds: Dataset, root: Path
         parts.append("</div>")
     parts.append("</body></html>")
     page = root / "index.html"
-    with atomic_path(page) as tmp:
-        tmp.write_text("\n".join(parts), encoding="utf-8")
+    write_text_atomic(page, "\n".join(parts))
     return page

@@ -31,7 +31,7 @@ from medsight.data.qc.config import QCConfig
 from medsight.data.qc.findings import CheckKind, Finding, Severity
 from medsight.data.scan import CaseScan, scan_dataset
 from medsight.data.splits import Splits
-from medsight.io.atomic import atomic_path
+from medsight.io.atomic import write_text_atomic
 
 __all__ = ["QCReport", "run_qc", "write_report"]
 
@@ -118,11 +118,6 @@ def run_qc(
     return report, scans
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def write_report(
     report: QCReport, scans: list[CaseScan], dataset: Dataset, out: str | os.PathLike[str]
 ) -> dict[str, Path]:
@@ -146,7 +141,7 @@ def write_report(
         raise InvalidInputError(root, "exists and is not a folder", hint="give a folder for --out")
     root.mkdir(parents=True, exist_ok=True)
     paths = {"json": root / "qc.json", "fingerprint": root / "fingerprint.json"}
-    _atomic_write(paths["json"], report.model_dump_json(indent=1))
+    write_text_atomic(paths["json"], report.model_dump_json(indent=1))
     report.fingerprint.save(paths["fingerprint"])
     paths["html"] = render_html(report, scans, dataset, root)
     return paths
