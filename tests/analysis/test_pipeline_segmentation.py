@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from medsight.analysis.pipeline import analyze
-from medsight.io import read_image
+from medsight.io import read_image, read_study
 from medsight.models import ModelPackage
 
 
@@ -55,3 +55,25 @@ def test_brain_study_gives_valid_seg_sr_and_measurements(
     assert {g.referenced_segment.referenced_sop_instance_uid for g in groups} == {
         seg.SOPInstanceUID
     }
+
+
+def test_de_identified_study_stays_analysable(shared_data, tmp_path, hippocampus_package):
+    """The Basic Profile removes Series Description; the crop is still found by its header."""
+    from medsight.privacy.batch import deidentify_folder
+    from medsight.privacy.keys import PseudonymKey
+    from medsight.privacy.profile import DeidConfig
+
+    deid = tmp_path / "deid"
+    deidentify_folder(
+        shared_data / "dicom" / "brain_mr_study1",
+        deid,
+        PseudonymKey(bytes(32)),
+        DeidConfig(),
+        workers=1,
+    )
+    assert not any(s.description for s in read_study(deid))
+    result = analyze(deid, tmp_path / "out", [hippocampus_package], dicom_outputs=False)
+    run = result.report.models[0]
+    assert run.status == "ran", run.reason
+    assert any("no description" in w for w in run.warnings)
+    assert {f.note for f in result.report.findings} == {"anterior", "posterior"}

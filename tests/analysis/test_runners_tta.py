@@ -33,10 +33,14 @@ def test_run_package_passes_tta(seen_tta: list[bool]) -> None:
     pkg = ModelPackage.load(Path(str(files("medsight") / "zoo" / "busi-lesion-dynunet")))
     rng = np.random.default_rng(0)
     image = Image(rng.uniform(0, 255, (48, 40)).astype(np.float32), spacing=(0.1, 0.1))
+    scores = []
     for tta in (False, True):
         out = runners.run_package(pkg, image, explain=False, tta=tta)
-        assert out.mask is not None and out.mask.shape == image.shape
+        # uniform noise is nothing like a breast ultrasound: withheld, with or without TTA
+        assert out.withheld and out.mask is None and out.findings == []
+        scores.append(out.ood_score)
     assert seen_tta == [False, True]
+    assert scores[0] == pytest.approx(scores[1], rel=1e-5), "OOD uses the un-mirrored pass only"
 
 
 def test_analyze_cli_tta_flag(seen_tta: list[bool], tmp_path: Path) -> None:

@@ -9,7 +9,17 @@ import pytest
 
 from medsight.clinical.measurements import diameters_2d, measure_mask
 from medsight.core import Image
-from medsight.core.codes import LONG_AXIS, MILLILITER, SHORT_AXIS, VOLUME
+from medsight.core.codes import (
+    AREA,
+    LONG_AXIS,
+    MILLILITER,
+    PIXELS,
+    SHORT_AXIS,
+    SQUARE_MILLIMETER,
+    SQUARE_PIXELS,
+    VOLUME,
+    VOXELS,
+)
 
 
 def _sphere(radius_mm: float, spacing: float, n: int) -> np.ndarray:
@@ -73,3 +83,68 @@ def test_empty_label_and_2d():
     (s,) = measure_mask(Image(m, spacing=(0.5, 0.5)))
     assert s.lesions[0].slice_index is None
     assert s.lesions[0].long_axis_mm == pytest.approx(math.sqrt(2))
+
+
+def _units(measurements) -> list[str]:
+    return [m.unit.value for m in measurements]
+
+
+def test_2d_mask_has_an_area_and_diameters_but_no_volume():
+    m = np.zeros((30, 30), np.uint8)
+    m[5:25, 10:18] = 1  # 20 x 8 pixels of 0.5 mm = 10 x 4 mm = 40 mm2
+    (s,) = measure_mask(Image(m, spacing=(0.5, 0.5)))
+    assert s.area_mm2 == pytest.approx(40.0) and s.volume_ml is None
+    assert s.lesions[0].area_mm2 == pytest.approx(40.0) and s.lesions[0].volume_ml is None
+    area, la, sa = s.measurements()
+    assert (area.concept, area.unit) == (AREA, SQUARE_MILLIMETER)
+    assert (la.concept, sa.concept) == (LONG_AXIS, SHORT_AXIS)
+    assert la.value == pytest.approx(math.sqrt(116))
+    assert VOLUME not in [x.concept for x in (*s.measurements(), *s.lesions[0].measurements())]
+    assert str(area) == "Area: 40 mm2"
+
+
+def test_single_slice_volume_is_planar_and_3d_has_a_volume():
+    m = np.zeros((20, 20, 1), np.uint8)
+    m[2:6, 2:6, 0] = 1
+    (s,) = measure_mask(Image(m, spacing=(0.5, 0.5, 5.0)))  # one CT slice: no thickness known
+    assert s.planar and s.area_mm2 == pytest.approx(4.0) and s.volume_ml is None
+    assert s.measurements()[0].concept == AREA
+    (v,) = measure_mask(Image(np.repeat(m, 3, axis=2), spacing=(0.5, 0.5, 5.0)))
+    assert not v.planar and v.volume_ml == pytest.approx(48 * 1.25 / 1000) and v.area_mm2 is None
+    assert (v.measurements()[0].concept, v.measurements()[0].unit) == (VOLUME, MILLILITER)
+
+
+@pytest.mark.parametrize("shape", [(30, 30), (30, 30, 4)])
+def test_unknown_spacing_measures_in_pixels_never_mm(shape):
+    m = np.zeros(shape, np.uint8)
+    m[5:25, 10:18] = 1  # 20 x 8 pixels
+    # the affine says 0.5 (as a reader might leave it) but meta says it is not a known size
+    (s,) = measure_mask(Image(m, spacing=(0.5,) * len(shape), meta={"spacing_known": False}))
+    lesion = s.lesions[0]
+    assert (lesion.long_axis_mm, lesion.area_mm2, lesion.volume_ml, s.volume_ml) == (None,) * 4
+    assert lesion.centroid_lps_mm is None and lesion.bbox_size_mm is None
+    assert lesion.long_axis == pytest.approx(math.hypot(20, 8))  # in pixels
+    all_m = (*s.measurements(), *lesion.measurements())
+    units = set(_units(all_m))
+    assert units <= {PIXELS.value, SQUARE_PIXELS.value, VOXELS.value}
+    assert not {"mm", "mm2", "mL"} & units
+    assert all("pixel spacing unknown" in x.qualifier for x in all_m)
+    text = " ".join(str(x) for x in all_m)
+    assert "mm" not in text and "mL" not in text and "pixels" in text
+    if len(shape) == 2:
+        assert s.measurements()[0].value == 160 and s.measurements()[0].unit == SQUARE_PIXELS
+    else:
+        assert s.measurements()[0].value == 640 and s.measurements()[0].unit == VOXELS
+
+
+def test_png_mask_measures_in_pixels(tmp_path):
+    from PIL import Image as PILImage
+
+    from medsight.io import read_image
+
+    PILImage.fromarray(np.zeros((40, 50), np.uint8)).save(tmp_path / "us.png")
+    img = read_image(tmp_path / "us.png")
+    m = np.zeros(img.shape, np.uint8)
+    m[10:20, 10:20] = 1
+    (s,) = measure_mask(img.with_array(m))
+    assert str(s.measurements()[0]) == "Area: 100 square pixels"

@@ -12,6 +12,8 @@ from medsight.core import codes as ms
     ("ours", "scheme", "keyword"),
     [
         (ms.VOLUME, "SCT", "Volume"),
+        (ms.AREA, "SCT", "Area"),
+        (ms.SQUARE_MILLIMETER, "UCUM", "SquareMillimeter"),
         (ms.DIAMETER, "SCT", "Diameter"),
         (ms.LONG_AXIS, "SCT", "LongAxis"),
         (ms.SHORT_AXIS, "SCT", "ShortAxis"),

@@ -68,3 +68,125 @@ def test_temperature_scaling_lowers_ece_and_keeps_decisions():
     ece = [expected_calibration_error(p.argmax(1) == y, p.max(1)) for p in (before, after)]
     assert ece[1] < ece[0] / 2
     np.testing.assert_array_equal(before.argmax(1), after.argmax(1))
+
+
+# ---------------------------------------------------------------- fit_calibration and friends
+
+
+def _nll(p, y):
+    return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+
+
+def test_temperature_at_the_bound_is_a_failed_fit_and_a_fallback_is_used():
+    from medsight.evaluation.calibration import (
+        CalibrationFitError,
+        fit_calibration,
+        temperature_at_bound,
+    )
+
+    # logits that carry (almost) nothing, at a huge scale: the NLL wants T beyond 20
+    rng = np.random.default_rng(0)
+    y = rng.choice(5, 400, p=[0.45, 0.15, 0.15, 0.15, 0.1])
+    logits = rng.normal(size=(400, 5)) * 60 + 3.0 * np.eye(5)[y]
+    assert temperature_at_bound(fit_temperature(logits, y))
+    with pytest.raises(CalibrationFitError, match="bound"):
+        fit_temperature(logits, y, strict=True)
+    cal = fit_calibration(logits, y, "ordinal")
+    assert cal.method.value in {"vector", "isotonic"} and cal.converged
+    assert "temperature fit FAILED" in cal.note and "chose" in cal.note
+    assert cal.nll_after < cal.nll_before / 5 and cal.ece_cv < cal.ece_before / 3
+    assert set(cal.cv_nll) == {"none", "vector", "isotonic"}  # the failed fit is not scored
+    spec = cal.to_spec()
+    assert spec.method == cal.method and sum(spec.reliability.count) == 400
+    assert spec.reliability.kind == "top-label" and spec.reliability.how.startswith("out-of-fold")
+    assert np.max(cal.probabilities(logits)) < 0.99  # no more "probability 1.00"
+
+
+def test_vector_scaling_and_isotonic_reduce_nll_on_a_miscalibrated_set():
+    from medsight.evaluation.calibration import fit_isotonic, fit_vector_scaling
+    from medsight.models.calibration import calibrated_probabilities
+    from medsight.models.spec import CalibrationSpec
+
+    rng = np.random.default_rng(1)
+    n, k = 3000, 3
+    y = rng.integers(0, k, n)
+    true = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]
+    # miscalibrated per class: over-confident scales and a shifted class 0
+    logits = true * np.array([5.0, 2.0, 0.7]) + np.array([2.0, 0.0, -1.0])
+    train, test = np.arange(n) < 2000, np.arange(n) >= 2000
+    raw = _nll(softmax(logits[test]), y[test])
+    params, ok = fit_vector_scaling(logits[train], y[train], "multiclass")
+    assert ok
+    vec = CalibrationSpec(method="vector", params=params)
+    p_vec = calibrated_probabilities(logits[test], "multiclass", vec)
+    iso = CalibrationSpec(
+        method="isotonic", params=fit_isotonic(logits[train], y[train], "multiclass")
+    )
+    p_iso = calibrated_probabilities(logits[test], "multiclass", iso)
+    t = fit_temperature(logits[train], y[train])
+    p_t = softmax(logits[test], t)
+    assert _nll(p_vec, y[test]) < _nll(p_t, y[test]) < raw  # per-class beats one scalar
+    assert _nll(p_iso, y[test]) < raw
+    np.testing.assert_allclose(p_iso.sum(1), 1.0)
+    assert np.all(np.diff(params["scale"]) > 0)  # undoes the per-class over-confidence
+
+
+def test_binary_vector_scaling_is_platt_on_the_margin_and_keeps_the_ranking():
+    from medsight.evaluation.calibration import fit_vector_scaling
+    from medsight.models.calibration import calibrated_probabilities
+    from medsight.models.spec import CalibrationSpec
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 1000)
+    margin = 3.0 * (2 * y - 1) + rng.normal(0, 3, 1000)
+    logits = np.stack([np.zeros(1000), margin * 4 + 2], 1)  # over-confident and shifted
+    params, ok = fit_vector_scaling(logits, y, "binary")
+    assert ok and len(params["scale"]) == 1
+    p = calibrated_probabilities(logits, "binary", CalibrationSpec(method="vector", params=params))
+    np.testing.assert_array_equal(np.argsort(p[:, 1], kind="stable"),
+                                  np.argsort(logits[:, 1], kind="stable"))  # fmt: skip
+    assert _nll(p, y) < _nll(softmax(logits), y)
+    # the true log-odds are 2/3 of the margin, which the logits inflate 4-fold
+    assert params["scale"][0] == pytest.approx((2 / 3) / 4, rel=0.15)
+
+
+def test_pool_adjacent_violators_matches_sklearn():
+    from sklearn.isotonic import IsotonicRegression
+
+    from medsight.evaluation.calibration import pool_adjacent_violators
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.random(300), 2)  # with ties
+    y = (rng.random(300) < x**2).astype(float)
+    kx, ky = pool_adjacent_violators(x, y)
+    ref = IsotonicRegression(out_of_bounds="clip").fit(x, y)
+    grid = np.linspace(-0.1, 1.1, 241)
+    np.testing.assert_allclose(np.interp(grid, kx, ky), ref.predict(grid), atol=1e-12)
+    assert np.all(np.diff(ky) >= 0)
+
+
+def test_multiclass_keeps_argmax_decisions_while_the_temperature_fit_holds():
+    from medsight.evaluation.calibration import fit_calibration
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 4, 600)
+    logits = (rng.normal(size=(600, 4)) + 1.2 * np.eye(4)[y]) * np.array([4.0, 1.0, 1.0, 0.5])
+    kept = fit_calibration(logits, y, "multiclass")
+    assert kept.method.value in {"none", "temperature"} and "not eligible" in kept.note
+    np.testing.assert_array_equal(kept.probabilities(logits).argmax(1), logits.argmax(1))
+    free = fit_calibration(logits, y, "multiclass", keep_decisions=False)
+    assert free.cv_nll[free.method.value] == min(free.cv_nll.values())
+    assert free.method.value == "vector"  # the per-class distortion is worth fixing here
+
+
+def test_multilabel_calibration_and_tiny_sets():
+    from medsight.evaluation.calibration import fit_calibration
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, (300, 3))
+    logits = (2 * y - 1) * 6.0 + rng.normal(0, 4, (300, 3))
+    cal = fit_calibration(logits, y, "multilabel")
+    assert cal.kind == "per-label" and sum(cal.reliability.count) == 900
+    assert cal.nll_after < cal.nll_before
+    tiny = fit_calibration(logits[:3], y[:3, 0], "binary")  # too few to cross-fit
+    assert "too few" in tiny.note and tiny.to_spec().reliability.how.startswith("in-sample")

@@ -75,3 +75,56 @@ def test_wrong_input_is_refused(tmp_path):
         predictor.predict(Image(np.zeros((4, 4, 4))))
     with pytest.raises(InvalidInputError, match="channels"):
         predictor.predict(Image(np.zeros((4, 4, 4)), spatial_ndim=2))
+
+
+def _logits(pkg, arr):
+    t = torch.from_numpy(arr.astype(np.float32))[None, None]
+    x = (torch.nn.functional.interpolate(t, size=(8, 8), mode="bilinear") - 100.0) / 50.0
+    return pkg.build_network()(x).detach().double().numpy()
+
+
+@pytest.mark.parametrize("task", [Task.BINARY, Task.MULTICLASS, Task.MULTILABEL])
+def test_the_stored_calibration_is_applied(tmp_path, task):
+    from medsight.models.spec import CalibrationSpec
+
+    n = 2 if task is Task.BINARY else 3
+    base = _package(tmp_path / "base", task=task, n=n, temperature=None)
+    arr = np.random.default_rng(1).integers(0, 255, (16, 16)).astype(np.uint8)
+    z = _logits(base, arr)[0]
+    k = 1 if task is Task.BINARY else n
+    vector = CalibrationSpec(method="vector", params={"scale": [0.5] * k, "bias": [0.3] * k})
+    iso = CalibrationSpec(method="isotonic", params={"x": [[0.0, 1.0]] * k, "y": [[0.2, 0.4]] * k})
+    for cal in (vector, iso):
+        spec = base.spec.model_copy(update={"calibration": cal})
+        pkg = ModelPackage.save(tmp_path / cal.method.value, spec, base.state_dict())
+        p = Predictor(ModelPackage.load(pkg.path)).predict(Image(arr)).probabilities
+        if cal is vector and task is Task.BINARY:
+            m = 0.5 * (z[1] - z[0]) + 0.3
+            expected = np.array([1 - 1 / (1 + np.exp(-m)), 1 / (1 + np.exp(-m))])
+        elif cal is vector:
+            s = 0.5 * z + 0.3
+            expected = (
+                1 / (1 + np.exp(-s)) if task is Task.MULTILABEL else np.exp(s) / np.exp(s).sum()
+            )
+        else:
+            raw = 1 / (1 + np.exp(-z)) if task is Task.MULTILABEL else np.exp(z) / np.exp(z).sum()
+            q = 0.2 + 0.2 * raw
+            expected = {Task.BINARY: np.array([1 - q[1], q[1]]), Task.MULTILABEL: q}.get(
+                task, q / q.sum()
+            )
+        np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_temperature_only_packages_still_load_and_apply_their_temperature(tmp_path):
+    import json
+
+    pkg = _package(tmp_path, temperature=2.5)
+    doc = json.loads((pkg.path / "model.json").read_text())
+    del doc["calibration"]  # as written before calibration existed
+    (pkg.path / "model.json").write_text(json.dumps(doc, indent=2) + "\n")
+    old = ModelPackage.load(pkg.path)
+    assert old.spec.calibration is None and old.spec.temperature == 2.5
+    arr = np.random.default_rng(2).integers(0, 255, (16, 16)).astype(np.uint8)
+    z = _logits(old, arr)[0] / 2.5
+    p = Predictor(old).predict(Image(arr)).probabilities
+    np.testing.assert_allclose(p, np.exp(z) / np.exp(z).sum(), rtol=1e-5, atol=1e-6)

@@ -103,11 +103,11 @@ def test_analysis_runner_gets_coded_measurements(package_2d, monkeypatch):
     # medsight analyze runs segmentation packages through Segmenter + measure_mask; the mask
     # is fixed here so that the finding and its measurements are certain to exist
     from medsight.analysis.runners import run_package
-    from medsight.core.codes import LONG_AXIS, VOLUME
+    from medsight.core.codes import AREA, LONG_AXIS, SQUARE_MILLIMETER, VOLUME
     from medsight.inference.segment import SegmentationResult
     from medsight.models import ModelPackage
 
-    def fixed(self, image, probabilities=False):
+    def fixed(self, image, probabilities=False, **_):
         m = np.zeros(image.shape, np.int16)
         m[4:10, 4:8] = 1  # 6 x 4 pixels of 0.5 mm
         return SegmentationResult(image.with_array(m), None, {1: "bright"})
@@ -117,7 +117,9 @@ def test_analysis_runner_gets_coded_measurements(package_2d, monkeypatch):
     img = Image(np.full((16, 16), 100.0, np.float32), spacing=(0.5, 0.5))
     out = run_package(pkg, img, explain=False)
     (finding,) = out.findings
-    assert finding.measurement(VOLUME).value == pytest.approx(24 * 0.25 / 1000)
+    area = finding.measurement(AREA)  # a 2D mask has an area, never a volume
+    assert area.value == pytest.approx(24 * 0.25) and area.unit == SQUARE_MILLIMETER
+    assert VOLUME not in [m.concept for m in finding.measurements]
     assert finding.measurement(LONG_AXIS).value == pytest.approx(np.hypot(3.0, 2.0))
 
 

@@ -193,7 +193,7 @@ def test_viewer_login_worklist_study_overlay_and_accept(
         assert rows.count() == 2
         row = rows.filter(has_text="tiny-ct@0.0.1")
         assert "Neoplasm" in row.inner_text()
-        assert "mL" in rows.filter(has_text="bright").inner_text()  # the mask's volume
+        assert "mm2" in rows.filter(has_text="bright").inner_text()  # a 2D mask: its area
         assert "requires review" in page.inner_text(".disclaimer")
         accepted = int(row.get_attribute("data-index"))
         row.locator("button.accept").click()

@@ -9,37 +9,46 @@ from medsight.service.worklist import worklist
 from .conftest import add_user, wait_job
 
 
-def _study(store, uid, modality, urgency, *, flagged=None, suspicion=0.0, state="done"):
+def _study(store, uid, modality, urgency, *, state="done", **result):
     store.upsert_study(uid, modalities=modality, urgency=urgency)
     job, _ = store.submit(uid, ["m@1"], uid)
     if state == "queued":
         return job.id
     store.claim("w")
     if state == "done":
-        store.finish(job.id, flagged=bool(flagged), suspicion=suspicion)
+        store.finish(job.id, **result)
     elif state == "failed":
         store.finish(job.id, error="broken")
     return job.id
 
 
-def test_flagged_first_then_urgency_then_suspicion():
+def test_priority_then_flagged_then_suspicion():
     store = Store("sqlite://")
     _study(store, "1.1", "CT", "routine", suspicion=0.4)  # oldest, unflagged
     _study(store, "1.2", "CT", "stat", suspicion=0.1)
-    _study(store, "1.3", "MR", "routine", flagged=True, suspicion=0.7)
-    _study(store, "1.4", "CT", "routine", flagged=True, suspicion=0.95)
-    _study(store, "1.5", "CT", "stat", flagged=True, suspicion=0.6)
+    _study(store, "1.3", "MR", "routine", flagged=True, flag_urgency="urgent", suspicion=0.7)
+    _study(store, "1.4", "CT", "routine", flagged=True, flag_urgency="urgent", suspicion=0.95)
+    _study(store, "1.5", "CT", "stat", flagged=True, flag_urgency="urgent", suspicion=0.6)
+    _study(store, "1.8", "CT", "routine", flagged=True, flag_urgency="routine", suspicion=0.5)
     _study(store, "1.7", "CR", "urgent", state="failed")
     _study(store, "1.6", "CT", "routine", state="queued")
     order = [i.study_uid for i in worklist(store)]
-    assert order == ["1.5", "1.4", "1.3", "1.2", "1.7", "1.1", "1.6"]
+    assert order == ["1.5", "1.2", "1.4", "1.3", "1.7", "1.8", "1.1", "1.6"]
+    assert [i.priority for i in worklist(store)][:5] == [
+        "stat",
+        "stat",
+        "urgent",
+        "urgent",
+        "urgent",
+    ]
     assert [i.study_uid for i in worklist(store, modality="mr")] == ["1.3"]
     assert [i.study_uid for i in worklist(store, status="queued")] == ["1.6"]
     assert [i.study_uid for i in worklist(store, status="failed")] == ["1.7"]
     assert [i.study_uid for i in worklist(store, modality="CT", status="done")] == [
         "1.5",
-        "1.4",
         "1.2",
+        "1.4",
+        "1.8",
         "1.1",
     ]
 

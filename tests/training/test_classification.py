@@ -16,7 +16,11 @@ def test_binary_2d_package_has_threshold_temperature_metrics_and_card(tmp_path, 
     pkg = tc.train_classifier(cfg_for(tmp_path, data, epochs=3))
     spec = ModelPackage.load(pkg.path).spec
     assert spec.task.value == "binary" and 0 <= spec.thresholds["1"] <= 1
-    assert spec.temperature is not None and spec.temperature > 0
+    cal = spec.calibration  # the fitted calibration, its note and out-of-fold reliability
+    assert cal is not None and cal.note and cal.n == 12
+    assert (spec.temperature is not None) == (cal.method.value == "temperature")
+    assert sum(cal.reliability.count) == 12 and cal.reliability.kind == "positive-class"
+    assert set(cal.cv_nll) == {"none", "temperature", "vector", "isotonic"}
     names = {m.name for m in spec.metrics}
     assert {"auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "ece"} <= names
     assert all(m.split == "val" for m in spec.metrics)

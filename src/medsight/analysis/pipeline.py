@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from medsight.analysis.runners import ModelOutput, run_package
 from medsight.analysis.selection import effective_modality, is_generic, select_series
+from medsight.analysis.studies import StudyGroup, split_studies
 from medsight.core.errors import InvalidInputError, MedsightError
 from medsight.core.findings import Finding
 from medsight.core.image import Image
@@ -36,7 +37,7 @@ from medsight.io.study import SeriesEntry, Study, read_study
 from medsight.models.package import ModelPackage
 from medsight.reporting.report import ModelRun, Report, ReportImage, impression, write_report
 
-__all__ = ["AnalysisResult", "analyze"]
+__all__ = ["AnalysisResult", "StudyOutcome", "analyze", "analyze_studies"]
 
 
 @dataclasses.dataclass
@@ -78,30 +79,192 @@ def analyze(
     tta: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> AnalysisResult:
-    """Analyse the study at ``path`` with ``packages`` (default: the model zoo).
+    """Analyse the one study at ``path`` with ``packages`` (default: the model zoo).
 
     ``modality`` declares the modality of inputs that carry none (PNG, JPEG, NIfTI), so only
     the models made for it run.  ``tta`` turns on mirror test-time augmentation for
     segmentation models (the mean over every flip of the spatial axes, as nnU-Net predicts).
+    A path holding several studies (or several identity-less files) is refused: use
+    :func:`analyze_studies`, which writes one report folder per study.
 
     Raises
     ------
     MedsightError
-        Unreadable input, or no package could run on it (the message lists why each was
-        skipped).
+        Unreadable input, several studies, series of two patients in one study, or no package
+        could run on it (the message lists why each was skipped).
     """
+    study = read_study(path)  # before creating anything: bad input leaves no output folder
+    groups = split_studies(study)
+    if len(groups) > 1:
+        listing = "; ".join(g.label for g in groups[:5])
+        more = f" and {len(groups) - 5} more" if len(groups) > 5 else ""
+        raise InvalidInputError(
+            path,
+            f"holds {len(groups)} studies ({listing}{more}); one report never covers two",
+            hint="analyse them with analyze_studies (the command line does: one report folder "
+            "per study)",
+        )
+    if groups[0].problem:
+        raise InvalidInputError(path, groups[0].problem)
+    return _analyze_study(
+        groups[0].study,
+        path,
+        Path(out_dir),
+        packages,
+        explain=explain,
+        dicom_outputs=dicom_outputs,
+        modality=modality,
+        tta=tta,
+        progress=progress,
+    )
+
+
+@dataclasses.dataclass
+class StudyOutcome:
+    """One study of a multi-study input: its result, or why it was not analysed."""
+
+    group: StudyGroup
+    out_dir: Path
+    result: AnalysisResult | None = None
+    error: str | None = None
+
+
+def analyze_studies(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    packages: Sequence[ModelPackage] | None = None,
+    *,
+    explain: bool = True,
+    dicom_outputs: bool = True,
+    modality: str | None = None,
+    tta: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[StudyOutcome]:
+    """Analyse every study at ``path``, one report folder each; never two patients in one.
+
+    One study: its outputs go to ``out_dir`` itself (as :func:`analyze`).  Several: to
+    ``out_dir/<study folder>/`` (named by study date and UID, or by file name), with
+    ``index.json`` and ``index.html`` listing each study, its patient, impression and folder.
+    A study that cannot be analysed (unreadable, two patients, no model fits) is listed with
+    its reason and the others still finish.
+
+    Raises
+    ------
+    MedsightError
+        The path itself is unreadable or holds nothing readable; with a single study, any
+        error of that study (as :func:`analyze`).
+    """
+    say = progress or (lambda _msg: None)
+    study = read_study(path)
+    groups = split_studies(study)
+    if packages is None:
+        from medsight.models.zoo import zoo_packages
+
+        packages, _problems = zoo_packages()
+    out = Path(out_dir)
+    outcomes = []
+    for n, group in enumerate(groups, 1):
+        target = out if len(groups) == 1 else out / group.folder
+        outcome = StudyOutcome(group, target)
+        if len(groups) > 1:
+            say(f"study {n}/{len(groups)}: {group.label}")
+        if len(groups) == 1:  # one study: its errors are the command's errors
+            if group.problem:
+                raise InvalidInputError(path, group.problem)
+            outcome.result = _analyze_study(
+                group.study,
+                path,
+                target,
+                packages,
+                explain=explain,
+                dicom_outputs=dicom_outputs,
+                modality=modality,
+                tta=tta,
+                progress=progress,
+            )
+        elif group.problem:
+            outcome.error = group.problem
+        else:
+            try:
+                outcome.result = _analyze_study(
+                    group.study,
+                    path,
+                    target,
+                    packages,
+                    explain=explain,
+                    dicom_outputs=dicom_outputs,
+                    modality=modality,
+                    tta=tta,
+                    progress=progress,
+                )
+            except MedsightError as err:
+                outcome.error = str(err)
+        outcomes.append(outcome)
+    if len(groups) > 1:
+        _write_index(out, outcomes)
+    return outcomes
+
+
+def _write_index(out: Path, outcomes: list[StudyOutcome]) -> None:
+    import html
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for o in outcomes:
+        rows.append(
+            {
+                "folder": o.group.folder,
+                "study_instance_uid": o.group.study_uid,
+                "patient_id": o.group.patient_id,
+                "status": "analysed" if o.result is not None else "not analysed",
+                "impression": o.result.report.impression if o.result is not None else "",
+                "error": o.error or "",
+            }
+        )
+    write_text_atomic(out / "index.json", json.dumps({"studies": rows}, indent=2) + "\n")
+    cells = "".join(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            f'<a href="{html.escape(r["folder"])}/report.html">{html.escape(r["folder"])}</a>'
+            if r["status"] == "analysed"
+            else html.escape(r["folder"]),
+            html.escape(r["patient_id"] or "unknown"),
+            html.escape(r["study_instance_uid"] or "-"),
+            html.escape(r["status"]),
+            html.escape(r["impression"] or r["error"]),
+        )
+        for r in rows
+    )
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>medsight studies'
+        "</title></head><body><h1>medsight: one report per study</h1><table border=1>"
+        "<tr><th>report</th><th>patient</th><th>study</th><th>status</th>"
+        f"<th>impression or reason</th></tr>{cells}</table></body></html>\n"
+    )
+    write_text_atomic(out / "index.html", page)
+
+
+def _analyze_study(
+    study: Study,
+    path: str | os.PathLike[str],
+    out: Path,
+    packages: Sequence[ModelPackage] | None,
+    *,
+    explain: bool,
+    dicom_outputs: bool,
+    modality: str | None,
+    tta: bool,
+    progress: Callable[[str], None] | None,
+) -> AnalysisResult:
     from medsight.models.zoo import zoo_packages
 
     say = progress or (lambda _msg: None)
-    out = Path(out_dir)
-    study = read_study(path)  # before creating anything: bad input leaves no output folder
     out.mkdir(parents=True, exist_ok=True)
     warnings = [f"unreadable file skipped: {b}" for b in study.bad_files]
     if packages is None:
         packages, problems = zoo_packages()
         warnings += [f"model zoo: {p}" for p in problems]
-        if not packages:
-            raise InvalidInputError("model zoo", "holds no usable model package")
+    if not packages:
+        raise InvalidInputError("model zoo", "holds no usable model package")
     selections = select_series(study, packages, modality=modality)
     runs: list[ModelRun] = []
     findings: list[Finding] = []
@@ -126,7 +289,10 @@ def analyze(
             image = loaded.get(sel.series.key) or sel.series.load()
             loaded[sel.series.key] = image
             known = not is_generic(effective_modality(sel.series, modality))
-            result = run_package(pkg, image, explain=explain, colour_to_grey=known, tta=tta)
+            header = sel.series.dicom.header if sel.series.dicom is not None else None
+            result = run_package(
+                pkg, image, explain=explain, colour_to_grey=known, tta=tta, header=header
+            )
         except InvalidInputError as err:  # the image does not fit the model: not its job
             runs.append(ModelRun(status="skipped", series=sel.reason, reason=str(err), **base))
             continue
@@ -135,6 +301,20 @@ def analyze(
             continue
         plaus = result.plausibility
         model_warnings = list(sel.warnings) + (list(plaus.warnings) if plaus else [])
+        ood = {"ood_score": result.ood_score, "ood_threshold": result.ood_threshold}
+        if result.withheld:  # outside the intended use: no finding, picture or object
+            runs.append(
+                ModelRun(
+                    status="withheld",
+                    series=sel.reason,
+                    reason="; ".join(result.withheld),
+                    plausibility_score=plaus.score if plaus else None,
+                    warnings=model_warnings,
+                    **ood,
+                    **base,
+                )
+            )
+            continue
         warnings += [f"{pkg.id}: {w}" for w in model_warnings]
         runs.append(
             ModelRun(
@@ -142,6 +322,7 @@ def analyze(
                 series=sel.reason,
                 plausibility_score=plaus.score if plaus else None,
                 warnings=model_warnings,
+                **ood,
                 **base,
             )
         )
@@ -155,9 +336,11 @@ def analyze(
             mask_file = f"mask_{_slug(spec.name)}.nii.gz"
             write_image(result.mask, out / mask_file)
             outputs[f"mask {pkg.id}"] = mask_file
-    if not any(r.status == "ran" for r in runs):
+    if not any(r.status in ("ran", "withheld") for r in runs):
         reasons = "; ".join(f"{r.model_id}: {r.reason}" for r in runs)
         raise InvalidInputError(path, f"no model could run on this input ({reasons})")
+    withheld = [(r.model_id, r.reason) for r in runs if r.status == "withheld"]
+    summary = impression(findings, withheld=withheld)
     dicom_errors: dict[str, list[str]] = {}
     entries = {e.key: e for e in study}
     if dicom_outputs:
@@ -168,13 +351,13 @@ def analyze(
     for name, errs in dicom_errors.items():
         warnings += [f"{name}: {e}" for e in errs]
     facts = _study_facts(list(study))
-    outputs["FHIR bundle"] = _write_fhir(out, findings, study, facts, impression(findings))
+    outputs["FHIR bundle"] = _write_fhir(out, findings, study, facts, summary)
     report = Report(
         input=str(path),
         study=facts,
         models=runs,
         findings=findings,
-        impression=impression(findings),
+        impression=summary,
         warnings=warnings,
         images=images,
         outputs=outputs,
@@ -196,7 +379,10 @@ def _overlay(
     from medsight.reporting.overlay import render_overlay
 
     colours = {lab.index: lab.color for lab in pkg.spec.labels if lab.color}
-    picture = render_overlay(image, mask=result.mask, heatmap=result.heatmap, colours=colours)
+    names = {lab.index: lab.name for lab in pkg.spec.labels}
+    picture = render_overlay(
+        image, mask=result.mask, heatmap=result.heatmap, colours=colours, names=names
+    )
     name = f"overlay_{_slug(pkg.spec.name)}.png"
     with atomic_path(out / name) as tmp:
         PILImage.fromarray(picture).save(tmp, format="PNG")

@@ -3,20 +3,27 @@
 Classification packages give one Finding per reported label (the positive class of a binary
 model, the predicted grade or class of an ordinal / multi-class model, every label of a
 multi-label model) with its calibrated probability and the decision at the package's operating
-threshold, and a Grad-CAM heatmap for it.  Segmentation packages give one Finding per label
-present in the mask, with its measurements.
+threshold, and a Grad-CAM heatmap for it.  A binary model reports its actionable class (a label
+of unknown meaning otherwise, else the last), whatever its index: BreastMNIST's class 0 is
+"malignant".  Segmentation packages give one Finding per label present in the mask, with its
+measurements.  Findings carry their label's clinical meaning (significance, urgency).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from medsight.core.codes import Code
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, FindingKind
 from medsight.core.image import Image
+from medsight.core.significance import Significance
+from medsight.models.ood import OodReference
 from medsight.models.package import ModelPackage
 from medsight.models.plausibility import Plausibility, assess, input_statistics
 from medsight.models.spec import LabelSpec, Task
@@ -33,10 +40,55 @@ class ModelOutput:
     heatmap: Image | None = None
     probabilities: dict[str, float] = dataclasses.field(default_factory=dict)
     plausibility: Plausibility | None = None
+    #: Reasons the output is withheld (outside the intended use, or unlike the training data
+    #: on the network's own features).  When set, ``findings``, ``mask`` and ``heatmap`` are
+    #: empty: nothing of a withheld output reaches a report, SR, FHIR or the worklist.
+    withheld: tuple[str, ...] = ()
+    ood_score: float | None = None
+    ood_threshold: float | None = None
+
+    def withhold(self, *reasons: str) -> ModelOutput:
+        """The same output with every finding and picture removed, and the reasons kept."""
+        return dataclasses.replace(
+            self,
+            findings=[],
+            mask=None,
+            heatmap=None,
+            probabilities={},
+            withheld=(*self.withheld, *reasons),
+        )
 
 
 def _label_code(label: LabelSpec, package: ModelPackage) -> Code:
     return label.code or Code(f"{package.spec.name}-{label.index}", "99MEDSIGHT", label.name)
+
+
+def _report_rank(label: LabelSpec) -> int:
+    """Actionable 2, unknown meaning 1, normal / benign / anatomy 0."""
+    if label.significance is Significance.ACTIONABLE:
+        return 2
+    return 0 if label.significance is not None and label.significance.dismissible else 1
+
+
+def _ood_reference(package: ModelPackage) -> OodReference | None:
+    meta = package.spec.extra.get("ood")
+    return OodReference.load(package.path, meta) if meta else None
+
+
+def _ood_check(output: ModelOutput, package: ModelPackage, features: NDArray[Any] | None) -> None:
+    """Score the features against the package's reference; withhold above its threshold."""
+    ref = _ood_reference(package)
+    if ref is None or features is None:
+        return
+    score = float(ref.score(features)[0])
+    output.ood_score, output.ood_threshold = score, ref.threshold
+    if score > ref.threshold:
+        output.withheld = (
+            *output.withheld,
+            f"the image is unlike the model's training data on its own features (OOD score "
+            f"{score:.3g} above the threshold {ref.threshold:.3g}, set to reject "
+            f"{ref.false_rejection_rate:.0%} of held-out in-distribution images)",
+        )
 
 
 def _classification(package: ModelPackage, image: Image, explain: bool) -> ModelOutput:
@@ -44,16 +96,20 @@ def _classification(package: ModelPackage, image: Image, explain: bool) -> Model
 
     from medsight.explain import explain_classifier
     from medsight.inference.classify import Predictor
+    from medsight.inference.features import capture
 
     spec = package.spec
     predictor = Predictor(package)
     x = predictor.preprocess(image)
     plaus = assess(input_statistics(x), spec.extra.get("input_reference"))
-    proba = predictor.predict_arrays(x[None])[0]
+    with capture(predictor.network, "classifier") as grab:
+        proba = predictor.predict_arrays(x[None])[0]
+    features = grab.vectors()
     decision = predictor.decide(proba[None])[0]
     labels = sorted(spec.labels, key=lambda lab: lab.index)
-    if spec.task is Task.BINARY:
-        reported = [(labels[-1], bool(decision == labels[-1].index))]
+    if spec.task is Task.BINARY:  # the class worth reporting: actionable first, else the last
+        target = max(labels, key=lambda lab: (_report_rank(lab), lab.index))
+        reported = [(target, bool(decision == target.index))]
     elif spec.task is Task.MULTILABEL:
         reported = [(lab, bool(decision[lab.index])) for lab in labels]
     else:  # multi-class / ordinal: the predicted class or grade
@@ -70,6 +126,8 @@ def _classification(package: ModelPackage, image: Image, explain: bool) -> Model
             site=Code(**site) if site else None,
             source=image.source,
             note=lab.name,
+            significance=lab.significance,
+            urgency=lab.urgency,
         )
         for lab, positive in reported
     ]
@@ -78,7 +136,9 @@ def _classification(package: ModelPackage, image: Image, explain: bool) -> Model
         tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
         heat = explain_classifier(predictor.network, tensor, image, reported[0][0].index)
     probabilities = {lab.name: float(proba[lab.index]) for lab in labels}
-    return ModelOutput(findings, heatmap=heat, probabilities=probabilities, plausibility=plaus)
+    output = ModelOutput(findings, heatmap=heat, probabilities=probabilities, plausibility=plaus)
+    _ood_check(output, package, features)
+    return output
 
 
 def _segmentation(package: ModelPackage, image: Image, tta: bool = False) -> ModelOutput:
@@ -95,7 +155,7 @@ def _segmentation(package: ModelPackage, image: Image, tta: bool = False) -> Mod
         spacing=image.spacing.tolist(),
         reference_spacing=(spec.training_data.spacing_median if spec.training_data else None),
     )
-    result = Segmenter(package, tta=tta)(image)
+    result = Segmenter(package, tta=tta)(image, features=True)
     mask = result.mask
     findings = []
     values = set(np.unique(np.asarray(mask.array)).tolist())
@@ -113,9 +173,13 @@ def _segmentation(package: ModelPackage, image: Image, tta: bool = False) -> Mod
                 segment_number=lab.index,
                 source=image.source,
                 note=lab.name,
+                significance=lab.significance,
+                urgency=lab.urgency,
             )
         )
-    return ModelOutput(findings, mask=mask, plausibility=plaus)
+    output = ModelOutput(findings, mask=mask, plausibility=plaus)
+    _ood_check(output, package, result.features)
+    return output
 
 
 def run_package(
@@ -125,11 +189,20 @@ def run_package(
     explain: bool = True,
     colour_to_grey: bool = True,
     tta: bool = False,
+    header: Mapping[str, Any] | None = None,
 ) -> ModelOutput:
-    """Run ``package`` on ``image``.
+    """Run ``package`` on ``image``, inside its intended use only.
+
+    The output is *withheld* (:attr:`ModelOutput.withheld` holds why; no finding, mask or
+    heatmap) when the image is outside the package's intended use
+    (:func:`medsight.models.scope.scope_problems`: colour content for a grey-scale model,
+    photometric interpretation, size), in which case the network does not run, or when its
+    features are further from the training data than the package's OOD threshold.
 
     Parameters
     ----------
+    header : mapping, optional
+        The DICOM header of the series (photometric interpretation, ultrasound regions).
     tta : bool
         Segmentation: mirror test-time augmentation (the mean over every flip of the spatial
         axes; 4 passes in 2D, 8 in 3D).
@@ -142,7 +215,12 @@ def run_package(
     InvalidInputError
         The image does not fit the package (dimensionality, channels).
     """
+    from medsight.models.scope import scope_problems
+
     spec = package.spec
+    outside = scope_problems(spec.input, image, header)
+    if outside:
+        return ModelOutput([], withheld=tuple(outside))
     single_slice = image.spatial_ndim == 3 and image.shape[2] == 1 and spec.input.spatial_ndim == 2
     work = _as_2d(image) if single_slice else image
     converted = spec.input.channels == 1 and work.n_channels == 3
@@ -171,7 +249,7 @@ def run_package(
     if single_slice:  # put masks and maps back on the single-slice volume's grid
         output.mask = _as_3d(output.mask, image)
         output.heatmap = _as_3d(output.heatmap, image)
-    return output
+    return output.withhold() if output.withheld else output
 
 
 def _luminance(image: Image) -> Image:

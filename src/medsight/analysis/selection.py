@@ -95,7 +95,28 @@ def mismatch(spec: InputSpec, entry: SeriesEntry, declared: str | None = None) -
     wanted_parts = [b.upper() for b in spec.body_parts]
     if part and wanted_parts and part not in wanted_parts:
         return f"body part {part} is not one of {', '.join(wanted_parts)}"
+    return _size_mismatch(spec, entry)
+
+
+def _size_mismatch(spec: InputSpec, entry: SeriesEntry) -> str | None:
+    """The header's matrix size against the intended size range (files: known once loaded)."""
+    if entry.dicom is None or not (spec.min_size or spec.max_size):
+        return None
+    size = list(entry.dicom.shape[: entry.dicom.spatial_ndim])
+    if len(size) == 3 and spec.spatial_ndim == 2 and size[2] == 1:
+        size = size[:2]
+    shown = " x ".join(map(str, size))
+    n = min(len(size), len(spec.min_size or size), len(spec.max_size or size))
+    if spec.max_size and any(size[i] > spec.max_size[i] for i in range(n)):
+        return f"it is {shown} pixels, the model is made for at most {spec.max_size}"
+    if spec.min_size and any(size[i] < spec.min_size[i] for i in range(n)):
+        return f"it is {shown} pixels, the model needs at least {spec.min_size}"
     return None
+
+
+def _named(entry: SeriesEntry) -> bool:
+    """Whether the series states a description (DICOM only; a file name is not one)."""
+    return entry.dicom is None or bool(str(entry.dicom.header.get("SeriesDescription", "")))
 
 
 def _body_part(entry: SeriesEntry) -> str:
@@ -136,20 +157,35 @@ def select_series(
             out.append(Selection(package, None, f"no matching series ({why})"))
             continue
         pattern = spec.series_description_pattern
+        by_description = False
         if pattern:
             preferred = [e for e in fits if re.search(pattern, e.description, re.IGNORECASE)]
-            if not preferred:
+            unnamed = [e for e in fits if not _named(e)]
+            if preferred:
+                fits, by_description = preferred, True
+            elif len(unnamed) == 1:  # descriptions removed (de-identified): the header fits
+                fits = unnamed
+            else:
                 names = ", ".join(e.description or e.key for e in fits)
-                out.append(
-                    Selection(package, None, f"no series description matches /{pattern}/ ({names})")
+                why = (
+                    f"{len(unnamed)} series without a description fit equally well ({names}); "
+                    "none is guessed"
+                    if unnamed
+                    else f"no series description matches /{pattern}/ ({names})"
                 )
+                out.append(Selection(package, None, why))
                 continue
-            fits = preferred
         chosen = max(fits, key=lambda e: len(e.files))
         note = f"series '{chosen.description or chosen.key}' ({chosen.modality})"
         if len(fits) > 1:
             note += f", chosen among {len(fits)} matching series as the largest"
         warnings = _body_part_warnings(spec, chosen)
+        if pattern and not by_description:
+            warnings += (
+                "the series has no description (removed by de-identification?); it was chosen "
+                "as the only series whose modality, dimensionality, channels and size fit the "
+                "model",
+            )
         if spec.modalities and is_generic(effective_modality(chosen, modality)):
             warnings += (
                 f"the input does not say its modality; the model is made for "

@@ -32,13 +32,14 @@ def analyze(
     ] = False,
 ) -> None:
     """Run model packages on a study and write an explained, preliminary report."""
-    from medsight.analysis.pipeline import analyze as run
+    from medsight.analysis.pipeline import analyze_studies
     from medsight.models.package import ModelPackage
+    from medsight.reporting.report import DISCLAIMER
 
     console = Console(stderr=True)
     packages = [ModelPackage.load(p) for p in model] if model else None
     with console.status("analysing") as status:
-        result = run(
+        outcomes = analyze_studies(
             path,
             out,
             packages,
@@ -48,18 +49,34 @@ def analyze(
             tta=tta,
             progress=lambda msg: status.update(msg),
         )
-    report = result.report
     out_console = Console()
-    out_console.print(f"[bold]Impression:[/bold] {report.impression}")
-    for run_ in report.models:
-        detail = run_.series if run_.status == "ran" else run_.reason
-        out_console.print(f"  {run_.status:8s} {run_.model_id}: {detail}")
-    for warning in report.warnings:
-        out_console.print(f"  [yellow]warning:[/yellow] {warning}")
-    out_console.print(f"Report: {result.out_dir / 'report.html'}")
-    out_console.print(f"[dim]{report.disclaimer}[/dim]")
-    if result.dicom_errors and any(k != "dciodvfy" for k in result.dicom_errors):
+    invalid = False
+    for outcome in outcomes:
+        if len(outcomes) > 1:
+            out_console.print(f"[bold]== {outcome.group.label}[/bold] -> {outcome.out_dir}")
+        if outcome.result is None:
+            out_console.print(f"  [red]not analysed:[/red] {outcome.error}")
+            continue
+        result = outcome.result
+        report = result.report
+        out_console.print(f"[bold]Impression:[/bold] {report.impression}")
+        for run_ in report.models:
+            detail = run_.series if run_.status == "ran" else run_.reason
+            out_console.print(f"  {run_.status:8s} {run_.model_id}: {detail}")
+        for warning in report.warnings:
+            out_console.print(f"  [yellow]warning:[/yellow] {warning}")
+        out_console.print(f"Report: {result.out_dir / 'report.html'}")
+        invalid |= bool(result.dicom_errors and any(k != "dciodvfy" for k in result.dicom_errors))
+    if len(outcomes) > 1:
+        done = sum(o.result is not None for o in outcomes)
+        out_console.print(
+            f"{done} of {len(outcomes)} studies analysed, one report each: {out / 'index.html'}"
+        )
+    out_console.print(f"[dim]{DISCLAIMER}[/dim]")
+    if invalid:
         raise typer.Exit(3)
+    if not any(o.result is not None for o in outcomes):
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

@@ -40,10 +40,21 @@ def segment(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
     name: Annotated[str, typer.Option("--name", help="Package name.")] = "segmentation",
+    label_meaning: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label-meaning",
+            help="NAME=MEANING, repeatable: what a label means clinically (anatomy, normal, "
+            "benign, indeterminate, actionable[:routine|urgent|stat]), e.g. "
+            "'lesion=actionable:routine'; overrides --labels. Labels without a meaning are "
+            "shown on the worklist as of unknown significance.",
+        ),
+    ] = None,
 ) -> None:
     """Plan, preprocess and train a segmentation network (2D or 3D); write a ModelPackage."""
     import json
 
+    from medsight.core.significance import parse_label_meanings
     from medsight.data import SplitConfig, Splits, load_dataset, make_splits
     from medsight.models.spec import LabelSpec
     from medsight.training.plan import PLAN_FILE, SegmentationPlan, plan_from_dataset
@@ -55,6 +66,7 @@ def segment(
         train_segmentation,
     )
 
+    meanings = parse_label_meanings(label_meaning or [])
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(data)
     split_file = out / "splits.json"
@@ -88,7 +100,14 @@ def segment(
         device=device,
     )
     res = train_segmentation(
-        load_preprocessed(pre), the_plan, cfg, out, name=name, labels=label_specs, log=typer.echo
+        load_preprocessed(pre),
+        the_plan,
+        cfg,
+        out,
+        name=name,
+        labels=label_specs,
+        log=typer.echo,
+        meanings=meanings,
     )
     dice = ", ".join(f"{k} {v:.3f}" for k, v in res.val_dice.items())
     typer.echo(f"wrote {res.package}; validation Dice {dice}")

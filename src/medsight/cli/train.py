@@ -14,6 +14,12 @@ from medsight.training.config import Imbalance, ThresholdMethod
 
 __all__ = ["register", "train_app"]
 
+LABEL_MEANING_HELP = (
+    "NAME=MEANING, repeatable: what a label means clinically (normal, benign, anatomy, "
+    "indeterminate, actionable[:routine|urgent|stat]), e.g. 'malignant=actionable:urgent'. "
+    "Labels left out are 'not stated' and shown on the worklist as of unknown significance."
+)
+
 train_app = typer.Typer(
     help="Train a model and write a ModelPackage.", no_args_is_help=True, add_completion=False
 )
@@ -60,8 +66,12 @@ def classify(
         str | None, typer.Option("--license", help="License of the training data.")
     ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+    label_meaning: Annotated[
+        list[str] | None, typer.Option("--label-meaning", help=LABEL_MEANING_HELP)
+    ] = None,
 ) -> None:
     """Train a classifier (2D/3D; binary, multi-class, ordinal, multi-label)."""
+    from medsight.core.significance import parse_label_meanings
     from medsight.training.classification import train_classifier
     from medsight.training.config import ClassifyConfig
 
@@ -88,6 +98,7 @@ def classify(
         name=name,
         license=license,
         progress=not no_progress,
+        label_meanings=parse_label_meanings(label_meaning or []),
     )
     pkg = train_classifier(cfg)
     summary = ", ".join(

@@ -1,11 +1,19 @@
-"""Measurements from a segmentation mask, in physical units (RECIST-like).
+"""Measurements from a segmentation mask, in physical units when they are known (RECIST-like).
 
-For each label of a mask :func:`measure_mask` returns a :class:`StructureMeasurements`: total
-volume (mL), number of connected lesions (26-/8-connected components), and per lesion its
-volume, centroid (LPS mm), bounding box (voxel indices and size in mm), longest diameter and the
-perpendicular short axis (mm).  Diameters follow RECIST 1.1: measured in the acquisition plane
-(the first two index axes), on the slice where the lesion's longest diameter is largest.
+For each label of a mask :func:`measure_mask` returns a :class:`StructureMeasurements`: the
+number of connected lesions (26-/8-connected components), their total size, and per lesion its
+size, centroid, bounding box (voxel indices and size), longest diameter and the perpendicular
+short axis.  Diameters follow RECIST 1.1: measured in the acquisition plane (the first two index
+axes), on the slice where the lesion's longest diameter is largest.
 
+* **Volumetric masks** (3D with more than one slice) report a *volume* in mL.
+* **Planar masks** (2D, or a 3D array of a single slice) report an *area* in mm2 and never a
+  volume: one slice has no measured thickness.
+* When the image has **no known pixel spacing** (PNG/JPEG, DICOM without any spacing attribute:
+  :func:`medsight.core.image.spacing_known`), every size is in pixels (``{pixels}``,
+  ``{square_pixels}``, ``{voxels}``), the Measurements say "pixel spacing unknown", and the
+  ``*_mm`` / ``*_ml`` properties are None.  Nothing is ever reported in mm that was not measured
+  in mm.
 * The **longest diameter** is the largest distance between two points of the lesion, taken
   over the corners of its voxels (so a 10 x 4 mm rectangle measures its 10.77 mm diagonal).
 * The **short axis** is the longest chord perpendicular to the long axis: lines perpendicular
@@ -23,6 +31,12 @@ Examples
 >>> s = measure_mask(Image(m, spacing=(1.0, 1.0, 2.0)))[0]
 >>> s.volume_ml, s.n_lesions, round(s.lesions[0].long_axis_mm, 2)
 (0.24, 1, 10.77)
+>>> flat = measure_mask(Image(m[:, :, 1], spacing=(0.5, 0.5)))[0]          # a 2D mask
+>>> [str(x) for x in flat.measurements()]
+['Area: 10 mm2', 'Long Axis: 5.39 mm', 'Short Axis: 2.25 mm']
+>>> px = measure_mask(Image(m[:, :, 1], meta={"spacing_known": False}))[0]  # e.g. a PNG
+>>> [str(x) for x in px.measurements()], px.area_mm2
+(['Area: 40 square pixels', 'Long Axis: 10.8 pixels', 'Short Axis: 4.5 pixels'], None)
 """
 
 from __future__ import annotations
@@ -32,51 +46,143 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from medsight.core.codes import LONG_AXIS, MILLILITER, MILLIMETER, SHORT_AXIS, VOLUME
+from medsight.core.codes import (
+    AREA,
+    LONG_AXIS,
+    MILLILITER,
+    MILLIMETER,
+    PIXELS,
+    SHORT_AXIS,
+    SQUARE_MILLIMETER,
+    SQUARE_PIXELS,
+    VOLUME,
+    VOXELS,
+    Code,
+)
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Measurement
-from medsight.core.image import Image
+from medsight.core.image import Image, spacing_known
 
 __all__ = ["LesionMeasurements", "StructureMeasurements", "diameters_2d", "measure_mask"]
+
+#: Qualifier of every Measurement made without a known pixel spacing.
+UNKNOWN_SPACING = "pixel spacing unknown"
+
+
+def _units(known: bool) -> tuple[Code, Code, Code]:
+    """(length, area, volume) units."""
+    if known:
+        return MILLIMETER, SQUARE_MILLIMETER, MILLILITER
+    return PIXELS, SQUARE_PIXELS, VOXELS
+
+
+def _qualifier(*parts: str, known: bool) -> str:
+    return "; ".join(p for p in (*parts, "" if known else UNKNOWN_SPACING) if p)
 
 
 @dataclasses.dataclass(frozen=True)
 class LesionMeasurements:
-    """One connected component of one label."""
+    """One connected component of one label.
+
+    Sizes are in mm, mm2 and mL when ``spacing_known``, else in pixels, square pixels and
+    voxels.  ``area`` is set for planar masks, ``volume`` for volumetric ones (the other is
+    None).
+    """
 
     index: int  # 1-based, largest lesion first
-    volume_ml: float
     n_voxels: int
-    centroid_lps_mm: tuple[float, ...]
+    centroid: tuple[float, ...]  # LPS mm; voxel index coordinates when the spacing is unknown
     bbox_index: tuple[tuple[int, int], ...]  # (first, last) voxel index per axis
-    bbox_size_mm: tuple[float, ...]
-    long_axis_mm: float
-    short_axis_mm: float
+    bbox_size: tuple[float, ...]  # per axis, mm or voxels
+    long_axis: float
+    short_axis: float
+    area: float | None
+    volume: float | None
     slice_index: int | None  # slice of the diameters (3D), None for 2D
+    spacing_known: bool = True
+
+    @property
+    def volume_ml(self) -> float | None:
+        """Volume in mL (None for planar masks or an unknown spacing)."""
+        return self.volume if self.spacing_known else None
+
+    @property
+    def area_mm2(self) -> float | None:
+        """Area in mm2 (None for volumetric masks or an unknown spacing)."""
+        return self.area if self.spacing_known else None
+
+    @property
+    def long_axis_mm(self) -> float | None:
+        """Longest diameter in mm (None when the spacing is unknown)."""
+        return self.long_axis if self.spacing_known else None
+
+    @property
+    def short_axis_mm(self) -> float | None:
+        """Short axis in mm (None when the spacing is unknown)."""
+        return self.short_axis if self.spacing_known else None
+
+    @property
+    def centroid_lps_mm(self) -> tuple[float, ...] | None:
+        """Centroid in LPS mm (None when the spacing is unknown)."""
+        return self.centroid if self.spacing_known else None
+
+    @property
+    def bbox_size_mm(self) -> tuple[float, ...] | None:
+        """Bounding-box size per axis in mm (None when the spacing is unknown)."""
+        return self.bbox_size if self.spacing_known else None
 
     def measurements(self) -> tuple[Measurement, ...]:
-        """Volume, long axis and short axis as coded Measurements."""
+        """Volume (or area, for planar masks), long axis and short axis as Measurements."""
+        length, area, volume = _units(self.spacing_known)
         where = f"on slice {self.slice_index}" if self.slice_index is not None else ""
+        q = _qualifier(where, known=self.spacing_known)
+        size = (
+            Measurement(VOLUME, self.volume, volume, qualifier=q)
+            if self.volume is not None
+            else Measurement(AREA, self.area or 0.0, area, qualifier=q)
+        )
         return (
-            Measurement(VOLUME, self.volume_ml, MILLILITER),
-            Measurement(LONG_AXIS, self.long_axis_mm, MILLIMETER, qualifier=where),
-            Measurement(SHORT_AXIS, self.short_axis_mm, MILLIMETER, qualifier=where),
+            size,
+            Measurement(LONG_AXIS, self.long_axis, length, qualifier=q),
+            Measurement(SHORT_AXIS, self.short_axis, length, qualifier=q),
         )
 
 
 @dataclasses.dataclass(frozen=True)
 class StructureMeasurements:
-    """All lesions of one label value."""
+    """All lesions of one label value.
+
+    ``size`` is the total volume (volumetric masks) or area (planar masks) of every lesion, in
+    mL or mm2, or in voxels or square pixels when the spacing is unknown.
+    """
 
     label: int
     name: str
-    volume_ml: float
+    size: float
     n_lesions: int
     lesions: tuple[LesionMeasurements, ...]
+    planar: bool = False
+    spacing_known: bool = True
+
+    @property
+    def volume_ml(self) -> float | None:
+        """Total volume in mL (None for planar masks or an unknown spacing)."""
+        return self.size if self.spacing_known and not self.planar else None
+
+    @property
+    def area_mm2(self) -> float | None:
+        """Total area in mm2 (None for volumetric masks or an unknown spacing)."""
+        return self.size if self.spacing_known and self.planar else None
 
     def measurements(self) -> tuple[Measurement, ...]:
-        """The total volume, and the diameters of the largest lesion, as Measurements."""
-        total = Measurement(VOLUME, self.volume_ml, MILLILITER, qualifier="all lesions")
+        """The total volume (or area), and the diameters of the largest lesion."""
+        _, area, volume = _units(self.spacing_known)
+        q = _qualifier("all lesions", known=self.spacing_known)
+        total = (
+            Measurement(AREA, self.size, area, qualifier=q)
+            if self.planar
+            else Measurement(VOLUME, self.size, volume, qualifier=q)
+        )
         return (total, *self.lesions[0].measurements()[1:]) if self.lesions else (total,)
 
 
@@ -86,7 +192,7 @@ def _corners(points: np.ndarray) -> np.ndarray:
 
 
 def diameters_2d(mask2d: np.ndarray, spacing: tuple[float, float]) -> tuple[float, float]:
-    """Longest diameter and perpendicular short axis (mm) of a 2D binary mask.
+    """Longest diameter and perpendicular short axis of a 2D binary mask, in ``spacing`` units.
 
     Examples
     --------
@@ -128,34 +234,48 @@ def diameters_2d(mask2d: np.ndarray, spacing: tuple[float, float]) -> tuple[floa
 
 
 def _lesion(
-    comp: np.ndarray, index: int, spacing: np.ndarray, affine: np.ndarray
+    comp: np.ndarray,
+    index: int,
+    spacing: np.ndarray,
+    affine: np.ndarray | None,
+    planar: bool,
 ) -> LesionMeasurements:
+    """``affine`` None: the spacing is unknown (``spacing`` is then all ones, in voxels)."""
     idx = np.argwhere(comp)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
     centre = idx.mean(axis=0)
-    homog = np.zeros(4)
-    homog[: len(centre)] = centre
-    homog[3] = 1.0
+    if affine is None:
+        centroid = tuple(float(v) for v in centre)
+    else:
+        homog = np.zeros(4)
+        homog[: len(centre)] = centre
+        homog[3] = 1.0
+        centroid = tuple(float(v) for v in (affine @ homog)[:3])
     lo, hi = idx.min(axis=0), idx.max(axis=0)
+    plane = (float(spacing[0]), float(spacing[1]))
     if comp.ndim == 2:
-        long_axis, short_axis = diameters_2d(comp, (float(spacing[0]), float(spacing[1])))
+        long_axis, short_axis = diameters_2d(comp, plane)
         slice_index = None
     else:
         long_axis, short_axis, slice_index = 0.0, 0.0, int(lo[2])
         for k in range(int(lo[2]), int(hi[2]) + 1):
-            la, sa = diameters_2d(comp[:, :, k], (float(spacing[0]), float(spacing[1])))
+            la, sa = diameters_2d(comp[:, :, k], plane)
             if la > long_axis:
                 long_axis, short_axis, slice_index = la, sa, k
+    known = affine is not None
+    pixel_area = plane[0] * plane[1]
+    voxel_size = float(np.prod(spacing)) / (1000.0 if known else 1.0)
     return LesionMeasurements(
         index=index,
-        volume_ml=len(idx) * voxel_ml,
         n_voxels=len(idx),
-        centroid_lps_mm=tuple(float(v) for v in (affine @ homog)[:3]),
+        centroid=centroid,
         bbox_index=tuple((int(a), int(b)) for a, b in zip(lo, hi, strict=True)),
-        bbox_size_mm=tuple(float(v) for v in (hi - lo + 1) * spacing),
-        long_axis_mm=long_axis,
-        short_axis_mm=short_axis,
+        bbox_size=tuple(float(v) for v in (hi - lo + 1) * spacing),
+        long_axis=long_axis,
+        short_axis=short_axis,
+        area=len(idx) * pixel_area if planar else None,
+        volume=None if planar else len(idx) * voxel_size,
         slice_index=slice_index,
+        spacing_known=known,
     )
 
 
@@ -163,6 +283,9 @@ def measure_mask(
     mask: Image, label_names: Mapping[int, str] | None = None
 ) -> list[StructureMeasurements]:
     """Measure every label (or the labels named in ``label_names``) of a label-mask Image.
+
+    A 2D mask, or a 3D mask of a single slice, is planar: areas, no volumes.  A mask whose
+    :func:`~medsight.core.image.spacing_known` is False is measured in pixels.
 
     Raises
     ------
@@ -176,7 +299,13 @@ def measure_mask(
         if mask.n_channels != 1:
             raise InvalidInputError("mask", f"has {mask.n_channels} channels, expected a label map")
         arr = arr[..., 0]
-    spacing = np.asarray(mask.spacing, dtype=float)
+    known = spacing_known(mask)
+    planar = arr.ndim == 2 or arr.shape[2] == 1
+    spacing = np.asarray(mask.spacing, dtype=float) if known else np.ones(arr.ndim)
+    affine = mask.affine if known else None
+    unit = float(spacing[0] * spacing[1]) if planar else float(np.prod(spacing))
+    if known and not planar:
+        unit /= 1000.0  # mm3 -> mL
     names = dict(label_names) if label_names else {int(v): str(v) for v in np.unique(arr) if v}
     structure = np.ones((3,) * arr.ndim, bool)
     out = []
@@ -185,15 +314,17 @@ def measure_mask(
         sizes = np.bincount(comps.ravel())[1:]
         order = np.argsort(-sizes, kind="stable") + 1
         lesions = tuple(
-            _lesion(comps == c, i + 1, spacing, mask.affine) for i, c in enumerate(order)
+            _lesion(comps == c, i + 1, spacing, affine, planar) for i, c in enumerate(order)
         )
         out.append(
             StructureMeasurements(
                 label=int(label),
                 name=name,
-                volume_ml=float(sizes.sum()) * float(np.prod(spacing)) / 1000.0,
+                size=float(sizes.sum()) * unit,
                 n_lesions=int(n),
                 lesions=lesions,
+                planar=planar,
+                spacing_known=known,
             )
         )
     return out

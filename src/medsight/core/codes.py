@@ -28,6 +28,7 @@ __all__ = [
     "ABSENT",
     "ALGORITHM_NAME",
     "ANATOMICAL_STRUCTURE",
+    "AREA",
     "ARTIFICIAL_INTELLIGENCE",
     "BREAST",
     "CODE_FHIR_SYSTEMS",
@@ -44,11 +45,15 @@ __all__ = [
     "MILLIMETER",
     "NEOPLASM",
     "NO_UNITS",
+    "PIXELS",
     "PRESENT",
     "PROBABILITY_OF_CANCER",
     "SHORT_AXIS",
+    "SQUARE_MILLIMETER",
+    "SQUARE_PIXELS",
     "TRACKING_IDENTIFIER",
     "VOLUME",
+    "VOXELS",
     "Code",
 ]
 
@@ -95,9 +100,17 @@ class Code:
 # Units (UCUM; DICOM PS3.16 CID 7181 uses the same codes)
 MILLILITER = Code("mL", "UCUM", "milliliter")
 MILLIMETER = Code("mm", "UCUM", "millimeter")
+SQUARE_MILLIMETER = Code("mm2", "UCUM", "square millimeter")
 NO_UNITS = Code("1", "UCUM", "no units")
+# Image-grid units for images without a known pixel spacing (PNG/JPEG, DICOM without spacing):
+# UCUM annotations (dimensionless counts), "{pixels}" as DICOM PS3.16 TID 1602 uses it.  UCUM
+# annotations take no exponent, hence the spelled-out "{square_pixels}".
+PIXELS = Code("{pixels}", "UCUM", "pixels")
+SQUARE_PIXELS = Code("{square_pixels}", "UCUM", "square pixels")
+VOXELS = Code("{voxels}", "UCUM", "voxels")
 # Measurement concepts (SNOMED CT, as in DICOM PS3.16 CID 7470 / CID 7472)
 VOLUME = Code("118565006", "SCT", "Volume")
+AREA = Code("42798000", "SCT", "Area")
 DIAMETER = Code("81827009", "SCT", "Diameter")
 LONG_AXIS = Code("103339001", "SCT", "Long Axis")
 SHORT_AXIS = Code("103340004", "SCT", "Short Axis")

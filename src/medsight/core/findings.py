@@ -24,6 +24,7 @@ from enum import StrEnum
 from medsight.core.codes import Code
 from medsight.core.errors import InvalidInputError
 from medsight.core.image import DicomReference
+from medsight.core.significance import Significance, Urgency
 
 __all__ = ["Finding", "FindingKind", "Measurement"]
 
@@ -46,7 +47,8 @@ class Measurement:
         What is measured (e.g. SNOMED CT Volume).
     value : float
     unit : Code
-        A UCUM unit code (``mL``, ``mm``, ``1``).
+        A UCUM unit code (``mL``, ``mm``, ``mm2``, ``1``; ``{pixels}`` when the pixel spacing
+        is unknown).
     qualifier : str, optional
         Free-text precision, e.g. ``"on slice 12"``.
     ci_low, ci_high : float, optional
@@ -65,8 +67,14 @@ class Measurement:
             raise InvalidInputError(f"measurement {self.concept.meaning}", "unit must be UCUM")
         object.__setattr__(self, "value", float(self.value))
 
+    @property
+    def unit_text(self) -> str:
+        """The unit as a reader writes it: the UCUM code (``mm``, ``mL``), or the meaning of a
+        UCUM annotation (``{pixels}`` -> ``pixels``)."""
+        return self.unit.meaning if self.unit.value.startswith("{") else self.unit.value
+
     def __str__(self) -> str:
-        return f"{self.concept.meaning}: {self.value:.3g} {self.unit.value}"
+        return f"{self.concept.meaning}: {self.value:.3g} {self.unit_text}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +103,11 @@ class Finding:
         Paths (relative to the report folder) of overlay / heatmap images.
     note : str
         One sentence for the report.
+    significance : Significance, optional
+        What the finding's label means clinically (None: not stated, treated as
+        indeterminate); see :mod:`medsight.core.significance`.
+    urgency : Urgency, optional
+        How urgently a positive actionable finding needs a reader.
     """
 
     finding: Code
@@ -109,6 +122,8 @@ class Finding:
     source: DicomReference | None = None
     evidence: tuple[str, ...] = ()
     note: str = ""
+    significance: Significance | None = None
+    urgency: Urgency | None = None
 
     def __post_init__(self) -> None:
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:
@@ -118,6 +133,22 @@ class Finding:
         object.__setattr__(self, "kind", FindingKind(self.kind))
         object.__setattr__(self, "measurements", tuple(self.measurements))
         object.__setattr__(self, "evidence", tuple(self.evidence))
+        if self.significance is not None:
+            object.__setattr__(self, "significance", Significance(self.significance))
+        if self.urgency is not None:
+            object.__setattr__(self, "urgency", Urgency(self.urgency))
+
+    @property
+    def present(self) -> bool:
+        """Positive at the operating threshold; a segmented structure is present by existing."""
+        if self.positive is not None:
+            return self.positive
+        return self.kind is FindingKind.SEGMENTATION
+
+    @property
+    def actionable(self) -> bool:
+        """Present, and its label is actionable: this finding flags its study."""
+        return self.present and self.significance is Significance.ACTIONABLE
 
     def measurement(self, concept: Code) -> Measurement:
         """The measurement of ``concept``.

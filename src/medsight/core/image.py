@@ -9,6 +9,10 @@ Conventions
   coordinates.  A 2D image still has a 4x4 affine; its third column is the plane normal.
 * Images are immutable: the array is made read-only and every operation returns a new Image
   (``with_array``).
+* When the source gives no physical pixel size (PNG/JPEG, DICOM without any spacing attribute)
+  the affine still holds 1.0 (geometry code needs a grid) but ``meta["spacing_known"]`` is
+  False, and :func:`spacing_known` says so: sizes are then in pixels, never mm.  Readers also
+  record ``meta["spacing_source"]``, the header the spacing came from.
 
 Examples
 --------
@@ -46,7 +50,7 @@ if TYPE_CHECKING:  # heavy optional libraries are imported inside the conversion
     import SimpleITK
     from monai.data import MetaTensor
 
-__all__ = ["DicomReference", "Image"]
+__all__ = ["DicomReference", "Image", "spacing_known"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +74,22 @@ class DicomReference:
     sop_class_uid: str | None = None
     frame_of_reference_uid: str | None = None
     frame_numbers: tuple[int, ...] = ()
+
+
+def spacing_known(image: Image) -> bool:
+    """Whether ``image``'s spacing is a physical size in mm (``meta["spacing_known"]``).
+
+    True when the key is absent: an Image built with an explicit ``spacing`` is in mm.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spacing_known(Image(np.zeros((2, 2)), spacing=(0.5, 0.5)))
+    True
+    >>> spacing_known(Image(np.zeros((2, 2)), meta={"spacing_known": False}))
+    False
+    """
+    return bool(image.meta.get("spacing_known", True))
 
 
 class Image:

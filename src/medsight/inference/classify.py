@@ -1,9 +1,11 @@
 """`Predictor` for classification packages: Image in, calibrated probabilities out.
 
-The package's preprocessing spec is applied exactly as in training, the logits are divided by
-the stored temperature, and the decision uses the stored operating threshold (binary,
-multi-label) or the arg-max.  An Image that does not fit the package's input spec (wrong number
-of spatial axes or channels) is refused with a clear error.
+The package's preprocessing spec is applied exactly as in training, the stored calibration is
+applied to the logits (:func:`medsight.models.calibration.calibrated_probabilities`: the
+fitted temperature, vector scaling or isotonic map; older packages: their temperature), and
+the decision uses the stored operating threshold (binary, multi-label) or the arg-max.  An
+Image that does not fit the package's input spec (wrong number of spatial axes or channels) is
+refused with a clear error.
 
 Examples
 --------
@@ -122,7 +124,7 @@ class Predictor:
 
     def predict_arrays(self, x: NDArray[np.float32], batch_size: int = 256) -> NDArray[np.float64]:
         """Calibrated probabilities ``(N, K)`` for preprocessed inputs ``(N, C, *spatial)``."""
-        from medsight.evaluation.calibration import sigmoid, softmax
+        from medsight.models.calibration import calibrated_probabilities
 
         spec = self._pkg.spec
         outs = []
@@ -131,8 +133,7 @@ class Predictor:
                 batch = self._torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))
                 outs.append(logits_of(self._net(batch.to(self._device))).float().cpu().numpy())
         logits = np.concatenate(outs).astype(np.float64)
-        t = spec.temperature or 1.0
-        return sigmoid(logits, t) if spec.task is Task.MULTILABEL else softmax(logits, t)
+        return calibrated_probabilities(logits, spec.task, spec.calibration, spec.temperature)
 
     def decide(self, proba: NDArray[np.float64]) -> NDArray[np.int64]:
         """Decisions at the stored operating point for probabilities ``(N, K)``."""

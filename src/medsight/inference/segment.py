@@ -18,6 +18,7 @@ np.int64(9)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -50,13 +51,16 @@ class SegmentationResult:
     """A label mask on the input grid, and optionally the class probabilities.
 
     ``mask`` has the input's shape and affine (int16 label values); ``probabilities`` is
-    ``(*shape, n_classes)`` float32 when requested.
+    ``(*shape, n_classes)`` float32 when requested; ``features`` the network's bottleneck
+    feature vector averaged over the sliding windows (:mod:`medsight.inference.features`,
+    for OOD scoring) when requested.
     """
 
     mask: Image
     probabilities: np.ndarray | None
     label_names: dict[int, str]
     postprocessed: tuple[int, ...] = ()
+    features: np.ndarray | None = None
 
 
 def keep_largest_component(mask: np.ndarray, labels: Sequence[int]) -> np.ndarray:
@@ -171,9 +175,18 @@ class Segmenter:
         return read_image(image)
 
     def __call__(
-        self, image: Image | str | os.PathLike[str], *, probabilities: bool = False
+        self,
+        image: Image | str | os.PathLike[str],
+        *,
+        probabilities: bool = False,
+        features: bool = False,
     ) -> SegmentationResult:
-        """Segment one image (an Image, or a path to a DICOM series, NIfTI or PNG/JPEG)."""
+        """Segment one image (an Image, or a path to a DICOM series, NIfTI or PNG/JPEG).
+
+        ``features`` also returns the bottleneck feature vector of the un-mirrored pass.
+        """
+        from medsight.inference.features import capture
+
         img = self._as_image(image)
         want = self.package.spec.input.channels
         if img.has_channels and img.n_channels != want:
@@ -183,9 +196,16 @@ class Segmenter:
                 )
             img = img.with_array(np.asarray(img.array, dtype=np.float32).mean(axis=-1))
         prepared = prepare_image(img, self.plan)
-        probs = sliding_window_probs(
-            self.net, prepared.array, self.plan, tta=self.tta, device=self.device
-        )
+        with contextlib.ExitStack() as stack:
+            grab = stack.enter_context(capture(self.net, "segmentation")) if features else None
+            probs = sliding_window_probs(
+                self.net, prepared.array, self.plan, tta=self.tta, device=self.device
+            )
+        vector = None
+        if grab is not None:  # every mirrored pass cuts the same windows: keep the first pass
+            rows = grab.vectors()
+            passes = 2**self.plan.spatial_ndim if self.tta else 1
+            vector = rows[: max(1, len(rows) // passes)].mean(axis=0)
         back = restore_array(probs.cpu().numpy(), prepared)
         mask = np.argmax(back, axis=0).astype(np.int16)
         applied: tuple[int, ...] = ()
@@ -199,4 +219,5 @@ class Segmenter:
             probabilities=np.moveaxis(back, 0, -1) if probabilities else None,
             label_names=dict(self.plan.label_names),
             postprocessed=applied,
+            features=vector,
         )

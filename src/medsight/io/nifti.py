@@ -39,15 +39,16 @@ def read_nifti(path: str | os.PathLike[str]) -> Image:
     >>> from pathlib import Path
     >>> import nibabel
     >>> img = read_nifti(Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii")
-    >>> img.shape, img.orientation
-    ((33, 41, 25), 'LAS')
+    >>> img.shape, img.orientation, img.meta["spacing_source"]
+    ((33, 41, 25), 'LAS', 'NIfTI')
     """
     import nibabel as nib
 
     p = Path(path)
     try:
         loaded = nib.load(p)
-        return Image.from_nibabel(loaded, meta={"files": (str(p),)})
+        meta = {"files": (str(p),), "spacing_source": "NIfTI", "spacing_known": True}
+        return Image.from_nibabel(loaded, meta=meta)
     except FileNotFoundError:
         raise UnreadableFileError(p, "does not exist") from None
     except Exception as exc:  # nibabel raises many types: ImageFileError, EOFError, zlib errors

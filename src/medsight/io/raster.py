@@ -83,7 +83,7 @@ def read_raster(path: str | os.PathLike[str]) -> Image:
         raise UnreadableFileError(p, "is not a readable PNG/JPEG/TIFF image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnreadableFileError(p, f"truncated or corrupt image: {short_reason(exc)}") from None
-    meta = {"files": (str(p),), "spacing_known": False}
+    meta = {"files": (str(p),), "spacing_known": False, "spacing_source": None}
     if len(frames) == 1:
         arr = frames[0]
         return Image(arr, spatial_ndim=2, meta=meta)

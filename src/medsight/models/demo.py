@@ -26,7 +26,9 @@ from medsight.models.spec import (
     LabelSpec,
     ModelSpec,
     PreprocessingSpec,
+    Significance,
     Task,
+    Urgency,
 )
 
 __all__ = ["demo_classifier"]
@@ -54,8 +56,14 @@ def demo_classifier(
         input=InputSpec(modalities=list(modalities), spatial_ndim=2),
         preprocessing=PreprocessingSpec(size=[16, 16], intensity=Intensity.ZSCORE),
         labels=[
-            LabelSpec(index=0, name="normal"),
-            LabelSpec(index=1, name="tumour", code=NEOPLASM),
+            LabelSpec(index=0, name="normal", significance=Significance.NORMAL),
+            LabelSpec(
+                index=1,
+                name="tumour",
+                code=NEOPLASM,
+                significance=Significance.ACTIONABLE,
+                urgency=Urgency.URGENT,
+            ),
         ],
         thresholds={"tumour": 0.5},
         intended_use="Demonstration and test fixture only: random weights, meaningless output.",

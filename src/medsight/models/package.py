@@ -201,6 +201,22 @@ class ModelPackage:
         return cls.load(final)
 
 
+def _calibration_line(spec: ModelSpec) -> str:
+    cal = spec.calibration
+    if cal is None:
+        return f"temperature {spec.temperature}" if spec.temperature else "none"
+    text = cal.method.value
+    if cal.method.value == "temperature":
+        text += f" {cal.params['temperature']:.4g}"
+    if not cal.converged:
+        text += " (fit did not converge)"
+    if cal.n:
+        text += f", chosen on {cal.n} validation cases by held-out NLL"
+    if cal.reliability is not None and cal.ece_before is not None:
+        text += f"; ECE {cal.ece_before:.3f} uncalibrated, {cal.reliability.ece:.3f} out-of-fold"
+    return text
+
+
 def render_model_card(spec: ModelSpec) -> str:
     """A Markdown model card from the spec (intended use, data, metrics, limits).
 
@@ -231,7 +247,7 @@ def render_model_card(spec: ModelSpec) -> str:
         f"{', '.join(spec.input.modalities) or 'any'}",
         f"- Preprocessing: {json.dumps(spec.preprocessing.model_dump(mode='json'))}",
         f"- Operating thresholds: {json.dumps(spec.thresholds) if spec.thresholds else 'argmax'}",
-        f"- Temperature (calibration): {spec.temperature if spec.temperature else 'none'}",
+        f"- Calibration: {_calibration_line(spec)}",
         f"- Seed: {spec.seed if spec.seed is not None else 'not recorded'}",
         "",
         "## Training data",

@@ -2,8 +2,8 @@
 
 Everything a Predictor, a report or a model card needs about a trained model lives here:
 architecture and its arguments, what input it accepts, how to preprocess it, its labels as coded
-concepts, operating thresholds, calibration, the data it was trained on and its validated
-metrics with confidence intervals.
+concepts with their clinical meaning (:mod:`medsight.core.significance`), operating thresholds,
+calibration, the data it was trained on and its validated metrics with confidence intervals.
 
 Examples
 --------
@@ -12,28 +12,34 @@ Examples
 ...     architecture=ArchitectureSpec(name="smallcnn", args={"channels": [8, 16]}),
 ...     input=InputSpec(modalities=["US"], spatial_ndim=2, channels=1),
 ...     preprocessing=PreprocessingSpec(size=[28, 28], intensity=Intensity.SCALE_0_1),
-...     labels=[LabelSpec(index=0, name="benign"),
+...     labels=[LabelSpec(index=0, name="benign", significance=Significance.BENIGN),
 ...             LabelSpec(index=1, name="malignant",
 ...                       code=Code(value="86049000", scheme="SCT",
-...                                 meaning="Malignant neoplasm, primary"))],
+...                                 meaning="Malignant neoplasm, primary"),
+...                       significance=Significance.ACTIONABLE, urgency=Urgency.URGENT)],
 ... )
->>> spec.labels[1].code.scheme, spec.task.value
-('SCT', 'binary')
+>>> spec.labels[1].code.scheme, spec.task.value, spec.labels[1].urgency.value
+('SCT', 'binary', 'urgent')
 >>> ModelSpec.model_validate_json(spec.model_dump_json()) == spec
 True
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medsight.core.codes import Code  # re-exported: models speak in coded concepts
+from medsight.core.errors import InvalidInputError
+from medsight.core.significance import Significance, Urgency, parse_meaning
 
 __all__ = [
     "ArchitectureSpec",
+    "CalibrationMethod",
+    "CalibrationSpec",
     "Code",
     "InputSpec",
     "Intensity",
@@ -41,8 +47,12 @@ __all__ = [
     "MetricValue",
     "ModelSpec",
     "PreprocessingSpec",
+    "ReliabilitySpec",
+    "Significance",
     "Task",
     "TrainingDataSummary",
+    "Urgency",
+    "apply_meanings",
 ]
 
 FORMAT_VERSION = 1
@@ -80,6 +90,41 @@ class LabelSpec(_Frozen):
     code: Code | None = None
     category: Code | None = None  # segmentation: DICOM CID 7150 property category
     color: tuple[int, int, int] | None = None
+    # clinical meaning (medsight.core.significance); None = not stated, triaged as indeterminate
+    significance: Significance | None = None
+    urgency: Urgency | None = None  # actionable labels only; None = triaged as urgent
+
+    @model_validator(mode="after")
+    def _urgency_actionable(self) -> LabelSpec:
+        if self.urgency is not None and self.significance is not Significance.ACTIONABLE:
+            raise ValueError(f"label {self.name!r}: only actionable labels have an urgency")
+        return self
+
+    def with_meaning(self, meaning: str) -> LabelSpec:
+        """This label with ``meaning`` (``"benign"``, ``"actionable:urgent"`` ...)."""
+        significance, urgency = parse_meaning(meaning)
+        return self.model_copy(update={"significance": significance, "urgency": urgency})
+
+
+def apply_meanings(labels: Sequence[LabelSpec], meanings: Mapping[str, str]) -> list[LabelSpec]:
+    """``labels`` with the meanings given by label name (from ``--label-meaning NAME=MEANING``).
+
+    Raises
+    ------
+    InvalidInputError
+        A name that is not one of the labels, or an invalid meaning.
+    """
+    names = {label.name for label in labels}
+    unknown = sorted(set(meanings) - names)
+    if unknown:
+        raise InvalidInputError(
+            f"label meaning for {', '.join(map(repr, unknown))}",
+            f"names no label; the labels are {', '.join(map(repr, sorted(names)))}",
+        )
+    return [
+        label.with_meaning(meanings[label.name]) if label.name in meanings else label
+        for label in labels
+    ]
 
 
 class ArchitectureSpec(_Frozen):
@@ -97,6 +142,11 @@ class InputSpec(_Frozen):
     channels: int = Field(default=1, ge=1)
     body_parts: list[str] = Field(default_factory=list)
     series_description_pattern: str | None = None  # regular expression, case-insensitive
+    # intended use beyond the header match (medsight.models.scope): outside it, withheld
+    grey_only: bool = False  # trained on grey-scale images: colour content (Doppler) is out
+    photometric: list[str] = Field(default_factory=list)  # allowed DICOM photometric; empty=any
+    min_size: list[int] | None = None  # smallest in-plane size (pixels per spatial axis)
+    max_size: list[int] | None = None  # largest size (pixels per spatial axis)
 
 
 class PreprocessingSpec(_Frozen):
@@ -107,6 +157,83 @@ class PreprocessingSpec(_Frozen):
     intensity: Intensity = Intensity.NONE
     intensity_args: dict[str, float] = Field(default_factory=dict)
     channels: int = 1  # channels fed to the network (grey images may be repeated)
+
+
+class CalibrationMethod(StrEnum):
+    """How logits become probabilities (fitted on validation data, see ``CalibrationSpec``)."""
+
+    NONE = "none"  # plain softmax / sigmoid
+    TEMPERATURE = "temperature"  # params: {"temperature": T}
+    VECTOR = "vector"  # params: {"scale": [...], "bias": [...]} (binary: 1 each, on the margin)
+    ISOTONIC = "isotonic"  # params: {"x": [[...] per class], "y": [[...] per class]}
+
+
+class ReliabilitySpec(_Frozen):
+    """Validation reliability of the reported probability, in equal-width bins on [0, 1].
+
+    ``kind`` says which probability: ``positive-class`` (binary: the positive label's
+    probability against how often the label was present), ``top-label`` (multi-class /
+    ordinal: the predicted class's probability against how often it was right) or
+    ``per-label`` (multi-label, every case and label pooled).  ``confidence`` and ``observed``
+    are ``None`` in empty bins.  See :mod:`medsight.models.reliability`.
+    """
+
+    kind: str
+    edges: list[float]
+    count: list[int]
+    confidence: list[float | None]
+    observed: list[float | None]
+    ece: float
+    n: int
+    split: str = "val"
+    how: str = ""  # e.g. "out-of-fold: 5-fold cross-fitted calibration within validation"
+
+    @model_validator(mode="after")
+    def _lengths(self) -> ReliabilitySpec:
+        k = len(self.edges) - 1
+        if k < 1 or not len(self.count) == len(self.confidence) == len(self.observed) == k:
+            raise ValueError("reliability bins: edges must have one more entry than the bins")
+        return self
+
+
+class CalibrationSpec(_Frozen):
+    """The fitted calibration map and how well it did (see :mod:`medsight.models.calibration`).
+
+    ``converged`` is False when the chosen method's fit failed (e.g. a temperature at the edge
+    of its search range); ``note`` says what was tried and why this method was chosen;
+    ``cv_nll`` holds each candidate's held-out negative log-likelihood.
+    """
+
+    method: CalibrationMethod
+    params: dict[str, Any] = Field(default_factory=dict)
+    converged: bool = True
+    note: str = ""
+    n: int | None = None  # validation cases it was fitted on
+    nll_before: float | None = None
+    nll_after: float | None = None
+    ece_before: float | None = None
+    ece_after: float | None = None
+    cv_nll: dict[str, float] = Field(default_factory=dict)
+    reliability: ReliabilitySpec | None = None
+
+    @model_validator(mode="after")
+    def _params(self) -> CalibrationSpec:
+        p = self.params
+        if self.method is CalibrationMethod.TEMPERATURE:
+            if not float(p.get("temperature", 0)) > 0:
+                raise ValueError("temperature calibration needs a positive params.temperature")
+        elif self.method is CalibrationMethod.VECTOR:
+            if len(p.get("scale", [])) == 0 or len(p["scale"]) != len(p.get("bias", [])):
+                raise ValueError("vector calibration needs params.scale and params.bias alike")
+        elif self.method is CalibrationMethod.ISOTONIC:
+            xs, ys = p.get("x", []), p.get("y", [])
+            if (
+                len(xs) == 0
+                or len(xs) != len(ys)
+                or any(len(a) == 0 or len(a) != len(b) for a, b in zip(xs, ys, strict=True))
+            ):
+                raise ValueError("isotonic calibration needs params.x and params.y alike")
+        return self
 
 
 class MetricValue(_Frozen):
@@ -146,7 +273,8 @@ class ModelSpec(_Frozen):
     preprocessing: PreprocessingSpec
     labels: list[LabelSpec]
     thresholds: dict[str, float] = Field(default_factory=dict)
-    temperature: float | None = None
+    temperature: float | None = None  # temperature-only packages; ``calibration`` wins
+    calibration: CalibrationSpec | None = None
     training_data: TrainingDataSummary | None = None
     metrics: list[MetricValue] = Field(default_factory=list)
     intended_use: str = ""
@@ -171,6 +299,16 @@ class ModelSpec(_Frozen):
             )
         if self.temperature is not None and self.temperature <= 0:
             raise ValueError("temperature must be positive")
+        cal = self.calibration
+        if (
+            cal is not None
+            and self.temperature is not None
+            and (
+                cal.method is not CalibrationMethod.TEMPERATURE
+                or abs(float(cal.params["temperature"]) - self.temperature) > 1e-9
+            )
+        ):
+            raise ValueError("temperature and calibration disagree; set temperature to null")
         return self
 
     @property

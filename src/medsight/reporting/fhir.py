@@ -109,7 +109,7 @@ def _observation(finding: Finding, patient_ref: str, study_ref: str, issued: str
                 "code": {"coding": [_coding(m.concept)], "text": m.concept.meaning},
                 "valueQuantity": {
                     "value": round(m.value, 6),
-                    "unit": m.unit.value,
+                    "unit": m.unit_text,
                     "system": m.unit.fhir_system(),
                     "code": m.unit.value,
                 },

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ __all__ = [
     "ModelRun",
     "Report",
     "ReportImage",
+    "finding_note",
     "headline_metrics",
     "impression",
     "write_report",
@@ -43,13 +45,18 @@ class ModelRun(BaseModel):
 
     model_id: str
     task: str
-    status: Literal["ran", "skipped", "failed"]
+    #: ran; skipped (not made for this input: modality, dimensionality ...); withheld (made
+    #: for this kind of study, but this input is outside its intended use or unlike its
+    #: training data: no finding is shown); failed (an error).
+    status: Literal["ran", "skipped", "withheld", "failed"]
     series: str | None = None
     reason: str = ""
     metrics: list[MetricValue] = Field(default_factory=list)
     intended_use: str = ""
     limitations: str = ""
     plausibility_score: float | None = None
+    ood_score: float | None = None  # Mahalanobis distance on the network's features
+    ood_threshold: float | None = None  # above it the output is withheld
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -81,8 +88,25 @@ class Report(BaseModel):
     disclaimer: str = DISCLAIMER
 
 
-def impression(findings: list[Finding]) -> str:
+def finding_note(finding: Finding) -> str:
+    """The finding's note when it adds to its coded meaning, else ``""`` (say a name once).
+
+    Examples
+    --------
+    >>> from medsight.core.codes import NEOPLASM
+    >>> f = Finding(NEOPLASM, "m", "1", kind=FindingKind.CLASSIFICATION, note="neoplasm")
+    >>> finding_note(f), finding_note(Finding(NEOPLASM, "m", "1", note="left lobe"))
+    ('', 'left lobe')
+    """
+    note = (finding.note or "").strip()
+    return "" if note.casefold() in finding.finding.meaning.casefold() else note
+
+
+def impression(findings: list[Finding], withheld: Sequence[tuple[str, str]] = ()) -> str:
     """A suggested impression, one sentence per finding, hedged as AI output.
+
+    ``withheld`` lists ``(model id, reason)`` of models that abstained; the impression says
+    they gave no answer, so silence is never read as "normal".
 
     Examples
     --------
@@ -92,8 +116,15 @@ def impression(findings: list[Finding]) -> str:
     >>> impression([f])
     'AI suggests: Neoplasm present (probability 0.91).'
     """
+    abstained = ""
+    if withheld:
+        abstained = (
+            " Withheld (outside the model's intended use): "
+            + "; ".join(f"{model} ({reason.split(';')[0]})" for model, reason in withheld)
+            + "."
+        )
     if not findings:
-        return "No AI findings were produced for this study."
+        return "No AI findings were produced for this study." + abstained
     parts = []
     for f in findings:
         name = f.finding.meaning
@@ -102,12 +133,12 @@ def impression(findings: list[Finding]) -> str:
             prob = f" (probability {f.probability:.2f})" if f.probability is not None else ""
             parts.append(f"{name} {verdict}{prob}")
         else:
-            label = f" ({f.note})" if f.note else ""
+            label = f" ({note})" if (note := finding_note(f)) else ""
             values = ", ".join(
-                f"{m.concept.meaning.lower()} {m.value:.3g} {m.unit.value}" for m in f.measurements
+                f"{m.concept.meaning.lower()} {m.value:.3g} {m.unit_text}" for m in f.measurements
             )
             parts.append(f"{name}{label}: {values}" if values else f"{name}{label} segmented")
-    return "AI suggests: " + "; ".join(parts) + "."
+    return "AI suggests: " + "; ".join(parts) + "." + abstained
 
 
 def headline_metrics(metrics: list[MetricValue], limit: int = 6) -> list[MetricValue]:
@@ -153,6 +184,7 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     ]
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["headline"] = headline_metrics
+    env.filters["note"] = finding_note
     html = env.from_string(_template()).render(r=report, images=images)
     write_text_atomic(html_path, html)
     return json_path, html_path

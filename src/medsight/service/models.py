@@ -90,6 +90,11 @@ class JobRow(Base):
     finished: Mapped[dt.datetime | None] = mapped_column(default=None)
     flagged: Mapped[bool] = mapped_column(default=False)
     suspicion: Mapped[float] = mapped_column(default=0.0)
+    # triage by clinical meaning (medsight.service.worklist.assess): the highest urgency of the
+    # flagged findings, why the study is flagged, findings of unknown significance
+    flag_urgency: Mapped[str] = mapped_column(String(16), default="")
+    flag_reason: Mapped[str] = mapped_column(Text, default="")
+    unknown_significance: Mapped[bool] = mapped_column(default=False)
     impression: Mapped[str] = mapped_column(Text, default="")
     delivery: Mapped[str] = mapped_column(Text, default="")
     worker: Mapped[str] = mapped_column(String(128), default="")

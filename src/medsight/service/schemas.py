@@ -33,6 +33,9 @@ class JobOut(BaseModel):
     finished: dt.datetime | None
     flagged: bool
     suspicion: float
+    flag_urgency: str = ""
+    flag_reason: str = ""
+    unknown_significance: bool = False
     impression: str
     delivery: str
     existing: bool = False
@@ -52,6 +55,9 @@ class JobOut(BaseModel):
             finished=row.finished,
             flagged=row.flagged,
             suspicion=row.suspicion,
+            flag_urgency=row.flag_urgency,
+            flag_reason=row.flag_reason,
+            unknown_significance=row.unknown_significance,
             impression=row.impression,
             delivery=row.delivery,
             existing=existing,

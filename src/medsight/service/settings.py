@@ -44,6 +44,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medsight.core.errors import InvalidInputError
+from medsight.core.significance import Urgency  # the referrer's priority; also findings' urgency
 
 __all__ = ["Role", "RoutingRule", "ServiceSettings", "Urgency", "load_settings"]
 
@@ -59,14 +60,6 @@ class Role(StrEnum):
     def rank(self) -> int:
         """Position in the order viewer < radiologist < admin."""
         return list(Role).index(self)
-
-
-class Urgency(StrEnum):
-    """The clinical priority of a study, as ordered by the referrer."""
-
-    ROUTINE = "routine"
-    URGENT = "urgent"
-    STAT = "stat"
 
 
 class RoutingRule(BaseModel):

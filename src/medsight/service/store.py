@@ -58,12 +58,47 @@ def _engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _add_missing_columns(engine: Engine) -> list[str]:
+    """Add the columns a database made by an older medsight lacks (``create_all`` only adds
+    missing tables); each gets its column default, so old rows read as before.  Returns them.
+    """
+    from sqlalchemy import inspect, literal, text
+    from sqlalchemy.exc import DBAPIError
+
+    added = []
+    for table in Base.metadata.sorted_tables:
+        inspector = inspect(engine)
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in present:
+                continue
+            default = col.default.arg if col.default is not None and col.default.is_scalar else None
+            ddl = f"ALTER TABLE {table.name} ADD COLUMN {col.name} "
+            ddl += col.type.compile(dialect=engine.dialect)
+            if default is not None:
+                value = literal(default, col.type).compile(
+                    dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+                )
+                ddl += f" DEFAULT {value}" + ("" if col.nullable else " NOT NULL")
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(ddl))
+            except DBAPIError:  # another process added it meanwhile
+                if col.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
+            added.append(f"{table.name}.{col.name}")
+    return added
+
+
 class Store:
     """Tables and the operations the service runs on them."""
 
     def __init__(self, url: str) -> None:
         self.engine = _engine(url)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

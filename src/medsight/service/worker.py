@@ -11,6 +11,7 @@ it down or make it fail.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -29,6 +30,7 @@ from medsight.service.catalog import PackageCatalog
 from medsight.service.models import JobRow
 from medsight.service.settings import ServiceSettings
 from medsight.service.store import Store
+from medsight.service.worklist import assess
 
 __all__ = ["Analyse", "Deliver", "Worker", "default_analyse", "result_dir", "study_dir"]
 
@@ -135,10 +137,10 @@ class Worker:
             delivery = self.deliver(job, final)
             if delivery:
                 self._record("deliver_results", job)
+        triage = assess(findings)  # by the labels' clinical meaning, not "any positive"
         self.store.finish(  # one update: "done" means analysed and delivery attempted
             job.id,
-            flagged=any(f.positive for f in findings),
-            suspicion=max((f.probability or 0.0 for f in findings), default=0.0),
+            **dataclasses.asdict(triage),
             impression=result.report.impression,
             delivery=delivery,
             worker=self.id,

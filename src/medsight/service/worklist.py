@@ -1,7 +1,24 @@
-"""The triage worklist: flagged studies first, then by urgency, AI suspicion and arrival.
+"""The triage worklist: by priority, then AI flags, AI suspicion and arrival.
 
-Flagged-first reprioritisation is what shortened report turnaround for critical findings in
-published deployments; unflagged studies keep first-come order within an urgency.
+A study's findings are triaged by what their labels mean clinically
+(:mod:`medsight.core.significance`), not by which class a model happened to predict:
+
+* **flagged**: a present finding of an *actionable* label (malignant, pneumonia, referable
+  retinopathy).  The reason is stored and shown ("flagged: Malignant (probability 0.91,
+  urgent)").
+* **unknown significance**: a present finding of a label whose meaning is indeterminate or not
+  stated (packages made before labels carried their meaning).  Never dismissed as normal: shown
+  with its reason, ranked below flagged studies and above studies without findings.
+* normal, benign and anatomy findings never flag and add no suspicion.
+
+The order is: **priority** (the higher of the referrer's order urgency and the urgency of the
+flagged findings: an urgent malignancy on a routine order is read with the urgent studies),
+then flagged before unknown significance before the rest, then **suspicion** (the highest
+probability among findings that are not normal / benign / anatomy), then oldest first.
+Priority comes before the flag on purpose: a flag of *routine* urgency (an adrenal incidentaloma,
+moderate retinopathy) does not jump a study the referrer ordered stat, while an urgent finding
+lifts its study into the urgent tier, where flagged-first reprioritisation (what shortened report
+turnaround for critical findings in published deployments) applies.
 
 Examples
 --------
@@ -10,26 +27,93 @@ Examples
 >>> items = [
 ...     WorklistItem("a", "CT", "routine", "done", False, 0.2, t, None, False),
 ...     WorklistItem("b", "CT", "stat", "done", False, 0.1, t, None, False),
-...     WorklistItem("c", "MR", "routine", "done", True, 0.9, t, None, False),
+...     WorklistItem("c", "MR", "routine", "done", True, 0.9, t, None, False,
+...                  flag_urgency="urgent"),
+...     WorklistItem("d", "CT", "urgent", "done", False, 0.0, t, None, False),
+...     WorklistItem("e", "US", "routine", "done", True, 0.6, t, None, False,
+...                  flag_urgency="routine"),
 ... ]
->>> [i.study_uid for i in sorted(items, key=triage_key)]
-['c', 'b', 'a']
+>>> [(i.study_uid, i.priority) for i in sorted(items, key=triage_key)]
+[('b', 'stat'), ('c', 'urgent'), ('d', 'urgent'), ('e', 'routine'), ('a', 'routine')]
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Iterable
 
 from sqlalchemy import select
 
+from medsight.core.findings import Finding
+from medsight.core.significance import Significance, Urgency, triage_urgency
 from medsight.service.models import FeedbackRow, JobRow, StudyRow
-from medsight.service.settings import Urgency
 from medsight.service.store import Store
 
-__all__ = ["WorklistItem", "triage_key", "worklist"]
+__all__ = ["Triage", "WorklistItem", "assess", "triage_key", "worklist"]
 
-_URGENCY_RANK = {u.value: i for i, u in enumerate(Urgency)}
+_URGENCY_RANK = {u.value: u.rank for u in Urgency}
+
+
+@dataclasses.dataclass(frozen=True)
+class Triage:
+    """What a study's findings mean for the worklist (stored on its job)."""
+
+    flagged: bool = False
+    flag_urgency: str = ""  # the highest urgency of the flagged findings; "" when not flagged
+    flag_reason: str = ""  # why it is flagged / has findings of unknown significance
+    unknown_significance: bool = False
+    suspicion: float = 0.0
+
+
+def _describe(f: Finding, urgency: Urgency | None = None) -> str:
+    parts = [f"probability {f.probability:.2f}" if f.probability is not None else "segmented"]
+    if urgency is not None:
+        parts.append(urgency.value)
+    return f"{f.finding.meaning or f.note} ({', '.join(parts)})"
+
+
+def assess(findings: Iterable[Finding]) -> Triage:
+    """Triage a study's findings by the clinical meaning of their labels.
+
+    Examples
+    --------
+    >>> from medsight.core.codes import Code
+    >>> def f(name, p, positive, significance=None, urgency=None):
+    ...     return Finding(Code(name, "99X", name), "m", "1", kind="classification",
+    ...                    probability=p, positive=positive, significance=significance,
+    ...                    urgency=urgency)
+    >>> assess([f("Benign", 0.97, True, "benign")]) == Triage()  # no flag, no suspicion
+    True
+    >>> t = assess([f("Malignant", 0.91, True, "actionable", "urgent"), f("c1", 0.7, True)])
+    >>> t.flagged, t.flag_urgency, t.suspicion
+    (True, 'urgent', 0.91)
+    >>> t.flag_reason
+    'flagged: Malignant (probability 0.91, urgent); unknown significance: c1 (probability 0.70)'
+    """
+    findings = list(findings)
+    flagged = [
+        (f, triage_urgency(f.significance, f.urgency) or Urgency.URGENT)
+        for f in findings
+        if f.actionable
+    ]
+    flagged.sort(key=lambda fu: (-fu[1].rank, -(fu[0].probability or 0.0)))  # most urgent first
+    unknown = [
+        f for f in findings if f.present and f.significance in (None, Significance.INDETERMINATE)
+    ]
+    counted = [f for f in findings if f.significance is None or not f.significance.dismissible]
+    reasons = []
+    if flagged:
+        reasons.append("flagged: " + ", ".join(_describe(f, u) for f, u in flagged))
+    if unknown:
+        reasons.append("unknown significance: " + ", ".join(_describe(f) for f in unknown))
+    return Triage(
+        flagged=bool(flagged),
+        flag_urgency=flagged[0][1].value if flagged else "",
+        flag_reason="; ".join(reasons),
+        unknown_significance=bool(unknown),
+        suspicion=max((f.probability or 0.0 for f in counted), default=0.0),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +132,22 @@ class WorklistItem:
     patient_id: str = ""
     description: str = ""
     impression: str = ""
+    flag_urgency: str = ""
+    flag_reason: str = ""
+    unknown_significance: bool = False
+    priority: str = dataclasses.field(init=False, default="")  # max(urgency, flag_urgency)
+
+    def __post_init__(self) -> None:
+        ranked = [u for u in (self.urgency, self.flag_urgency) if u in _URGENCY_RANK]
+        best = max(ranked, key=_URGENCY_RANK.__getitem__, default=self.urgency)
+        object.__setattr__(self, "priority", best)
 
 
 def triage_key(item: WorklistItem) -> tuple[int, int, float, dt.datetime]:
-    """Sort key: flagged, then urgency (stat first), then suspicion, then oldest first."""
+    """Sort key: priority (stat first), flagged, unknown significance, suspicion, oldest first."""
     return (
-        0 if item.flagged else 1,
-        -_URGENCY_RANK.get(item.urgency, 0),
+        -_URGENCY_RANK.get(item.priority, 0),
+        0 if item.flagged else 1 if item.unknown_significance else 2,
         -item.suspicion,
         item.received,
     )
@@ -89,6 +182,9 @@ def worklist(
             patient_id=st.patient_id,
             description=st.description,
             impression=job.impression if job else "",
+            flag_urgency=job.flag_urgency if job else "",
+            flag_reason=job.flag_reason if job else "",
+            unknown_significance=bool(job and job.unknown_significance),
         )
         if modality and modality.upper() not in item.modalities.upper().split(","):
             continue

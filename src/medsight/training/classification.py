@@ -10,9 +10,12 @@ The run folder (``ClassifyConfig.out``) holds, stage by stage::
 Each epoch draws its shuffling, augmentation and dropout from generators seeded by
 ``(seed, epoch)``, so a resumed run reproduces an uninterrupted one exactly.  Early stopping
 watches the validation AUC (macro over classes where there are several), never the test split.
-After training, the best epoch's weights are restored, a temperature is fitted on validation
-logits, the operating threshold is chosen on the calibrated validation probabilities, and
-validation metrics get patient-level bootstrap CIs.
+After training, the best epoch's weights are restored, a calibration is fitted on validation
+logits (:func:`~medsight.evaluation.calibration.fit_calibration`: temperature, or vector
+scaling / isotonic where the temperature fit fails or they do better on held-out folds, with
+the out-of-fold reliability of the reported probability), the operating threshold is chosen on
+the calibrated validation probabilities, and validation metrics get patient-level bootstrap
+CIs.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from medsight.core import Split
 from medsight.core.errors import InvalidInputError, short_reason
 from medsight.data import Dataset, SplitConfig, Splits, load_dataset, make_splits
 from medsight.evaluation import classification as cm
-from medsight.evaluation.calibration import fit_temperature, sigmoid, softmax
+from medsight.evaluation.calibration import fit_calibration
 from medsight.evaluation.classification_report import classification_metrics
 from medsight.inference.classify import logits_of
 from medsight.models.package import ModelPackage
@@ -49,6 +52,7 @@ from medsight.models.spec import (
     PreprocessingSpec,
     Task,
     TrainingDataSummary,
+    apply_meanings,
 )
 from medsight.training.common import (
     EarlyStopping,
@@ -63,7 +67,14 @@ from medsight.training.transfer import init_from_package, init_from_ssl, set_enc
 from medsight.transforms.arrays import CaseArrays, case_arrays
 from medsight.transforms.augment import apply_params, augmentation_for, sample_params
 
-__all__ = ["CLASSIFICATION_TASKS", "default_arch_args", "predict_logits", "train_classifier"]
+__all__ = [
+    "CLASSIFICATION_TASKS",
+    "default_arch_args",
+    "operating_thresholds",
+    "predict_logits",
+    "train_classifier",
+    "validation_metrics",
+]
 
 CLASSIFICATION_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL)
 
@@ -246,8 +257,55 @@ def _val_metric(task: Task, y: NDArray[np.int64], logits: NDArray[np.float64]) -
         return cm.accuracy(y, pred)
 
 
-def _probabilities(task: Task, logits: NDArray[np.float64], t: float) -> NDArray[np.float64]:
-    return sigmoid(logits, t) if task is Task.MULTILABEL else softmax(logits, t)
+def operating_thresholds(
+    method: ThresholdMethod | str,
+    task: Task,
+    y: NDArray[np.int64],
+    proba: NDArray[np.float64],
+    names: list[str],
+) -> dict[str, float]:
+    """Operating thresholds keyed by label name, chosen on calibrated validation probabilities.
+
+    Binary: the positive (index 1) label's; multi-label: one per label; otherwise none (arg-max).
+    """
+    method = ThresholdMethod(method)
+    thresholds: dict[str, float] = {}
+    if task is Task.BINARY:
+        thresholds[names[1]] = _threshold(method, y, proba[:, 1])
+    elif task is Task.MULTILABEL:
+        for k in range(proba.shape[1]):
+            thresholds[names[k]] = _threshold(method, y[:, k], proba[:, k])
+    return thresholds
+
+
+def validation_metrics(
+    task: Task,
+    y: NDArray[np.int64],
+    proba: NDArray[np.float64],
+    thresholds: dict[str, float],
+    names: list[str],
+    groups: list[str] | None,
+    n_resamples: int,
+    seed: int | None,
+    split: str = "val",
+) -> list[MetricValue]:
+    """The task's metrics with patient-level bootstrap CIs, as the package stores them."""
+    results = classification_metrics(
+        task.value,
+        y,
+        proba,
+        thresholds,
+        label_names=names,
+        groups=groups,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    return [
+        MetricValue(
+            name=m.name, value=m.value, ci_low=m.ci_low, ci_high=m.ci_high, split=split, n=m.n
+        )
+        for m in results
+    ]
 
 
 def _threshold(method: ThresholdMethod, y: NDArray[np.int64], score: NDArray[np.float64]) -> float:
@@ -260,7 +318,14 @@ def _threshold(method: ThresholdMethod, y: NDArray[np.int64], score: NDArray[np.
     return float(candidates[int(np.argmax(accs))])
 
 
-_MAY_CHANGE_ON_RESUME = {"resume", "progress", "epochs", "threads", "device", "n_resamples"}
+_MAY_CHANGE_ON_RESUME = {
+    "resume", "progress", "epochs", "threads", "device", "n_resamples", "label_meanings",
+}  # fmt: skip
+
+
+def _labels(names: list[str], meanings: dict[str, str]) -> list[LabelSpec]:
+    """The package's labels with the clinical meanings given in the config."""
+    return apply_meanings([LabelSpec(index=i, name=n) for i, n in enumerate(names)], meanings)
 
 
 def _check_same_run(path: Path, cfg: ClassifyConfig) -> None:
@@ -338,8 +403,8 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     ...     epochs=2, batch_size=8, threads=1, progress=False, n_resamples=20,
     ...     arch_args={"channels": [4, 8]})
     >>> pkg = train_classifier(cfg)
-    >>> pkg.spec.task.value, sorted(pkg.spec.thresholds), pkg.spec.temperature > 0
-    ('binary', ['1'], True)
+    >>> pkg.spec.task.value, sorted(pkg.spec.thresholds), pkg.spec.calibration.reliability.n
+    ('binary', ['1'], 16)
     >>> sorted(p.name for p in (d / "run").iterdir())
     ['checkpoint.pt', 'config.json', 'model', 'training_log.csv']
     """
@@ -370,6 +435,8 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
         max(c.label) if isinstance(c.label, tuple) else int(c.label)
         for c in ds  # type: ignore[arg-type]
     )
+    names = [ds.label_names.get(i, str(i)) for i in range(n_classes)]
+    _labels(names, cfg.label_meanings)  # a misspelt label name fails now, not after training
     multilabel = task is Task.MULTILABEL
     train_cases = _take([c for c in ds if c.split is Split.TRAIN], cfg.max_cases, cfg.seed)
     val_cases = _take([c for c in ds if c.split is Split.VAL], cfg.max_cases, cfg.seed + 1)
@@ -537,31 +604,13 @@ def _package(
 ) -> ModelPackage:
     multilabel = task is Task.MULTILABEL
     logits = predict_logits(net, val.x)
-    temperature = fit_temperature(logits, val.y, multilabel=multilabel)
-    proba = _probabilities(task, logits, temperature)
+    calibration = fit_calibration(logits, val.y, task, seed=cfg.seed or 0)
+    proba = calibration.probabilities(logits)
     names = [ds.label_names.get(i, str(i)) for i in range(proba.shape[1])]
-    thresholds: dict[str, float] = {}  # keyed by label name
-    if task is Task.BINARY:
-        thresholds[names[1]] = _threshold(cfg.threshold, val.y, proba[:, 1])
-    elif multilabel:
-        for k in range(proba.shape[1]):
-            thresholds[names[k]] = _threshold(cfg.threshold, val.y[:, k], proba[:, k])
-    results = classification_metrics(
-        task.value,
-        val.y,
-        proba,
-        thresholds,
-        label_names=names,
-        groups=val.patient_ids,
-        n_resamples=cfg.n_resamples,
-        seed=cfg.seed,
+    thresholds = operating_thresholds(cfg.threshold, task, val.y, proba, names)
+    metrics = validation_metrics(
+        task, val.y, proba, thresholds, names, val.patient_ids, cfg.n_resamples, cfg.seed
     )
-    metrics = [
-        MetricValue(
-            name=m.name, value=m.value, ci_low=m.ci_low, ci_high=m.ci_high, split="val", n=m.n
-        )
-        for m in results
-    ]
     counts = Counter(
         names[k] for row in train.y for k in (np.flatnonzero(row) if multilabel else [row])
     )
@@ -582,9 +631,10 @@ def _package(
             channels=train.x.shape[1],
         ),
         preprocessing=prep,
-        labels=[LabelSpec(index=i, name=n) for i, n in enumerate(names)],
+        labels=_labels(names, cfg.label_meanings),
         thresholds=thresholds,
-        temperature=temperature,
+        temperature=calibration.params.get("temperature"),  # for temperature-only readers
+        calibration=calibration.to_spec(),
         training_data=TrainingDataSummary(
             dataset=ds.name,
             source=f"{cfg.data.split(':', 1)[0]} adapter"
@@ -603,7 +653,7 @@ def _package(
         ),
         limitations=(
             "Validation metrics are measured on the validation split that also chose the "
-            "epoch, the temperature and the threshold, so they are optimistic; judge the model "
+            "epoch, the calibration and the threshold, so they are optimistic; judge the model "
             "on a held-out test split (medsight evaluate)."
         ),
         seed=cfg.seed,

@@ -15,7 +15,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from medsight.core.significance import parse_meaning
 
 __all__ = ["ClassifyConfig", "Imbalance", "ThresholdMethod"]
 
@@ -67,6 +69,16 @@ class ClassifyConfig(BaseModel):
     name: str | None = None  # package name; default "<dataset>-<arch>"
     license: str | None = None  # of the training data; default from the adapter when known
     n_resamples: int = Field(1000, ge=10)  # bootstrap resamples for the validation CIs
+    # label name -> clinical meaning ("normal", "benign", "actionable:urgent" ...), see
+    # medsight.core.significance; a label left out is "not stated" (triaged as indeterminate)
+    label_meanings: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("label_meanings")
+    @classmethod
+    def _meanings(cls, meanings: dict[str, str]) -> dict[str, str]:
+        for meaning in meanings.values():
+            parse_meaning(meaning)
+        return meanings
 
     @model_validator(mode="after")
     def _one_init(self) -> ClassifyConfig:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 
 from medsight.core.errors import InvalidInputError, UnreadableFileError
 from medsight.io.atomic import atomic_path
-from medsight.models.spec import LabelSpec
+from medsight.models.spec import LabelSpec, apply_meanings
 from medsight.training.plan import (
     PLAN_FILE,
     SegmentationPlan,
@@ -331,6 +331,7 @@ def train_segmentation(
     labels: Sequence[LabelSpec] | None = None,
     dataset_info: dict[str, str] | None = None,
     log: Callable[[str], None] | None = None,
+    meanings: Mapping[str, str] | None = None,
 ) -> SegTrainResult:
     """Train a network for ``plan`` on ``data`` and save a ModelPackage in ``out_dir/package``.
 
@@ -341,6 +342,10 @@ def train_segmentation(
         the post-processing (at least one of each is needed).
     labels : sequence of LabelSpec, optional
         Coded labels with colours; by default the plan's label names, uncoded.
+    meanings : mapping, optional
+        Label name -> clinical meaning (``"anatomy"``, ``"actionable:routine"`` ...), see
+        :mod:`medsight.core.significance`; labels without one are "not stated", which the
+        worklist shows as of unknown significance.
     dataset_info : dict, optional
         ``dataset``, ``source`` and ``license`` for the model card.
 
@@ -371,6 +376,13 @@ def train_segmentation(
         select_device,
     )
 
+    if labels is None:
+        labels = [
+            LabelSpec(index=k, name=v, color=DEFAULT_COLORS[(k - 1) % len(DEFAULT_COLORS)])
+            for k, v in plan.label_names.items()
+            if k > 0
+        ]
+    labels = apply_meanings(labels, meanings or {})  # before training: a misspelt name fails now
     say = log or (lambda s: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -471,12 +483,6 @@ def train_segmentation(
         preds = _validate(net, data, val_idx, plan, device)
     dice = _mean_dice(preds, refs, n_cls)
     rules = _choose_postprocessing(preds, refs, n_cls)
-    if labels is None:
-        labels = [
-            LabelSpec(index=k, name=v, color=DEFAULT_COLORS[(k - 1) % len(DEFAULT_COLORS)])
-            for k, v in plan.label_names.items()
-            if k > 0
-        ]
     info = dataset_info or {}
     intensity = Intensity.CT_WINDOW if plan.normalization.value == "ct" else Intensity.ZSCORE
     spec = ModelSpec(

@@ -14,6 +14,13 @@ Rules (the ones ITK/GDCM and dcm2niix follow, written down):
   gantry.  Gantry tilt, non-uniform spacing and missing slices are reported as problems.
 * Objects without a patient position (radiographs, secondary captures, ultrasound) become one
   2D image per file (multi-frame ones: frames stacked as the third axis, one unit apart).
+* Pixel spacing comes from the first of these that the object has (:func:`pixel_spacing_of`):
+  PixelSpacing (per frame in enhanced objects); ImagerPixelSpacing divided by
+  EstimatedRadiographicMagnificationFactor (projection radiography, mammography; without the
+  factor the spacing is at the detector, and a problem says so); the calibrated regions of
+  SequenceOfUltrasoundRegions; RT Image ImagePlanePixelSpacing.  The loaded Image records the
+  source in ``meta["spacing_source"]``; with none, the affine keeps 1.0 but
+  ``meta["spacing_known"]`` is False, and sizes are in pixels.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from medsight.core.image import DicomReference, Image
 from medsight.io.dicom.headers import read_dataset
 from medsight.io.dicom.pixels import decode_frames, rescale, stored_value_range
 
-__all__ = ["DicomSeries", "SliceInfo", "build_series"]
+__all__ = ["DicomSeries", "SliceInfo", "build_series", "pixel_spacing_of"]
 
 _LETTER_TO_LPS = {
     "L": (1.0, 0.0, 0.0),
@@ -48,6 +55,10 @@ _LETTER_TO_LPS = {
 _SPACING_RTOL = 0.01
 #: Degrees between the slice normal and the slice-to-slice direction before tilt is reported.
 _TILT_DEG = 0.5
+#: PhysicalUnitsX/YDirection code for centimetres (DICOM PS3.3 C.8.5.5.1.15).
+_US_UNITS_CM = 3
+#: RegionSpatialFormat code for 2D tissue (B-mode) regions.
+_US_FORMAT_2D = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +76,8 @@ class SliceInfo:
     slope: float
     intercept: float
     order_key: tuple[float, ...]
+    spacing_source: str | None = None  # the attribute pixel_spacing came from
+    spacing_notes: tuple[str, ...] = ()  # what a user should know about that spacing
 
 
 @dataclasses.dataclass
@@ -88,6 +101,10 @@ class DicomSeries:
     spatial_ndim: int
     n_channels: int = 1
     problems: list[str] = dataclasses.field(default_factory=list)
+    spacing_source: str | None = None  # None: no pixel spacing known (sizes in pixels)
+    #: Distinct (PatientID, StudyInstanceUID) pairs of the files: more than one is a conflict
+    #: (files of two patients or studies under one SeriesInstanceUID) that analysis refuses.
+    identities: tuple[tuple[str, str], ...] = ()
 
     # --- descriptive attributes -------------------------------------------------------------
     @property
@@ -177,6 +194,8 @@ class DicomSeries:
             "monochrome1_inverted": photometric == "MONOCHROME1",
             "problems": tuple(self.problems),
             "files": tuple(str(f) for f in self.files),
+            "spacing_source": self.spacing_source,
+            "spacing_known": self.spacing_source is not None,
         }
         return Image(
             arr,
@@ -195,6 +214,104 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     except (TypeError, ValueError):
         return None
     return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def _positive(value: Any, n: int) -> tuple[float, ...] | None:
+    out = _floats(value, n)
+    return out if out is not None and all(v > 0 for v in out) else None
+
+
+def _ultrasound_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, list[str]]:
+    """(row, column) spacing in mm from the calibrated SequenceOfUltrasoundRegions, and notes.
+
+    Only regions calibrated in cm on both axes count.  Any such region lying outside the image
+    means the pixels were resized or cropped after calibration, so none is used.  Among the
+    rest, 2D tissue regions (RegionSpatialFormat 1) are preferred; they must agree (to 1%), and
+    then the largest one gives the spacing.
+    """
+    regions = ds.get("SequenceOfUltrasoundRegions")
+    if not regions:
+        return None, []
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    calibrated = []
+    for n, region in enumerate(regions, start=1):
+        ux, uy = region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection")
+        dx = _number(region.get("PhysicalDeltaX"), 0.0)
+        dy = _number(region.get("PhysicalDeltaY"), 0.0)
+        if ux != _US_UNITS_CM or uy != _US_UNITS_CM or dx <= 0 or dy <= 0:
+            continue
+        box = tuple(
+            int(_number(region.get(k), -1)) for k in ("RegionLocationMinX0", "RegionLocationMinY0")
+        ) + tuple(
+            int(_number(region.get(k), 1e9)) for k in ("RegionLocationMaxX1", "RegionLocationMaxY1")
+        )
+        calibrated.append((n, region.get("RegionSpatialFormat"), box, dy * 10.0, dx * 10.0))
+    if not calibrated:
+        return None, []
+    # Max X1/Y1 are the last pixel (Columns - 1); one pixel more is tolerated (exclusive ends).
+    outside = [
+        c
+        for c in calibrated
+        if not (0 <= c[2][0] <= c[2][2] <= cols and 0 <= c[2][1] <= c[2][3] <= rows)
+    ]
+    if outside:
+        n, _, box, _, _ = outside[0]
+        return None, [
+            f"ultrasound region {n} ({box[0]},{box[1]})-({box[2]},{box[3]}) lies outside the "
+            f"{cols} x {rows} image (resized or cropped after calibration?): its calibration "
+            "is not used"
+        ]
+    tissue = [c for c in calibrated if c[1] == _US_FORMAT_2D] or calibrated
+    first = tissue[0]
+    if any(not np.allclose(c[3:], first[3:], rtol=0.01) for c in tissue[1:]):
+        found = ", ".join(f"{c[4]:.4g} x {c[3]:.4g} mm" for c in tissue)
+        return None, [f"ultrasound regions disagree on the pixel size ({found}): none is used"]
+    best = max(tissue, key=lambda c: (c[2][2] - c[2][0] + 1) * (c[2][3] - c[2][1] + 1))
+    return (best[3], best[4]), []
+
+
+def pixel_spacing_of(ds: Dataset) -> tuple[tuple[float, float] | None, str | None, list[str]]:
+    """The in-plane (row, column) pixel spacing in mm, the attribute it came from, and notes.
+
+    In order: PixelSpacing; ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor;
+    calibrated ultrasound regions; ImagePlanePixelSpacing (RT Image).  ``(None, None, notes)``
+    when the object has none.
+
+    Examples
+    --------
+    >>> from pydicom.dataset import Dataset
+    >>> ds = Dataset()
+    >>> ds.ImagerPixelSpacing, ds.EstimatedRadiographicMagnificationFactor = [0.12, 0.12], 1.2
+    >>> spacing, source, notes = pixel_spacing_of(ds)
+    >>> [round(v, 6) for v in spacing], source, notes
+    ([0.1, 0.1], 'ImagerPixelSpacing/magnification', [])
+    """
+    ps = _positive(ds.get("PixelSpacing"), 2)
+    if ps is not None:
+        return (ps[0], ps[1]), "PixelSpacing", []
+    ips = _positive(ds.get("ImagerPixelSpacing"), 2)
+    if ips is not None:
+        mag = _number(ds.get("EstimatedRadiographicMagnificationFactor"), 0.0)
+        if mag > 0:
+            return (ips[0] / mag, ips[1] / mag), "ImagerPixelSpacing/magnification", []
+        return (
+            (ips[0], ips[1]),
+            "ImagerPixelSpacing",
+            [
+                "pixel spacing is ImagerPixelSpacing, at the detector (no "
+                "EstimatedRadiographicMagnificationFactor): sizes in the patient are smaller by "
+                "the geometric magnification"
+            ],
+        )
+    notes: list[str] = []
+    if "Rows" in ds and "Columns" in ds:
+        us, notes = _ultrasound_spacing(ds)
+        if us is not None:
+            return us, "UltrasoundRegion", notes
+    rt = _positive(ds.get("ImagePlanePixelSpacing"), 2)
+    if rt is not None:
+        return (rt[0], rt[1]), "ImagePlanePixelSpacing", notes
+    return None, None, notes
 
 
 def _number(value: Any, default: float) -> float:
@@ -222,7 +339,8 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
     sop = str(ds.get("SOPInstanceUID", path.name))
     n_frames = int(_number(ds.get("NumberOfFrames"), 1)) or 1
     base_key = _order_key(ds)
-    spacing = _floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2)
+    spacing, source, notes = pixel_spacing_of(ds)
+    spacing_info = (source, tuple(notes))
     slope = _number(ds.get("RescaleSlope"), 1.0)
     intercept = _number(ds.get("RescaleIntercept"), 0.0)
     shared = ds.get("SharedFunctionalGroupsSequence")
@@ -253,6 +371,7 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
                 else _first(shared0, "PixelValueTransformationSequence", "RescaleIntercept")
             )
             temporal = _first(item, "FrameContentSequence", "TemporalPositionIndex")
+            frame_ps = _positive(ps, 2)
             out.append(
                 SliceInfo(
                     path,
@@ -260,12 +379,13 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
                     sop,
                     _floats(ipp, 3),
                     _floats(iop, 6),
-                    _floats(ps, 2) or spacing,
+                    (frame_ps[0], frame_ps[1]) if frame_ps else spacing,
                     rows,
                     cols,
                     _number(sl, slope),
                     _number(ic, intercept),
                     (_number(temporal, 0.0), *base_key, float(f)),
+                    *(("PixelSpacing", ()) if frame_ps else spacing_info),
                 )
             )
         return out
@@ -290,6 +410,7 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
                     slope,
                     intercept,
                     (*base_key, float(f)),
+                    *spacing_info,
                 )
                 for f in range(n_frames)
             ]
@@ -307,10 +428,26 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
                 slope,
                 intercept,
                 (*base_key, float(f)),
+                *spacing_info,
             )
             for f in range(n_frames)
         ]
-    return [SliceInfo(path, None, sop, ipp, iop, spacing, rows, cols, slope, intercept, base_key)]
+    return [
+        SliceInfo(
+            path,
+            None,
+            sop,
+            ipp,
+            iop,
+            spacing,
+            rows,
+            cols,
+            slope,
+            intercept,
+            base_key,
+            *spacing_info,
+        )
+    ]
 
 
 # --- grouping and geometry ----------------------------------------------------------------
@@ -352,6 +489,19 @@ def build_series(datasets: Sequence[tuple[Path, Dataset]]) -> list[DicomSeries]:
                     f"series {series_uid} holds {len(keys)} stacks with different orientation, "
                     f"size or spacing; this is stack {n + 1} of them"
                 )
+            series.identities = tuple(
+                sorted(
+                    {
+                        (str(ds.get("PatientID", "")), str(ds.get("StudyInstanceUID", "")))
+                        for _, ds in members
+                    }
+                )
+            )
+            if len(series.identities) > 1:
+                series.problems.append(
+                    f"the files of this series name {len(series.identities)} different patients "
+                    "or studies (PatientID / StudyInstanceUID)"
+                )
             out.append(series)
     return out
 
@@ -360,12 +510,12 @@ def _flat_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomSe
     """A radiograph / secondary capture / cine: no patient position."""
     slices.sort(key=lambda s: s.order_key)
     first = slices[0]
-    problems: list[str] = []
+    problems: list[str] = list(first.spacing_notes)
     spacing = first.pixel_spacing
     if spacing is None:
-        spacing = (1.0, 1.0)
-        if str(header.get("Modality", "")) not in ("OT", "SC", "US", "XC", "OP", "ES", "SM"):
-            problems.append("no pixel spacing in the header: 1 mm assumed")
+        spacing = (1.0, 1.0)  # a grid for geometry code; meta says the spacing is unknown
+        if str(header.get("Modality", "")) not in ("OT", "SC", "XC", "OP", "ES", "SM"):
+            problems.append("no pixel spacing in the header: sizes are in pixels, not mm")
     row_dir, col_dir = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
     orient = header.get("PatientOrientation")
     if orient and len(orient) == 2:
@@ -380,7 +530,7 @@ def _flat_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomSe
             f"{len(slices)} frames without spatial positions: stacked as the third axis "
             "(time or frame order), 1 unit apart"
         )
-    return DicomSeries(name, header, tuple(slices), affine, ndim, 1, problems)
+    return DicomSeries(name, header, tuple(slices), affine, ndim, 1, problems, first.spacing_source)
 
 
 def _letters_to_vector(code: str) -> NDArray[np.float64] | None:
@@ -427,8 +577,9 @@ def _stack_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomS
         )
         ordered = [p[0] for p in positions]
     spacing = first.pixel_spacing or (1.0, 1.0)
+    problems.extend(first.spacing_notes)
     if first.pixel_spacing is None:
-        problems.append("no PixelSpacing: 1 mm assumed")
+        problems.append("no pixel spacing in the header: in-plane sizes are in pixels, not mm")
     n_pos = len(positions)
     if n_pos == 1:
         # One slice has no slice-to-slice distance; like GDCM/SimpleITK, use
@@ -456,7 +607,9 @@ def _stack_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomS
     affine[:3, 3] = positions[0][0].position
     if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise GeometryError(first.path, "slices of the series do not span a volume")
-    return DicomSeries(name, header, tuple(ordered), affine, 3, n_channels, problems)
+    return DicomSeries(
+        name, header, tuple(ordered), affine, 3, n_channels, problems, first.spacing_source
+    )
 
 
 def _check_spacing(gaps: NDArray[np.float64], problems: list[str]) -> None:
