@@ -116,3 +116,56 @@ def test_result_not_ready_is_409(settings, ct_bytes):
         job = _post(client, admin, [("files", ("ct.dcm", ct_bytes, "application/dicom"))]).json()
         resp = client.get(f"/api/jobs/{job['jobs'][0]['id']}/report", headers=admin)
         assert resp.status_code == 409 and "state queued" in resp.json()["detail"]
+
+
+def _patient_copy(ct_bytes: bytes, patient: str, study_uid: str) -> bytes:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(io.BytesIO(ct_bytes))
+    ds.PatientID, ds.PatientName, ds.StudyInstanceUID = patient, f"{patient}^Test", study_uid
+    ds.SeriesInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+def test_two_patients_in_one_upload_get_a_report_each(client, admin, ct_bytes):
+    from pydicom.uid import generate_uid
+
+    a, b = generate_uid(), generate_uid()
+    archive = _zip({"a/1.dcm": _patient_copy(ct_bytes, "PAT-A", a),
+                    "b/1.dcm": _patient_copy(ct_bytes, "PAT-B", b)})  # fmt: skip
+    resp = _post(client, admin, [("files", ("two.zip", archive, "application/zip"))])
+    assert resp.status_code == 201, resp.text
+    jobs = resp.json()["jobs"]
+    assert sorted(resp.json()["studies"]) == sorted([a, b]) and len(jobs) == 2
+    for job in jobs:
+        done = wait_job(client, admin, job["id"])
+        report = client.get(f"/api/jobs/{done['id']}/report", headers=admin).json()
+        expected = "PAT-A" if report["study"]["StudyInstanceUID"] == a else "PAT-B"
+        assert report["study"]["PatientID"] == expected
+        bundle = client.get(f"/api/jobs/{done['id']}/files/fhir_bundle.json", headers=admin).json()
+        ids = {
+            i["value"]
+            for e in bundle["entry"]
+            if e["resource"]["resourceType"] == "Patient"
+            for i in e["resource"].get("identifier", [])
+        }
+        assert ids == {expected}
+
+
+def test_a_second_patient_under_a_stored_study_uid_is_refused(client, admin, ct_bytes):
+    from pydicom.uid import generate_uid
+
+    uid = generate_uid()
+    first = _post(client, admin, [("files", ("a.dcm", _patient_copy(ct_bytes, "PAT-A", uid)))])
+    assert first.status_code == 201
+    mixed = _zip({"b.dcm": _patient_copy(ct_bytes, "PAT-B", uid),
+                  "c.dcm": _patient_copy(ct_bytes, "PAT-A", uid)})  # fmt: skip
+    resp = _post(client, admin, [("files", ("m.zip", mixed, "application/zip"))])
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert body["stored"] == 1 and len(body["skipped"]) == 1
+    assert "belongs to patient PAT-A" in body["skipped"][0] and "PAT-B" in body["skipped"][0]

@@ -28,6 +28,9 @@ def test_binary_2d_package_has_threshold_temperature_metrics_and_card(tmp_path, 
     assert spec.preprocessing.intensity.value == "dataset_zscore"
     assert "## Training data" in (pkg.path / "MODEL_CARD.md").read_text()
     assert (tmp_path / "run" / "training_log.csv").read_text().count("\n") == 4
+    ood = spec.extra["ood"]  # the trainer writes the OOD reference: train fit, val threshold
+    assert ood["n_train"] == 24 and ood["n_val"] == 12 and ood["false_rejection_rate"] == 0.05
+    assert (pkg.path / ood["file"]).is_file()
 
 
 def test_same_seed_same_weights_and_resume_reproduces(tmp_path, monkeypatch, write_npz, cfg_for):

@@ -103,3 +103,24 @@ def test_transformer_and_segresnet_arguments_build(network):
     net = build_network(ArchitectureSpec(name=network, args=plan.network_args())).eval()
     with torch.no_grad():
         assert net(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+
+
+def test_trainer_writes_an_ood_reference_the_segmenter_scores(tmp_path):
+    from medsight.models.ood import OodReference
+
+    ds = blob_dataset(2, n=40)
+    plan = tiny(plan_from_dataset(ds))
+    data = load_preprocessed(preprocess_dataset(ds, plan, tmp_path / "preprocessed.npz"))
+    assert len(data.part("val")) >= 10
+    res = train_segmentation(
+        data, plan, SegTrainConfig(max_steps=2, val_every=2, device="cpu"), tmp_path / "run"
+    )
+    pkg = ModelPackage.load(res.package)
+    meta = pkg.spec.extra["ood"]
+    assert meta["n_val"] == len(data.part("val")) and meta["layer"].startswith("bottleneck")
+    ref = OodReference.load(pkg.path, meta)
+    seg = Segmenter(pkg, device="cpu")
+    inside = ref.score(np.stack([seg(ds[i].image(), features=True).features for i in range(5)]))
+    odd = ds[0].image().with_array(np.full(ds[0].image().shape, 50.0, np.float32))
+    outside = ref.score(seg(odd, features=True).features[None])
+    assert outside[0] > np.median(inside)

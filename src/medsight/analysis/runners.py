@@ -97,6 +97,7 @@ def _classification(package: ModelPackage, image: Image, explain: bool) -> Model
     from medsight.explain import explain_classifier
     from medsight.inference.classify import Predictor
     from medsight.inference.features import capture
+    from medsight.models.reliability import is_weak, reliability_statement
 
     spec = package.spec
     predictor = Predictor(package)
@@ -128,6 +129,8 @@ def _classification(package: ModelPackage, image: Image, explain: bool) -> Model
             note=lab.name,
             significance=lab.significance,
             urgency=lab.urgency,
+            reliability=reliability_statement(spec, float(proba[lab.index]), lab.index),
+            weak_model=is_weak(spec),
         )
         for lab, positive in reported
     ]

@@ -108,6 +108,12 @@ class Finding:
         indeterminate); see :mod:`medsight.core.significance`.
     urgency : Urgency, optional
         How urgently a positive actionable finding needs a reader.
+    reliability : str
+        What the probability is worth: its validated reliability and the model's validated
+        performance, one sentence (classification; see :mod:`medsight.models.reliability`).
+    weak_model : bool
+        The model's validated accuracy or AUC lower bound is below the level a reader can
+        rely on; the report says so beside the finding.
     """
 
     finding: Code
@@ -124,6 +130,8 @@ class Finding:
     note: str = ""
     significance: Significance | None = None
     urgency: Urgency | None = None
+    reliability: str = ""
+    weak_model: bool = False
 
     def __post_init__(self) -> None:
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:

@@ -123,32 +123,40 @@ def is_weak(
     return weakness(spec, accuracy_level, auc_level) is not None
 
 
-def _bin_sentence(spec: ModelSpec, probability: float) -> str:
+def _bin_sentence(spec: ModelSpec, probability: float, label: int | None = None) -> str:
     cal = spec.calibration
     rel = cal.reliability if cal is not None else None
     if rel is None:
         return "its validation reliability was not recorded, so it is unknown"
     edges = np.asarray(rel.edges, dtype=np.float64)
-    b = int(np.clip(np.digitize(probability, edges[1:-1], right=True), 0, len(rel.count) - 1))
-    span = f"{edges[b]:.1f}-{edges[b + 1]:.1f}"
+    positive = max(spec.labels, key=lambda lab: lab.index)
+    # a binary model's bins are of its last label; another label's probability is 1 - that
+    flipped = rel.kind == "positive-class" and label is not None and label != positive.index
+    look = 1.0 - probability if flipped else probability
+    b = int(np.clip(np.digitize(look, edges[1:-1], right=True), 0, len(rel.count) - 1))
+    lo, hi = (1 - edges[b + 1], 1 - edges[b]) if flipped else (edges[b], edges[b + 1])
+    span = f"{lo:.1f}-{hi:.1f}"
     count = int(rel.count[b])
     where = "on validation" if rel.split == "val" else f"on the {rel.split} split"
     if count < MIN_BIN_CASES or rel.observed[b] is None:
         few = f"only {count} case{'s' if count != 1 else ''}" if count else "no case"
         return f"{where}, {few} got {span}, so the reliability there is unknown"
-    hits = round(float(rel.observed[b]) * count)
+    observed = 1.0 - float(rel.observed[b]) if flipped else float(rel.observed[b])
+    hits = round(observed * count)
     share = 100 * hits / count
     pct = ">99" if 99 < share < 100 else "<1" if 0 < share < 1 else f"{share:.0f}"
     pct = f"{hits} of {count} times ({pct}%)"
     if rel.kind == "top-label":
         return f"{where}, predictions at {span} were right {pct}"
     if rel.kind == "positive-class":
-        positive = max(spec.labels, key=lambda lab: lab.index).name
-        return f"{where}, cases given {span} had {positive!r} {pct}"
+        named = positive.name
+        if flipped:
+            named = next(lab.name for lab in spec.labels if lab.index == label)
+        return f"{where}, cases given {span} had {named!r} {pct}"
     return f"{where}, labels given {span} were present {pct}"
 
 
-def reliability_statement(spec: ModelSpec, probability: float) -> str:
+def reliability_statement(spec: ModelSpec, probability: float, label: int | None = None) -> str:
     """One sentence: the probability, its validated reliability, the model's metrics, weakness.
 
     Parameters
@@ -157,6 +165,9 @@ def reliability_statement(spec: ModelSpec, probability: float) -> str:
         A classification package's spec.
     probability : float
         The probability the report shows (see the module docs for which one).
+    label : int, optional
+        The label index that probability is of (binary models: when it is not the last
+        label, e.g. BreastMNIST's "malignant" at index 0, the bins are read as 1 - p).
     """
     if spec.task is Task.SEGMENTATION:
         raise ValueError("reliability statements are for classification packages")
@@ -175,7 +186,7 @@ def reliability_statement(spec: ModelSpec, probability: float) -> str:
         )
     else:
         head = f"uncalibrated probability {format_probability(p)}"
-    parts = [head, _bin_sentence(spec, p)]
+    parts = [head, _bin_sentence(spec, p, label)]
     shown = [
         (label, m)
         for label, names in (("accuracy", _ACCURACY), ("AUC", _AUC))

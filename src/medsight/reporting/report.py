@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medsight import __version__
 from medsight.core.findings import Finding, FindingKind
 from medsight.io.atomic import write_text_atomic
+from medsight.models.reliability import format_probability
 from medsight.models.spec import MetricValue
 
 __all__ = [
@@ -130,7 +131,10 @@ def impression(findings: list[Finding], withheld: Sequence[tuple[str, str]] = ()
         name = f.finding.meaning
         if f.kind == FindingKind.CLASSIFICATION:
             verdict = "present" if f.positive else "not suggested"
-            prob = f" (probability {f.probability:.2f})" if f.probability is not None else ""
+            prob = ""
+            if f.probability is not None:
+                weak = ", from a weak model" if f.weak_model else ""
+                prob = f" (probability {format_probability(f.probability)}{weak})"
             parts.append(f"{name} {verdict}{prob}")
         else:
             label = f" ({note})" if (note := finding_note(f)) else ""
@@ -185,6 +189,7 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["headline"] = headline_metrics
     env.filters["note"] = finding_note
+    env.filters["probability"] = format_probability
     html = env.from_string(_template()).render(r=report, images=images)
     write_text_atomic(html_path, html)
     return json_path, html_path

@@ -75,15 +75,39 @@ def save_dataset(ds: Dataset, studies_dir: Path, into: Ingested) -> None:
         raise InvalidInputError("DICOM", "Study/Series/SOP Instance UID missing or malformed")
     if "TransferSyntaxUID" not in getattr(ds, "file_meta", Dataset()):
         raise InvalidInputError("DICOM", "no file meta information (not a Part 10 file)")
+    patient = str(ds.get("PatientID", ""))[:64]
+    known = into.studies.get(study)
+    owner = known.patient_id if known is not None else _stored_patient(studies_dir / study)
+    if owner is not None and owner != patient:
+        raise InvalidInputError(
+            "DICOM",
+            f"StudyInstanceUID {study} belongs to patient {owner or '(no PatientID)'} but this "
+            f"file names patient {patient or '(no PatientID)'}: refused, one study holds one "
+            "patient",
+        )
     target = studies_dir / study / series / f"{sop}.dcm"
     with atomic_path(target) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
-    facts = into.studies.setdefault(study, StudyFacts(uid=study))
-    facts.patient_id = facts.patient_id or str(ds.get("PatientID", ""))[:64]
+    facts = into.studies.setdefault(study, StudyFacts(uid=study, patient_id=patient))
     facts.modalities.add(str(ds.get("Modality", "OT")))
     facts.description = facts.description or str(ds.get("StudyDescription", ""))[:256]
     facts.body_part = facts.body_part or str(ds.get("BodyPartExamined", ""))[:64]
     into.stored += 1
+
+
+def _stored_patient(study_dir: Path) -> str | None:
+    """The PatientID of a study already stored (None when nothing is stored yet)."""
+    if not study_dir.is_dir():
+        return None
+    for path in study_dir.rglob("*.dcm"):
+        if path.name.startswith("."):
+            continue
+        try:
+            head = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+        except Exception:  # a damaged stored file says nothing about the owner
+            continue
+        return str(head.get("PatientID", ""))[:64]
+    return None
 
 
 def _read(name: str, fh: BinaryIO, studies_dir: Path, into: Ingested) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,6 +41,7 @@ from medsight.evaluation import classification as cm
 from medsight.evaluation.calibration import fit_calibration
 from medsight.evaluation.classification_report import classification_metrics
 from medsight.inference.classify import logits_of
+from medsight.models.ood import OOD_FILE
 from medsight.models.package import ModelPackage
 from medsight.models.registry import build_network
 from medsight.models.spec import (
@@ -66,6 +68,8 @@ from medsight.training.config import ClassifyConfig, Imbalance, ThresholdMethod
 from medsight.training.transfer import init_from_package, init_from_ssl, set_encoder_frozen
 from medsight.transforms.arrays import CaseArrays, case_arrays
 from medsight.transforms.augment import apply_params, augmentation_for, sample_params
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CLASSIFICATION_TASKS",
@@ -619,6 +623,7 @@ def _package(
     from medsight.models.plausibility import input_statistics, reference_statistics
 
     reference = reference_statistics(input_statistics(x) for x in train.x)
+    ood_meta, ood_file = _ood_reference(net, task, train, val)
     best = max(log, key=lambda r: r["val_auc"])
     spec = ModelSpec(
         name=cfg.name or f"{ds.name}-{arch.name}",
@@ -666,6 +671,7 @@ def _package(
             "pretrained": Path(cfg.pretrained).name if cfg.pretrained else None,
             "freeze_epochs": cfg.freeze_epochs,
             "input_reference": reference,
+            **({"ood": ood_meta} if ood_meta else {}),
         },
     )
     buf = io.StringIO()
@@ -681,5 +687,34 @@ def _package(
         extra_files={
             "training_log.csv": buf.getvalue(),
             "config.json": json.dumps(_portable(cfg), indent=2),
+            **({OOD_FILE: ood_file} if ood_file else {}),
         },
     )
+
+
+def _ood_reference(
+    net: nn.Module, task: Task, train: CaseArrays, val: CaseArrays
+) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The package's OOD reference: Mahalanobis on the penultimate features, fitted on the
+    training images, thresholded at 5% false rejection on the validation images."""
+    import hashlib
+
+    from medsight.inference.features import capture
+    from medsight.models.ood import fit_reference
+
+    try:
+        with capture(net, "classifier") as grab:
+            predict_logits(net, train.x)
+            f_train = grab.vectors()
+            grab.clear()
+            predict_logits(net, val.x)
+            f_val = grab.vectors()
+        labels = None if task is Task.MULTILABEL else train.y
+        ref = fit_reference(
+            f_train, f_val, train_labels=labels, layer="penultimate (input of last linear)"
+        )
+    except InvalidInputError as err:  # too few images, or a network without a linear head
+        log.warning("no OOD reference for this package: %s", err)
+        return None, None
+    data = ref.to_bytes()
+    return ref.metadata(hashlib.sha256(data).hexdigest()), data

@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from pydantic import BaseModel, Field
 
 from medsight.core.errors import InvalidInputError, UnreadableFileError
 from medsight.io.atomic import atomic_path
+from medsight.models.ood import OOD_FILE
 from medsight.models.spec import LabelSpec, apply_meanings
 from medsight.training.plan import (
     PLAN_FILE,
@@ -45,6 +47,8 @@ from medsight.training.plan import (
     prepare_label,
     register_segmentation_networks,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Preprocessed",
@@ -301,6 +305,46 @@ def _validate(
     return preds
 
 
+def _ood_reference(
+    net: Any,
+    data: Preprocessed,
+    train_idx: list[int],
+    val_idx: list[int],
+    plan: SegmentationPlan,
+    device: Any,
+    max_train: int = 400,
+) -> tuple[dict[str, Any] | None, bytes | None]:
+    """Mahalanobis OOD reference on the bottleneck features (as the Segmenter computes them):
+    fitted on up to ``max_train`` training images, thresholded at 5% false rejection on the
+    validation images.  None when there are too few images."""
+    import hashlib
+
+    from medsight.inference.features import capture
+    from medsight.inference.segment import sliding_window_probs
+    from medsight.models.ood import fit_reference
+
+    def features(idx: list[int]) -> np.ndarray:
+        rows = []
+        with capture(net, "segmentation") as grab:
+            for i in idx:
+                grab.clear()
+                sliding_window_probs(net, data.images[i], plan, device=device)
+                rows.append(grab.pooled())
+        return np.stack(rows)
+
+    net.eval()
+    chosen = train_idx
+    if len(chosen) > max_train:
+        chosen = sorted(np.random.default_rng(0).choice(chosen, max_train, replace=False).tolist())
+    try:
+        ref = fit_reference(features(chosen), features(val_idx), layer="bottleneck (mean, log sd)")
+    except InvalidInputError as err:
+        log.warning("no OOD reference for this package: %s", err)
+        return None, None
+    data_bytes = ref.to_bytes()
+    return ref.metadata(hashlib.sha256(data_bytes).hexdigest()), data_bytes
+
+
 def _mean_dice(preds: list[np.ndarray], refs: list[np.ndarray], n_classes: int) -> np.ndarray:
     return np.mean([_dice_per_label(p, r, n_classes) for p, r in zip(preds, refs, strict=True)], 0)
 
@@ -483,6 +527,7 @@ def train_segmentation(
         preds = _validate(net, data, val_idx, plan, device)
     dice = _mean_dice(preds, refs, n_cls)
     rules = _choose_postprocessing(preds, refs, n_cls)
+    ood_meta, ood_file = _ood_reference(net, data, train_idx, val_idx, plan, device)
     info = dataset_info or {}
     intensity = Intensity.CT_WINDOW if plan.normalization.value == "ct" else Intensity.ZSCORE
     spec = ModelSpec(
@@ -518,7 +563,12 @@ def train_segmentation(
         intended_use=info.get("intended_use", "Research use only; not a medical device."),
         limitations=info.get("limitations", ""),
         seed=config.seed,
-        extra={"postprocessing": rules, "best_step": best_step, "steps": step},
+        extra={
+            "postprocessing": rules,
+            "best_step": best_step,
+            "steps": step,
+            **({"ood": ood_meta} if ood_meta else {}),
+        },
     )
     # weights stored as float16 (half the size; loading casts back to float32)
     state = {
@@ -529,7 +579,10 @@ def train_segmentation(
         out / "package",
         spec,
         state,
-        extra_files={PLAN_FILE: plan.model_dump_json(indent=2) + "\n"},
+        extra_files={
+            PLAN_FILE: plan.model_dump_json(indent=2) + "\n",
+            **({OOD_FILE: ood_file} if ood_file else {}),
+        },
         overwrite=True,
     )
     say(f"saved {pkg.path} (best step {best_step}, val dice {np.round(dice, 4).tolist()})")
