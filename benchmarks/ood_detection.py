@@ -231,14 +231,17 @@ def _plot(name: str, scores: dict[str, np.ndarray], threshold: float) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    hi = max(float(np.percentile(np.concatenate(list(scores.values())), 99)), threshold) * 1.1
-    bins = np.linspace(0, hi, 50)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    every = np.concatenate(list(scores.values()))
+    lo = max(float(every[every > 0].min()) if np.any(every > 0) else 1e-3, 1e-3) * 0.9
+    hi = max(float(every.max()), threshold) * 1.1
+    bins = np.geomspace(lo, hi, 60)
     for label, s in scores.items():
-        ax.hist(np.clip(s, 0, hi), bins=bins, alpha=0.5, density=True, label=label)
+        ax.hist(np.clip(s, lo, hi), bins=bins, alpha=0.5, label=label, histtype="stepfilled")
+    ax.set_xscale("log")
     ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.3g}")
-    ax.set_xlabel("OOD score (Mahalanobis distance on the network's features)")
-    ax.set_ylabel("density")
+    ax.set_xlabel("OOD score (Mahalanobis distance on the network's features, log scale)")
+    ax.set_ylabel("images")
     ax.set_title(name)
     ax.legend(fontsize=7)
     fig.tight_layout()

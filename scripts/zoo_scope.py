@@ -82,10 +82,22 @@ def _rewrite(folder: Path, update: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+def _card(path: Path, section: list[str]) -> None:
+    """Replace (or add) the card's "Scope and abstention" section."""
+    text = path.read_text(encoding="utf-8")
+    head = "## Scope and abstention"
+    if head in text:
+        before, _, after = text.partition(head)
+        rest = after.split("\n## ", 1)
+        text = before + ("## " + rest[1] if len(rest) > 1 else "")
+    text = text.rstrip("\n") + "\n\n" + "\n".join(section).rstrip("\n") + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
 def finish(name: str, max_train: int) -> dict:
     from medsight.inference.features import package_features
     from medsight.models.ood import fit_reference
-    from medsight.models.package import ModelPackage
+    from medsight.models.package import ModelPackage, scope_section
     from medsight.training.plan import register_segmentation_networks
 
     register_segmentation_networks()
@@ -113,7 +125,8 @@ def finish(name: str, max_train: int) -> dict:
     ref = fit_reference(f_train, f_val, train_labels=labels, layer=layer)
     update["extra.ood"] = ref.save(folder)
     _rewrite(folder, update)
-    ModelPackage.load(folder)  # still valid
+    spec = ModelPackage.load(folder).spec  # still valid
+    _card(folder / "MODEL_CARD.md", scope_section(spec))
     out = {
         "package": name,
         "n_train": len(train),

@@ -47,3 +47,16 @@ def test_a_finding_name_appears_once(tmp_path):
     assert "Breast lesion (second focus)" in table
     said = _section(html, "impression")
     assert said.count(GRADE.meaning) == 1 and said.lower().count("breast lesion") == 2
+
+
+def test_impression_never_prints_certainty_and_names_abstentions():
+    from medsight.core.codes import NEOPLASM
+    from medsight.core.findings import Finding, FindingKind
+    from medsight.reporting.report import impression
+
+    f = Finding(NEOPLASM, "m", "1", kind=FindingKind.CLASSIFICATION, probability=0.99996,
+                positive=True, weak_model=True)  # fmt: skip
+    text = impression([f], withheld=[("us-model@1", "the image holds colour; more")])
+    assert "1.00" not in text and ">0.99" in text and "weak model" in text
+    assert "Withheld, no answer given: us-model@1 (the image holds colour)" in text
+    assert impression([], withheld=[("x@1", "too large")]).startswith("No AI findings")

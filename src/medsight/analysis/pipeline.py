@@ -53,10 +53,30 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
+def _spacing_fact(entry: SeriesEntry) -> str:
+    """Where the pixel size comes from, or that it is unknown (then sizes are in pixels)."""
+    if entry.dicom is not None:
+        source = entry.dicom.spacing_source
+        if source is None:
+            return "unknown (no calibration in the header): sizes are in pixels"
+        spacing = ", ".join(f"{abs(float(v)):.4g}" for v in _pixel_size(entry.dicom.affine))
+        return f"{spacing} mm from {source}"
+    if entry.path is not None and entry.modality == "OT":
+        return "unknown (image files carry no physical size): sizes are in pixels"
+    return "from the file header"
+
+
+def _pixel_size(affine: NDArray[np.float64]) -> list[float]:
+    return [float(np.linalg.norm(affine[:3, k])) for k in range(2)]
+
+
 def _study_facts(entries: Sequence[SeriesEntry]) -> dict[str, str]:
     first = next((e for e in entries if e.dicom is not None), None)
     if first is None or first.dicom is None:
-        return {"kind": "files", "series": str(len(entries))}
+        facts = {"kind": "files", "series": str(len(entries))}
+        if entries:
+            facts["Pixel spacing"] = _spacing_fact(entries[0])
+        return facts
     hdr = first.dicom.header
     return {
         "StudyInstanceUID": str(hdr.get("StudyInstanceUID", "")),
@@ -65,6 +85,7 @@ def _study_facts(entries: Sequence[SeriesEntry]) -> dict[str, str]:
         "StudyDescription": str(hdr.get("StudyDescription", "")),
         "Modalities": ", ".join(sorted({e.modality for e in entries})),
         "Series": str(len(entries)),
+        "Pixel spacing": _spacing_fact(first),
     }
 
 

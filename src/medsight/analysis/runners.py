@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from medsight.core.codes import Code
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, FindingKind
-from medsight.core.image import Image
+from medsight.core.image import Image, spacing_known
 from medsight.core.significance import Significance
 from medsight.models.ood import OodReference
 from medsight.models.package import ModelPackage
@@ -155,7 +155,7 @@ def _segmentation(package: ModelPackage, image: Image, tta: bool = False) -> Mod
     plaus = assess(
         input_statistics(normalize_intensity(x, spec.preprocessing)),
         spec.extra.get("input_reference"),
-        spacing=image.spacing.tolist(),
+        spacing=image.spacing.tolist() if spacing_known(image) else None,  # pixels: no mm
         reference_spacing=(spec.training_data.spacing_median if spec.training_data else None),
     )
     result = Segmenter(package, tta=tta)(image, features=True)

@@ -176,7 +176,8 @@ def select_series(
                 out.append(Selection(package, None, why))
                 continue
         chosen = max(fits, key=lambda e: len(e.files))
-        note = f"series '{chosen.description or chosen.key}' ({chosen.modality})"
+        shown = effective_modality(chosen, modality) or "modality unknown"
+        note = f"series '{chosen.description or chosen.key}' ({shown})"
         if len(fits) > 1:
             note += f", chosen among {len(fits)} matching series as the largest"
         warnings = _body_part_warnings(spec, chosen)

@@ -217,6 +217,36 @@ def _calibration_line(spec: ModelSpec) -> str:
     return text
 
 
+def scope_section(spec: ModelSpec) -> list[str]:
+    """The model card's "Scope and abstention" lines: what the analysis gate withholds."""
+    inp = spec.input
+    rules = []
+    if inp.grey_only:
+        rules.append("colour content (colour or power Doppler, palette colour, colour graphics)")
+    if inp.photometric:
+        rules.append(f"photometric interpretations other than {', '.join(inp.photometric)}")
+    if inp.min_size:
+        rules.append(f"images smaller than {' x '.join(map(str, inp.min_size))} pixels")
+    if inp.max_size:
+        rules.append(f"images larger than {' x '.join(map(str, inp.max_size))} pixels")
+    ood = spec.extra.get("ood")
+    lines = ["## Scope and abstention", ""]
+    lines.append(
+        "- Withheld as outside the intended use: " + ("; ".join(rules) if rules else "none set")
+    )
+    if ood:
+        lines.append(
+            f"- Withheld as unlike the training data: Mahalanobis distance on the network's "
+            f"features ({ood.get('layer', '')}) above {ood['threshold']:.4g}, set on "
+            f"{ood['n_val']} validation images at a {ood['false_rejection_rate']:.0%} target "
+            f"false-rejection rate ({ood.get('val_rejection_rate', float('nan')):.1%} there); "
+            f"fitted on {ood['n_train']} training images"
+        )
+    else:
+        lines.append("- No out-of-distribution reference: inputs are not checked for shift")
+    return [*lines, ""]
+
+
 def render_model_card(spec: ModelSpec) -> str:
     """A Markdown model card from the spec (intended use, data, metrics, limits).
 
@@ -272,6 +302,7 @@ def render_model_card(spec: ModelSpec) -> str:
     else:
         lines.append("None recorded.")
     lines += ["", "## Limitations", spec.limitations or "Not stated.", ""]
+    lines += scope_section(spec)
     provenance = [
         f"- {what}: `{spec.extra[key]}`"
         for key, what in (("trained_by", "Trained by"), ("finalized_by", "Finalised by"))

@@ -120,7 +120,7 @@ def impression(findings: list[Finding], withheld: Sequence[tuple[str, str]] = ()
     abstained = ""
     if withheld:
         abstained = (
-            " Withheld (outside the model's intended use): "
+            " Withheld, no answer given: "
             + "; ".join(f"{model} ({reason.split(';')[0]})" for model, reason in withheld)
             + "."
         )
