@@ -127,17 +127,8 @@ def analyze(
         )
     if groups[0].problem:
         raise InvalidInputError(path, groups[0].problem)
-    return _analyze_study(
-        groups[0].study,
-        path,
-        Path(out_dir),
-        packages,
-        explain=explain,
-        dicom_outputs=dicom_outputs,
-        modality=modality,
-        tta=tta,
-        progress=progress,
-    )
+    options = _Options(explain, dicom_outputs, modality, tta, progress)
+    return _analyze_study(groups[0].study, path, Path(out_dir), packages, options)
 
 
 @dataclasses.dataclass
@@ -183,6 +174,7 @@ def analyze_studies(
 
         packages, _problems = zoo_packages()
     out = Path(out_dir)
+    options = _Options(explain, dicom_outputs, modality, tta, progress)
     outcomes = []
     for n, group in enumerate(groups, 1):
         target = out if len(groups) == 1 else out / group.folder
@@ -192,32 +184,12 @@ def analyze_studies(
         if len(groups) == 1:  # one study: its errors are the command's errors
             if group.problem:
                 raise InvalidInputError(path, group.problem)
-            outcome.result = _analyze_study(
-                group.study,
-                path,
-                target,
-                packages,
-                explain=explain,
-                dicom_outputs=dicom_outputs,
-                modality=modality,
-                tta=tta,
-                progress=progress,
-            )
+            outcome.result = _analyze_study(group.study, path, target, packages, options)
         elif group.problem:
             outcome.error = group.problem
         else:
             try:
-                outcome.result = _analyze_study(
-                    group.study,
-                    path,
-                    target,
-                    packages,
-                    explain=explain,
-                    dicom_outputs=dicom_outputs,
-                    modality=modality,
-                    tta=tta,
-                    progress=progress,
-                )
+                outcome.result = _analyze_study(group.study, path, target, packages, options)
             except MedsightError as err:
                 outcome.error = str(err)
         outcomes.append(outcome)
@@ -264,21 +236,27 @@ def _write_index(out: Path, outcomes: list[StudyOutcome]) -> None:
     write_text_atomic(out / "index.html", page)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    explain: bool
+    dicom_outputs: bool
+    modality: str | None
+    tta: bool
+    progress: Callable[[str], None] | None
+
+
 def _analyze_study(
     study: Study,
     path: str | os.PathLike[str],
     out: Path,
     packages: Sequence[ModelPackage] | None,
-    *,
-    explain: bool,
-    dicom_outputs: bool,
-    modality: str | None,
-    tta: bool,
-    progress: Callable[[str], None] | None,
+    options: _Options,
 ) -> AnalysisResult:
     from medsight.models.zoo import zoo_packages
 
-    say = progress or (lambda _msg: None)
+    explain, dicom_outputs, tta = options.explain, options.dicom_outputs, options.tta
+    modality = options.modality
+    say = options.progress or (lambda _msg: None)
     out.mkdir(parents=True, exist_ok=True)
     warnings = [f"unreadable file skipped: {b}" for b in study.bad_files]
     if packages is None:
