@@ -47,7 +47,12 @@ def test_png_input_and_skipped_models(tmp_path, tiny_classifier):
     wrong = tiny_classifier(name="us-only", modalities=("US",))
     result = analyze(tmp_path / "x.png", tmp_path / "out", [ok, wrong])
     status = {m.model_id: m.status for m in result.report.models}
-    assert status == {"tiny-ct@0.0.1": "ran", "us-only@0.0.1": "ran"}  # PNG modality is generic
+    # a PNG says no modality: a model listing OT runs, one made for US only is not guessed to fit
+    assert status == {"tiny-ct@0.0.1": "ran", "us-only@0.0.1": "withheld"}
+    why = next(m.reason for m in result.report.models if m.model_id == "us-only@0.0.1")
+    assert "does not say its modality" in why and "--modality" in why
+    declared = analyze(tmp_path / "x.png", tmp_path / "out2", [wrong], modality="US")
+    assert declared.report.models[0].status == "ran"
     assert not (tmp_path / "out" / "dicom").exists()
 
 

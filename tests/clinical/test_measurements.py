@@ -148,3 +148,17 @@ def test_png_mask_measures_in_pixels(tmp_path):
     m[10:20, 10:20] = 1
     (s,) = measure_mask(img.with_array(m))
     assert str(s.measurements()[0]) == "Area: 100 square pixels"
+
+
+def test_cine_frames_give_no_volume_in_ml():
+    import numpy as np
+
+    from medsight.clinical.measurements import measure_mask
+    from medsight.core import Image
+
+    m = np.zeros((20, 20, 6), np.uint8)
+    m[5:10, 5:10, 1:4] = 1
+    frames = Image(m, spacing=(0.3, 0.3, 1.0), meta={"slice_spacing_known": False})
+    units = {x.unit.value for x in measure_mask(frames)[0].measurements()}
+    assert "mL" not in units and "mm" not in units
+    assert measure_mask(Image(m, spacing=(0.3, 0.3, 1.0)))[0].volume_ml is not None

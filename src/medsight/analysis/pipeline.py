@@ -283,6 +283,9 @@ def _analyze_study(
         if sel.series is None:
             runs.append(ModelRun(status="skipped", reason=sel.reason, **base))
             continue
+        if sel.withhold:
+            runs.append(ModelRun(status="withheld", series=sel.reason, reason=sel.withhold, **base))
+            continue
         say(f"running {pkg.id} on {sel.reason}")
         try:
             image = loaded.get(sel.series.key) or sel.series.load()

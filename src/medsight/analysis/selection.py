@@ -1,7 +1,9 @@
 """Which series of a study each model package should run on, and why others are skipped.
 
 A package declares what it accepts in its :class:`~medsight.models.spec.InputSpec`: modalities,
-dimensionality, channels and optionally a SeriesDescription pattern.  A series matches when all
+dimensionality, channels and optionally a SeriesDescription pattern.  An input that does not
+say its modality (a PNG, a screen capture) is not guessed to be one: a model made for named
+modalities is withheld on it until the user declares the modality.  A series matches when all
 of them fit; among several matches the one whose description matches the pattern wins, then the
 one with the most slices.  A package with no matching series is skipped with the reason, never
 run on an image it was not made for.
@@ -31,6 +33,9 @@ class Selection:
     series: SeriesEntry | None
     reason: str
     warnings: tuple[str, ...] = ()
+    #: Set when the series fits the headers' match but the model must not answer on it (the
+    #: input does not say its modality): the model is reported as withheld with this reason.
+    withhold: str = ""
 
     @property
     def runs(self) -> bool:
@@ -187,10 +192,14 @@ def select_series(
                 "as the only series whose modality, dimensionality, channels and size fit the "
                 "model",
             )
-        if spec.modalities and is_generic(effective_modality(chosen, modality)):
-            warnings += (
-                f"the input does not say its modality; the model is made for "
-                f"{', '.join(spec.modalities)} (declare it with --modality to be sure)",
+        withhold = ""
+        shown = effective_modality(chosen, modality)
+        wanted = [m.upper() for m in spec.modalities]
+        if wanted and is_generic(shown) and shown not in wanted:
+            withhold = (
+                f"the input does not say its modality ({shown or 'none'}); the model is made for "
+                f"{', '.join(spec.modalities)} images only (declare the modality with "
+                "--modality if it is one of them)"
             )
-        out.append(Selection(package, chosen, note, warnings))
+        out.append(Selection(package, chosen, note, warnings, withhold))
     return out

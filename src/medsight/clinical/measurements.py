@@ -285,7 +285,9 @@ def measure_mask(
     """Measure every label (or the labels named in ``label_names``) of a label-mask Image.
 
     A 2D mask, or a 3D mask of a single slice, is planar: areas, no volumes.  A mask whose
-    :func:`~medsight.core.image.spacing_known` is False is measured in pixels.
+    :func:`~medsight.core.image.spacing_known` is False, or a volumetric mask whose third axis
+    is frame order (``meta["slice_spacing_known"]`` False: a cine without positions), is
+    measured in pixels and voxels.
 
     Raises
     ------
@@ -299,8 +301,9 @@ def measure_mask(
         if mask.n_channels != 1:
             raise InvalidInputError("mask", f"has {mask.n_channels} channels, expected a label map")
         arr = arr[..., 0]
-    known = spacing_known(mask)
     planar = arr.ndim == 2 or arr.shape[2] == 1
+    # frames of a cine are 1 "unit" apart in time, not in mm: no volume in mL from them
+    known = spacing_known(mask) and (planar or mask.meta.get("slice_spacing_known", True))
     spacing = np.asarray(mask.spacing, dtype=float) if known else np.ones(arr.ndim)
     affine = mask.affine if known else None
     unit = float(spacing[0] * spacing[1]) if planar else float(np.prod(spacing))

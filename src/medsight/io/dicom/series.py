@@ -105,6 +105,8 @@ class DicomSeries:
     #: Distinct (PatientID, StudyInstanceUID) pairs of the files: more than one is a conflict
     #: (files of two patients or studies under one SeriesInstanceUID) that analysis refuses.
     identities: tuple[tuple[str, str], ...] = ()
+    #: The third axis is frame order (cine, time), not a measured slice spacing.
+    frames_without_positions: bool = False
 
     # --- descriptive attributes -------------------------------------------------------------
     @property
@@ -196,6 +198,7 @@ class DicomSeries:
             "files": tuple(str(f) for f in self.files),
             "spacing_source": self.spacing_source,
             "spacing_known": self.spacing_source is not None,
+            "slice_spacing_known": not self.frames_without_positions,
         }
         return Image(
             arr,
@@ -528,9 +531,13 @@ def _flat_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomSe
     if ndim == 3:
         problems.append(
             f"{len(slices)} frames without spatial positions: stacked as the third axis "
-            "(time or frame order), 1 unit apart"
+            "(time or frame order), 1 unit apart: no volume is measured on them"
         )
-    return DicomSeries(name, header, tuple(slices), affine, ndim, 1, problems, first.spacing_source)
+    series = DicomSeries(
+        name, header, tuple(slices), affine, ndim, 1, problems, first.spacing_source
+    )
+    series.frames_without_positions = ndim == 3
+    return series
 
 
 def _letters_to_vector(code: str) -> NDArray[np.float64] | None:
