@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -389,7 +390,15 @@ def _overlay(
     with atomic_path(out / name) as tmp:
         PILImage.fromarray(picture).save(tmp, format="PNG")
     what = "segmentation contours" if result.mask is not None else "Grad-CAM heatmap"
+    if result.heatmap is not None and not np.any(np.asarray(result.heatmap.array) > 1e-6):
+        what += " (empty: no image region raised the score of the reported label)"
     return ReportImage(file=name, caption=f"{pkg.id}: {what}"), picture
+
+
+def _save_dicom(dataset: Any, path: Path) -> None:
+    """Write a DICOM object under a temporary name, then rename (never half-written)."""
+    with atomic_path(path) as tmp:
+        dataset.save_as(tmp)
 
 
 def _write_dicom(
@@ -425,14 +434,14 @@ def _write_dicom(
             segs[pkg.spec.name] = seg
             numbers[pkg.spec.name] = segment_numbers(pkg.spec.labels)
             written[f"DICOM SEG {pkg.id}"] = folder / f"seg_{name}.dcm"
-            seg.save_as(written[f"DICOM SEG {pkg.id}"])
+            _save_dicom(seg, written[f"DICOM SEG {pkg.id}"])
         sc = build_secondary_capture(picture, source[0])
         written[f"DICOM SC {pkg.id}"] = folder / f"sc_{name}.dcm"
-        sc.save_as(written[f"DICOM SC {pkg.id}"])
+        _save_dicom(sc, written[f"DICOM SC {pkg.id}"])
     if findings:
         sr = build_sr(findings, source, segmentations=segs, segment_numbers=numbers)
         written["DICOM SR"] = folder / f"sr_{_slug(entry.description or entry.key)}.dcm"
-        sr.save_as(written["DICOM SR"])
+        _save_dicom(sr, written["DICOM SR"])
     errors: dict[str, list[str]] = {}
     for label, file in written.items():
         outputs[label] = str(file.relative_to(out))
