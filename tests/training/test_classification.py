@@ -31,6 +31,7 @@ def test_binary_2d_package_has_threshold_temperature_metrics_and_card(tmp_path, 
     ood = spec.extra["ood"]  # the trainer writes the OOD reference: train fit, val threshold
     assert ood["n_train"] == 24 and ood["n_val"] == 12 and ood["false_rejection_rate"] == 0.05
     assert (pkg.path / ood["file"]).is_file()
+    assert spec.input.grey_only  # trained on grey images
 
 
 def test_same_seed_same_weights_and_resume_reproduces(tmp_path, monkeypatch, write_npz, cfg_for):

@@ -634,6 +634,8 @@ def _package(
             modalities=[sample_mod] if sample_mod else [],
             spatial_ndim=len(prep.size or []),
             channels=train.x.shape[1],
+            # trained on grey images: colour content (Doppler overlays) is outside its use
+            grey_only=next(iter(ds)).image().n_channels == 1,
         ),
         preprocessing=prep,
         labels=_labels(names, cfg.label_meanings),

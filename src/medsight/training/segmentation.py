@@ -539,6 +539,7 @@ def train_segmentation(
             modalities=[plan.modality] if plan.modality else [],
             spatial_ndim=plan.spatial_ndim,
             channels=in_ch,
+            grey_only=in_ch == 1,  # trained on grey images: colour content is outside its use
         ),
         preprocessing=PreprocessingSpec(
             target_spacing=plan.target_spacing,
