@@ -56,8 +56,9 @@ def segment(
 
     from medsight.core.significance import parse_label_meanings
     from medsight.data import SplitConfig, Splits, load_dataset, make_splits
+    from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
     from medsight.models.spec import LabelSpec
-    from medsight.training.plan import PLAN_FILE, SegmentationPlan, plan_from_dataset
+    from medsight.training.plan import plan_from_dataset
     from medsight.training.segmentation import (
         PREPROCESSED_FILE,
         SegTrainConfig,

@@ -26,10 +26,10 @@ from medsight.evaluation.classification import confusion_matrix
 from medsight.evaluation.classification_report import (
     calibration_inputs,
     classification_metrics,
-    predict_labels,
     subgroup_metrics,
 )
 from medsight.evaluation.plots import pr_plot, reliability_plot, roc_plot
+from medsight.inference.decision import predict_labels
 from medsight.io.atomic import atomic_path, write_text_atomic
 
 __all__ = ["evaluate_classifier", "select_cases"]

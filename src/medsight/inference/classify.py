@@ -84,7 +84,7 @@ class Predictor:
     def __init__(self, package: ModelPackage | str | os.PathLike[str], device: str = "cpu") -> None:
         import torch
 
-        from medsight.training.common import select_device
+        from medsight.models.device import select_device
 
         self._pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
         spec = self._pkg.spec
@@ -137,7 +137,7 @@ class Predictor:
 
     def decide(self, proba: NDArray[np.float64]) -> NDArray[np.int64]:
         """Decisions at the stored operating point for probabilities ``(N, K)``."""
-        from medsight.evaluation.classification_report import predict_labels
+        from medsight.inference.decision import predict_labels
 
         spec = self._pkg.spec
         return predict_labels(spec.task.value, proba, spec.thresholds, spec.label_names)

@@ -30,13 +30,9 @@ import numpy as np
 
 from medsight.core.errors import InvalidInputError
 from medsight.core.image import Image
-from medsight.training.plan import (
-    PLAN_FILE,
-    SegmentationPlan,
-    prepare_image,
-    register_segmentation_networks,
-    restore_array,
-)
+from medsight.models.dynunet import register_segmentation_networks
+from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
+from medsight.transforms.seg_plan import prepare_image, restore_array
 
 if TYPE_CHECKING:
     import torch
@@ -147,9 +143,9 @@ class Segmenter:
         tta: bool = False,
         postprocess: bool = True,
     ) -> None:
+        from medsight.models.device import select_device
         from medsight.models.package import ModelPackage
         from medsight.models.spec import Task
-        from medsight.training.common import select_device
 
         pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
         if pkg.spec.task is not Task.SEGMENTATION:

@@ -41,6 +41,7 @@ from medsight.evaluation import classification as cm
 from medsight.evaluation.calibration import fit_calibration
 from medsight.evaluation.classification_report import classification_metrics
 from medsight.inference.classify import logits_of
+from medsight.models.device import select_device
 from medsight.models.ood import OOD_FILE
 from medsight.models.package import ModelPackage
 from medsight.models.registry import build_network
@@ -62,7 +63,6 @@ from medsight.training.common import (
     load_checkpoint,
     save_checkpoint,
     seed_everything,
-    select_device,
 )
 from medsight.training.config import ClassifyConfig, Imbalance, ThresholdMethod
 from medsight.training.transfer import init_from_package, init_from_ssl, set_encoder_frozen

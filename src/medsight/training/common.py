@@ -17,6 +17,7 @@ import torch
 
 from medsight.core.errors import InvalidInputError
 from medsight.io.atomic import atomic_path
+from medsight.models.device import select_device  # re-exported; it lives in models
 
 __all__ = [
     "EarlyStopping",
@@ -57,23 +58,6 @@ def channels_last_format(spatial_ndim: int) -> torch.memory_format:
     (torch.channels_last, torch.channels_last_3d)
     """
     return torch.channels_last_3d if spatial_ndim == 3 else torch.channels_last
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present, else CPU (using every core).
-
-    Raises
-    ------
-    InvalidInputError
-        A CUDA device is asked for on a machine without one.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError("device", f"{name!r} requested but no CUDA device is available")
-    if name == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
-    return torch.device(name)
 
 
 def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> Path:

@@ -35,21 +35,32 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
 
-from medsight.core.errors import InvalidInputError, UnreadableFileError
-from medsight.core.geometry import LPS_TO_RAS
-from medsight.core.image import Image
-from medsight.io.atomic import write_text_atomic
+from medsight.core.errors import InvalidInputError
+
+# The plan's data model lives in ``models`` and its application in ``transforms`` (inference
+# reads them from there, never from the planner); re-exported here for older imports.
+from medsight.models.dynunet import _dynunet_single as _dynunet_single
+from medsight.models.dynunet import register_segmentation_networks
+from medsight.models.seg_plan import PLAN_FILE as PLAN_FILE
+from medsight.models.seg_plan import SEG_NETWORK as SEG_NETWORK
+from medsight.models.seg_plan import IntensityStats, Normalization, SegmentationPlan
+from medsight.transforms.seg_plan import (
+    PreparedImage,
+    normalize,
+    prepare_image,
+    prepare_label,
+    restore_array,
+)
+from medsight.transforms.seg_plan import _apply_ornt as _apply_ornt
+from medsight.transforms.seg_plan import _channels_first as _channels_first
+from medsight.transforms.seg_plan import _orientation_transforms as _orientation_transforms
+from medsight.transforms.seg_plan import _resize as _resize
 
 __all__ = [
     "IntensityStats",
@@ -66,167 +77,11 @@ __all__ = [
     "restore_array",
 ]
 
-PLAN_FILE = "plan.json"
-#: Registry name of MONAI's DynUNet with each parameter stored once (see ``_dynunet_single``).
-SEG_NETWORK = "dynunet_single"
 _MAX_VOXELS = {2: 256 * 256, 3: 128**3}
 _BATCH_VOXELS = {2: 12 * 256 * 256, 3: 2 * 128**3}
 _MAX_FILTERS = {2: 512, 3: 320}
 _MIN_FEATURE = 4
 _MAX_POOL = 5
-
-
-class Normalization(StrEnum):
-    """Per-modality intensity normalisation."""
-
-    CT = "ct"  # clip to data-set foreground percentiles, z-score with data-set stats
-    ZSCORE_NONZERO = "zscore_nonzero"  # per image, over non-zero voxels (MR)
-    ZSCORE = "zscore"  # per image, all voxels
-    NONE = "none"
-
-
-class IntensityStats(BaseModel):
-    """Foreground intensity statistics of the training data (used by CT normalisation)."""
-
-    mean: float = 0.0
-    std: float = 1.0
-    percentile_00_5: float = 0.0
-    percentile_99_5: float = 0.0
-
-
-class SegmentationPlan(BaseModel):
-    """Everything training and inference need to configure themselves (``plan.json``)."""
-
-    version: int = 1
-    dataset: str = ""
-    spatial_ndim: int = Field(ge=2, le=3)
-    modality: str = ""
-    orientation: str | None = None  # the training data's axis codes (3D); inputs are reoriented
-    target_spacing: list[float]
-    median_shape: list[int]  # at target spacing
-    patch_size: list[int]
-    batch_size: int = Field(ge=1)
-    kernel_size: list[list[int]]
-    strides: list[list[int]]
-    filters: list[int]
-    normalization: Normalization
-    intensity: IntensityStats = Field(default_factory=IntensityStats)
-    label_names: dict[int, str]
-    deep_supervision: bool = True
-    network: str = SEG_NETWORK
-
-    @property
-    def n_classes(self) -> int:
-        """Number of output channels (background included)."""
-        return max(self.label_names) + 1
-
-    def network_args(self, in_channels: int = 1) -> dict[str, Any]:
-        """Keyword arguments (MONAI's own names) of ``network`` for this plan.
-
-        ``dynunet_single`` (the default; DynUNet) uses the planned kernels, strides and
-        filters with deep supervision; ``unet``, ``segresnet``, ``unetr`` and ``swinunetr``
-        (the latter needs ``einops``) are built from the same depth and patch size.
-
-        Examples
-        --------
-        >>> p = make_plan(spacings=[[1.0, 1.0]], shapes=[[64, 64]], label_names={0: "bg", 1: "x"})
-        >>> a = p.network_args(); a["spatial_dims"], a["out_channels"], len(a["strides"])
-        (2, 2, 5)
-        >>> p.model_copy(update={"network": "unet"}).network_args()["channels"]
-        [32, 64, 128, 256, 512]
-        """
-        common = {
-            "spatial_dims": self.spatial_ndim,
-            "in_channels": in_channels,
-            "out_channels": self.n_classes,
-        }
-        name = self.network.lower()
-        if name == "unet":
-            return common | {
-                "channels": self.filters,
-                "strides": [list(s) for s in self.strides[1:]],
-                "num_res_units": 2,
-                "norm": "instance",
-            }
-        if name == "segresnet":
-            return common | {"init_filters": self.filters[0]}
-        if name == "unetr":
-            return common | {"img_size": self.patch_size, "feature_size": 16}
-        if name == "swinunetr":
-            return common | {"feature_size": 24}
-        return common | {
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "upsample_kernel_size": self.strides[1:],
-            "filters": self.filters,
-            "norm_name": ["instance", {"affine": True}],
-            "act_name": ["leakyrelu", {"inplace": True, "negative_slope": 0.01}],
-            # DynUNet needs more up-sampling layers than supervision heads
-            "deep_supervision": self.deep_supervision and len(self.strides) >= 3,
-            "deep_supr_num": max(1, min(2, len(self.strides) - 2)),
-            "res_block": False,
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the plan as JSON (atomically)."""
-        target = Path(path)
-        write_text_atomic(target, self.model_dump_json(indent=2) + "\n")
-        return target
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SegmentationPlan:
-        """Read a ``plan.json``; a bad file raises an error naming it and the field."""
-        p = Path(path)
-        try:
-            return cls.model_validate_json(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UnreadableFileError(p, f"cannot be read ({exc})") from None
-        except ValueError as exc:
-            errors = getattr(exc, "errors", lambda: [])()
-            where = ".".join(str(x) for x in errors[0]["loc"]) if errors else "plan"
-            msg = errors[0]["msg"] if errors else str(exc)
-            raise InvalidInputError(p, f"invalid field {where}: {msg}") from None
-
-
-def _dynunet_single(**kwargs: Any) -> Any:
-    """MONAI ``DynUNet`` whose state dict lists every tensor once.
-
-    DynUNet registers its blocks twice (``input_block`` ... and again under ``skip_layers``), so
-    its state dict holds each weight under two names, which doubles a package's size and which
-    safetensors refuses.  The alias names are dropped when saving and filled back in from their
-    canonical names when loading; the network itself is unchanged.
-    """
-    from monai.networks.nets import DynUNet
-
-    net = DynUNet(**kwargs)
-    first: dict[int, str] = {}
-    alias: dict[str, str] = {}
-    for key, tensor in net.state_dict(keep_vars=True).items():
-        if id(tensor) in first:
-            alias[key] = first[id(tensor)]
-        else:
-            first[id(tensor)] = key
-
-    def drop(module: Any, state: dict[str, Any], prefix: str, local: Any) -> None:
-        for key in alias:
-            state.pop(prefix + key, None)
-
-    def fill(state: dict[str, Any], prefix: str, *args: Any) -> None:
-        for key, canonical in alias.items():
-            if prefix + key not in state and prefix + canonical in state:
-                state[prefix + key] = state[prefix + canonical]
-
-    net._register_state_dict_hook(drop)
-    net._register_load_state_dict_pre_hook(fill)
-    return net
-
-
-def register_segmentation_networks() -> None:
-    """Add :data:`SEG_NETWORK` to the network registry (idempotent)."""
-    from medsight.models.registry import available_networks, register_network
-
-    if SEG_NETWORK not in available_networks():
-        register_network(SEG_NETWORK, _dynunet_single)
 
 
 def _target_spacing(spacings: np.ndarray) -> np.ndarray:
@@ -405,141 +260,6 @@ def plan_from_dataset(
         max_voxels=max_voxels,
         max_filters=max_filters,
     )
-
-
-# --- applying a plan: orientation, intensity, spacing ------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedImage:
-    """An image made ready for the network, and what is needed to map results back.
-
-    ``array`` is ``(channels, *spatial)`` float32 in the plan's orientation and target spacing.
-    """
-
-    array: np.ndarray
-    input_shape: tuple[int, ...]
-    oriented_shape: tuple[int, ...]
-    to_plan: np.ndarray | None  # nibabel orientation transform (input -> plan), None if unchanged
-    from_plan: np.ndarray | None
-
-
-def _orientation_transforms(image: Image, code: str | None) -> tuple[Any, Any]:
-    if code is None or image.spatial_ndim != 3 or image.orientation == code:
-        return None, None
-    from nibabel import orientations as nio
-
-    src = nio.io_orientation(LPS_TO_RAS @ image.affine)
-    dst = nio.axcodes2ornt(tuple(code))
-    return nio.ornt_transform(src, dst), nio.ornt_transform(dst, src)
-
-
-def _apply_ornt(arr: np.ndarray, ornt: np.ndarray | None) -> np.ndarray:
-    """Reorient the trailing spatial axes of ``(C, *spatial)``."""
-    if ornt is None:
-        return arr
-    from nibabel import orientations as nio
-
-    return np.stack([nio.apply_orientation(a, ornt) for a in arr])
-
-
-def _resize(arr: np.ndarray, shape: Sequence[int], *, nearest: bool = False) -> np.ndarray:
-    """Resize ``(C, *spatial)`` to ``shape`` (linear, or nearest for labels)."""
-    if tuple(arr.shape[1:]) == tuple(shape):
-        return arr
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None]
-    if nearest:
-        out = F.interpolate(t, size=tuple(shape), mode="nearest-exact")
-    else:
-        mode = "bilinear" if len(shape) == 2 else "trilinear"
-        out = F.interpolate(t, size=tuple(shape), mode=mode, align_corners=False)
-    return out[0].numpy()
-
-
-def normalize(arr: np.ndarray, plan: SegmentationPlan) -> np.ndarray:
-    """Apply the plan's intensity normalisation to ``(C, *spatial)`` float32.
-
-    Examples
-    --------
-    >>> p = make_plan(spacings=[[1.0, 1.0]], shapes=[[8, 8]], label_names={0: "bg", 1: "x"},
-    ...               modality="MR")
-    >>> a = np.zeros((1, 8, 8), np.float32); a[0, 2:6, 2:6] = np.arange(16).reshape(4, 4)
-    >>> n = normalize(a, p); round(float(n[0][a[0] != 0].mean()), 6), float(n[0, 0, 0])
-    (0.0, 0.0)
-    """
-    out = np.asarray(arr, dtype=np.float32).copy()
-    for c in range(out.shape[0]):
-        x = out[c]
-        if plan.normalization is Normalization.CT:
-            st = plan.intensity
-            x = np.clip(x, st.percentile_00_5, st.percentile_99_5)
-            out[c] = (x - st.mean) / max(st.std, 1e-8)
-        elif plan.normalization is Normalization.ZSCORE_NONZERO:
-            fg = x != 0
-            if fg.any():
-                vals = x[fg]
-                out[c] = np.where(fg, (x - vals.mean()) / max(float(vals.std()), 1e-8), 0.0)
-        elif plan.normalization is Normalization.ZSCORE:
-            out[c] = (x - x.mean()) / max(float(x.std()), 1e-8)
-    return out
-
-
-def _channels_first(image: Image) -> np.ndarray:
-    arr = np.asarray(image.array, dtype=np.float32)
-    return np.moveaxis(arr, -1, 0) if image.has_channels else arr[None]
-
-
-def prepare_image(image: Image, plan: SegmentationPlan) -> PreparedImage:
-    """Reorient, normalise and resample an Image as the plan says.
-
-    Raises
-    ------
-    InvalidInputError
-        The image has a different number of spatial axes than the plan.
-    """
-    if image.spatial_ndim != plan.spatial_ndim:
-        raise InvalidInputError(
-            "image",
-            f"is {image.spatial_ndim}D but the model was planned for {plan.spatial_ndim}D data",
-        )
-    to_plan, from_plan = _orientation_transforms(image, plan.orientation)
-    arr = _apply_ornt(_channels_first(image), to_plan)
-    spacing = np.asarray(image.spacing, dtype=float)
-    if to_plan is not None:
-        spacing = spacing[np.argsort(to_plan[:, 0])]
-    target = np.asarray(plan.target_spacing, dtype=float)
-    new_shape = [max(1, round(s)) for s in np.asarray(arr.shape[1:]) * spacing / target]
-    arr = _resize(normalize(arr, plan), new_shape)
-    return PreparedImage(
-        array=arr.astype(np.float32),
-        input_shape=tuple(image.shape),
-        oriented_shape=tuple(
-            int(s) for s in _apply_ornt(np.zeros((1, *image.shape)), to_plan).shape[1:]
-        ),
-        to_plan=to_plan,
-        from_plan=from_plan,
-    )
-
-
-def prepare_label(mask: Image, prepared: PreparedImage) -> np.ndarray:
-    """The mask in the same grid as ``prepared.array`` (nearest neighbour), int16 ``(*spatial)``."""
-    arr = np.asarray(mask.array)
-    if arr.ndim > len(prepared.input_shape):
-        arr = arr[..., 0]
-    arr = _apply_ornt(arr[None].astype(np.float32), prepared.to_plan)
-    return _resize(arr, prepared.array.shape[1:], nearest=True)[0].round().astype(np.int16)
-
-
-def restore_array(arr: np.ndarray, prepared: PreparedImage) -> np.ndarray:
-    """Map ``(C, *spatial)`` network-grid values back to the input image's grid."""
-    out = _resize(np.asarray(arr, dtype=np.float32), prepared.oriented_shape)
-    out = _apply_ornt(out, prepared.from_plan)
-    if tuple(out.shape[1:]) != prepared.input_shape:  # pragma: no cover - defensive
-        raise InvalidInputError("prediction", "could not be mapped back to the input grid")
-    return out
 
 
 def plan_from_fingerprint(

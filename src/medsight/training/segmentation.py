@@ -38,15 +38,11 @@ from pydantic import BaseModel, Field
 
 from medsight.core.errors import InvalidInputError, UnreadableFileError
 from medsight.io.atomic import atomic_path
+from medsight.models.dynunet import register_segmentation_networks
 from medsight.models.ood import OOD_FILE
+from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
 from medsight.models.spec import LabelSpec, apply_meanings
-from medsight.training.plan import (
-    PLAN_FILE,
-    SegmentationPlan,
-    prepare_image,
-    prepare_label,
-    register_segmentation_networks,
-)
+from medsight.transforms.seg_plan import prepare_image, prepare_label
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +397,7 @@ def train_segmentation(
     import torch
     from monai.losses import DiceCELoss
 
+    from medsight.models.device import select_device
     from medsight.models.package import ModelPackage
     from medsight.models.registry import build_network
     from medsight.models.spec import (
@@ -413,12 +410,7 @@ def train_segmentation(
         Task,
         TrainingDataSummary,
     )
-    from medsight.training.common import (
-        load_checkpoint,
-        save_checkpoint,
-        seed_everything,
-        select_device,
-    )
+    from medsight.training.common import load_checkpoint, save_checkpoint, seed_everything
 
     if labels is None:
         labels = [

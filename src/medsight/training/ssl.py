@@ -29,9 +29,10 @@ from torch import nn
 
 from medsight.core import Split
 from medsight.core.errors import InvalidInputError
+from medsight.models.device import select_device
 from medsight.models.registry import build_network
 from medsight.models.spec import ArchitectureSpec, Intensity, PreprocessingSpec
-from medsight.training.common import seed_everything, select_device
+from medsight.training.common import seed_everything
 from medsight.training.transfer import encoder_state, head_prefix
 from medsight.transforms.augment import AugmentConfig, apply_params, sample_params
 from medsight.transforms.preprocess import to_network_input

@@ -15,7 +15,7 @@ import numpy as np
 from medsight.core import MedsightError
 from medsight.data.dataset import Dataset
 from medsight.data.qc.findings import CheckKind
-from medsight.data.qc.report import QCReport
+from medsight.data.qc.result import QCReport
 from medsight.data.scan import CaseScan, class_counts
 from medsight.io.atomic import atomic_path, write_text_atomic
 

@@ -21,40 +21,19 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
 from medsight.core import InvalidInputError
 from medsight.data.dataset import Dataset
-from medsight.data.fingerprint import Fingerprint, compute_fingerprint
+from medsight.data.fingerprint import compute_fingerprint
 from medsight.data.qc.checks import CHECKS
 from medsight.data.qc.config import QCConfig
-from medsight.data.qc.findings import CheckKind, Finding, Severity
+from medsight.data.qc.findings import Finding, Severity
+from medsight.data.qc.html import render_html
+from medsight.data.qc.result import QCReport
 from medsight.data.scan import CaseScan, scan_dataset
 from medsight.data.splits import Splits
 from medsight.io.atomic import write_text_atomic
 
 __all__ = ["QCReport", "run_qc", "write_report"]
-
-
-class QCReport(BaseModel):
-    """The result of a quality run: findings, counts and the fingerprint."""
-
-    version: int = 1
-    dataset: str
-    source: str | None
-    task: str
-    n_cases: int
-    n_unreadable: int
-    config: QCConfig
-    seconds: dict[str, float]
-    counts: dict[str, int] = Field(default_factory=dict)
-    severities: dict[str, int] = Field(default_factory=dict)
-    findings: list[Finding]
-    fingerprint: Fingerprint
-
-    def of_kind(self, kind: CheckKind | str) -> list[Finding]:
-        """The findings of one kind."""
-        return [f for f in self.findings if f.kind == CheckKind(kind)]
 
 
 def run_qc(
@@ -134,8 +113,6 @@ def write_report(
     >>> sorted(paths), paths["html"].name
     (['fingerprint', 'html', 'json'], 'index.html')
     """
-    from medsight.data.qc.html import render_html
-
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise InvalidInputError(root, "exists and is not a folder", hint="give a folder for --out")
