@@ -64,6 +64,8 @@ def test_folder_with_two_patients_gives_one_report_per_study(
     index = json.loads((out / "index.json").read_text())
     assert sorted(r["patient_id"] for r in index["studies"]) == ["PAT-A", "PAT-B"]
     assert not (out / "report.json").exists(), "no report covering both studies"
+    page = (out / "index.html").read_text()
+    assert "2 of 2 studies analysed" in page and page.count('/report.html"') == 2
 
 
 def test_analyze_refuses_a_folder_with_two_studies(tmp_path, pydicom_file, tiny_classifier):

@@ -200,12 +200,10 @@ def analyze_studies(
 
 
 def _write_index(out: Path, outcomes: list[StudyOutcome]) -> None:
-    import html
+    from medsight.reporting.report import write_index
 
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for o in outcomes:
-        rows.append(
+    write_index(
+        [
             {
                 "folder": o.group.folder,
                 "study_instance_uid": o.group.study_uid,
@@ -214,27 +212,10 @@ def _write_index(out: Path, outcomes: list[StudyOutcome]) -> None:
                 "impression": o.result.report.impression if o.result is not None else "",
                 "error": o.error or "",
             }
-        )
-    write_text_atomic(out / "index.json", json.dumps({"studies": rows}, indent=2) + "\n")
-    cells = "".join(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-            f'<a href="{html.escape(r["folder"])}/report.html">{html.escape(r["folder"])}</a>'
-            if r["status"] == "analysed"
-            else html.escape(r["folder"]),
-            html.escape(r["patient_id"] or "unknown"),
-            html.escape(r["study_instance_uid"] or "-"),
-            html.escape(r["status"]),
-            html.escape(r["impression"] or r["error"]),
-        )
-        for r in rows
+            for o in outcomes
+        ],
+        out,
     )
-    page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>medsight studies'
-        "</title></head><body><h1>medsight: one report per study</h1><table border=1>"
-        "<tr><th>report</th><th>patient</th><th>study</th><th>status</th>"
-        f"<th>impression or reason</th></tr>{cells}</table></body></html>\n"
-    )
-    write_text_atomic(out / "index.html", page)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,7 @@ __all__ = [
     "finding_note",
     "headline_metrics",
     "impression",
+    "write_index",
     "write_report",
 ]
 
@@ -167,10 +168,28 @@ def _data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def _template() -> str:
+def _template(name: str = "report.html.j2") -> str:
     from importlib.resources import files
 
-    return (files("medsight.reporting") / "templates" / "report.html.j2").read_text("utf-8")
+    return (files("medsight.reporting") / "templates" / name).read_text("utf-8")
+
+
+def write_index(rows: list[dict[str, str]], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``index.json`` and ``index.html`` listing the per-study reports of one input.
+
+    Each row has ``folder``, ``study_instance_uid``, ``patient_id``, ``status`` ("analysed" or
+    "not analysed"), ``impression`` and ``error``.
+    """
+    import jinja2
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / "index.json", out / "index.html"
+    write_text_atomic(json_path, json.dumps({"studies": rows}, indent=2) + "\n")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    html = env.from_string(_template("index.html.j2")).render(rows=rows, disclaimer=DISCLAIMER)
+    write_text_atomic(html_path, html)
+    return json_path, html_path
 
 
 def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
