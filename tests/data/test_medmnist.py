@@ -60,3 +60,40 @@ def test_corrupt_and_incomplete_files(tmp_path):
     np.savez(bad, train_images=np.zeros((1, 2, 2)))
     with pytest.raises(UnreadableFileError, match="train_labels"):
         load_medmnist(bad)
+
+
+def _toy_npz(path):
+    arrays = {f"{s}_images": np.zeros((2, 4, 4), np.uint8) for s in ("train", "val", "test")}
+    arrays |= {f"{s}_labels": np.array([[0], [1]]) for s in ("train", "val", "test")}
+    np.savez(path, **arrays)
+    return path
+
+
+def test_provenance_of_a_medmnist_file_and_of_an_unknown_name(tmp_path):
+    ds = load_medmnist(_toy_npz(tmp_path / "retinamnist_64.npz"))
+    assert ds.source == "MedMNIST v2, Yang et al., Scientific Data 2023; DeepDRiD source"
+    assert ds.license == f"CC BY 4.0 ({ds.source})"
+    resplit = ds.with_cases([c.replace(split=None) for c in ds])
+    assert (resplit.source, resplit.license) == (ds.source, ds.license)
+    # a file that is not a MedMNIST set: no source, no license guessed
+    other = load_dataset(f"medmnist:{_toy_npz(tmp_path / 'toy.npz')}?task=binary")
+    assert (other.source, other.license) == ("", "")
+    given = load_dataset(f"medmnist:{tmp_path / 'toy.npz'}?task=binary&license=CC0&source=me")
+    assert (given.source, given.license) == ("me", "CC0")
+
+
+def test_adapter_license_is_the_text_of_the_zoo_model_cards():
+    import json
+    from pathlib import Path
+
+    import medsight
+    from medsight.data.medmnist import medmnist_provenance
+
+    zoo = Path(medsight.__file__).parent / "zoo"
+    checked = 0
+    for model_json in sorted(zoo.glob("*/model.json")):
+        data = json.loads(model_json.read_text())["training_data"]
+        if data["source"].startswith("medmnist adapter"):
+            assert medmnist_provenance(data["dataset"])[1] == data["license"], model_json
+            checked += 1
+    assert checked >= 4

@@ -61,3 +61,17 @@ def test_nnunet_v2_channels_and_orphans(tmp_path):
 def test_not_an_msd_folder(tmp_path):
     with pytest.raises(EmptyInputError, match="imagesTr"):
         load_dataset(f"msd:{tmp_path}")
+
+
+def test_provenance_from_dataset_json(tmp_path):
+    (tmp_path / "imagesTr").mkdir()
+    _write(tmp_path / "imagesTr" / "a.nii.gz", np.zeros((3, 3, 3), "f4"))
+    meta = {"name": "Hippocampus", "licence": "CC-BY-SA 4.0", "reference": "Vanderbilt"}
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    ds = load_dataset(f"msd:{tmp_path}")
+    assert (ds.name, ds.source, ds.license) == ("Hippocampus", "Vanderbilt", "CC-BY-SA 4.0")
+    assert load_dataset(f"msd:{tmp_path}?license=CC0").license == "CC0"
+    # no licence in dataset.json: empty, not a guess
+    (tmp_path / "dataset.json").write_text(json.dumps({"name": "Hippocampus"}))
+    ds = load_dataset(f"msd:{tmp_path}")
+    assert (ds.source, ds.license) == ("", "")

@@ -25,6 +25,9 @@ def test_binary_2d_package_has_threshold_temperature_metrics_and_card(tmp_path, 
     assert {"auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "ece"} <= names
     assert all(m.split == "val" for m in spec.metrics)
     assert spec.training_data.n_cases == {"train": 24, "val": 12}
+    # toy.npz is no MedMNIST set: no license is guessed
+    assert spec.training_data.license == ""
+    assert spec.training_data.source == "medmnist adapter (official splits)"
     assert spec.preprocessing.intensity.value == "dataset_zscore"
     assert "## Training data" in (pkg.path / "MODEL_CARD.md").read_text()
     assert (tmp_path / "run" / "training_log.csv").read_text().count("\n") == 4
@@ -32,6 +35,14 @@ def test_binary_2d_package_has_threshold_temperature_metrics_and_card(tmp_path, 
     assert ood["n_train"] == 24 and ood["n_val"] == 12 and ood["false_rejection_rate"] == 0.05
     assert (pkg.path / ood["file"]).is_file()
     assert spec.input.grey_only  # trained on grey images
+
+
+def test_package_carries_the_adapters_license(tmp_path, write_npz, cfg_for):
+    data = f"medmnist:{write_npz(tmp_path / 'breastmnist.npz')}"
+    spec = ModelPackage.load(tc.train_classifier(cfg_for(tmp_path, data)).path).spec
+    td = spec.training_data  # the text of the zoo's breastmnist model card
+    assert td.license == "CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023; BUSI source)"
+    assert td.source == "medmnist adapter (official splits)"
 
 
 def test_same_seed_same_weights_and_resume_reproduces(tmp_path, monkeypatch, write_npz, cfg_for):

@@ -50,11 +50,24 @@ def evaluator_for(task: str) -> Callable[..., dict[str, Any]]:
     return getattr(importlib.import_module(module), attr)
 
 
+#: where a training run folder keeps its package: classification runs, segmentation runs
+RUN_PACKAGE_FOLDERS = ("model", "package")
+
+
 def _open_package(path: Path) -> Any:
+    """A ModelPackage folder, or a training run folder of either family."""
     from medsight.models.package import ModelPackage
 
-    if not (path / "model.json").exists() and (path / "model" / "model.json").exists():
-        path = path / "model"  # a training run folder
+    if not (path / "model.json").exists():
+        found = [path / sub for sub in RUN_PACKAGE_FOLDERS if (path / sub / "model.json").exists()]
+        if not found:
+            looked = " or ".join(f"{sub}/model.json" for sub in RUN_PACKAGE_FOLDERS)
+            raise InvalidInputError(
+                path,
+                f"not a model package or a training run folder (no model.json, {looked})",
+                hint="pass the package folder, or the --out folder of medsight train",
+            )
+        path = found[0]  # a training run folder
     return ModelPackage.load(path)
 
 

@@ -3,8 +3,10 @@
 Adapters (:mod:`medsight.data.medmnist`, :mod:`~medsight.data.msd`, ...) build a Dataset; the
 splitter, the fingerprint and the quality report read it.  Besides the Cases a Dataset knows the
 task, the label names, the channel names, which files each Case came from (so every quality
-finding can name them) and problems the adapter met while listing the layout (orphan files,
-manifest rows without an image ...), which the quality report turns into findings.
+finding can name them), problems the adapter met while listing the layout (orphan files,
+manifest rows without an image ...), which the quality report turns into findings, and its
+provenance: ``source`` (citation / where it comes from) and ``license``, empty when the adapter
+does not know them (never guessed).
 
 Examples
 --------
@@ -20,6 +22,8 @@ Examples
 (1, 'a', <Task.BINARY: 'binary'>)
 >>> ds.files_of("a")
 {}
+>>> ds.license, ds.with_provenance(license="CC0").with_cases(list(ds)).license
+('', 'CC0')
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ class Dataset(Sequence[Case]):
     layout_issues : sequence of LayoutIssue, optional
     root : str, optional
         The folder or file the data set was read from.
+    source : str
+        Where the data comes from (citation, original collection); empty when unknown.
+    license : str
+        The data's license as its publisher states it; empty when unknown.
     """
 
     def __init__(
@@ -94,6 +102,8 @@ class Dataset(Sequence[Case]):
         official_splits: bool = False,
         layout_issues: Sequence[LayoutIssue] = (),
         root: str | None = None,
+        source: str = "",
+        license: str = "",
     ) -> None:
         self._cases = tuple(cases)
         seen: set[str] = set()
@@ -115,6 +125,8 @@ class Dataset(Sequence[Case]):
         self._official_splits = official_splits
         self._layout_issues = tuple(layout_issues)
         self._root = root
+        self._source = source
+        self._license = license
 
     # --- read-only properties -------------------------------------------------------------
     @property
@@ -151,6 +163,16 @@ class Dataset(Sequence[Case]):
     def root(self) -> str | None:
         """The folder or file the data set was read from."""
         return self._root
+
+    @property
+    def source(self) -> str:
+        """Where the data comes from (citation, original collection); empty when unknown."""
+        return self._source
+
+    @property
+    def license(self) -> str:
+        """The data's license; empty when unknown."""
+        return self._license
 
     def __len__(self) -> int:
         return len(self._cases)
@@ -194,4 +216,15 @@ class Dataset(Sequence[Case]):
             official_splits=self.official_splits,
             layout_issues=self.layout_issues,
             root=self.root,
+            source=self.source,
+            license=self.license,
         )
+
+    def with_provenance(self, *, source: str | None = None, license: str | None = None) -> Dataset:
+        """A copy with ``source`` and/or ``license`` replaced (None keeps the current one)."""
+        copy = self.with_cases(self._cases)
+        if source is not None:
+            copy._source = source
+        if license is not None:
+            copy._license = license
+        return copy

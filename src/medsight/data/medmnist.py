@@ -9,12 +9,18 @@ Arrays are stored row-major as Pillow returns them (``(N, H, W[, 3])`` and ``(N,
 Cases get them in medsight's index order (``(column, row[, channel])``, spatial axes reversed).
 MedMNIST carries no patient ids, so each image is its own patient (``patient_id == case_id``).
 
+Every MedMNIST file is CC BY 4.0; the Dataset's ``source`` cites MedMNIST v2 and, where known
+(:data:`MEDMNIST_ORIGINS`), the collection the set was derived from.  A file whose name is not
+a MedMNIST set (read with ``?task=``) gets no source and no license.
+
 Examples
 --------
 >>> MEDMNIST_INFO["retinamnist"].task, MEDMNIST_INFO["retinamnist"].labels[4]
 (<Task.ORDINAL: 'ordinal'>, '4')
 >>> medmnist_name("adrenalmnist3d_64.npz")
 'adrenalmnist3d'
+>>> medmnist_provenance("retinamnist")[1]
+'CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023; DeepDRiD source)'
 """
 
 from __future__ import annotations
@@ -38,7 +44,21 @@ from medsight.core import (
 from medsight.data.dataset import Dataset, Task
 from medsight.data.registry import register_adapter
 
-__all__ = ["MEDMNIST_INFO", "MedMNISTInfo", "load_medmnist", "medmnist_name"]
+__all__ = [
+    "MEDMNIST_INFO",
+    "MEDMNIST_ORIGINS",
+    "MedMNISTInfo",
+    "load_medmnist",
+    "medmnist_name",
+    "medmnist_provenance",
+]
+
+#: The citation of the MedMNIST v2 collection.
+MEDMNIST_CITATION = "MedMNIST v2, Yang et al., Scientific Data 2023"
+#: The license of every MedMNIST file.
+MEDMNIST_LICENSE = "CC BY 4.0"
+#: The collection a MedMNIST set was derived from, where medsight names it.
+MEDMNIST_ORIGINS: dict[str, str] = {"breastmnist": "BUSI", "retinamnist": "DeepDRiD"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +126,29 @@ def medmnist_name(path: str | os.PathLike[str]) -> str:
     """The MedMNIST data set name of a file: lower-case stem without a size suffix."""
     stem = Path(path).name.lower().removesuffix(".npz")
     return _SIZE_SUFFIX.sub("", stem)
+
+
+def medmnist_provenance(name: str) -> tuple[str, str]:
+    """``(source, license)`` of a MedMNIST set; ``("", "")`` for a name that is not one.
+
+    The license names the citation too (``"CC BY 4.0 (MedMNIST v2, ...)"``), as model cards
+    print it.
+
+    Examples
+    --------
+    >>> source, license_ = medmnist_provenance("breastmnist")
+    >>> source
+    'MedMNIST v2, Yang et al., Scientific Data 2023; BUSI source'
+    >>> license_
+    'CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023; BUSI source)'
+    >>> medmnist_provenance("mydata")
+    ('', '')
+    """
+    if name not in MEDMNIST_INFO:
+        return "", ""
+    origin = MEDMNIST_ORIGINS.get(name)
+    source = f"{MEDMNIST_CITATION}; {origin} source" if origin else MEDMNIST_CITATION
+    return source, f"{MEDMNIST_LICENSE} ({source})"
 
 
 def _label(row: np.ndarray, task: Task) -> int | tuple[int, ...]:
@@ -196,6 +239,7 @@ def load_medmnist(path: str | os.PathLike[str], /, **options: str) -> Dataset:
     if not cases:
         raise EmptyInputError(p, "holds no images")
     label_names = dict(enumerate(info.labels)) if info else {}
+    source, license_ = medmnist_provenance(name)
     return Dataset(
         name,
         cases,
@@ -204,4 +248,6 @@ def load_medmnist(path: str | os.PathLike[str], /, **options: str) -> Dataset:
         files=files,
         official_splits=True,
         root=str(p),
+        source=source,
+        license=license_,
     )

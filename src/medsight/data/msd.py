@@ -85,6 +85,15 @@ def _read_json(path: Path) -> dict:
         raise UnreadableFileError(path, f"not valid JSON ({exc})") from exc
 
 
+def _meta_text(meta: dict, *keys: str) -> str:
+    """The first non-empty string among ``meta[key]`` (empty when none is)."""
+    for key in keys:
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
 def _parse_labels(raw: object) -> dict[int, str]:
     if not isinstance(raw, dict):
         return {}
@@ -130,6 +139,9 @@ def load_msd(path: str | os.PathLike[str], /, **options: str) -> Dataset:
         The task folder holding ``imagesTr`` (and usually ``labelsTr``, ``dataset.json``).
     **options
         ``name=`` overrides the data set name.
+
+    The Dataset's ``license`` is ``dataset.json``'s ``licence`` (or ``license``) and its
+    ``source`` the ``reference``; each is empty when ``dataset.json`` does not state it.
 
     Raises
     ------
@@ -243,6 +255,8 @@ def load_msd(path: str | os.PathLike[str], /, **options: str) -> Dataset:
         channel_names=channel_names,
         files=files,
         official_splits=False,
+        source=_meta_text(meta, "reference"),
+        license=_meta_text(meta, "licence", "license"),
         layout_issues=issues,
         root=str(root),
     )

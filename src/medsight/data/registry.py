@@ -1,7 +1,9 @@
 """The adapter registry: ``load_dataset("medmnist:PATH")`` picks the adapter named before the colon.
 
 A spec is ``KIND:PATH`` optionally followed by ``?key=value&key=value`` options passed to the
-adapter as keyword arguments (``csv:meta.csv?label=finding&patient=patientid``).  Adapters are
+adapter as keyword arguments (``csv:meta.csv?label=finding&patient=patientid``), except
+``license=`` and ``source=``, which any spec may carry: they set the Dataset's provenance (over
+what the adapter found, e.g. in an MSD ``dataset.json``).  Adapters are
 plain functions ``(path, **options) -> Dataset`` registered with :func:`register_adapter`; the
 built-in ones register themselves when :mod:`medsight.data` is imported.
 
@@ -44,6 +46,8 @@ class Adapter(Protocol):
 
 
 _ADAPTERS: dict[str, Adapter] = {}
+#: Options :func:`load_dataset` handles itself for every adapter.
+_PROVENANCE_OPTIONS = ("license", "source")
 
 
 def _origin(func: object) -> tuple[str, str]:
@@ -146,7 +150,8 @@ def load_dataset(spec: str, **options: str) -> Dataset:
     ----------
     spec : str
         ``medmnist:FILE.npz``, ``msd:FOLDER``, ``folder:FOLDER``, ``csv:FILE.csv``,
-        ``dicom:FOLDER`` with optional ``?key=value`` options.
+        ``dicom:FOLDER`` with optional ``?key=value`` options; ``license=`` and ``source=``
+        set the Dataset's provenance for every kind.
     **options
         More adapter options (override those in the spec).
 
@@ -174,4 +179,7 @@ def load_dataset(spec: str, **options: str) -> Dataset:
             f"data spec {spec!r}",
             f"unknown kind {kind!r}; known kinds are {', '.join(adapter_names())}",
         )
-    return adapter(Path(path), **{**spec_options, **options})
+    merged = {**spec_options, **options}
+    provenance = {key: merged.pop(key) for key in _PROVENANCE_OPTIONS if key in merged}
+    ds = adapter(Path(path), **merged)
+    return ds.with_provenance(**provenance) if provenance else ds

@@ -82,13 +82,21 @@ __all__ = [
 
 CLASSIFICATION_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL)
 
-#: Licenses of data sets whose adapter does not carry one (for the model card).
-_KNOWN_LICENSES = {
-    "breastmnist": "CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023; BUSI source)",
-    "pneumoniamnist": "CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023)",
-    "retinamnist": "CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023; DeepDRiD source)",
-    "adrenalmnist3d": "CC BY 4.0 (MedMNIST v2, Yang et al., Scientific Data 2023)",
-}
+
+def _provenance(cfg: ClassifyConfig, ds: Dataset) -> tuple[str, str]:
+    """``(source, license)`` of the package's training data, from the Dataset's provenance.
+
+    The source names the adapter and the splits, then the Dataset's ``source`` unless the
+    license text already cites it; ``cfg.license`` overrides the Dataset's license, which stays
+    empty when the adapter does not know it.
+    """
+    license_ = cfg.license or ds.license
+    source = f"{cfg.data.split(':', 1)[0]} adapter" + (
+        " (official splits)" if ds.official_splits else " (generated splits)"
+    )
+    if ds.source and ds.source not in license_:
+        source += f"; {ds.source}"
+    return source, license_
 
 
 def _stem_stride(spatial_ndim: int, size: list[int] | None) -> int:
@@ -625,6 +633,7 @@ def _package(
     reference = reference_statistics(input_statistics(x) for x in train.x)
     ood_meta, ood_file = _ood_reference(net, task, train, val)
     best = max(log, key=lambda r: r["val_auc"])
+    source, license_ = _provenance(cfg, ds)
     spec = ModelSpec(
         name=cfg.name or f"{ds.name}-{arch.name}",
         version="0.1.0",
@@ -644,9 +653,8 @@ def _package(
         calibration=calibration.to_spec(),
         training_data=TrainingDataSummary(
             dataset=ds.name,
-            source=f"{cfg.data.split(':', 1)[0]} adapter"
-            + (" (official splits)" if ds.official_splits else " (generated splits)"),
-            license=cfg.license or _KNOWN_LICENSES.get(ds.name, ""),
+            source=source,
+            license=license_,
             n_cases={"train": len(train), "val": len(val)},
             class_counts=dict(sorted(counts.items())),
             intensity_mean=float(train.x.mean()),

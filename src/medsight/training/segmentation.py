@@ -88,6 +88,9 @@ class Preprocessed(BaseModel):
     splits: list[str]  # "train" / "val" / "test" per case
     images: list[Any]  # (C, *spatial) float32
     labels: list[Any]  # (*spatial) int16
+    # per case, input_statistics of the original image as the analysis normalises it (see
+    # _analysis_input_stats); None for files written before medsight stored them
+    input_stats: list[dict[str, float]] | None = None
 
     def part(self, name: str) -> list[int]:
         """Indices of the cases in one part."""
@@ -104,6 +107,37 @@ class SegTrainResult(BaseModel):
     val_dice: dict[str, float]
     postprocessing: dict[str, str]
     history: list[dict[str, float]]
+
+
+def _preprocessing_spec(plan: SegmentationPlan, channels: int) -> Any:
+    """The package's PreprocessingSpec for ``plan`` (what inference and the analysis apply)."""
+    from medsight.models.spec import Intensity, PreprocessingSpec
+
+    intensity = Intensity.CT_WINDOW if plan.normalization.value == "ct" else Intensity.ZSCORE
+    return PreprocessingSpec(
+        target_spacing=plan.target_spacing,
+        size=plan.patch_size,
+        intensity=intensity,
+        intensity_args=plan.intensity.model_dump() if intensity is Intensity.CT_WINDOW else {},
+        channels=channels,
+    )
+
+
+def _analysis_input_stats(image: Any, plan: SegmentationPlan) -> dict[str, float]:
+    """input_statistics of ``image`` exactly as the analysis computes them for a segmenter.
+
+    Mirrors ``medsight.analysis.runners._segmentation``: the original image, channels first,
+    through ``normalize_intensity`` with the package's PreprocessingSpec.  The preprocessed
+    arrays are not used for the reference because they differ from what the analysis sees:
+    they are reoriented, resampled to the plan's spacing, normalised by the plan (not by
+    ``normalize_intensity``) and stored as float16/uint8.
+    """
+    from medsight.models.plausibility import input_statistics
+    from medsight.transforms.preprocess import normalize_intensity
+
+    arr = np.asarray(image.array, dtype=np.float32)
+    x = np.moveaxis(arr, -1, 0) if image.has_channels else arr[None]
+    return input_statistics(normalize_intensity(x, _preprocessing_spec(plan, int(x.shape[0]))))
 
 
 def preprocess_dataset(
@@ -123,12 +157,14 @@ def preprocess_dataset(
     the file about half as large.
     """
     arrays: dict[str, np.ndarray] = {}
-    ids, patients, splits = [], [], []
+    ids, patients, splits, stats = [], [], [], []
     for i, case in enumerate(dataset):
         mask = case.mask()
         if mask is None:
             raise InvalidInputError(f"case {case.case_id}", "has no mask")
-        prepared = prepare_image(case.image(), plan)
+        image = case.image()
+        stats.append(_analysis_input_stats(image, plan))
+        prepared = prepare_image(image, plan)
         if quantize:
             lo, hi = float(prepared.array.min()), float(prepared.array.max())
             scale = (hi - lo) / 255 or 1.0
@@ -142,7 +178,7 @@ def preprocess_dataset(
         splits.append(case.split.value if case.split is not None else "train")
         if progress:
             progress(i)
-    meta = {"case_ids": ids, "patients": patients, "splits": splits}
+    meta = {"case_ids": ids, "patients": patients, "splits": splits, "input_stats": stats}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     target = Path(path)
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
@@ -301,6 +337,56 @@ def _validate(
     return preds
 
 
+#: settings that may change when a run resumes (they do not change what was trained so far)
+_MAY_CHANGE_ON_RESUME = {"max_steps", "time_budget_s", "val_every", "device", "amp", "resume"}
+#: beside checkpoint_latest.pt: the training config and plan it was written with
+RUN_CONFIG_FILE = "checkpoint_config.json"
+
+
+def _run_settings(config: SegTrainConfig, plan: SegmentationPlan) -> dict[str, Any]:
+    return {"config": config.model_dump(mode="json"), "plan": plan.model_dump(mode="json")}
+
+
+def _check_same_run(out: Path, config: SegTrainConfig, plan: SegmentationPlan) -> None:
+    """Refuse to resume a checkpoint written with another config or plan."""
+    path = out / RUN_CONFIG_FILE
+    if not path.is_file():  # a checkpoint from before medsight stored its settings
+        log.warning("%s: no %s; resuming without checking the settings", out, RUN_CONFIG_FILE)
+        return
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UnreadableFileError(path, f"cannot read the run's settings ({exc})") from None
+    now = _run_settings(config, plan)
+    old_cfg, old_plan = before.get("config", {}), before.get("plan", {})
+    changed = [
+        k
+        for k in now["config"]
+        if k not in _MAY_CHANGE_ON_RESUME and old_cfg.get(k) != now["config"][k]
+    ]
+    changed += [
+        f"plan.{k}"
+        for k in sorted(set(now["plan"]) | set(old_plan))
+        if old_plan.get(k) != now["plan"].get(k)
+    ]
+    if changed:
+        raise InvalidInputError(
+            out,
+            "checkpoint_latest.pt was trained with other settings: " + ", ".join(changed),
+            hint="use a new --out, or delete checkpoint_latest.pt to start this run afresh",
+        )
+
+
+def _input_reference(data: Preprocessed, train_idx: list[int]) -> dict[str, list[float]] | None:
+    """The plausibility reference (``spec.extra["input_reference"]``) of the training cases."""
+    from medsight.models.plausibility import reference_statistics
+
+    if not data.input_stats:
+        log.warning("no input_reference for this package: preprocess the data again to add it")
+        return None
+    return reference_statistics(data.input_stats[i] for i in train_idx)
+
+
 def _ood_reference(
     net: Any,
     data: Preprocessed,
@@ -403,10 +489,8 @@ def train_segmentation(
     from medsight.models.spec import (
         ArchitectureSpec,
         InputSpec,
-        Intensity,
         MetricValue,
         ModelSpec,
-        PreprocessingSpec,
         Task,
         TrainingDataSummary,
     )
@@ -422,6 +506,9 @@ def train_segmentation(
     say = log or (lambda s: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    latest, best_file = out / "checkpoint_latest.pt", out / "checkpoint_best.pt"
+    if config.resume and latest.is_file():
+        _check_same_run(out, config, plan)  # before plan.json is overwritten
     plan.save(out / PLAN_FILE)
     train_idx, val_idx = data.part("train"), data.part("val")
     if not train_idx or not val_idx:
@@ -453,8 +540,9 @@ def train_segmentation(
     batch_size = config.batch_size or plan.batch_size
     n_cls = plan.n_classes
     refs = [data.labels[i] for i in val_idx]
-    latest, best_file = out / "checkpoint_latest.pt", out / "checkpoint_best.pt"
     step, best, best_step, history, spent = 0, -1.0, -1, [], 0.0
+    with atomic_path(out / RUN_CONFIG_FILE) as tmp:
+        Path(tmp).write_text(json.dumps(_run_settings(config, plan), indent=2), encoding="utf-8")
     if config.resume and latest.is_file():
         state = load_checkpoint(latest, model=net, optimizer=opt)
         step, best, best_step = state["step"], state["best"], state["best_step"]
@@ -521,7 +609,7 @@ def train_segmentation(
     rules = _choose_postprocessing(preds, refs, n_cls)
     ood_meta, ood_file = _ood_reference(net, data, train_idx, val_idx, plan, device)
     info = dataset_info or {}
-    intensity = Intensity.CT_WINDOW if plan.normalization.value == "ct" else Intensity.ZSCORE
+    reference = _input_reference(data, train_idx)
     spec = ModelSpec(
         name=name,
         version=version,
@@ -533,13 +621,7 @@ def train_segmentation(
             channels=in_ch,
             grey_only=in_ch == 1,  # trained on grey images: colour content is outside its use
         ),
-        preprocessing=PreprocessingSpec(
-            target_spacing=plan.target_spacing,
-            size=plan.patch_size,
-            intensity=intensity,
-            intensity_args=plan.intensity.model_dump() if intensity is Intensity.CT_WINDOW else {},
-            channels=in_ch,
-        ),
+        preprocessing=_preprocessing_spec(plan, in_ch),
         labels=list(labels),
         training_data=TrainingDataSummary(
             dataset=info.get("dataset", plan.dataset),
@@ -561,6 +643,7 @@ def train_segmentation(
             "best_step": best_step,
             "steps": step,
             **({"ood": ood_meta} if ood_meta else {}),
+            **({"input_reference": reference} if reference else {}),
         },
     )
     # weights stored as float16 (half the size; loading casts back to float32)
