@@ -8,12 +8,23 @@ The logic lives in :mod:`medsight.training.plan` and :mod:`medsight.training.seg
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-__all__ = ["register", "segment"]
+__all__ = ["SegArch", "register", "segment"]
+
+
+class SegArch(StrEnum):
+    """``--arch``: the segmentation network (``dynunet`` is the planner's default)."""
+
+    DYNUNET = "dynunet"
+    UNET = "unet"
+    SEGRESNET = "segresnet"
+    UNETR = "unetr"
+    SWINUNETR = "swinunetr"
 
 
 def segment(
@@ -31,6 +42,14 @@ def segment(
     ] = None,
     modality: Annotated[
         str | None, typer.Option("--modality", help="CT, MR, US ... when the data lacks it.")
+    ] = None,
+    arch: Annotated[
+        SegArch | None,
+        typer.Option(
+            "--arch",
+            help="Network (default dynunet); the planned patch is rounded up to a size it "
+            "accepts (UNETR: multiples of 16, SwinUNETR: 32). Sets plan.json's network.",
+        ),
     ] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 25_000,
     time_budget: Annotated[
@@ -54,11 +73,12 @@ def segment(
     """Plan, preprocess and train a segmentation network (2D or 3D); write a ModelPackage."""
     import json
 
+    from medsight.core.errors import InvalidInputError
     from medsight.core.significance import parse_label_meanings
     from medsight.data import SplitConfig, Splits, load_dataset, make_splits
-    from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
+    from medsight.models.seg_plan import PLAN_FILE, SEG_ARCHES, SegmentationPlan
     from medsight.models.spec import LabelSpec
-    from medsight.training.plan import plan_from_dataset
+    from medsight.training.plan import plan_for_network, plan_from_dataset
     from medsight.training.segmentation import (
         PREPROCESSED_FILE,
         SegTrainConfig,
@@ -82,11 +102,23 @@ def segment(
     plan_file = plan or out / PLAN_FILE
     if plan_file.is_file():
         the_plan = SegmentationPlan.load(plan_file)
-        typer.echo(f"using {plan_file}")
+        if arch is not None and SEG_ARCHES[arch].lower() != the_plan.network.lower():
+            raise InvalidInputError(
+                plan_file,
+                f"has network {the_plan.network}, not --arch {arch.value}",
+                hint="edit its network and patch_size, or delete it to re-plan",
+            )
+        the_plan.check_patch_size(plan_file)
+        typer.echo(f"using {plan_file}: network {the_plan.network}")
     else:
         the_plan = plan_from_dataset(dataset, modality=modality)
+        if arch is not None:
+            the_plan = plan_for_network(the_plan, arch.value)
         the_plan.save(plan_file)
-        typer.echo(f"wrote {plan_file}: patch {the_plan.patch_size}, batch {the_plan.batch_size}")
+        typer.echo(
+            f"wrote {plan_file}: network {the_plan.network}, patch {the_plan.patch_size}, "
+            f"batch {the_plan.batch_size}"
+        )
     pre = out / PREPROCESSED_FILE
     if not pre.is_file():
         preprocess_dataset(dataset, the_plan, pre)

@@ -1,4 +1,4 @@
-"""``medsight train``: a sub-app with one command per trainer (``classify`` ...).
+"""``medsight train``: a sub-app with one command per trainer (``classify``, ``pretrain`` ...).
 
 The command bodies live in :mod:`medsight.training`; this module only parses options.
 """
@@ -10,9 +10,13 @@ from typing import Annotated
 
 import typer
 
+from medsight.core import Split
 from medsight.training.config import Imbalance, ThresholdMethod
 
-__all__ = ["register", "train_app"]
+__all__ = ["SSL_ENCODER_FILE", "register", "train_app"]
+
+#: The encoder checkpoint ``medsight train pretrain`` writes into its ``--out`` folder.
+SSL_ENCODER_FILE = "encoder.pt"
 
 LABEL_MEANING_HELP = (
     "NAME=MEANING, repeatable: what a label means clinically (normal, benign, anatomy, "
@@ -107,6 +111,83 @@ def classify(
         if m.name in {"auc", "auc_macro", "accuracy"}
     )
     typer.echo(f"wrote {pkg.path} ({pkg.id}); validation {summary}")
+
+
+@train_app.command("pretrain")
+def pretrain(
+    data: Annotated[
+        list[str],
+        typer.Option("--data", help="Data set spec (repeatable); only images are read."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help=f"Run folder; gets {SSL_ENCODER_FILE}.")],
+    arch: Annotated[str, typer.Option("--arch", help="Network registry name.")] = "smallcnn",
+    arch_args: Annotated[
+        str | None,
+        typer.Option("--arch-args", help="JSON object of extra network arguments."),
+    ] = None,
+    split: Annotated[
+        list[Split] | None,
+        typer.Option("--split", help="Splits whose images are used (default train and val)."),
+    ] = None,
+    size: Annotated[
+        list[int] | None,
+        typer.Option("--size", help="Input size, once per axis (default: the first image's)."),
+    ] = None,
+    channels: Annotated[int, typer.Option("--channels", min=1)] = 1,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=4)] = 128,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 1e-3,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="NT-Xent temperature (> 0).")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    max_cases: Annotated[
+        int | None, typer.Option("--max-cases", min=1, help="Cap images per data set.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+) -> None:
+    """Self-supervised (SimCLR) pre-training of an encoder for `train classify --pretrained`."""
+    import json
+
+    from medsight.core.errors import InvalidInputError
+    from medsight.training.ssl import SSLConfig
+    from medsight.training.ssl import pretrain as run_pretrain
+
+    if temperature <= 0:
+        raise InvalidInputError("--temperature", f"must be > 0, got {temperature}")
+    extra: dict[str, object] = {}
+    if arch_args is not None:
+        try:
+            extra = json.loads(arch_args)
+        except ValueError as exc:
+            raise InvalidInputError("--arch-args", f"is not JSON ({exc})") from None
+        if not isinstance(extra, dict):
+            raise InvalidInputError("--arch-args", "must be a JSON object")
+    cfg = SSLConfig(
+        data=data,
+        out=out / SSL_ENCODER_FILE,
+        splits=split or [Split.TRAIN, Split.VAL],
+        arch=arch,
+        arch_args=extra,
+        size=size,
+        channels=channels,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        temperature=temperature,
+        seed=seed,
+        max_cases=max_cases,
+        threads=threads,
+    )
+
+    def progress(row: dict[str, float]) -> None:
+        typer.echo(
+            f"epoch {int(row['epoch']) + 1}/{epochs}: loss {row['loss']:.4f} "
+            f"({row['seconds']:.1f} s)"
+        )
+
+    path = run_pretrain(cfg, on_epoch=progress)
+    typer.echo(f"wrote {path}; use it with `medsight train classify --pretrained {path}`")
 
 
 def register(app: typer.Typer) -> None:

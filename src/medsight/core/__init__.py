@@ -1,4 +1,4 @@
-"""Core objects: Image, Case, errors and geometry helpers (numpy only, no torch)."""
+"""Core objects: Image, Case, Task, errors and geometry helpers (numpy only, no torch)."""
 
 from medsight.core.case import Box, Case, ImageSource, Split
 from medsight.core.codes import Code
@@ -13,6 +13,7 @@ from medsight.core.errors import (
 from medsight.core.findings import Finding, FindingKind, Measurement
 from medsight.core.geometry import LPS_TO_RAS, affine_from_parts, orientation_code
 from medsight.core.image import DicomReference, Image
+from medsight.core.task import Task
 
 __all__ = [
     "LPS_TO_RAS",
@@ -30,6 +31,7 @@ __all__ = [
     "Measurement",
     "MedsightError",
     "Split",
+    "Task",
     "UnreadableFileError",
     "UnsupportedFormatError",
     "affine_from_parts",

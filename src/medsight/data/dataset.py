@@ -30,24 +30,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from enum import StrEnum
 from types import MappingProxyType
 
-from medsight.core import Case, InvalidInputError
+from medsight.core import Case, InvalidInputError, Task  # Task re-exported
 
 __all__ = ["Dataset", "LayoutIssue", "Task"]
-
-
-class Task(StrEnum):
-    """What the labels of a data set mean."""
-
-    BINARY = "binary"
-    MULTICLASS = "multiclass"
-    ORDINAL = "ordinal"
-    MULTILABEL = "multilabel"
-    SEGMENTATION = "segmentation"
-    DETECTION = "detection"
-    NONE = "none"
 
 
 @dataclasses.dataclass(frozen=True)

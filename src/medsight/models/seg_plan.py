@@ -7,6 +7,7 @@ training, inference and the report; it is applied to images and undone on predic
 
 from __future__ import annotations
 
+import math
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -17,12 +18,30 @@ from pydantic import BaseModel, Field
 from medsight.core.errors import InvalidInputError, UnreadableFileError
 from medsight.io.atomic import write_text_atomic
 
-__all__ = ["PLAN_FILE", "SEG_NETWORK", "IntensityStats", "Normalization", "SegmentationPlan"]
+__all__ = [
+    "PLAN_FILE",
+    "SEG_ARCHES",
+    "SEG_NETWORK",
+    "IntensityStats",
+    "Normalization",
+    "SegmentationPlan",
+]
 
 PLAN_FILE = "plan.json"
 #: Registry name of MONAI's DynUNet with each parameter stored once
 #: (see :mod:`medsight.models.dynunet`).
 SEG_NETWORK = "dynunet_single"
+#: ``medsight train segment --arch`` choice -> the plan's ``network`` (registry name).
+SEG_ARCHES = {
+    "dynunet": SEG_NETWORK,
+    "unet": "unet",
+    "segresnet": "segresnet",
+    "unetr": "unetr",
+    "swinunetr": "swinunetr",
+}
+#: Networks whose every patch side must be a multiple of a fixed size: SegResNet down-samples
+#: 3 times, UNETR cuts 16-voxel tokens, SwinUNETR needs ``patch_size ** 5`` = 32 (MONAI).
+_PATCH_MULTIPLE = {"segresnet": 8, "unetr": 16, "swinunetr": 32}
 
 
 class Normalization(StrEnum):
@@ -69,6 +88,67 @@ class SegmentationPlan(BaseModel):
         """Number of output channels (background included)."""
         return max(self.label_names) + 1
 
+    def patch_multiples(self) -> list[int]:
+        """What each patch side must be a multiple of for ``network``.
+
+        DynUNet and UNet: the product of the planned strides on that axis; SegResNet 8,
+        UNETR 16, SwinUNETR 32.
+        """
+        fixed = _PATCH_MULTIPLE.get(self.network.lower())
+        if fixed is not None:
+            return [fixed] * self.spatial_ndim
+        return [math.prod(s[a] for s in self.strides) for a in range(self.spatial_ndim)]
+
+    def valid_patch_size(self) -> list[int]:
+        """``patch_size`` rounded up to the nearest size ``network`` accepts.
+
+        SwinUNETR's deepest level (1/32 of the patch) is instance-normalised, so it needs more
+        than one voxel: a patch of 32 on every side gets its first side doubled.
+        """
+        multiples = self.patch_multiples()
+        patch = [math.ceil(s / m) * m for s, m in zip(self.patch_size, multiples, strict=True)]
+        if self._one_voxel_bottleneck(patch):
+            patch[0] *= 2
+        return patch
+
+    def _one_voxel_bottleneck(self, patch: list[int]) -> bool:
+        return self.network.lower() == "swinunetr" and all(s <= 32 for s in patch)
+
+    def check_patch_size(self, source: str | os.PathLike[str] = PLAN_FILE) -> None:
+        """Raise :class:`InvalidInputError` (naming ``source``) if ``network`` rejects the patch.
+
+        Examples
+        --------
+        >>> p = SegmentationPlan(spatial_ndim=2, target_spacing=[1.0, 1.0], median_shape=[40, 40],
+        ...     patch_size=[40, 40], batch_size=2, kernel_size=[[3, 3]] * 3,
+        ...     strides=[[1, 1]] + [[2, 2]] * 2, filters=[32, 64, 128],
+        ...     normalization="zscore", label_names={0: "bg", 1: "x"}, network="unetr")
+        >>> p.patch_multiples(), p.valid_patch_size()
+        ([16, 16], [48, 48])
+        """
+        if len(self.patch_size) != self.spatial_ndim:
+            raise InvalidInputError(
+                source, f"patch_size {self.patch_size} is not {self.spatial_ndim}-dimensional"
+            )
+        multiples = self.patch_multiples()
+        if any(s % m for s, m in zip(self.patch_size, multiples, strict=True)):
+            each = (
+                f"each side must be a multiple of {multiples[0]}"
+                if len(set(multiples)) == 1
+                else f"the sides must be multiples of {multiples} (the strides' product)"
+            )
+            raise InvalidInputError(
+                source,
+                f"patch_size {self.patch_size} is invalid for network {self.network}: "
+                f"{each} (e.g. patch_size {self.valid_patch_size()})",
+            )
+        if self._one_voxel_bottleneck(self.patch_size):
+            raise InvalidInputError(
+                source,
+                f"patch_size {self.patch_size} is invalid for network {self.network}: at least "
+                f"one side must be 64 or more (e.g. patch_size {self.valid_patch_size()})",
+            )
+
     def network_args(self, in_channels: int = 1) -> dict[str, Any]:
         """Keyword arguments (MONAI's own names) of ``network`` for this plan.
 
@@ -101,7 +181,8 @@ class SegmentationPlan(BaseModel):
                 "norm": "instance",
             }
         if name == "segresnet":
-            return common | {"init_filters": self.filters[0]}
+            # its GroupNorm has 8 groups: the filters must be a multiple of 8
+            return common | {"init_filters": max(8, self.filters[0] // 8 * 8)}
         if name == "unetr":
             return common | {"img_size": self.patch_size, "feature_size": 16}
         if name == "swinunetr":

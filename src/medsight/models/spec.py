@@ -35,8 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from medsight.core.codes import Code  # re-exported: models speak in coded concepts
 from medsight.core.errors import InvalidInputError
 from medsight.core.significance import Significance, Urgency, parse_meaning
+from medsight.core.task import Task  # re-exported: one Task for data sets and models
 
 __all__ = [
+    "MODEL_TASKS",
     "ArchitectureSpec",
     "CalibrationMethod",
     "CalibrationSpec",
@@ -56,20 +58,12 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+# what a model can predict (a data set's task may also be detection or none)
+MODEL_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL, Task.SEGMENTATION)
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Task(StrEnum):
-    """What a model predicts."""
-
-    BINARY = "binary"
-    MULTICLASS = "multiclass"
-    ORDINAL = "ordinal"
-    MULTILABEL = "multilabel"
-    SEGMENTATION = "segmentation"
 
 
 class Intensity(StrEnum):
@@ -281,6 +275,15 @@ class ModelSpec(_Frozen):
     limitations: str = ""
     seed: int | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("task")
+    @classmethod
+    def _model_task(cls, task: Task) -> Task:
+        if task not in MODEL_TASKS:
+            raise ValueError(
+                f"a model predicts one of {[t.value for t in MODEL_TASKS]}, not {task.value!r}"
+            )
+        return task
 
     @field_validator("labels")
     @classmethod

@@ -437,7 +437,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     ds = load_dataset(cfg.data)
-    task = Task(ds.task.value) if ds.task.value in {t.value for t in CLASSIFICATION_TASKS} else None
+    task = ds.task if ds.task in CLASSIFICATION_TASKS else None
     if task is None:
         raise InvalidInputError(f"data {cfg.data}", f"task {ds.task.value!r} is not classification")
     if cfg.splits is not None:

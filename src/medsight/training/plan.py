@@ -48,8 +48,8 @@ from medsight.core.errors import InvalidInputError
 from medsight.models.dynunet import _dynunet_single as _dynunet_single
 from medsight.models.dynunet import register_segmentation_networks
 from medsight.models.seg_plan import PLAN_FILE as PLAN_FILE
+from medsight.models.seg_plan import SEG_ARCHES, IntensityStats, Normalization, SegmentationPlan
 from medsight.models.seg_plan import SEG_NETWORK as SEG_NETWORK
-from medsight.models.seg_plan import IntensityStats, Normalization, SegmentationPlan
 from medsight.transforms.seg_plan import (
     PreparedImage,
     normalize,
@@ -69,6 +69,7 @@ __all__ = [
     "SegmentationPlan",
     "make_plan",
     "normalize",
+    "plan_for_network",
     "plan_from_dataset",
     "plan_from_fingerprint",
     "prepare_image",
@@ -198,6 +199,30 @@ def make_plan(
         intensity=intensity or IntensityStats(),
         label_names={int(k): str(v) for k, v in label_names.items()},
     )
+
+
+def plan_for_network(plan: SegmentationPlan, arch: str) -> SegmentationPlan:
+    """``plan`` for another network (an ``--arch`` choice or a registry name).
+
+    The patch is rounded up on each side to the nearest size the network accepts
+    (:meth:`SegmentationPlan.patch_multiples`: UNETR 16, SwinUNETR 32 ...), and the batch shrinks
+    so a batch holds no more voxels than before (at least 2 patches).
+
+    Examples
+    --------
+    >>> p = make_plan(spacings=[[1.0, 1.0]], shapes=[[40, 24]], label_names={0: "b", 1: "x"})
+    >>> q = plan_for_network(p, "swinunetr")
+    >>> p.patch_size, p.batch_size, q.network, q.patch_size, q.batch_size
+    ([40, 24], 2, 'swinunetr', [64, 32], 2)
+    """
+    network = SEG_ARCHES.get(arch.lower(), arch)
+    new = plan.model_copy(update={"network": network})
+    patch = new.valid_patch_size()
+    if patch != plan.patch_size:
+        old_voxels, new_voxels = math.prod(plan.patch_size), math.prod(patch)
+        batch = max(2, min(plan.batch_size, plan.batch_size * old_voxels // new_voxels))
+        new = new.model_copy(update={"patch_size": patch, "batch_size": batch})
+    return new
 
 
 def plan_from_dataset(

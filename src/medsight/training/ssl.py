@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,16 @@ def _images(cfg: SSLConfig) -> tuple[np.ndarray, list[int]]:
     return ((x - x.mean()) / (x.std() or 1.0)).astype(np.float32), list(spec.size or [])
 
 
-def pretrain(cfg: SSLConfig, *, log: list[dict[str, float]] | None = None) -> Path:
-    """Train the encoder contrastively and write ``cfg.out``; return its path."""
+def pretrain(
+    cfg: SSLConfig,
+    *,
+    log: list[dict[str, float]] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> Path:
+    """Train the encoder contrastively and write ``cfg.out``; return its path.
+
+    ``log`` collects, and ``on_epoch`` is called with, each epoch's loss and seconds.
+    """
     select_device("cpu")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -133,8 +142,11 @@ def pretrain(cfg: SSLConfig, *, log: list[dict[str, float]] | None = None) -> Pa
             loss.backward()
             opt.step()
             total += float(loss.detach())
+        row = {"epoch": epoch, "loss": total, "seconds": time.perf_counter() - t0}
         if log is not None:
-            log.append({"epoch": epoch, "loss": total, "seconds": time.perf_counter() - t0})
+            log.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -1,0 +1,29 @@
+"""`Task`: what a data set's labels mean and what a model predicts (one enum for both).
+
+A data set may be labelled for any task, including ``DETECTION`` or ``NONE`` (no labels); a
+model predicts one of the classification tasks or ``SEGMENTATION``.  The values are the strings
+stored in ``model.json`` and in data specs, so they never change.
+
+Examples
+--------
+>>> Task("binary") is Task.BINARY, Task.SEGMENTATION.value
+(True, 'segmentation')
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["Task"]
+
+
+class Task(StrEnum):
+    """What the labels of a data set mean, or what a model predicts."""
+
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    ORDINAL = "ordinal"
+    MULTILABEL = "multilabel"
+    SEGMENTATION = "segmentation"
+    DETECTION = "detection"
+    NONE = "none"
