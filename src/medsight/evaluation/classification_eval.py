@@ -10,7 +10,6 @@ the output folder.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import os
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from medsight.evaluation.classification_report import (
 from medsight.evaluation.plots import pr_plot, reliability_plot, roc_plot
 from medsight.inference.decision import predict_labels
 from medsight.io.atomic import atomic_path, write_text_atomic
+from medsight.io.html import render
 
 __all__ = ["evaluate_classifier", "select_cases"]
 
@@ -173,52 +173,18 @@ def _fmt(m: dict[str, Any]) -> str:
 
 def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
     """A self-contained HTML page (plots embedded as PNG data URIs)."""
-    e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(m['name'])}</td><td>{_fmt(m)}</td><td>{m['n']}</td></tr>"
-        for m in report["metrics"]
-    )
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Validation report: {e(report['model'])}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em}"
-        "img{margin:.5em}</style></head><body>",
-        f"<h1>Validation report: {e(report['model'])}</h1>",
-        "<p><b>Preliminary research software. Outputs require review by a qualified "
-        "clinician.</b></p>",
-        f"<p>Data: {e(str(report['data']))}, split <b>{e(report['split'])}</b>, "
-        f"{report['n_cases']} cases from {report['n_patients']} patients. Task: "
-        f"{e(report['task'])}; thresholds {e(json.dumps(report['thresholds']))}; temperature "
-        f"{report['temperature']}. 95% CIs: percentile bootstrap over patients, "
-        f"{report['bootstrap']['n_resamples']} resamples.</p>",
-        "<h2>Metrics</h2><table><tr><th>metric</th><th>value (95% CI)</th><th>n</th></tr>",
-        rows,
-        "</table>",
-        f"<p>Expected calibration error: {report['calibration']['ece']:.3f}</p>",
+    labels = report["labels"]
+    matrix = report.get("confusion_matrix")
+    subgroups = [
+        (column, sub, sorted({k for g in sub["groups"].values() for k in g if k != "n"}))
+        for column, sub in report["subgroups"].items()
     ]
-    if report.get("confusion_matrix"):
-        labels = report["labels"]
-        parts.append(
-            "<h2>Confusion matrix (rows: truth, columns: decision)</h2><table><tr><th></th>"
-        )
-        parts.append("".join(f"<th>{e(n)}</th>" for n in labels) + "</tr>")
-        for name, row in zip(labels, report["confusion_matrix"], strict=True):
-            cells = "".join(f"<td>{v}</td>" for v in row)
-            parts.append(f"<tr><th>{e(name)}</th>{cells}</tr>")
-        parts.append("</table>")
-    for column, sub in report["subgroups"].items():
-        parts.append(f"<h2>Subgroups by {e(column)}</h2><table><tr><th>value</th><th>n</th>")
-        metric_names = sorted({k for g in sub["groups"].values() for k in g if k != "n"})
-        parts.append("".join(f"<th>{e(k)}</th>" for k in metric_names) + "</tr>")
-        for value, g in sub["groups"].items():
-            cells = "".join(f"<td>{_fmt(g[k]) if k in g else '-'}</td>" for k in metric_names)
-            parts.append(f"<tr><td>{e(value)}</td><td>{g['n']}</td>{cells}</tr>")
-        gaps = ", ".join(f"{e(k)} {v:.3f}" for k, v in sub["gaps"].items()) or "none"
-        parts.append(f"</table><p>Largest gap between groups: {gaps}</p>")
-    parts.append("<h2>Plots</h2>")
-    for name, png in plots.items():
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<img alt='{e(name)}' src='data:image/png;base64,{data}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return render(
+        "classification_eval.html.j2",
+        r=report,
+        thresholds=json.dumps(report["thresholds"]),
+        confusion=list(zip(labels, matrix, strict=True)) if matrix else [],
+        subgroups=subgroups,
+        plots=[(n, base64.b64encode(png).decode("ascii")) for n, png in plots.items()],
+        fmt=_fmt,
+    )

@@ -23,7 +23,6 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from numpy.typing import ArrayLike
 from medsight.core.errors import InvalidInputError
 from medsight.evaluation.bootstrap import bootstrap_ci
 from medsight.io.atomic import write_text_atomic
+from medsight.io.html import write_html
 
 __all__ = [
     "CaseMetrics",
@@ -309,16 +309,5 @@ def evaluate_segmenter(
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     write_text_atomic(target / "report.json", json.dumps(report, indent=1, default=float))
-    rows_html = "".join(
-        f"<tr><td>{html.escape(m['name'])}</td><td>{m['value']:.4f}</td>"
-        f"<td>{m['low']:.4f} to {m['high']:.4f}</td><td>{m['n_valid']}</td></tr>"
-        for m in metrics
-    )
-    page = (
-        f"<!doctype html><meta charset='utf-8'><title>Segmentation report</title>"
-        f"<h1>{html.escape(report['model'])}</h1><p>{chosen} split, {len(cases)} cases, "
-        f"mirror TTA {'on' if tta else 'off'}</p><table border='1'><tr><th>metric</th>"
-        f"<th>mean</th><th>95% CI</th><th>resamples</th></tr>{rows_html}</table>"
-    )
-    write_text_atomic(target / "report.html", page)
+    write_html(target / "report.html", "segmentation_eval.html.j2", r=report)
     return report

@@ -7,7 +7,6 @@ finding (up to :data:`MAX_THUMBS` images, read again from the data set).
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ from medsight.data.dataset import Dataset
 from medsight.data.qc.findings import CheckKind
 from medsight.data.qc.result import QCReport
 from medsight.data.scan import CaseScan, class_counts
-from medsight.io.atomic import atomic_path, write_text_atomic
+from medsight.io.atomic import atomic_path
+from medsight.io.html import write_html
 
 __all__ = ["MAX_THUMBS", "render_html"]
 
@@ -112,58 +112,34 @@ def _finding_strip(ds: Dataset, case_ids: list[str], path: Path) -> str | None:
     return f"plots/{path.name}"
 
 
-_CSS = """body{font-family:sans-serif;margin:2em;max-width:1200px}
-.error{border-left:6px solid #c0392b}.warning{border-left:6px solid #e67e22}
-.info{border-left:6px solid #2980b9}.finding{padding:.4em 1em;margin:.8em 0;background:#f7f7f7}
-code{font-size:85%}td,th{padding:2px 8px;text-align:left}"""
-
-
 def render_html(report: QCReport, scans: list[CaseScan], ds: Dataset, root: Path) -> Path:
     """Write ``index.html`` and its plots under ``root``; return the page's path."""
     plots = root / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     for stale in plots.glob("finding_*.png"):  # from an earlier run into the same folder
         stale.unlink()
-    esc = html.escape
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>QC {esc(report.dataset)}"
-        f"</title><style>{_CSS}</style></head><body>",
-        f"<h1>Data quality: {esc(report.dataset)}</h1>",
-        f"<p>{report.n_cases} cases, task {esc(report.task)}, {report.n_unreadable} unreadable; "
-        f"findings: {esc(str(report.severities))}</p>",
-        "<table><tr><th>kind</th><th>findings</th></tr>"
-        + "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in report.counts.items())
-        + "</table>",
-    ]
-    for src in _plots(report, scans, ds, plots):
-        parts.append(f"<p><img src='{esc(src)}' alt='{esc(src)}'></p>")
-    fp = report.fingerprint
-    parts.append(
-        f"<h2>Fingerprint</h2><p>median shape {fp.median_shape}, median spacing "
-        f"{fp.median_spacing}, orientations {esc(str(fp.orientations))}, dtypes "
-        f"{esc(str(fp.dtypes))}</p>"
-    )
-    parts.append("<h2>Findings</h2>")
+    figures = _plots(report, scans, ds, plots)
+    findings = []
     strips = 0
     for n, f in enumerate(report.findings):
-        parts.append(
-            f"<div class='finding {f.severity.value}'><b>{esc(f.severity.value.upper())} "
-            f"{esc(f.kind.value)}</b>: {esc(f.message)}"
-        )
-        if f.files:
-            shown = f.files[:MAX_FILES_SHOWN]
-            more = len(f.files) - len(shown)
-            parts.append(
-                "<br><code>" + "<br>".join(esc(x) for x in shown) + "</code>"
-                + (f"<br>... and {more} more (see qc.json)" if more > 0 else "")
-            )  # fmt: skip
+        strip = None
         if f.case_ids and f.kind not in _NO_THUMBS and strips < 40:
-            src = _finding_strip(ds, f.case_ids, plots / f"finding_{n:03d}.png")
+            strip = _finding_strip(ds, f.case_ids, plots / f"finding_{n:03d}.png")
             strips += 1
-            if src:
-                parts.append(f"<br><img src='{esc(src)}' alt='flagged cases'>")
-        parts.append("</div>")
-    parts.append("</body></html>")
-    page = root / "index.html"
-    write_text_atomic(page, "\n".join(parts))
-    return page
+        shown = f.files[:MAX_FILES_SHOWN]
+        findings.append({
+            "severity": f.severity.value,
+            "kind": f.kind.value,
+            "message": f.message,
+            "files": shown,
+            "more": len(f.files) - len(shown),
+            "strip": strip,
+        })  # fmt: skip
+    return write_html(
+        root / "index.html",
+        "qc.html.j2",
+        r=report,
+        fp=report.fingerprint,
+        plots=figures,
+        findings=findings,
+    )
