@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from numpy.typing import NDArray
 
 from medsight.analysis.runners import ModelOutput, run_package
 from medsight.analysis.selection import effective_modality, is_generic, select_series
-from medsight.analysis.studies import StudyGroup, split_studies
+from medsight.analysis.studies import StudyGroup, slug, split_studies
 from medsight.core.errors import InvalidInputError, MedsightError
 from medsight.core.findings import Finding
 from medsight.core.image import Image
@@ -48,10 +47,6 @@ class AnalysisResult:
     report: Report
     out_dir: Path
     dicom_errors: dict[str, list[str]]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
 def _spacing_fact(entry: SeriesEntry) -> str:
@@ -128,7 +123,8 @@ def analyze(
         )
     if groups[0].problem:
         raise InvalidInputError(path, groups[0].problem)
-    options = _Options(explain, dicom_outputs, modality, tta, progress)
+    packages, zoo_warnings = _resolve_packages(packages)
+    options = _Options(explain, dicom_outputs, modality, tta, progress, zoo_warnings)
     return _analyze_study(groups[0].study, path, Path(out_dir), packages, options)
 
 
@@ -170,12 +166,9 @@ def analyze_studies(
     say = progress or (lambda _msg: None)
     study = read_study(path)
     groups = split_studies(study)
-    if packages is None:
-        from medsight.models.zoo import zoo_packages
-
-        packages, _problems = zoo_packages()
+    packages, zoo_warnings = _resolve_packages(packages)  # once for every study
     out = Path(out_dir)
-    options = _Options(explain, dicom_outputs, modality, tta, progress)
+    options = _Options(explain, dicom_outputs, modality, tta, progress, zoo_warnings)
     outcomes = []
     for n, group in enumerate(groups, 1):
         target = out if len(groups) == 1 else out / group.folder
@@ -225,25 +218,34 @@ class _Options:
     modality: str | None
     tta: bool
     progress: Callable[[str], None] | None
+    zoo_warnings: tuple[str, ...] = ()  # problems met loading the default zoo
+
+
+def _resolve_packages(
+    packages: Sequence[ModelPackage] | None,
+) -> tuple[Sequence[ModelPackage], tuple[str, ...]]:
+    """The packages to run (default: the model zoo) and the zoo's loading problems."""
+    if packages is not None:
+        return packages, ()
+    from medsight.models.zoo import zoo_packages
+
+    found, problems = zoo_packages()
+    return found, tuple(f"model zoo: {p}" for p in problems)
 
 
 def _analyze_study(
     study: Study,
     path: str | os.PathLike[str],
     out: Path,
-    packages: Sequence[ModelPackage] | None,
+    packages: Sequence[ModelPackage],
     options: _Options,
 ) -> AnalysisResult:
-    from medsight.models.zoo import zoo_packages
-
     explain, dicom_outputs, tta = options.explain, options.dicom_outputs, options.tta
     modality = options.modality
     say = options.progress or (lambda _msg: None)
     out.mkdir(parents=True, exist_ok=True)
     warnings = [f"unreadable file skipped: {b}" for b in study.bad_files]
-    if packages is None:
-        packages, problems = zoo_packages()
-        warnings += [f"model zoo: {p}" for p in problems]
+    warnings += options.zoo_warnings
     if not packages:
         raise InvalidInputError("model zoo", "holds no usable model package")
     selections = select_series(study, packages, modality=modality)
@@ -317,7 +319,7 @@ def _analyze_study(
         if result.mask is not None:
             from medsight.io import write_image
 
-            mask_file = f"mask_{_slug(spec.name)}.nii.gz"
+            mask_file = f"mask_{slug(spec.name)}.nii.gz"
             write_image(result.mask, out / mask_file)
             outputs[f"mask {pkg.id}"] = mask_file
     if not any(r.status in ("ran", "withheld") for r in runs):
@@ -367,7 +369,7 @@ def _overlay(
     picture = render_overlay(
         image, mask=result.mask, heatmap=result.heatmap, colours=colours, names=names
     )
-    name = f"overlay_{_slug(pkg.spec.name)}.png"
+    name = f"overlay_{slug(pkg.spec.name)}.png"
     with atomic_path(out / name) as tmp:
         PILImage.fromarray(picture).save(tmp, format="PNG")
     what = "segmentation contours" if result.mask is not None else "Grad-CAM heatmap"
@@ -401,7 +403,7 @@ def _write_dicom(
     written: dict[str, Path] = {}
     segs, numbers, findings = {}, {}, []
     for pkg, _img, result, picture in results:
-        name = _slug(pkg.spec.name)
+        name = slug(pkg.spec.name)
         findings += result.findings
         if result.mask is not None:
             mask = result.mask.with_array(np.asarray(result.mask.array).astype(np.uint8))
@@ -421,7 +423,7 @@ def _write_dicom(
         _save_dicom(sc, written[f"DICOM SC {pkg.id}"])
     if findings:
         sr = build_sr(findings, source, segmentations=segs, segment_numbers=numbers)
-        written["DICOM SR"] = folder / f"sr_{_slug(entry.description or entry.key)}.dcm"
+        written["DICOM SR"] = folder / f"sr_{slug(entry.description or entry.key)}.dcm"
         _save_dicom(sr, written["DICOM SR"])
     errors: dict[str, list[str]] = {}
     for label, file in written.items():

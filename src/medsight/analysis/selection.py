@@ -105,18 +105,12 @@ def mismatch(spec: InputSpec, entry: SeriesEntry, declared: str | None = None) -
 
 def _size_mismatch(spec: InputSpec, entry: SeriesEntry) -> str | None:
     """The header's matrix size against the intended size range (files: known once loaded)."""
-    if entry.dicom is None or not (spec.min_size or spec.max_size):
+    from medsight.models.scope import size_problems
+
+    if entry.dicom is None:
         return None
-    size = list(entry.dicom.shape[: entry.dicom.spatial_ndim])
-    if len(size) == 3 and spec.spatial_ndim == 2 and size[2] == 1:
-        size = size[:2]
-    shown = " x ".join(map(str, size))
-    n = min(len(size), len(spec.min_size or size), len(spec.max_size or size))
-    if spec.max_size and any(size[i] > spec.max_size[i] for i in range(n)):
-        return f"it is {shown} pixels, the model is made for at most {spec.max_size}"
-    if spec.min_size and any(size[i] < spec.min_size[i] for i in range(n)):
-        return f"it is {shown} pixels, the model needs at least {spec.min_size}"
-    return None
+    problems = size_problems(spec, entry.dicom.shape[: entry.dicom.spatial_ndim])
+    return "; ".join(problems) if problems else None
 
 
 def _named(entry: SeriesEntry) -> bool:

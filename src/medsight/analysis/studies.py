@@ -27,7 +27,7 @@ from collections import defaultdict
 
 from medsight.io.study import SeriesEntry, Study
 
-__all__ = ["StudyGroup", "split_studies"]
+__all__ = ["StudyGroup", "slug", "split_studies"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,8 @@ class StudyGroup:
         return f"file {self.folder}"
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A file-name-safe form of ``text`` (letters, digits, ``_.-``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
@@ -109,10 +110,10 @@ def split_studies(study: Study) -> list[StudyGroup]:
         if first.dicom is not None:
             uid = first.study_instance_uid
             date = str(first.dicom.header.get("StudyDate", "") or "")
-            folder = _slug(f"study_{date}_{uid[-12:]}" if uid else f"study_{n + 1}")
+            folder = slug(f"study_{date}_{uid[-12:]}" if uid else f"study_{n + 1}")
         else:
             uid = ""
-            folder = _slug(first.key)
+            folder = slug(first.key)
         while folder in used:
             folder += "_"
         used.add(folder)

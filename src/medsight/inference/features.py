@@ -82,7 +82,7 @@ class FeatureGrab:
         else:
             y = output.detach().float().flatten(2)  # (n, c, voxels)
             mean = y.mean(dim=2)
-            log_std = torch_log(y.std(dim=2) + 1e-6)
+            log_std = (y.std(dim=2) + 1e-6).log()
             self._rows.append(np.concatenate([mean.cpu().numpy(), log_std.cpu().numpy()], 1))
 
     def vectors(self) -> NDArray[np.float64]:
@@ -98,13 +98,6 @@ class FeatureGrab:
     def clear(self) -> None:
         """Forget the rows collected so far."""
         self._rows.clear()
-
-
-def torch_log(x: Any) -> Any:
-    """``torch.log`` (kept apart so this module imports torch lazily)."""
-    import torch
-
-    return torch.log(x)
 
 
 @contextlib.contextmanager

@@ -133,11 +133,17 @@ class OodReference:
             }
         )
 
+    def packaged(self) -> tuple[dict[str, Any], bytes]:
+        """The ``extra["ood"]`` entry and the :data:`OOD_FILE` bytes it names (with their sha256),
+        for ``ModelPackage.save(extra_files=...)``."""
+        data = self.to_bytes()
+        return self.metadata(hashlib.sha256(data).hexdigest()), data
+
     def save(self, folder: str | Path) -> dict[str, Any]:
         """Write :data:`OOD_FILE` into a package folder; returns the ``extra["ood"]`` entry."""
-        data = self.to_bytes()
+        meta, data = self.packaged()
         (Path(folder) / OOD_FILE).write_bytes(data)
-        return self.metadata(hashlib.sha256(data).hexdigest())
+        return meta
 
     @classmethod
     def load(cls, folder: str | Path, meta: Mapping[str, Any]) -> OodReference:

@@ -31,7 +31,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ import numpy as np
 from medsight.core.image import Image
 from medsight.models.spec import InputSpec
 
-__all__ = ["COLOUR_FRACTION_LIMIT", "colour_fraction", "scope_problems"]
+__all__ = ["COLOUR_FRACTION_LIMIT", "colour_fraction", "scope_problems", "size_problems"]
 
 #: Share of strongly coloured pixels above which a grey-scale model does not read an image.
 COLOUR_FRACTION_LIMIT = 0.01
@@ -118,10 +118,26 @@ def scope_problems(
                 "or power Doppler overlay or colour graphics); the model reads grey-scale images "
                 "only"
             )
-    size = list(image.shape[: image.spatial_ndim])
-    if image.spatial_ndim == 3 and spec.spatial_ndim == 2 and size[2] == 1:
+    problems += size_problems(spec, image.shape[: image.spatial_ndim])
+    return problems
+
+
+def size_problems(spec: InputSpec, shape: Sequence[int]) -> list[str]:
+    """Why a matrix of ``shape`` (spatial axes) is outside ``spec``'s size range.
+
+    A one-slice volume counts as 2D for a 2D model.  Used on loaded pixels and, before any
+    pixel is read, on the DICOM header's matrix size (series selection).
+
+    Examples
+    --------
+    >>> size_problems(InputSpec(spatial_ndim=2, max_size=[64, 64]), (80, 40, 1))[0][:31]
+    'the image is 80 x 40 pixels, la'
+    """
+    size = [int(s) for s in shape]
+    if len(size) == 3 and spec.spatial_ndim == 2 and size[2] == 1:
         size = size[:2]
     n = min(len(size), len(spec.min_size or size), len(spec.max_size or size))
+    problems = []
     if spec.min_size and any(size[i] < spec.min_size[i] for i in range(n)):
         problems.append(
             f"the image is {' x '.join(map(str, size))} pixels, smaller than the model's minimum "

@@ -707,8 +707,6 @@ def _ood_reference(
 ) -> tuple[dict[str, Any] | None, bytes | None]:
     """The package's OOD reference: Mahalanobis on the penultimate features, fitted on the
     training images, thresholded at 5% false rejection on the validation images."""
-    import hashlib
-
     from medsight.inference.features import capture
     from medsight.models.ood import fit_reference
 
@@ -726,5 +724,4 @@ def _ood_reference(
     except InvalidInputError as err:  # too few images, or a network without a linear head
         log.warning("no OOD reference for this package: %s", err)
         return None, None
-    data = ref.to_bytes()
-    return ref.metadata(hashlib.sha256(data).hexdigest()), data
+    return ref.packaged()

@@ -399,8 +399,6 @@ def _ood_reference(
     """Mahalanobis OOD reference on the bottleneck features (as the Segmenter computes them):
     fitted on up to ``max_train`` training images, thresholded at 5% false rejection on the
     validation images.  None when there are too few images."""
-    import hashlib
-
     from medsight.inference.features import capture
     from medsight.inference.segment import sliding_window_probs
     from medsight.models.ood import fit_reference
@@ -423,8 +421,7 @@ def _ood_reference(
     except InvalidInputError as err:
         log.warning("no OOD reference for this package: %s", err)
         return None, None
-    data_bytes = ref.to_bytes()
-    return ref.metadata(hashlib.sha256(data_bytes).hexdigest()), data_bytes
+    return ref.packaged()
 
 
 def _mean_dice(preds: list[np.ndarray], refs: list[np.ndarray], n_classes: int) -> np.ndarray:
