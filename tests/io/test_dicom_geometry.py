@@ -165,6 +165,9 @@ def test_enhanced_multiframe_equals_classic_series(shared_data, tmp_path):
     np.testing.assert_array_equal(img.array, ref.array)
     np.testing.assert_allclose(img.affine, ref.affine, atol=1e-4)
     assert len(img.source.frame_numbers) == img.shape[2]
+    # the per-frame functional groups' PixelSpacing is the spacing's source (a physical size)
+    assert img.meta["spacing_source"] == "PixelSpacing" and img.meta["spacing_known"]
+    np.testing.assert_allclose(img.spacing[:2], ref.spacing[:2])
 
 
 def _copy_series(src: Path, dst: Path) -> list[Path]:

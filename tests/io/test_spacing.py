@@ -155,22 +155,7 @@ def test_pydicom_ultrasound_files(pydicom_file):
 def test_classic_and_enhanced_series_keep_pixel_spacing(pydicom_file):
     ct = read_image(pydicom_file("CT_small.dcm"))
     assert ct.meta["spacing_source"] == "PixelSpacing" and spacing_known(ct)
-
-
-def test_enhanced_multiframe_spacing_source(shared_data, tmp_path):
-    hd = pytest.importorskip("highdicom")
-    folder = shared_data / "dicom/brain_mr_study1/13_HCropVolume"
-    enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
-        legacy_datasets=[pydicom.dcmread(f) for f in sorted(folder.iterdir())],
-        series_instance_uid=hd.UID(),
-        series_number=99,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-    )
-    enhanced.save_as(tmp_path / "enhanced.dcm")
-    img = read_image(tmp_path / "enhanced.dcm")
-    assert img.meta["spacing_source"] == "PixelSpacing" and spacing_known(img)
-    np.testing.assert_allclose(img.spacing[:2], read_image(folder).spacing[:2])
+    # the enhanced (multi-frame) case: tests/io/test_dicom_geometry.py, enhanced vs classic
 
 
 def test_png_spacing_unknown_and_nifti_known(tmp_path):
