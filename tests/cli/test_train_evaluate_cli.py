@@ -36,7 +36,7 @@ def test_train_then_evaluate_breastmnist(shared_data, tmp_path, capsys):
     assert (out / "report.html").is_file()
     # mirror TTA is a segmentation option: a classifier refuses it with a one-line error
     code = main(["evaluate", str(run), "--data", data, "--out", str(tmp_path / "e2"), "--tta"])
-    assert code == 2 and "segmentation models only" in capsys.readouterr().err
+    assert code == 2 and "--tta does not apply to classification models" in capsys.readouterr().err
     # an existing checkpoint without --resume is refused with a one-line error
     again = main(["train", "classify", "--data", data, "--out", str(run), "--no-progress"])
     assert again == 2 and "--resume" in capsys.readouterr().err
@@ -44,5 +44,5 @@ def test_train_then_evaluate_breastmnist(shared_data, tmp_path, capsys):
 
 def test_evaluate_dispatches_on_task():
     assert evaluator_for("binary").__module__ == "medsight.evaluation.classification_eval"
-    with pytest.raises(InvalidInputError, match="no evaluator"):
+    with pytest.raises(InvalidInputError, match="has no task family"):
         evaluator_for("detection")

@@ -28,6 +28,8 @@ def test_every_name_is_the_same_enum():
         "multilabel",
         "segmentation",
         "detection",
+        "denoising",
+        "synthesis",
         "none",
     }
 

@@ -6,7 +6,7 @@ import jinja2
 import pytest
 
 from medsight.evaluation.classification_eval import render_html
-from medsight.io.html import render, write_html
+from medsight.io.html import environment, render, template_names, write_html
 
 
 def _report(model: str) -> dict:
@@ -35,3 +35,115 @@ def test_unknown_names_fail_and_writes_are_whole(tmp_path):
     report = {"model": "m", "split": "test", "n_cases": 1, "tta": False, "metrics": []}
     path = write_html(tmp_path / "report.html", "segmentation_eval.html.j2", r=report)
     assert "mirror TTA off" in path.read_text() and list(tmp_path.iterdir()) == [path]
+
+
+EVIL = "<script>alert(1)</script>"  # a name or value from outside, in every page
+
+
+def _index_page(tmp_path) -> str:
+    from medsight.reporting.report import write_index
+
+    row = {"folder": "s1", "study_instance_uid": "1.2", "patient_id": EVIL, "status": "analysed",
+           "impression": "i", "error": ""}  # fmt: skip
+    return write_index([row], tmp_path)[1].read_text("utf-8")
+
+
+def _report_page(tmp_path) -> str:
+    from medsight.reporting.report import Report, write_report
+
+    return write_report(Report(input=EVIL, impression=EVIL), tmp_path)[1].read_text("utf-8")
+
+
+def _viewer(name: str, tmp_path, **context) -> str:
+    from types import SimpleNamespace as NS
+
+    user = NS(username=EVIL, role=NS(value="radiologist"))
+    return render(f"medsight.service.viewer:{name}", user=user, **context)
+
+
+def _study_page(tmp_path) -> str:
+    import json
+    from types import SimpleNamespace as NS
+
+    from medsight.reporting.report import Report, write_report
+
+    report = json.loads(write_report(Report(input="x", impression=EVIL), tmp_path)[0].read_text())
+    study = NS(uid="1.2", description="", patient_id="P", modalities="CT")
+    job = NS(id="j1", state="done", error="")
+    return _viewer("study.html", tmp_path, study=study, job=job, report=report, has_mask=False,
+                   verdicts={})  # fmt: skip
+
+
+def _worklist_page(tmp_path) -> str:
+    import datetime
+    from types import SimpleNamespace as NS
+
+    item = NS(flagged=True, unknown_significance=False, flag_reason=EVIL, priority="stat",
+              urgency="stat", suspicion=0.5, patient_id="P", modalities="CT", description="",
+              study_uid="1.2", status="done", reviewed=False,
+              received=datetime.datetime(2026, 1, 1))  # fmt: skip
+    return _viewer("worklist.html", tmp_path, items=[item], modality="", status="")
+
+
+def _qc_page(tmp_path) -> str:
+    from types import SimpleNamespace as NS
+
+    r = NS(dataset=EVIL, n_cases=1, task="t", n_unreadable=0, severities={}, counts={"k": 1})
+    fp = NS(median_shape=(1, 1), median_spacing=(1.0, 1.0), orientations={}, dtypes={})
+    finding = {"severity": "error", "kind": "k", "message": EVIL, "files": ["a", "b"], "more": 0,
+               "strip": None}  # fmt: skip
+    return render("qc.html.j2", r=r, fp=fp, plots=[], findings=[finding])
+
+
+PAGES = {
+    "classification_eval.html.j2": lambda tmp: render_html(_report(EVIL), {}),
+    "qc.html.j2": _qc_page,
+    "segmentation_eval.html.j2": lambda tmp: render(
+        "segmentation_eval.html.j2",
+        r={"model": EVIL, "split": "test", "n_cases": 1, "tta": False, "metrics": []},
+    ),
+    "medsight.reporting:index.html.j2": _index_page,
+    "medsight.reporting:report.html.j2": _report_page,
+    "medsight.service.viewer:base.html": lambda tmp: _viewer("base.html", tmp),
+    "medsight.service.viewer:login.html": lambda tmp: render(
+        "medsight.service.viewer:login.html", user=None, error=EVIL
+    ),
+    "medsight.service.viewer:study.html": _study_page,
+    "medsight.service.viewer:worklist.html": _worklist_page,
+}
+PACKAGES = ["medsight.io", "medsight.reporting", "medsight.service.viewer"]
+
+
+def test_every_packaged_template_is_covered():
+    shipped = [name for package in PACKAGES for name in template_names(package)]
+    assert sorted(shipped) == sorted(PAGES)
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_every_template_renders_through_the_one_environment_escaped(name, tmp_path):
+    env = environment()
+    assert env.autoescape is True and env.undefined is jinja2.StrictUndefined
+    env.get_template(name)  # loads (and its {% extends %} resolves) through the one loader
+    page = PAGES[name](tmp_path)
+    if name.endswith("base.html"):
+        assert "<script" not in page and "&lt;script&gt;" in page  # the user's name
+    else:
+        assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_names_resolve_in_their_package_and_nothing_else_builds_an_environment():
+    from pathlib import Path
+
+    import medsight
+
+    with pytest.raises(jinja2.TemplateNotFound):
+        render("report.html.j2", r={})  # a bare name is medsight.io's, not the reporting one
+    with pytest.raises(jinja2.TemplateNotFound):
+        render("medsight.reporting:../report.py")
+    page = render("medsight.service.viewer:login.html", user=None, error="")
+    assert page.startswith("<!doctype html>") and "Log in" in page  # extends base.html beside it
+    with pytest.raises(jinja2.UndefinedError):
+        render("medsight.service.viewer:login.html", error="")  # strict: user must be passed
+    src = Path(medsight.__file__).parent
+    others = [p for p in src.rglob("*.py") if "jinja2" in p.read_text("utf-8")]
+    assert others == [src / "io" / "html.py"]

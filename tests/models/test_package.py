@@ -114,3 +114,83 @@ def test_registry_errors():
 def test_spec_rejects_duplicate_labels():
     with pytest.raises(ValueError, match="unique"):
         _spec(labels=[LabelSpec(index=0, name="a"), LabelSpec(index=0, name="b")])
+
+
+def _seg_package(tmp_path, preprocessing=None, name="seg"):
+    """A (tiny, not really segmenting) segmentation package with its plan.json."""
+    from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
+
+    plan = SegmentationPlan(
+        spatial_ndim=2,
+        modality="MR",
+        target_spacing=[1.0, 1.0],
+        median_shape=[16, 16],
+        patch_size=[16, 16],
+        batch_size=2,
+        kernel_size=[[3, 3]] * 3,
+        strides=[[1, 1]] + [[2, 2]] * 2,
+        filters=[32, 64, 128],
+        normalization="zscore_nonzero",
+        label_names={0: "bg", 1: "x"},
+    )
+    spec = _spec(
+        task=Task.SEGMENTATION,
+        preprocessing=preprocessing if preprocessing is not None else plan.preprocessing(1),
+        thresholds={},
+    )
+    sd = build_network(spec.architecture).state_dict()
+    pkg = ModelPackage.save(
+        tmp_path / name, spec, sd, extra_files={PLAN_FILE: plan.model_dump_json()}
+    )
+    return pkg, plan
+
+
+def test_segmentation_preprocessing_comes_from_the_plan(tmp_path):
+    from medsight.models.spec import Intensity
+
+    pkg, plan = _seg_package(tmp_path)
+    assert pkg.spec.preprocessing == plan.preprocessing(1)
+    assert pkg.spec.preprocessing.intensity is Intensity.ZSCORE_NONZERO
+    # a package written by an older trainer (zscore over all channels for a zscore_nonzero
+    # plan): loads, with the plan's preprocessing
+    raw = json.loads((pkg.path / "model.json").read_text())
+    raw["preprocessing"] = plan.legacy_preprocessing(1).model_dump(mode="json")
+    assert raw["preprocessing"]["intensity"] == "zscore"
+    (pkg.path / "model.json").write_text(json.dumps(raw))
+    assert ModelPackage.load(pkg.path).spec.preprocessing == plan.preprocessing(1)
+
+
+def test_a_model_json_contradicting_the_plan_is_refused(tmp_path):
+    pkg, plan = _seg_package(tmp_path)
+    raw = json.loads((pkg.path / "model.json").read_text())
+    raw["preprocessing"]["size"] = [32, 32]
+    (pkg.path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(PackageError) as err:
+        ModelPackage.load(pkg.path)
+    msg = str(err.value)
+    assert str(pkg.path) in msg and "plan.json" in msg
+    assert "[32, 32]" in msg and "[16, 16]" in msg  # both values
+    # ... and such a package is never written
+    bad = plan.preprocessing(1).model_copy(update={"target_spacing": [2.0, 2.0]})
+    with pytest.raises(PackageError, match="contradicts"):
+        _seg_package(tmp_path, preprocessing=bad, name="bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_every_zoo_package_loads_with_its_plans_preprocessing():
+    from pathlib import Path
+
+    import medsight
+    from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
+    from medsight.models.spec import Intensity
+
+    zoo = Path(medsight.__file__).parent / "zoo"
+    folders = sorted(p for p in zoo.iterdir() if (p / "model.json").is_file())
+    assert len(folders) >= 2
+    for folder in folders:
+        pkg = ModelPackage.load(folder)
+        if (folder / PLAN_FILE).is_file():
+            plan = SegmentationPlan.load(folder / PLAN_FILE)
+            assert pkg.spec.preprocessing == plan.preprocessing(pkg.spec.input.channels)
+    hippocampus = ModelPackage.load(zoo / "hippocampus-dynunet")
+    assert hippocampus.spec.preprocessing.intensity is Intensity.ZSCORE_NONZERO

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from medsight.models.arch_defaults import default_arch_args
 from medsight.models.smallcnn import SmallCNN
-from medsight.training.classification import default_arch_args
 
 
 @pytest.mark.parametrize(("size", "stride"), [(28, 2), (64, 4)])

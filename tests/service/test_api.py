@@ -156,3 +156,9 @@ def test_first_start_makes_an_admin_with_a_private_password_file(tmp_path, tiny_
         assert verified["ok"] and verified["entries"] >= 2  # the login and this check
     with TestClient(create_app(cfg)) as client:  # a second start keeps the same admin
         assert login(client, "admin", file.read_text().strip())
+
+
+def test_packages_lists_each_models_task_family(client, admin):
+    listed = client.get("/api/packages", headers=admin).json()
+    assert listed and {p["family"] for p in listed} <= {"classification", "segmentation"}
+    assert all(p["family"] == "classification" for p in listed if p["task"] == "binary")

@@ -114,3 +114,69 @@ def test_plan_from_the_data_fingerprint_agrees(shared_data):
     for field in ("target_spacing", "patch_size", "strides", "kernel_size", "normalization"):
         assert getattr(a, field) == getattr(b, field)
     assert a.orientation == b.orientation == "RAS"
+
+
+def _plan(**changes) -> SegmentationPlan:
+    base = dict(
+        spatial_ndim=2,
+        modality="CT",
+        target_spacing=[0.8, 0.8],
+        median_shape=[16, 16],
+        patch_size=[16, 16],
+        batch_size=2,
+        kernel_size=[[3, 3]] * 3,
+        strides=[[1, 1]] + [[2, 2]] * 2,
+        filters=[32, 64, 128],
+        normalization="ct",
+        intensity=IntensityStats(mean=50, std=20, percentile_00_5=-100, percentile_99_5=300),
+        label_names={0: "bg", 1: "x"},
+    )
+    return SegmentationPlan(**{**base, **changes})
+
+
+def test_one_intensity_enum_and_legacy_ct_plans_load(tmp_path):
+    from medsight.models import seg_plan
+    from medsight.models.spec import Intensity
+
+    assert Normalization is seg_plan.Normalization is Intensity  # old names: one enum
+    path = _plan().save(tmp_path / "plan.json")
+    assert '"normalization": "ct_window"' in path.read_text()
+    # plan.json files written before the merge say "ct"
+    path.write_text(path.read_text().replace('"ct_window"', '"ct"'))
+    assert SegmentationPlan.load(path).normalization is Intensity.CT_WINDOW
+    for value in ("zscore_nonzero", "zscore", "none"):
+        path.write_text(_plan(normalization=value).model_dump_json())
+        assert SegmentationPlan.load(path).normalization is Intensity(value)
+    # classification-only modes are no segmentation normalisation
+    path.write_text(_plan().model_dump_json().replace('"ct_window"', '"scale_0_1"'))
+    with pytest.raises(InvalidInputError, match="normalization"):
+        SegmentationPlan.load(path)
+
+
+def test_plan_preprocessing_is_what_inference_applies():
+    from medsight.models.spec import Intensity, PreprocessingSpec
+    from medsight.transforms.preprocess import normalize_intensity
+
+    plan = _plan()
+    spec = plan.preprocessing(channels=2)
+    assert PreprocessingSpec.model_validate_json(spec.model_dump_json()) == spec
+    assert spec.target_spacing == plan.target_spacing and spec.size == plan.patch_size
+    assert spec.intensity is Intensity.CT_WINDOW and spec.per_channel and spec.channels == 2
+    assert spec.intensity_args == {"lower": -100, "upper": 300, "mean": 50, "std": 20}
+    rng = np.random.default_rng(0)
+    x = rng.normal(100, 80, (2, 6, 7)).astype(np.float32)
+    x[:, :2] = 0
+    x[1] *= 5
+    for value in ("ct", "zscore_nonzero", "zscore", "none"):
+        p = _plan(normalization=value)
+        out = normalize(x, p)
+        assert np.array_equal(out, normalize_intensity(x.copy(), p.preprocessing(2)))
+        if value in ("zscore", "zscore_nonzero"):  # each channel on its own
+            fg = x != 0 if value == "zscore_nonzero" else np.ones_like(x, bool)
+            for c in range(2):
+                assert out[c][fg[c]].mean() == pytest.approx(0, abs=1e-5)
+                assert out[c][fg[c]].std() == pytest.approx(1, abs=1e-5)
+    np.testing.assert_allclose(normalize(x, plan)[0, 0], (np.clip(x[0, 0], -100, 300) - 50) / 20)
+    # what older trainers wrote to model.json (recognised on package load)
+    legacy = _plan(normalization="zscore_nonzero").legacy_preprocessing(1)
+    assert legacy.intensity is Intensity.ZSCORE and not legacy.per_channel

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from medsight.analysis.runners import _segmentation
+from medsight.analysis.segmentation import analyze_segmentation as _segmentation
 from medsight.cli.app import main
 from medsight.core.errors import InvalidInputError
 from medsight.models import ModelPackage

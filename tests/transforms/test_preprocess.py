@@ -52,3 +52,57 @@ def test_rgb_and_channel_matching():
         to_network_input(grey, PreprocessingSpec(size=[2, 2, 2]))
     with pytest.raises(InvalidInputError, match="mean"):
         to_network_input(grey, PreprocessingSpec(intensity=Intensity.DATASET_ZSCORE))
+
+
+@pytest.mark.parametrize("intensity", [Intensity.ZSCORE, Intensity.ZSCORE_NONZERO])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_zscore_modes_equal_monai_per_channel_or_jointly(intensity, per_channel):
+    rng = np.random.default_rng(1)
+    arr = rng.uniform(-300, 500, (10, 12, 3)).astype(np.float32)
+    arr[:3] = 0
+    arr[..., 1] *= 9
+    spec = PreprocessingSpec(intensity=intensity, per_channel=per_channel, channels=3)
+    ours = to_network_input(Image(arr, spatial_ndim=2), spec)
+    theirs = to_monai(spec.model_copy(update={"channels": 1}))(np.moveaxis(arr, -1, 0))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_per_channel_and_joint_zscore():
+    from medsight.transforms import normalize_intensity
+
+    x = np.stack([np.arange(12.0).reshape(3, 4), 100 + 10 * np.arange(12.0).reshape(3, 4)])
+    x = x.astype(np.float32)
+    joint = normalize_intensity(x, PreprocessingSpec(intensity=Intensity.ZSCORE))
+    each = normalize_intensity(x, PreprocessingSpec(intensity=Intensity.ZSCORE, per_channel=True))
+    # jointly (classification): one mean/std over both channels, so channel 0 is all negative
+    assert joint.mean() == pytest.approx(0, abs=1e-6) and float(joint[0].max()) < 0
+    np.testing.assert_allclose(joint, (x - x.mean()) / x.std(), rtol=1e-6)
+    # per channel (segmentation): both channels end up identical
+    np.testing.assert_allclose(each[0], each[1], atol=1e-6)
+    np.testing.assert_allclose(each[0], (x[0] - x[0].mean()) / x[0].std(), rtol=1e-6)
+    # zscore_nonzero: statistics of the non-zero voxels, zeros stay zero
+    x[:, 0] = 0
+    nz = normalize_intensity(
+        x, PreprocessingSpec(intensity=Intensity.ZSCORE_NONZERO, per_channel=True)
+    )
+    assert (nz[:, 0] == 0).all()
+    assert nz[1, 1:].mean() == pytest.approx(0, abs=1e-6)
+    assert nz[1, 1:].std() == pytest.approx(1, abs=1e-6)
+    # a constant channel is centred, never divided by ~0
+    flat = normalize_intensity(
+        np.full((1, 3, 3), 7.0, np.float32), PreprocessingSpec(intensity=Intensity.ZSCORE)
+    )
+    assert np.array_equal(flat, np.zeros((1, 3, 3), np.float32))
+
+
+def test_resize_linear_and_nearest():
+    from medsight.transforms import resize
+
+    labels = np.array([[[0, 1], [2, 3]]], np.float32)
+    near = resize(labels, [4, 4], nearest=True)
+    assert near.shape == (1, 4, 4) and set(np.unique(near)) == {0, 1, 2, 3}
+    assert near[0, :2, :2].tolist() == [[0, 0], [0, 0]]
+    lin = resize(labels, [4, 4])
+    assert 0 < lin[0, 1, 1] < 3 and lin[0, 0, 0] == 0
+    assert resize(labels, [2, 2]) is labels  # same size: unchanged
+    assert resize(np.zeros((2, 4, 4, 4), np.float32), [2, 3, 5]).shape == (2, 2, 3, 5)

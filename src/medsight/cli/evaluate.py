@@ -1,15 +1,13 @@
 """``medsight evaluate MODEL --data SPEC --out DIR``: validate a model on a data set.
 
-The command dispatches on the package's task through :data:`EVALUATORS` (task kind ->
-``"module:function"``, loaded lazily), so each kind of model keeps its evaluation logic in its
-own module.  An evaluator is called as
-``f(package, dataset, out, split=..., by=..., n_resamples=..., seed=...)`` and returns the
-report as plain data.
+The package's task names its family in :mod:`medsight.families`, whose evaluator runs
+(``evaluate(package, dataset, out, split=..., by=..., n_resamples=..., seed=..., **options)``
+returning the report as plain data).  Options a family does not take (``--tta`` for a
+classifier) are refused.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,51 +15,31 @@ from typing import Annotated, Any
 import typer
 
 from medsight.core.errors import InvalidInputError
+from medsight.families import all_families, family_for
 
-__all__ = ["EVALUATORS", "evaluate", "evaluator_for", "register"]
-
-#: task kind -> "module:function" of its evaluator
-EVALUATORS: dict[str, str] = {
-    "classification": "medsight.evaluation.classification_eval:evaluate_classifier",
-    "segmentation": "medsight.evaluation.segmentation:evaluate_segmenter",
-}
-
-_KIND = {
-    "binary": "classification",
-    "multiclass": "classification",
-    "ordinal": "classification",
-    "multilabel": "classification",
-    "segmentation": "segmentation",
-}
+__all__ = ["evaluate", "evaluator_for", "open_package", "register"]
 
 
 def evaluator_for(task: str) -> Callable[..., dict[str, Any]]:
-    """The evaluator function for a ModelSpec task value.
+    """The evaluator function of the family serving a ModelSpec task value.
 
     Examples
     --------
     >>> evaluator_for("ordinal").__name__
     'evaluate_classifier'
     """
-    kind = _KIND.get(task, task)
-    if kind not in EVALUATORS:
-        raise InvalidInputError(f"task {task!r}", "has no evaluator in this medsight version")
-    module, attr = EVALUATORS[kind].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return family_for(task).load("evaluate")  # type: ignore[no-any-return]
 
 
-#: where a training run folder keeps its package: classification runs, segmentation runs
-RUN_PACKAGE_FOLDERS = ("model", "package")
-
-
-def _open_package(path: Path) -> Any:
-    """A ModelPackage folder, or a training run folder of either family."""
+def open_package(path: Path) -> Any:
+    """A ModelPackage folder, or a training run folder of any family (its package inside)."""
     from medsight.models.package import ModelPackage
 
     if not (path / "model.json").exists():
-        found = [path / sub for sub in RUN_PACKAGE_FOLDERS if (path / sub / "model.json").exists()]
+        subs = dict.fromkeys(sub for fam in all_families() for sub in fam.run_folders)
+        found = [path / sub for sub in subs if (path / sub / "model.json").exists()]
         if not found:
-            looked = " or ".join(f"{sub}/model.json" for sub in RUN_PACKAGE_FOLDERS)
+            looked = " or ".join(f"{sub}/model.json" for sub in subs)
             raise InvalidInputError(
                 path,
                 f"not a model package or a training run folder (no model.json, {looked})",
@@ -100,20 +78,16 @@ def evaluate(
     """Evaluate a model with bootstrap CIs, calibration and subgroups; write JSON + HTML."""
     from medsight.data import load_dataset
 
-    pkg = _open_package(model)
+    pkg = open_package(model)
+    family = family_for(pkg.spec.task)
     dataset = load_dataset(data)
     if splits is not None:
         from medsight.data import Splits
 
         dataset = Splits.load(splits).apply(dataset)
-    options: dict[str, Any] = {}
-    if tta is not None:
-        if _KIND.get(pkg.spec.task.value) != "segmentation":
-            raise InvalidInputError(
-                f"model {model}", "--tta/--no-tta applies to segmentation models only"
-            )
-        options["tta"] = tta
-    report = evaluator_for(pkg.spec.task.value)(
+    options: dict[str, Any] = {} if tta is None else {"tta": tta}
+    family.check_options(options, f"model {model}")
+    report = family.load("evaluate")(
         pkg,
         dataset,
         out,

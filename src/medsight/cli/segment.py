@@ -1,9 +1,10 @@
 """``medsight train segment --data SPEC --out DIR``: self-configuring segmentation training.
 
-Each stage writes a file into ``DIR`` and is skipped when that file is already there, so a run
-can be inspected, edited and resumed: ``splits.json`` -> ``plan.json`` (edit it to override the
-plan) -> ``preprocessed.npz`` -> ``checkpoint_latest.pt`` -> ``package/``.
-The logic lives in :mod:`medsight.training.plan` and :mod:`medsight.training.segmentation`.
+A thin layer over the segmentation family's runner,
+:func:`medsight.training.seg_runner.run_segmentation`: each stage writes a file into ``DIR``
+(``splits.json`` -> ``plan.json``, edit it to override the plan -> ``preprocessed.npz`` ->
+``checkpoint_latest.pt`` -> ``package/``) and is reused when it was made from the same inputs,
+so a run can be inspected, edited and resumed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["SegArch", "register", "segment"]
+__all__ = ["SegArch", "segment"]
 
 
 class SegArch(StrEnum):
@@ -75,78 +76,32 @@ def segment(
 
     from medsight.core.errors import InvalidInputError
     from medsight.core.significance import parse_label_meanings
-    from medsight.data import SplitConfig, Splits, load_dataset, make_splits
-    from medsight.models.seg_plan import PLAN_FILE, SEG_ARCHES, SegmentationPlan
     from medsight.models.spec import LabelSpec
-    from medsight.training.plan import plan_for_network, plan_from_dataset
-    from medsight.training.segmentation import (
-        PREPROCESSED_FILE,
-        SegTrainConfig,
-        load_preprocessed,
-        preprocess_dataset,
-        train_segmentation,
-    )
+    from medsight.training.seg_runner import SegmentationRun, run_segmentation
+    from medsight.training.segmentation import SegTrainConfig
 
-    meanings = parse_label_meanings(label_meaning or [])
-    out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(data)
-    split_file = out / "splits.json"
-    if splits is not None:
-        parts = Splits.load(splits)
-    elif split_file.is_file():
-        parts = Splits.load(split_file)
-    else:
-        parts = make_splits(dataset, SplitConfig(seed=seed))
-    parts.save(split_file)
-    dataset = parts.apply(dataset)
-    plan_file = plan or out / PLAN_FILE
-    if plan_file.is_file():
-        the_plan = SegmentationPlan.load(plan_file)
-        if arch is not None and SEG_ARCHES[arch].lower() != the_plan.network.lower():
-            raise InvalidInputError(
-                plan_file,
-                f"has network {the_plan.network}, not --arch {arch.value}",
-                hint="edit its network and patch_size, or delete it to re-plan",
-            )
-        the_plan.check_patch_size(plan_file)
-        typer.echo(f"using {plan_file}: network {the_plan.network}")
-    else:
-        the_plan = plan_from_dataset(dataset, modality=modality)
-        if arch is not None:
-            the_plan = plan_for_network(the_plan, arch.value)
-        the_plan.save(plan_file)
-        typer.echo(
-            f"wrote {plan_file}: network {the_plan.network}, patch {the_plan.patch_size}, "
-            f"batch {the_plan.batch_size}"
-        )
-    pre = out / PREPROCESSED_FILE
-    if not pre.is_file():
-        preprocess_dataset(dataset, the_plan, pre)
     label_specs = None
     if labels is not None:
-        label_specs = [LabelSpec.model_validate(x) for x in json.loads(labels.read_text())]
-    cfg = SegTrainConfig(
-        max_steps=max_steps,
-        time_budget_s=time_budget,
-        val_every=val_every,
-        seed=seed,
-        device=device,
-    )
-    res = train_segmentation(
-        load_preprocessed(pre),
-        the_plan,
-        cfg,
-        out,
-        name=name,
+        try:
+            label_specs = [LabelSpec.model_validate(x) for x in json.loads(labels.read_text())]
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(labels, f"is not a JSON list of labels ({exc})") from None
+    run = SegmentationRun(
+        data=data,
+        out=out,
+        splits=splits,
+        plan=plan,
         labels=label_specs,
-        log=typer.echo,
-        meanings=meanings,
+        modality=modality,
+        arch=arch.value if arch is not None else None,
+        train=SegTrainConfig(
+            max_steps=max_steps,
+            time_budget_s=time_budget,
+            val_every=val_every,
+            seed=seed,
+            device=device,
+        ),
+        name=name,
+        label_meanings=parse_label_meanings(label_meaning or []),
     )
-    dice = ", ".join(f"{k} {v:.3f}" for k, v in res.val_dice.items())
-    typer.echo(f"wrote {res.package}; validation Dice {dice}")
-
-
-def register(train_app: typer.Typer) -> None:
-    """Add the ``segment`` command to the ``train`` sub-app (once)."""
-    if not any(c.name == "segment" for c in train_app.registered_commands):
-        train_app.command("segment")(segment)
+    run_segmentation(run, log=typer.echo)

@@ -1,6 +1,9 @@
-"""``medsight train``: a sub-app with one command per trainer (``classify``, ``pretrain`` ...).
+"""``medsight train``: a sub-app with one command per task family plus ``pretrain``.
 
-The command bodies live in :mod:`medsight.training`; this module only parses options.
+Each family registered in :mod:`medsight.families` names its command (``classify`` here,
+``segment`` in :mod:`medsight.cli.segment`); :func:`register` adds them all, so a new family's
+trainer appears here by its registration alone.  The runners live in :mod:`medsight.training`;
+the commands only parse options.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ train_app = typer.Typer(
 )
 
 
-@train_app.command("classify")
 def classify(
     data: Annotated[str, typer.Option("--data", help="Data set spec, e.g. medmnist:PATH.npz.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder; the package goes to OUT/model.")],
@@ -191,8 +193,11 @@ def pretrain(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``train`` sub-app to ``app``."""
-    from medsight.cli import segment
+    """Add the ``train`` sub-app, with every registered family's command, to ``app``."""
+    from medsight.families import all_families
 
-    segment.register(train_app)  # `train segment` lives in cli/segment.py
+    have = {c.name for c in train_app.registered_commands}
+    for family in all_families():
+        if family.cli_name not in have:
+            train_app.command(family.cli_name)(family.load("command"))
     app.add_typer(train_app, name="train")

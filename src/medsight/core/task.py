@@ -1,8 +1,9 @@
 """`Task`: what a data set's labels mean and what a model predicts (one enum for both).
 
 A data set may be labelled for any task, including ``DETECTION`` or ``NONE`` (no labels); a
-model predicts one of the classification tasks or ``SEGMENTATION``.  The values are the strings
-stored in ``model.json`` and in data specs, so they never change.
+model predicts one of the classification tasks, ``SEGMENTATION``, or an image
+(``DENOISING``: a cleaner version of its input; ``SYNTHESIS``: new images of a class).  The
+values are the strings stored in ``model.json`` and in data specs, so they never change.
 
 Examples
 --------
@@ -26,4 +27,6 @@ class Task(StrEnum):
     MULTILABEL = "multilabel"
     SEGMENTATION = "segmentation"
     DETECTION = "detection"
+    DENOISING = "denoising"
+    SYNTHESIS = "synthesis"
     NONE = "none"

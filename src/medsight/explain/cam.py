@@ -14,6 +14,7 @@ import torch
 
 from medsight.core.errors import InvalidInputError
 from medsight.core.image import Image
+from medsight.transforms.preprocess import resize
 
 __all__ = ["ExplainMethod", "explain_classifier", "last_conv_layer"]
 
@@ -45,13 +46,6 @@ def last_conv_layer(network: torch.nn.Module) -> str:
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
-
-
-def _resize(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    t = torch.as_tensor(heat, dtype=torch.float32)[None, None]
-    mode = "bilinear" if len(shape) == 2 else "trilinear"
-    out = torch.nn.functional.interpolate(t, size=shape, mode=mode, align_corners=False)
-    return out[0, 0].numpy()
 
 
 def explain_classifier(
@@ -117,7 +111,8 @@ def explain_classifier(
     heat_np = heat_np - heat_np.min()
     if heat_np.max() > 0:
         heat_np = heat_np / heat_np.max()
-    resized = _resize(heat_np, image.shape).clip(0, 1).astype(np.float32)
+    # bilinear / trilinear back to the image grid: medsight's one resize, channels first
+    resized = resize(heat_np[None], image.shape)[0].clip(0, 1).astype(np.float32)
     return Image(
         resized,
         image.affine,

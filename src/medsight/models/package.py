@@ -8,9 +8,10 @@ Layout::
       weights.sha256       hex digest of weights.safetensors
       MODEL_CARD.md        intended use, limits, data and its license, metrics
 
-Loading checks the digest and validates ``model.json``; any mismatch is a clear
-:class:`PackageError` naming the file.  Saving writes into a temporary folder and renames it, so
-a half-written package never exists under its final name.
+Loading checks the digest and validates ``model.json`` (a segmentation package's preprocessing
+against its ``plan.json``); any mismatch is a clear :class:`PackageError` naming the file.
+Saving writes into a temporary folder and renames it, so a half-written package never exists
+under its final name.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from medsight.core.errors import MedsightError
-from medsight.models.spec import ModelSpec
+from medsight.models.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +51,31 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _plan_preprocessing(root: Path, spec: ModelSpec, where: Path | None = None) -> ModelSpec:
+    """``spec`` with a segmentation package's preprocessing taken from its ``plan.json``.
+
+    See :meth:`ModelPackage.load` for the rule; an error names ``where`` (default ``root``).
+    """
+    from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
+
+    plan_path = root / PLAN_FILE
+    if spec.task is not Task.SEGMENTATION or not plan_path.is_file():
+        return spec
+    plan = SegmentationPlan.load(plan_path)
+    planned = plan.preprocessing(spec.input.channels)
+    written = spec.preprocessing
+    if written == planned:
+        return spec
+    if written == plan.legacy_preprocessing(spec.input.channels):
+        return spec.model_copy(update={"preprocessing": planned})
+    raise PackageError(
+        where or root,
+        f"{SPEC_FILE} preprocessing {written.model_dump(mode='json')} contradicts {PLAN_FILE}, "
+        f"which inference follows: {planned.model_dump(mode='json')}",
+        hint=f"set preprocessing in {SPEC_FILE} to the plan's, or retrain the package",
+    )
 
 
 class ModelPackage:
@@ -92,10 +118,22 @@ class ModelPackage:
     def load(cls, path: str | os.PathLike[str]) -> ModelPackage:
         """Open and verify a package folder.
 
+        A segmentation package's ``plan.json`` is the truth about its preprocessing: its
+        ``model.json`` ``preprocessing`` must be the plan's
+        (:meth:`~medsight.models.seg_plan.SegmentationPlan.preprocessing`, with the input's
+        channels).  Packages written before that rule hold what older trainers wrote
+        (:meth:`~medsight.models.seg_plan.SegmentationPlan.legacy_preprocessing`: ``zscore``
+        over all channels for a ``zscore_nonzero`` or ``zscore`` plan, the raw statistics for
+        CT); they load with the plan's spec in :attr:`spec`, silently, because inference always
+        followed the plan.  Any other preprocessing contradicts the plan and is refused.
+
         Raises
         ------
         PackageError
-            Missing files, a checksum mismatch or an invalid ``model.json``.
+            Missing files, a checksum mismatch, an invalid ``model.json``, or a segmentation
+            ``model.json`` whose preprocessing contradicts its ``plan.json``.
+        InvalidInputError
+            An unreadable or invalid ``plan.json``.
         """
         root = Path(path)
         if not root.is_dir():
@@ -111,6 +149,7 @@ class ModelPackage:
             raise PackageError(root / SPEC_FILE, f"invalid field {where}: {first['msg']}") from None
         except (ValueError, OSError) as exc:
             raise PackageError(root / SPEC_FILE, f"cannot be read: {exc}") from None
+        spec = _plan_preprocessing(root, spec)
         expected = (root / DIGEST_FILE).read_text(encoding="utf-8").split()[0].strip().lower()
         actual = _sha256(root / WEIGHTS_FILE)
         if actual != expected:
@@ -192,6 +231,7 @@ class ModelPackage:
                     target.write_bytes(content)
                 else:
                     target.write_text(content, encoding="utf-8")
+            _plan_preprocessing(tmp, spec, final)  # a contradicting plan.json: nothing written
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

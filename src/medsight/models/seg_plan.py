@@ -3,23 +3,29 @@
 The plan is written by the planner (:mod:`medsight.training.plan`, nnU-Net's rules) and read by
 training, inference and the report; it is applied to images and undone on predictions by
 :mod:`medsight.transforms.seg_plan`.  This module holds the data only (pydantic, no torch).
+
+The plan is the single description of a segmentation package's preprocessing:
+:meth:`SegmentationPlan.preprocessing` is the :class:`~medsight.models.spec.PreprocessingSpec`
+inference applies, and the trainer writes exactly that to ``model.json`` (checked on load by
+:meth:`medsight.models.package.ModelPackage.load`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from medsight.core.errors import InvalidInputError, UnreadableFileError
 from medsight.io.atomic import write_text_atomic
+from medsight.models.spec import Intensity, PreprocessingSpec
 
 __all__ = [
     "PLAN_FILE",
+    "PLAN_NORMALIZATIONS",
     "SEG_ARCHES",
     "SEG_NETWORK",
     "IntensityStats",
@@ -44,13 +50,16 @@ SEG_ARCHES = {
 _PATCH_MULTIPLE = {"segresnet": 8, "unetr": 16, "swinunetr": 32}
 
 
-class Normalization(StrEnum):
-    """Per-modality intensity normalisation."""
-
-    CT = "ct"  # clip to data-set foreground percentiles, z-score with data-set stats
-    ZSCORE_NONZERO = "zscore_nonzero"  # per image, over non-zero voxels (MR)
-    ZSCORE = "zscore"  # per image, all voxels
-    NONE = "none"
+#: Former name of the plan's normalisation enum, kept for older imports: it is
+#: :class:`~medsight.models.spec.Intensity` (``"ct"`` in old plans reads as ``CT_WINDOW``).
+Normalization = Intensity
+#: The normalisations a segmentation plan can ask for (nnU-Net's per-modality schemes).
+PLAN_NORMALIZATIONS = (
+    Intensity.CT_WINDOW,  # CT: clip to data-set foreground percentiles, z-score with its stats
+    Intensity.ZSCORE_NONZERO,  # MR: per image, over non-zero voxels
+    Intensity.ZSCORE,  # anything else: per image, all voxels
+    Intensity.NONE,
+)
 
 
 class IntensityStats(BaseModel):
@@ -77,11 +86,73 @@ class SegmentationPlan(BaseModel):
     kernel_size: list[list[int]]
     strides: list[list[int]]
     filters: list[int]
-    normalization: Normalization
+    normalization: Intensity
     intensity: IntensityStats = Field(default_factory=IntensityStats)
     label_names: dict[int, str]
     deep_supervision: bool = True
     network: str = SEG_NETWORK
+
+    @field_validator("normalization")
+    @classmethod
+    def _plan_normalization(cls, value: Intensity) -> Intensity:
+        if value not in PLAN_NORMALIZATIONS:
+            raise ValueError(
+                f"a segmentation plan normalises with one of "
+                f"{[n.value for n in PLAN_NORMALIZATIONS]}, not {value.value!r}"
+            )
+        return value
+
+    def preprocessing(self, channels: int = 1) -> PreprocessingSpec:
+        """The PreprocessingSpec inference applies for this plan (and ``model.json`` holds).
+
+        Target spacing, patch size and the plan's normalisation, each channel on its own; CT
+        clips to the data set's foreground 0.5/99.5 percentiles and z-scores with its
+        foreground mean/std (``intensity_args`` lower/upper/mean/std).
+
+        Examples
+        --------
+        >>> p = SegmentationPlan(spatial_ndim=2, target_spacing=[1.0, 1.0], median_shape=[8, 8],
+        ...     patch_size=[8, 8], batch_size=2, kernel_size=[[3, 3]] * 3,
+        ...     strides=[[1, 1]] + [[2, 2]] * 2, filters=[32, 64, 128], normalization="ct",
+        ...     intensity={"mean": 40.0, "std": 20.0, "percentile_00_5": -90.0,
+        ...                "percentile_99_5": 210.0}, label_names={0: "bg", 1: "x"})
+        >>> s = p.preprocessing(channels=1)
+        >>> s.intensity.value, s.intensity_args, s.size, s.per_channel
+        ('ct_window', {'lower': -90.0, 'upper': 210.0, 'mean': 40.0, 'std': 20.0}, [8, 8], True)
+        """
+        args: dict[str, float] = {}
+        if self.normalization is Intensity.CT_WINDOW:
+            st = self.intensity
+            args = {
+                "lower": st.percentile_00_5,
+                "upper": st.percentile_99_5,
+                "mean": st.mean,
+                "std": st.std,
+            }
+        return PreprocessingSpec(
+            target_spacing=list(self.target_spacing),
+            size=list(self.patch_size),
+            intensity=self.normalization,
+            intensity_args=args,
+            per_channel=True,
+            channels=channels,
+        )
+
+    def legacy_preprocessing(self, channels: int = 1) -> PreprocessingSpec:
+        """What medsight wrote to ``model.json`` for this plan before the plan was its truth.
+
+        ``zscore`` (over all channels jointly) for every non-CT plan, and for CT ``ct_window``
+        with the plan's raw intensity statistics as arguments.  Only used to recognise such
+        packages on load, which then use :meth:`preprocessing` instead.
+        """
+        ct = self.normalization is Intensity.CT_WINDOW
+        return PreprocessingSpec(
+            target_spacing=self.target_spacing,
+            size=self.patch_size,
+            intensity=Intensity.CT_WINDOW if ct else Intensity.ZSCORE,
+            intensity_args=self.intensity.model_dump() if ct else {},
+            channels=channels,
+        )
 
     @property
     def n_classes(self) -> int:

@@ -67,13 +67,31 @@ class _Frozen(BaseModel):
 
 
 class Intensity(StrEnum):
-    """Intensity normalisation applied before the network."""
+    """Intensity normalisation applied before the network (classification and segmentation).
+
+    Applied by :func:`medsight.transforms.preprocess.normalize_intensity`, per channel or over
+    all channels jointly as :attr:`PreprocessingSpec.per_channel` says.  A segmentation plan's
+    ``normalization`` is one of ``CT_WINDOW`` (CT: clip to the data set's foreground 0.5/99.5
+    percentiles, z-score with its foreground mean/std), ``ZSCORE_NONZERO`` (MR), ``ZSCORE`` or
+    ``NONE``.  The legacy plan value ``"ct"`` reads as ``CT_WINDOW``.
+
+    Examples
+    --------
+    >>> Intensity("ct") is Intensity.CT_WINDOW, Intensity("zscore_nonzero").value
+    (True, 'zscore_nonzero')
+    """
 
     NONE = "none"
     SCALE_0_1 = "scale_0_1"  # divide by the dtype's maximum (8/16-bit photographs, PNG)
-    ZSCORE = "zscore"  # per image (MR), optionally within the foreground
+    ZSCORE = "zscore"  # per image: (x - mean) / std over all voxels
+    ZSCORE_NONZERO = "zscore_nonzero"  # per image over the non-zero voxels; zeros stay 0 (MR)
     CT_WINDOW = "ct_window"  # clip to [lower, upper] HU then z-score with dataset statistics
     DATASET_ZSCORE = "dataset_zscore"  # fixed mean/std from the training fingerprint
+
+    @classmethod
+    def _missing_(cls, value: object) -> Intensity | None:
+        # plan.json files written before the enums were merged say "ct"
+        return cls.CT_WINDOW if value == "ct" else None
 
 
 class LabelSpec(_Frozen):
@@ -150,6 +168,8 @@ class PreprocessingSpec(_Frozen):
     size: list[int] | None = None  # resize (classification) or patch size (segmentation)
     intensity: Intensity = Intensity.NONE
     intensity_args: dict[str, float] = Field(default_factory=dict)
+    # z-score each channel on its own (segmentation, nnU-Net) instead of all channels jointly
+    per_channel: bool = False
     channels: int = 1  # channels fed to the network (grey images may be repeated)
 
 

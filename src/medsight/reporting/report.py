@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medsight import __version__
 from medsight.core.findings import Finding, FindingKind
 from medsight.io.atomic import write_text_atomic
+from medsight.io.html import write_html
 from medsight.models.reliability import format_probability
 from medsight.models.spec import MetricValue
 
@@ -38,6 +39,9 @@ DISCLAIMER = (
     "Preliminary AI output for research use. It is not a diagnosis and requires review by a "
     "qualified clinician before any clinical use."
 )
+
+#: This package's templates (``medsight/reporting/templates/``), for :mod:`medsight.io.html`.
+_TEMPLATES = "medsight.reporting:"
 
 
 class ModelRun(BaseModel):
@@ -168,34 +172,22 @@ def _data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def _template(name: str = "report.html.j2") -> str:
-    from importlib.resources import files
-
-    return (files("medsight.reporting") / "templates" / name).read_text("utf-8")
-
-
 def write_index(rows: list[dict[str, str]], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``index.json`` and ``index.html`` listing the per-study reports of one input.
 
     Each row has ``folder``, ``study_instance_uid``, ``patient_id``, ``status`` ("analysed" or
     "not analysed"), ``impression`` and ``error``.
     """
-    import jinja2
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "index.json", out / "index.html"
     write_text_atomic(json_path, json.dumps({"studies": rows}, indent=2) + "\n")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    html = env.from_string(_template("index.html.j2")).render(rows=rows, disclaimer=DISCLAIMER)
-    write_text_atomic(html_path, html)
+    write_html(html_path, _TEMPLATES + "index.html.j2", rows=rows, disclaimer=DISCLAIMER)
     return json_path, html_path
 
 
 def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.html`` (images embedded) into ``out_dir``, atomically."""
-    import jinja2
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "report.json", out / "report.html"
@@ -205,10 +197,13 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
         for img in report.images
         if (out / img.file).is_file()
     ]
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    env.filters["headline"] = headline_metrics
-    env.filters["note"] = finding_note
-    env.filters["probability"] = format_probability
-    html = env.from_string(_template()).render(r=report, images=images)
-    write_text_atomic(html_path, html)
+    write_html(
+        html_path,
+        _TEMPLATES + "report.html.j2",
+        r=report,
+        images=images,
+        headline_metrics=headline_metrics,
+        finding_note=finding_note,
+        format_probability=format_probability,
+    )
     return json_path, html_path

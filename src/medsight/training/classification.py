@@ -41,6 +41,9 @@ from medsight.evaluation import classification as cm
 from medsight.evaluation.calibration import fit_calibration
 from medsight.evaluation.classification_report import classification_metrics
 from medsight.inference.classify import logits_of
+from medsight.models.arch_defaults import MAX_DEFAULT_EDGE as MAX_DEFAULT_EDGE
+from medsight.models.arch_defaults import default_arch_args, default_size
+from medsight.models.arch_defaults import stem_stride as _stem_stride  # noqa: F401 (old name)
 from medsight.models.device import select_device
 from medsight.models.ood import OOD_FILE
 from medsight.models.package import ModelPackage
@@ -99,66 +102,6 @@ def _provenance(cfg: ClassifyConfig, ds: Dataset) -> tuple[str, str]:
     return source, license_
 
 
-def _stem_stride(spatial_ndim: int, size: list[int] | None) -> int:
-    """2D: none; 3D: 2, or 4 above 32 voxels a side, so that the first stage works on a grid
-    of at most 16 voxels a side and a 64^3 volume costs about what a 28^3 one does."""
-    if spatial_ndim == 2:
-        return 1
-    return 4 if size and max(size) > 32 else 2
-
-
-def default_arch_args(
-    arch: str,
-    spatial_ndim: int,
-    in_channels: int,
-    n_outputs: int,
-    size: list[int] | None = None,
-) -> dict[str, Any]:
-    """Registry arguments for ``arch`` fitted to the input and the number of outputs.
-
-    Examples
-    --------
-    >>> [default_arch_args("smallcnn", nd, 1, 2)["channels"] for nd in (2, 3)]
-    [[32, 64, 128], [8, 16, 32]]
-    >>> [default_arch_args("smallcnn", 3, 1, 2, [n] * 3)["stem_stride"] for n in (28, 64)]
-    [2, 4]
-    >>> default_arch_args("resnet18", 2, 3, 5)["num_classes"]
-    5
-    """
-    name = arch.lower()
-    if name == "smallcnn":
-        # 2D: (32, 64, 128) raised BreastMNIST's validation AUC from 0.924 to 0.953 (mean of 3
-        # seeds) over (16, 32, 64); RetinaMNIST's stayed within its spread (0.817 -> 0.808)
-        # (benchmarks/classification_width_sweep.py).  3D stays narrow for speed.
-        channels = [32, 64, 128] if spatial_ndim == 2 else [8, 16, 32]
-        return dict(
-            spatial_dims=spatial_ndim,
-            in_channels=in_channels,
-            out_channels=n_outputs,
-            channels=channels,
-            dropout=0.2,
-            stem_stride=_stem_stride(spatial_ndim, size),
-        )
-    if name == "classifier":
-        return dict(in_shape=[in_channels, *(size or [])], classes=n_outputs,
-                    channels=[16, 32, 64], strides=[2, 2, 2])  # fmt: skip
-    if name.startswith("resnet"):
-        return dict(spatial_dims=spatial_ndim, n_input_channels=in_channels, num_classes=n_outputs)
-    if name == "seresnet50":
-        return dict(spatial_dims=spatial_ndim, in_channels=in_channels, num_classes=n_outputs)
-    if name == "densenet121":  # needs inputs of at least 32 px
-        return dict(spatial_dims=spatial_ndim, in_channels=in_channels, out_channels=n_outputs)
-    if name == "efficientnet":
-        return dict(model_name="efficientnet-b0", pretrained=False, spatial_dims=spatial_ndim,
-                    in_channels=in_channels, num_classes=n_outputs)  # fmt: skip
-    if name == "vit":  # a small ViT: 4-px patches (7x7 tokens at 28 px)
-        return dict(in_channels=in_channels, img_size=list(size or []), patch_size=4,
-                    hidden_size=192, mlp_dim=384, num_layers=4, num_heads=3,
-                    classification=True, num_classes=n_outputs, spatial_dims=spatial_ndim,
-                    post_activation=None)  # fmt: skip
-    return {}
-
-
 def _with_splits(ds: Dataset, seed: int) -> Dataset:
     parts = Counter(c.split for c in ds)
     if parts.get(Split.TRAIN) and parts.get(Split.VAL):
@@ -181,22 +124,6 @@ def _take(cases: list[Any], limit: int | None, seed: int) -> list[Any]:
             if by_label[k] and len(picked) < limit:
                 picked.append(by_label[k].pop(int(rng.integers(len(by_label[k])))))
     return sorted(picked, key=lambda c: c.case_id)
-
-
-#: largest default input edge (2D, 3D); bigger images are resized down to it
-MAX_DEFAULT_EDGE = {2: 128, 3: 64}
-
-
-def default_size(shape: list[int]) -> list[int]:
-    """The network input size when none is given: the image's own size, capped.
-
-    Examples
-    --------
-    >>> default_size([28, 28]), default_size([500, 430]), default_size([64, 64, 96])
-    ([28, 28], [128, 128], [64, 64, 64])
-    """
-    cap = MAX_DEFAULT_EDGE[len(shape)]
-    return shape if max(shape) <= cap else [cap] * len(shape)
 
 
 def _preprocessing(cfg: ClassifyConfig, sample: Any, n_channels: int) -> PreprocessingSpec:

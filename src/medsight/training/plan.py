@@ -48,8 +48,10 @@ from medsight.core.errors import InvalidInputError
 from medsight.models.dynunet import _dynunet_single as _dynunet_single
 from medsight.models.dynunet import register_segmentation_networks
 from medsight.models.seg_plan import PLAN_FILE as PLAN_FILE
-from medsight.models.seg_plan import SEG_ARCHES, IntensityStats, Normalization, SegmentationPlan
+from medsight.models.seg_plan import SEG_ARCHES, IntensityStats, SegmentationPlan
 from medsight.models.seg_plan import SEG_NETWORK as SEG_NETWORK
+from medsight.models.seg_plan import Normalization as Normalization  # = Intensity, older name
+from medsight.models.spec import Intensity
 from medsight.transforms.seg_plan import (
     PreparedImage,
     normalize,
@@ -60,7 +62,6 @@ from medsight.transforms.seg_plan import (
 from medsight.transforms.seg_plan import _apply_ornt as _apply_ornt
 from medsight.transforms.seg_plan import _channels_first as _channels_first
 from medsight.transforms.seg_plan import _orientation_transforms as _orientation_transforms
-from medsight.transforms.seg_plan import _resize as _resize
 
 __all__ = [
     "IntensityStats",
@@ -175,13 +176,13 @@ def make_plan(
     filters = [min(32 * 2**i, cap) for i in range(depth)]
     mod = (modality or "").upper()
     norm = (
-        Normalization.CT
+        Intensity.CT_WINDOW
         if mod == "CT"
-        else Normalization.ZSCORE_NONZERO
+        else Intensity.ZSCORE_NONZERO
         if mod == "MR"
-        else Normalization.ZSCORE
+        else Intensity.ZSCORE
     )
-    if norm is Normalization.CT and intensity is None:
+    if norm is Intensity.CT_WINDOW and intensity is None:
         raise InvalidInputError("plan", "CT normalisation needs the foreground intensity stats")
     return SegmentationPlan(
         dataset=dataset,
@@ -312,7 +313,7 @@ def plan_from_fingerprint(
     >>> ds = Dataset("toy", cases, task="segmentation", label_names={0: "bg", 1: "organ"})
     >>> plan = plan_from_fingerprint(compute_fingerprint(ds), ds.label_names)
     >>> plan.normalization.value, plan.target_spacing, plan.intensity.mean
-    ('ct', [1.0, 1.0, 2.0], 5.0)
+    ('ct_window', [1.0, 1.0, 2.0], 5.0)
     """
     channel = fingerprint.intensity_per_channel.get("0")
     stats = None

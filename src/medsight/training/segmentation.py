@@ -42,6 +42,7 @@ from medsight.models.dynunet import register_segmentation_networks
 from medsight.models.ood import OOD_FILE
 from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
 from medsight.models.spec import LabelSpec, apply_meanings
+from medsight.transforms.seg_augment import apply_seg_params, sample_seg_params
 from medsight.transforms.seg_plan import prepare_image, prepare_label
 
 log = logging.getLogger(__name__)
@@ -109,35 +110,22 @@ class SegTrainResult(BaseModel):
     history: list[dict[str, float]]
 
 
-def _preprocessing_spec(plan: SegmentationPlan, channels: int) -> Any:
-    """The package's PreprocessingSpec for ``plan`` (what inference and the analysis apply)."""
-    from medsight.models.spec import Intensity, PreprocessingSpec
-
-    intensity = Intensity.CT_WINDOW if plan.normalization.value == "ct" else Intensity.ZSCORE
-    return PreprocessingSpec(
-        target_spacing=plan.target_spacing,
-        size=plan.patch_size,
-        intensity=intensity,
-        intensity_args=plan.intensity.model_dump() if intensity is Intensity.CT_WINDOW else {},
-        channels=channels,
-    )
-
-
 def _analysis_input_stats(image: Any, plan: SegmentationPlan) -> dict[str, float]:
     """input_statistics of ``image`` exactly as the analysis computes them for a segmenter.
 
-    Mirrors ``medsight.analysis.runners._segmentation``: the original image, channels first,
-    through ``normalize_intensity`` with the package's PreprocessingSpec.  The preprocessed
-    arrays are not used for the reference because they differ from what the analysis sees:
-    they are reoriented, resampled to the plan's spacing, normalised by the plan (not by
-    ``normalize_intensity``) and stored as float16/uint8.
+    Mirrors ``medsight.analysis.segmentation.analyze_segmentation``: the original image,
+    channels first, through ``normalize_intensity`` with the package's PreprocessingSpec,
+    which is the plan's (:meth:`SegmentationPlan.preprocessing`, written to ``model.json``
+    below).  The preprocessed arrays are not used for the reference because they differ from
+    what the analysis sees: they are reoriented, resampled to the plan's spacing and stored
+    as float16/uint8.
     """
     from medsight.models.plausibility import input_statistics
     from medsight.transforms.preprocess import normalize_intensity
 
     arr = np.asarray(image.array, dtype=np.float32)
     x = np.moveaxis(arr, -1, 0) if image.has_channels else arr[None]
-    return input_statistics(normalize_intensity(x, _preprocessing_spec(plan, int(x.shape[0]))))
+    return input_statistics(normalize_intensity(x, plan.preprocessing(int(x.shape[0]))))
 
 
 def preprocess_dataset(
@@ -264,54 +252,9 @@ class _Sampler:
 
 
 def _augment(x: Any, y: Any, rng: np.random.Generator) -> tuple[Any, Any]:
-    """nnU-Net-like augmentation of a batch ``(B, C, *S)`` / ``(B, 1, *S)`` on its device."""
-    import torch
-    import torch.nn.functional as F
-
-    b, nd = x.shape[0], x.ndim - 2
-    # rotation and scaling, each with probability 0.2 per sample
-    theta = torch.zeros((b, nd, nd + 1), device=x.device)
-    theta[:, :, :nd] = torch.eye(nd, device=x.device)
-    spatial = False
-    for k in range(b):
-        m = np.eye(nd)
-        if rng.random() < 0.2:
-            a = rng.uniform(-np.pi / 6, np.pi / 6)
-            i, j = (0, 1) if nd == 2 else tuple(rng.choice(3, 2, replace=False))
-            r = np.eye(nd)
-            r[i, i], r[i, j], r[j, i], r[j, j] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
-            m = r @ m
-            spatial = True
-        if rng.random() < 0.2:
-            m = m * rng.uniform(0.7, 1.4)
-            spatial = True
-        theta[k, :, :nd] = torch.as_tensor(m, dtype=torch.float32)
-    if spatial:
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        y = F.grid_sample(y.float(), grid, mode="nearest", align_corners=False).long()
-    # mirroring along each axis with probability 0.5
-    for axis in range(2, 2 + nd):
-        flip = torch.as_tensor(rng.random(b) < 0.5, device=x.device)
-        shape = (b,) + (1,) * (x.ndim - 1)
-        x = torch.where(flip.view(shape), torch.flip(x, [axis]), x)
-        y = torch.where(flip.view(shape), torch.flip(y, [axis]), y)
-    # brightness, contrast, noise
-    bright = torch.as_tensor(
-        np.where(rng.random(b) < 0.15, rng.uniform(0.75, 1.25, b), 1.0), dtype=torch.float32
-    ).to(x.device)
-    x = x * bright.view((b,) + (1,) * (x.ndim - 1))
-    contrast = torch.as_tensor(
-        np.where(rng.random(b) < 0.15, rng.uniform(0.75, 1.25, b), 1.0), dtype=torch.float32
-    ).to(x.device)
-    mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
-    x = (x - mean) * contrast.view((b,) + (1,) * (x.ndim - 1)) + mean
-    noise = torch.as_tensor(np.where(rng.random(b) < 0.1, rng.uniform(0, 0.1, b), 0.0)).to(x)
-    gen = torch.Generator(device=x.device).manual_seed(int(rng.integers(2**31)))
-    x = x + torch.randn(x.shape, generator=gen, device=x.device) * noise.sqrt().view(
-        (b,) + (1,) * (x.ndim - 1)
-    )
-    return x, y
+    """nnU-Net-like augmentation of a batch ``(B, C, *S)`` / ``(B, 1, *S)`` on its device:
+    parameters drawn from ``rng``, then applied (:mod:`medsight.transforms.seg_augment`)."""
+    return apply_seg_params(x, y, sample_seg_params(tuple(x.shape), rng))
 
 
 def _dice_per_label(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[float]:
@@ -618,7 +561,7 @@ def train_segmentation(
             channels=in_ch,
             grey_only=in_ch == 1,  # trained on grey images: colour content is outside its use
         ),
-        preprocessing=_preprocessing_spec(plan, in_ch),
+        preprocessing=plan.preprocessing(in_ch),
         labels=list(labels),
         training_data=TrainingDataSummary(
             dataset=info.get("dataset", plan.dataset),

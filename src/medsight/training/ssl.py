@@ -30,6 +30,7 @@ from torch import nn
 
 from medsight.core import Split
 from medsight.core.errors import InvalidInputError
+from medsight.models.arch_defaults import default_arch_args
 from medsight.models.device import select_device
 from medsight.models.registry import build_network
 from medsight.models.spec import ArchitectureSpec, Intensity, PreprocessingSpec
@@ -111,8 +112,6 @@ def pretrain(
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     x, size = _images(cfg)
-    from medsight.training.classification import default_arch_args
-
     args = default_arch_args(cfg.arch, len(size), cfg.channels, 2, list(size)) | cfg.arch_args
     arch = ArchitectureSpec(name=cfg.arch, args=args)
     net = build_network(arch)

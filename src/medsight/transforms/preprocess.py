@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,22 +38,63 @@ def _channels_first(image: Image) -> NDArray[np.float32]:
     return arr[None]
 
 
+_TINY_STD = 1e-8  # a (near-)constant image or channel is centred, not divided by ~0
+
+
+def _zscore(x: NDArray[np.float32], *, nonzero: bool) -> NDArray[np.float32]:
+    """(x - mean) / std over ``x`` (or over its non-zero voxels, the zeros kept at 0)."""
+    if not nonzero:
+        std = float(x.std())
+        return (x - x.mean()) / np.float32(std if std > _TINY_STD else 1.0)
+    fg = x != 0
+    if not fg.any():
+        return x
+    vals = x[fg]
+    std = float(vals.std())
+    z = (x - vals.mean()) / np.float32(std if std > _TINY_STD else 1.0)
+    return np.where(fg, z, np.float32(0.0))
+
+
 def normalize_intensity(x: NDArray[np.float32], spec: PreprocessingSpec) -> NDArray[np.float32]:
-    """Apply ``spec.intensity`` (with ``spec.intensity_args``) to a channels-first array."""
+    """Apply ``spec.intensity`` (with ``spec.intensity_args``) to a channels-first array.
+
+    The one intensity normalisation of medsight: classification packages, segmentation plans
+    (through :meth:`~medsight.models.seg_plan.SegmentationPlan.preprocessing`) and the
+    analysis' plausibility statistics all come here.  ``zscore`` and ``zscore_nonzero`` use
+    each channel's own statistics when ``spec.per_channel`` (segmentation), otherwise those of
+    all channels together; a standard deviation under 1e-8 counts as 1.  ``ct_window`` clips to
+    ``[lower, upper]`` and z-scores with the fixed ``mean``/``std``.
+
+    Examples
+    --------
+    >>> x = np.array([[[0.0, 2.0], [4.0, 6.0]], [[0.0, 20.0], [40.0, 60.0]]], np.float32)
+    >>> joint = PreprocessingSpec(intensity=Intensity.ZSCORE)
+    >>> each = PreprocessingSpec(intensity=Intensity.ZSCORE, per_channel=True)
+    >>> [round(float(normalize_intensity(x, s)[0].max()), 4) for s in (joint, each)]
+    [-0.5036, 1.3416]
+    >>> nz = PreprocessingSpec(intensity=Intensity.ZSCORE_NONZERO, per_channel=True)
+    >>> [[round(float(v), 4) for v in row] for row in normalize_intensity(x, nz)[1]]
+    [[0.0, -1.2247], [0.0, 1.2247]]
+    """
     args = spec.intensity_args
     mode = Intensity(spec.intensity)
     if mode is Intensity.NONE:
         return x
     if mode is Intensity.SCALE_0_1:
         return x / np.float32(args.get("max", 255.0))
-    if mode is Intensity.ZSCORE:
-        std = float(x.std())
-        return (x - x.mean()) / np.float32(std if std > 1e-8 else 1.0)
+    if mode in (Intensity.ZSCORE, Intensity.ZSCORE_NONZERO):
+        nonzero = mode is Intensity.ZSCORE_NONZERO
+        if not spec.per_channel or x.shape[0] == 1:
+            return _zscore(x, nonzero=nonzero)
+        out = np.array(x, dtype=np.float32)
+        for c in range(out.shape[0]):
+            out[c] = _zscore(out[c], nonzero=nonzero)
+        return out
     if mode is Intensity.CT_WINDOW:
         lower, upper = args.get("lower", -1000.0), args.get("upper", 1000.0)
         mean = args.get("mean", (lower + upper) / 2)
         std = args.get("std", (upper - lower) / 2)
-        return (np.clip(x, lower, upper) - np.float32(mean)) / np.float32(std)
+        return (np.clip(x, lower, upper) - np.float32(mean)) / np.float32(max(std, _TINY_STD))
     if "mean" not in args or "std" not in args:
         raise InvalidInputError(
             "preprocessing.intensity_args", "dataset_zscore needs 'mean' and 'std'"
@@ -60,16 +102,32 @@ def normalize_intensity(x: NDArray[np.float32], spec: PreprocessingSpec) -> NDAr
     return (x - np.float32(args["mean"])) / np.float32(args["std"])
 
 
-def resize(x: NDArray[np.float32], size: list[int] | tuple[int, ...]) -> NDArray[np.float32]:
-    """Linear (bi/trilinear) resize of a channels-first array to spatial ``size``."""
+def resize(
+    x: NDArray[np.float32], size: Sequence[int], *, nearest: bool = False
+) -> NDArray[np.float32]:
+    """Resize a channels-first array ``(C, *spatial)`` to spatial ``size``.
+
+    Linear (bilinear / trilinear, ``align_corners=False``), or with ``nearest`` nearest
+    neighbour (``nearest-exact``, for label maps).  The one resize of medsight's network
+    input: classification preprocessing, segmentation plans and saliency maps use it.
+
+    Examples
+    --------
+    >>> x = np.arange(4, dtype=np.float32).reshape(1, 2, 2)
+    >>> resize(x, [4, 4]).shape, resize(x, [4, 4], nearest=True)[0, 0].tolist()
+    ((1, 4, 4), [0.0, 0.0, 1.0, 1.0])
+    """
     if tuple(x.shape[1:]) == tuple(size):
         return x
     import torch
     import torch.nn.functional as F
 
-    mode = "bilinear" if len(size) == 2 else "trilinear"
     t = torch.from_numpy(np.array(x, dtype=np.float32))[None]
-    out = F.interpolate(t, size=tuple(size), mode=mode, align_corners=False)
+    if nearest:
+        out = F.interpolate(t, size=tuple(size), mode="nearest-exact")
+    else:
+        mode = "bilinear" if len(size) == 2 else "trilinear"
+        out = F.interpolate(t, size=tuple(size), mode=mode, align_corners=False)
     return out[0].numpy()
 
 
@@ -119,7 +177,9 @@ def to_monai(spec: PreprocessingSpec) -> Any:
     if mode_i is Intensity.SCALE_0_1:
         steps.append(mt.ScaleIntensityRange(0.0, args.get("max", 255.0), 0.0, 1.0))
     elif mode_i is Intensity.ZSCORE:
-        steps.append(mt.NormalizeIntensity(channel_wise=False))
+        steps.append(mt.NormalizeIntensity(channel_wise=spec.per_channel))
+    elif mode_i is Intensity.ZSCORE_NONZERO:
+        steps.append(mt.NormalizeIntensity(nonzero=True, channel_wise=spec.per_channel))
     elif mode_i is Intensity.CT_WINDOW:
         lower, upper = args.get("lower", -1000.0), args.get("upper", 1000.0)
         mean = args.get("mean", (lower + upper) / 2)
@@ -127,7 +187,7 @@ def to_monai(spec: PreprocessingSpec) -> Any:
         steps += [
             mt.ThresholdIntensity(lower, above=True, cval=lower),
             mt.ThresholdIntensity(upper, above=False, cval=upper),
-            mt.NormalizeIntensity(subtrahend=mean, divisor=std),
+            mt.NormalizeIntensity(subtrahend=mean, divisor=max(std, _TINY_STD)),
         ]
     elif mode_i is Intensity.DATASET_ZSCORE:
         steps.append(mt.NormalizeIntensity(subtrahend=args["mean"], divisor=args["std"]))

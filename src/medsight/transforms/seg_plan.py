@@ -2,13 +2,15 @@
 
 The plan itself (:class:`~medsight.models.seg_plan.SegmentationPlan`, ``plan.json``) is data in
 :mod:`medsight.models.seg_plan`; training and inference both prepare images through this module,
-so they see the same network input.
+so they see the same network input.  Intensity and resampling are medsight's one
+:func:`~medsight.transforms.preprocess.normalize_intensity` (with the plan's
+:meth:`~medsight.models.seg_plan.SegmentationPlan.preprocessing`) and
+:func:`~medsight.transforms.preprocess.resize`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,8 @@ import numpy as np
 from medsight.core.errors import InvalidInputError
 from medsight.core.geometry import LPS_TO_RAS
 from medsight.core.image import Image
-from medsight.models.seg_plan import Normalization, SegmentationPlan
+from medsight.models.seg_plan import SegmentationPlan
+from medsight.transforms.preprocess import normalize_intensity, resize
 
 __all__ = ["PreparedImage", "normalize", "prepare_image", "prepare_label", "restore_array"]
 
@@ -54,24 +57,11 @@ def _apply_ornt(arr: np.ndarray, ornt: np.ndarray | None) -> np.ndarray:
     return np.stack([nio.apply_orientation(a, ornt) for a in arr])
 
 
-def _resize(arr: np.ndarray, shape: Sequence[int], *, nearest: bool = False) -> np.ndarray:
-    """Resize ``(C, *spatial)`` to ``shape`` (linear, or nearest for labels)."""
-    if tuple(arr.shape[1:]) == tuple(shape):
-        return arr
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None]
-    if nearest:
-        out = F.interpolate(t, size=tuple(shape), mode="nearest-exact")
-    else:
-        mode = "bilinear" if len(shape) == 2 else "trilinear"
-        out = F.interpolate(t, size=tuple(shape), mode=mode, align_corners=False)
-    return out[0].numpy()
-
-
 def normalize(arr: np.ndarray, plan: SegmentationPlan) -> np.ndarray:
-    """Apply the plan's intensity normalisation to ``(C, *spatial)`` float32.
+    """Apply the plan's intensity normalisation to ``(C, *spatial)`` float32, each channel alone.
+
+    That is :func:`~medsight.transforms.preprocess.normalize_intensity` with the plan's
+    :meth:`~medsight.models.seg_plan.SegmentationPlan.preprocessing` spec.
 
     Examples
     --------
@@ -83,21 +73,8 @@ def normalize(arr: np.ndarray, plan: SegmentationPlan) -> np.ndarray:
     >>> n = normalize(a, p); round(float(n[0][a[0] != 0].mean()), 6), float(n[0, 0, 0])
     (0.0, 0.0)
     """
-    out = np.asarray(arr, dtype=np.float32).copy()
-    for c in range(out.shape[0]):
-        x = out[c]
-        if plan.normalization is Normalization.CT:
-            st = plan.intensity
-            x = np.clip(x, st.percentile_00_5, st.percentile_99_5)
-            out[c] = (x - st.mean) / max(st.std, 1e-8)
-        elif plan.normalization is Normalization.ZSCORE_NONZERO:
-            fg = x != 0
-            if fg.any():
-                vals = x[fg]
-                out[c] = np.where(fg, (x - vals.mean()) / max(float(vals.std()), 1e-8), 0.0)
-        elif plan.normalization is Normalization.ZSCORE:
-            out[c] = (x - x.mean()) / max(float(x.std()), 1e-8)
-    return out
+    x = np.array(arr, dtype=np.float32)
+    return normalize_intensity(x, plan.preprocessing(channels=int(x.shape[0])))
 
 
 def _channels_first(image: Image) -> np.ndarray:
@@ -125,7 +102,7 @@ def prepare_image(image: Image, plan: SegmentationPlan) -> PreparedImage:
         spacing = spacing[np.argsort(to_plan[:, 0])]
     target = np.asarray(plan.target_spacing, dtype=float)
     new_shape = [max(1, round(s)) for s in np.asarray(arr.shape[1:]) * spacing / target]
-    arr = _resize(normalize(arr, plan), new_shape)
+    arr = resize(normalize(arr, plan), new_shape)
     return PreparedImage(
         array=arr.astype(np.float32),
         input_shape=tuple(image.shape),
@@ -143,12 +120,12 @@ def prepare_label(mask: Image, prepared: PreparedImage) -> np.ndarray:
     if arr.ndim > len(prepared.input_shape):
         arr = arr[..., 0]
     arr = _apply_ornt(arr[None].astype(np.float32), prepared.to_plan)
-    return _resize(arr, prepared.array.shape[1:], nearest=True)[0].round().astype(np.int16)
+    return resize(arr, prepared.array.shape[1:], nearest=True)[0].round().astype(np.int16)
 
 
 def restore_array(arr: np.ndarray, prepared: PreparedImage) -> np.ndarray:
     """Map ``(C, *spatial)`` network-grid values back to the input image's grid."""
-    out = _resize(np.asarray(arr, dtype=np.float32), prepared.oriented_shape)
+    out = resize(np.asarray(arr, dtype=np.float32), prepared.oriented_shape)
     out = _apply_ornt(out, prepared.from_plan)
     if tuple(out.shape[1:]) != prepared.input_shape:  # pragma: no cover - defensive
         raise InvalidInputError("prediction", "could not be mapped back to the input grid")

@@ -96,8 +96,15 @@ def me(user: CurrentUser) -> dict:
 
 @router.get("/packages")
 def packages(services: ServicesDep, user: CurrentUser) -> list[dict]:
-    """The model packages this service can run."""
+    """The model packages this service can run, with the task family that runs each."""
+    from medsight.families import family_for
+
     return [
-        {"id": pid, "task": p.spec.task.value, "modalities": p.spec.input.modalities}
+        {
+            "id": pid,
+            "task": p.spec.task.value,
+            "family": family_for(p.spec.task).name,
+            "modalities": p.spec.input.modalities,
+        }
         for pid, p in services.catalog.packages().items()
     ]

@@ -1,12 +1,13 @@
 """Viewer pages: login, worklist, study view (slices, window/level, AI overlay, findings).
 
 Pages use the same token as the API, kept in an HttpOnly, SameSite=Strict cookie; a page
-without a valid cookie redirects to the login page.  Every page view is audited.
+without a valid cookie redirects to the login page.  Every page view is audited.  Pages are
+rendered by :mod:`medsight.io.html` (autoescaped, strict about undefined names) from this
+package's ``templates/``.
 """
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from medsight.core.errors import MedsightError
+from medsight.io.html import render
 from medsight.service.auth import User, authenticate, revoke
 from medsight.service.deps import COOKIE, ServicesDep
 from medsight.service.models import JobState
@@ -24,17 +26,12 @@ __all__ = ["mount_static", "router"]
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 _HERE = Path(__file__).parent
-
-
-@functools.cache
-def _env() -> Any:
-    import jinja2
-
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE / "templates"), autoescape=True)
+_TEMPLATES = "medsight.service.viewer:"  # templates/ of this package, for medsight.io.html
 
 
 def _page(name: str, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_env().get_template(name).render(**context))
+    """Render ``templates/<name>`` of this package through :mod:`medsight.io.html`."""
+    return HTMLResponse(render(_TEMPLATES + name, **context))
 
 
 def _user(request: Request, services: ServicesDep) -> User | None:
@@ -63,7 +60,7 @@ def mount_static(app: FastAPI) -> None:
 @router.get("/login")
 def login_page(error: str = "") -> HTMLResponse:
     """The login form."""
-    return _page("login.html", error=error)
+    return _page("login.html", user=None, error=error)
 
 
 @router.post("/login")
@@ -76,7 +73,7 @@ def login_submit(
     try:
         token = services.login(username, password)
     except MedsightError as err:
-        return _page("login.html", error=str(err))
+        return _page("login.html", user=None, error=str(err))
     resp = RedirectResponse("/ui/worklist", status_code=303)
     resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
     return resp

@@ -1,0 +1,79 @@
+"""The classification family's findings builder: a package and an Image -> Findings.
+
+One Finding per reported label (the positive class of a binary model, the predicted grade or
+class of an ordinal / multi-class model, every label of a multi-label model) with its
+calibrated probability and the decision at the package's operating threshold, and a Grad-CAM
+heat map for it.  A binary model reports its actionable class (a label of unknown meaning
+otherwise, else the last), whatever its index: BreastMNIST's class 0 is "malignant".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medsight.analysis.output import ModelOutput, RunOptions, label_code, ood_check, report_rank
+from medsight.core.codes import Code
+from medsight.core.findings import Finding, FindingKind
+from medsight.core.image import Image
+from medsight.models.package import ModelPackage
+from medsight.models.plausibility import assess, input_statistics
+from medsight.models.spec import Task
+
+__all__ = ["analyze_classification"]
+
+
+def analyze_classification(
+    package: ModelPackage, image: Image, options: RunOptions | None = None
+) -> ModelOutput:
+    """Classify ``image`` (already inside the package's intended use) into Findings."""
+    options = options or RunOptions()
+    import torch
+
+    from medsight.explain import explain_classifier
+    from medsight.inference.classify import Predictor
+    from medsight.inference.features import capture
+    from medsight.models.reliability import is_weak, reliability_statement
+
+    spec = package.spec
+    predictor = Predictor(package)
+    x = predictor.preprocess(image)
+    plaus = assess(input_statistics(x), spec.extra.get("input_reference"))
+    with capture(predictor.network, "classifier") as grab:
+        proba = predictor.predict_arrays(x[None])[0]
+    features = grab.vectors()
+    decision = predictor.decide(proba[None])[0]
+    labels = sorted(spec.labels, key=lambda lab: lab.index)
+    if spec.task is Task.BINARY:  # the class worth reporting: actionable first, else the last
+        target = max(labels, key=lambda lab: (report_rank(lab), lab.index))
+        reported = [(target, bool(decision == target.index))]
+    elif spec.task is Task.MULTILABEL:
+        reported = [(lab, bool(decision[lab.index])) for lab in labels]
+    else:  # multi-class / ordinal: the predicted class or grade
+        reported = [(labels[int(decision)], True)]
+    site = spec.extra.get("finding_site")
+    findings = [
+        Finding(
+            finding=label_code(lab, package),
+            model_id=spec.name,
+            model_version=spec.version,
+            kind=FindingKind.CLASSIFICATION,
+            probability=float(proba[lab.index]),
+            positive=positive,
+            site=Code(**site) if site else None,
+            source=image.source,
+            note=lab.name,
+            significance=lab.significance,
+            urgency=lab.urgency,
+            reliability=reliability_statement(spec, float(proba[lab.index]), lab.index),
+            weak_model=is_weak(spec),
+        )
+        for lab, positive in reported
+    ]
+    heat = None
+    if options.explain:  # explain the first reported label's output unit
+        tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
+        heat = explain_classifier(predictor.network, tensor, image, reported[0][0].index)
+    probabilities = {lab.name: float(proba[lab.index]) for lab in labels}
+    output = ModelOutput(findings, heatmap=heat, probabilities=probabilities, plausibility=plaus)
+    ood_check(output, package, features)
+    return output

@@ -1,0 +1,65 @@
+"""The built-in task families: classification, segmentation and denoising.
+
+Each entry names its parts by ``"module:attribute"`` (see :class:`~medsight.families.TaskFamily`);
+nothing here imports them.
+
+Examples
+--------
+>>> from medsight.families.builtin import CLASSIFICATION, SEGMENTATION
+>>> CLASSIFICATION.default_architecture, SEGMENTATION.default_architecture
+('smallcnn', 'dynunet')
+"""
+
+from __future__ import annotations
+
+from medsight.core.task import Task
+from medsight.families import TaskFamily
+
+__all__ = ["CLASSIFICATION", "FAMILIES", "SEGMENTATION"]
+
+CLASSIFICATION = TaskFamily(
+    name="classification",
+    tasks=(Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL),
+    summary="binary, multi-class, ordinal and multi-label classifiers of 2D and 3D images, "
+    "calibrated, with an operating threshold, Grad-CAM and an OOD reference",
+    config="medsight.training.config:ClassifyConfig",
+    run="medsight.training.classification:train_classifier",
+    predictor="medsight.inference.classify:Predictor",
+    evaluate="medsight.evaluation.classification_eval:evaluate_classifier",
+    analyze="medsight.analysis.classification:analyze_classification",
+    command="medsight.cli.train:classify",
+    command_name="classify",
+    # registry names (medsight.models.registry) that train as classifiers
+    architectures=(
+        "smallcnn",
+        "classifier",
+        "resnet10",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "densenet121",
+        "efficientnet",
+        "seresnet50",
+        "vit",
+    ),
+    run_folders=("model",),
+)
+
+SEGMENTATION = TaskFamily(
+    name="segmentation",
+    tasks=(Task.SEGMENTATION,),
+    summary="self-configuring 2D / 3D segmentation (nnU-Net's planning rules on MONAI "
+    "networks) with sliding-window inference, mirror TTA, measurements and an OOD reference",
+    config="medsight.training.seg_runner:SegmentationRun",
+    run="medsight.training.seg_runner:run_segmentation",
+    predictor="medsight.inference.segment:Segmenter",
+    evaluate="medsight.evaluation.segmentation:evaluate_segmenter",
+    analyze="medsight.analysis.segmentation:analyze_segmentation",
+    command="medsight.cli.segment:segment",
+    command_name="segment",
+    architectures=("dynunet", "unet", "segresnet", "unetr", "swinunetr"),
+    options=frozenset({"tta"}),
+    run_folders=("package",),
+)
+
+FAMILIES = (CLASSIFICATION, SEGMENTATION)
