@@ -182,6 +182,54 @@ def short_training(data: Path) -> dict:
             "seconds": round(time.time() - t0, 1),
         }
         print("segmentation", out["segmentation_hippocampus_30steps"]["val_dice"], flush=True)
+
+        # the same run through the segmentation family's runner (what `medsight train segment`
+        # calls): the same cases, splits, plan and settings must give the same weights
+        t0 = time.time()
+        from medsight.data.splits import Fold, Splits, SplitScheme
+        from medsight.families import family_named
+        from medsight.training.seg_runner import SegmentationRun
+
+        ids = [c.case_id for c in cases]
+        Splits(
+            dataset=ds.name,
+            scheme=SplitScheme.HOLDOUT,
+            seed=0,
+            source="generated",
+            stratified=False,
+            test=[],
+            folds=[
+                Fold(
+                    train=[c for i, c in enumerate(ids) if i % 4],
+                    val=[c for i, c in enumerate(ids) if i % 4 == 0],
+                )
+            ],
+        ).save(Path(tmp) / "splits.json")
+        family = family_named("segmentation")
+        pkg = family.load("run")(
+            SegmentationRun(
+                data=f"msd:{data / 'hippocampus'}",
+                out=Path(tmp) / "runner",
+                splits=Path(tmp) / "splits.json",
+                modality="MR",
+                max_filters=64,
+                max_cases=24,
+                name="hippocampus-quick",
+                train=SegTrainConfig(
+                    max_steps=30, val_every=15, seed=0, device="cpu", batch_size=2
+                ),
+            ),
+            log=lambda line: None,
+        )
+        weights = (pkg.path / "weights.safetensors").read_bytes()
+        out["segmentation_hippocampus_30steps_via_runner"] = {
+            "val_metrics": {m.name: round(m.value, 6) for m in pkg.spec.metrics},
+            "weights_sha256": hashlib.sha256(weights).hexdigest()[:16],
+            "same_weights_as_library_path": hashlib.sha256(weights).hexdigest()[:16]
+            == out["segmentation_hippocampus_30steps"]["weights_sha256"],
+            "seconds": round(time.time() - t0, 1),
+        }
+        print("runner", out["segmentation_hippocampus_30steps_via_runner"], flush=True)
     return out
 
 

@@ -34,7 +34,7 @@ def test_runner_stages_and_a_changed_plan_is_preprocessed_again(tmp_path):
     assert isinstance(pkg, ModelPackage) and pkg.spec.labels[0].name == "blob"
     out = tmp_path / "run"
     made = json.loads((out / PREPROCESSED_INFO_FILE).read_text())
-    assert set(made) == {"plan_sha256", "splits_sha256", "data", "quantize"}
+    assert set(made) == {"plan_sha256", "splits_sha256", "data", "max_cases", "quantize"}
     # model.json's preprocessing is the plan's (one description)
     plan = SegmentationPlan.load(out / "plan.json")
     assert pkg.spec.preprocessing == plan.preprocessing(pkg.spec.input.channels)

@@ -60,6 +60,7 @@ class SegmentationRun(BaseModel):
     max_voxels: int | None = Field(None, ge=1)  # planner: cap on the patch's voxels
     max_filters: int | None = Field(None, ge=1)  # planner: cap on the widest layer
     quantize: bool = False  # preprocessed images as uint8 (8-bit sources)
+    max_cases: int | None = Field(None, ge=2)  # the first N cases by id (smoke runs)
 
     @field_validator("arch")
     @classmethod
@@ -127,6 +128,7 @@ def _preprocess_stage(
         "plan_sha256": _digest(plan.model_dump_json()),
         "splits_sha256": _digest((run.out / SPLITS_FILE).read_text(encoding="utf-8")),
         "data": run.data,
+        "max_cases": run.max_cases,
         "quantize": run.quantize,
     }
     if path.is_file():
@@ -168,6 +170,8 @@ def run_segmentation(run: SegmentationRun, log: Callable[[str], None] = print) -
 
     run.out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(run.data)
+    if run.max_cases is not None:
+        dataset = dataset.with_cases(sorted(dataset, key=lambda c: c.case_id)[: run.max_cases])
     dataset = _splits_stage(run, dataset, log).apply(dataset)
     plan = _plan_stage(run, dataset, log)
     pre = _preprocess_stage(run, dataset, plan, log)
