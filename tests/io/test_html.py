@@ -95,12 +95,36 @@ def _qc_page(tmp_path) -> str:
     return render("qc.html.j2", r=r, fp=fp, plots=[], findings=[finding])
 
 
+def _synth_report(model: str) -> dict:
+    memo = {"n": 1, "quantiles": {"median": 0.5}, "near_copy_fraction": 0.0}
+    return {"model": model, "n_synthetic": 1, "n_cases": 1, "split": "test", "n_train": 1,
+            "sampling": {"sampler": "DDIM", "steps": 2, "seed": 0}, "encoder": "e",
+            "metrics": [{"name": "frechet_distance", "value": 1.0, "low": 0.5, "high": 2.0}],
+            "memorisation": {"measure": "r", "threshold": 0.95, "synthetic": memo,
+                             "real_heldout": memo},
+            "per_class": {"a": {"n_real": 1, "n_synthetic": 1}}, "notes": []}  # fmt: skip
+
+
 PAGES = {
     "classification_eval.html.j2": lambda tmp: render_html(_report(EVIL), {}),
     "qc.html.j2": _qc_page,
     "segmentation_eval.html.j2": lambda tmp: render(
         "segmentation_eval.html.j2",
         r={"model": EVIL, "split": "test", "n_cases": 1, "tta": False, "metrics": []},
+    ),
+    "synth_eval.html.j2": lambda tmp: render("synth_eval.html.j2", r=_synth_report(EVIL)),
+    "denoise_eval.html.j2": lambda tmp: render(
+        "denoise_eval.html.j2",
+        r={
+            "model": EVIL,
+            "split": "test",
+            "n_cases": 1,
+            "noise": {"model": "rician", "levels": [5], "seed": 0},
+            "conventions": "",
+            "metrics": [],
+            "subgroups": {},
+            "figure": None,
+        },
     ),
     "medsight.reporting:index.html.j2": _index_page,
     "medsight.reporting:report.html.j2": _report_page,

@@ -8,6 +8,7 @@ import pytest
 from medsight.core import Image, InvalidInputError
 from medsight.models.spec import Intensity, PreprocessingSpec
 from medsight.transforms import to_monai, to_network_input
+from medsight.transforms.preprocess import normalize_intensity
 
 
 @pytest.mark.parametrize(
@@ -106,3 +107,16 @@ def test_resize_linear_and_nearest():
     assert 0 < lin[0, 1, 1] < 3 and lin[0, 0, 0] == 0
     assert resize(labels, [2, 2]) is labels  # same size: unchanged
     assert resize(np.zeros((2, 4, 4, 4), np.float32), [2, 3, 5]).shape == (2, 2, 3, 5)
+
+
+def test_robust_percentile_matches_the_denoisers_scaling_and_monai():
+    from medsight.transforms.noise import scale_to_unit
+
+    x = np.random.default_rng(0).gamma(2.0, 50.0, (1, 20, 16)).astype(np.float32)
+    spec = PreprocessingSpec(intensity=Intensity.ROBUST_PERCENTILE)
+    ours = normalize_intensity(x, spec)
+    np.testing.assert_allclose(ours, scale_to_unit(x)[0], rtol=1e-5, atol=1e-6)
+    monai = np.asarray(to_monai(PreprocessingSpec(intensity=Intensity.ROBUST_PERCENTILE))(x))
+    np.testing.assert_allclose(ours, monai, rtol=1e-4, atol=1e-5)
+    flat = normalize_intensity(np.full((1, 4, 4), 7.0, np.float32), spec)
+    assert np.isfinite(flat).all()

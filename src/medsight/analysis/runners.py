@@ -61,10 +61,17 @@ def run_package(
     from medsight.models.scope import scope_problems
 
     spec = package.spec
+    family = family_for(spec.task)
     outside = scope_problems(spec.input, image, header)
     if outside:
         return ModelOutput([], withheld=tuple(outside))
-    single_slice = image.spatial_ndim == 3 and image.shape[2] == 1 and spec.input.spatial_ndim == 2
+    volume_slicewise = family.slicewise and spec.input.spatial_ndim == 2
+    single_slice = (
+        image.spatial_ndim == 3
+        and image.shape[2] == 1
+        and spec.input.spatial_ndim == 2
+        and not volume_slicewise
+    )
     work = _as_2d(image) if single_slice else image
     converted = spec.input.channels == 1 and work.n_channels == 3
     if converted and not colour_to_grey:
@@ -75,12 +82,12 @@ def run_package(
         )
     if converted:
         work = _luminance(work)
-    if work.spatial_ndim != spec.input.spatial_ndim:
+    if work.spatial_ndim != spec.input.spatial_ndim and not volume_slicewise:
         raise InvalidInputError(
             f"model {package.id}",
             f"needs {spec.input.spatial_ndim}D input, the image is {image.spatial_ndim}D",
         )
-    analyze = family_for(spec.task).load("analyze")
+    analyze = family.load("analyze")
     output = analyze(package, work, RunOptions(explain=explain, tta=tta))
     if converted and output.plausibility is not None:
         note = "the colour image was converted to grey (luminance) for this grey-scale model"
@@ -90,6 +97,7 @@ def run_package(
     if single_slice:  # put masks and maps back on the single-slice volume's grid
         output.mask = _as_3d(output.mask, image)
         output.heatmap = _as_3d(output.heatmap, image)
+        output.derived = _as_3d(output.derived, image)
     return output.withhold() if output.withheld else output
 
 

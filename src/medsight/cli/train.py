@@ -75,6 +75,13 @@ def classify(
     label_meaning: Annotated[
         list[str] | None, typer.Option("--label-meaning", help=LABEL_MEANING_HELP)
     ] = None,
+    synthetic: Annotated[
+        Path | None,
+        typer.Option("--synthetic", help="Folder from `medsight synthesize`: training split only."),
+    ] = None,
+    synthetic_ratio: Annotated[
+        float, typer.Option("--synthetic-ratio", min=0.0, help="Synthetic per real training image.")
+    ] = 0.5,
 ) -> None:
     """Train a classifier (2D/3D; binary, multi-class, ordinal, multi-label)."""
     from medsight.core.significance import parse_label_meanings
@@ -105,6 +112,8 @@ def classify(
         license=license,
         progress=not no_progress,
         label_meanings=parse_label_meanings(label_meaning or []),
+        synthetic=synthetic,
+        synthetic_ratio=synthetic_ratio,
     )
     pkg = train_classifier(cfg)
     summary = ", ".join(

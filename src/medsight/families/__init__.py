@@ -64,6 +64,9 @@ class TaskFamily:
         common ones (segmentation: ``"tta"``); others are refused with a clear error.
     run_folders : tuple of str
         Where, inside a training run folder, the runner writes the package.
+    slicewise : bool
+        A 2D model of this family takes a 3D volume slice by slice (denoising); otherwise a
+        volume given to a 2D model is refused.
     """
 
     name: str
@@ -79,6 +82,7 @@ class TaskFamily:
     options: frozenset[str] = frozenset()
     run_folders: tuple[str, ...] = ("package",)
     command_name: str | None = None
+    slicewise: bool = False
 
     @property
     def default_architecture(self) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from medsight.core.task import Task
 from medsight.families import TaskFamily
 
-__all__ = ["CLASSIFICATION", "FAMILIES", "SEGMENTATION"]
+__all__ = ["CLASSIFICATION", "DENOISING", "FAMILIES", "SEGMENTATION", "SYNTHESIS"]
 
 CLASSIFICATION = TaskFamily(
     name="classification",
@@ -62,4 +62,37 @@ SEGMENTATION = TaskFamily(
     run_folders=("package",),
 )
 
-FAMILIES = (CLASSIFICATION, SEGMENTATION)
+DENOISING = TaskFamily(
+    name="denoising",
+    tasks=(Task.DENOISING,),
+    summary="blind 2D denoisers (U-Net generator, patch discriminator, L1 + SSIM + adversarial "
+    "loss) for Rician MR, Poisson-Gaussian CT / X-ray, speckle US and Gaussian noise",
+    config="medsight.training.denoise:DenoiseConfig",
+    run="medsight.training.denoise:train_denoiser",
+    predictor="medsight.inference.denoise:Denoiser",
+    evaluate="medsight.evaluation.denoise:evaluate_denoiser",
+    analyze="medsight.analysis.denoise:analyze_denoising",
+    command="medsight.cli.denoise:train_denoise",
+    command_name="denoise",
+    architectures=("unet",),
+    run_folders=("package",),
+    slicewise=True,
+)
+
+SYNTHESIS = TaskFamily(
+    name="synthesis",
+    tasks=(Task.SYNTHESIS,),
+    summary="class-conditional 2D image synthesis (DDPM on MONAI's DiffusionModelUNet, DDIM "
+    "sampling) writing synthetic images with provenance for training augmentation",
+    config="medsight.training.synth:SynthConfig",
+    run="medsight.training.synth:train_synthesizer",
+    predictor="medsight.inference.synth:Synthesizer",
+    evaluate="medsight.evaluation.synth:evaluate_synthesizer",
+    analyze="medsight.analysis.synth:analyze_synthesis",
+    command="medsight.cli.synth:train_synth",
+    command_name="synth",
+    architectures=("diffusion_unet",),
+    run_folders=("package",),
+)
+
+FAMILIES = (CLASSIFICATION, SEGMENTATION, DENOISING, SYNTHESIS)

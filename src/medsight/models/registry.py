@@ -54,6 +54,7 @@ _BUILTIN: dict[str, str] = {
     # generative / self-supervised
     "autoencoder": "monai.networks.nets:AutoEncoder",
     "vitautoenc": "monai.networks.nets:ViTAutoEnc",
+    "diffusion_unet": "monai.networks.nets:DiffusionModelUNet",  # synthesis (DDPM)
 }
 _PLUGINS: dict[str, Callable[..., Any]] = {}
 

@@ -59,7 +59,15 @@ __all__ = [
 
 FORMAT_VERSION = 1
 # what a model can predict (a data set's task may also be detection or none)
-MODEL_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL, Task.SEGMENTATION)
+MODEL_TASKS = (
+    Task.BINARY,
+    Task.MULTICLASS,
+    Task.ORDINAL,
+    Task.MULTILABEL,
+    Task.SEGMENTATION,
+    Task.DENOISING,  # a cleaner image of the input; no labels
+    Task.SYNTHESIS,  # generates images of a class; labels, no thresholds
+)
 
 
 class _Frozen(BaseModel):
@@ -87,6 +95,9 @@ class Intensity(StrEnum):
     ZSCORE_NONZERO = "zscore_nonzero"  # per image over the non-zero voxels; zeros stay 0 (MR)
     CT_WINDOW = "ct_window"  # clip to [lower, upper] HU then z-score with dataset statistics
     DATASET_ZSCORE = "dataset_zscore"  # fixed mean/std from the training fingerprint
+    # per image: (x - p_low) / (p_high - p_low), percentiles percentile_low / percentile_high
+    # (default 0.5 / 99.5) of the input itself (denoisers: the noisy image, as at inference)
+    ROBUST_PERCENTILE = "robust_percentile"
 
     @classmethod
     def _missing_(cls, value: object) -> Intensity | None:

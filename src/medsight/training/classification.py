@@ -379,6 +379,14 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     multilabel = task is Task.MULTILABEL
     train_cases = _take([c for c in ds if c.split is Split.TRAIN], cfg.max_cases, cfg.seed)
     val_cases = _take([c for c in ds if c.split is Split.VAL], cfg.max_cases, cfg.seed + 1)
+    synthetic = None
+    if cfg.synthetic is not None:  # synthetic images join the training split only
+        from medsight.training.synthetic_data import synthetic_training_cases
+
+        extra_cases, synthetic = synthetic_training_cases(
+            cfg.synthetic, names, len(train_cases), cfg.synthetic_ratio, cfg.seed
+        )
+        train_cases = train_cases + extra_cases
     sample = train_cases[0].image()
     in_channels = sample.n_channels
     prep = _preprocessing(cfg, sample, in_channels)
@@ -488,7 +496,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     assert best_state is not None
     net.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
     net.load_state_dict(best_state)
-    return _package(cfg, ds, task, net, arch, prep, train, val, log, started)
+    return _package(cfg, ds, task, net, arch, prep, train, val, log, started, synthetic)
 
 
 def _add_dataset_stats(prep: PreprocessingSpec, mean: float, std: float) -> PreprocessingSpec:
@@ -521,7 +529,7 @@ def _add_dataset_stats(prep: PreprocessingSpec, mean: float, std: float) -> Prep
 def _portable(cfg: ClassifyConfig) -> dict[str, Any]:
     """The config without this machine's folders (only file names), for the package."""
     data = cfg.model_dump(mode="json")
-    for key in ("out", "init", "pretrained", "splits"):
+    for key in ("out", "init", "pretrained", "splits", "synthetic"):
         if data[key]:
             data[key] = Path(data[key]).name
     kind, _, rest = cfg.data.partition(":")
@@ -540,6 +548,7 @@ def _package(
     val: CaseArrays,
     log: list[dict[str, Any]],
     started: float,
+    synthetic: dict[str, Any] | None = None,
 ) -> ModelPackage:
     multilabel = task is Task.MULTILABEL
     logits = predict_logits(net, val.x)
@@ -550,17 +559,24 @@ def _package(
     metrics = validation_metrics(
         task, val.y, proba, thresholds, names, val.patient_ids, cfg.n_resamples, cfg.seed
     )
+    real = _real_only(train)  # references and counts describe the real training images
     counts = Counter(
-        names[k] for row in train.y for k in (np.flatnonzero(row) if multilabel else [row])
+        names[k] for row in real.y for k in (np.flatnonzero(row) if multilabel else [row])
     )
     sample_mod = next(iter(ds)).image().modality
     # input statistics of the training images, for the analysis' plausibility (OOD) check
     from medsight.models.plausibility import input_statistics, reference_statistics
 
-    reference = reference_statistics(input_statistics(x) for x in train.x)
-    ood_meta, ood_file = _ood_reference(net, task, train, val)
+    reference = reference_statistics(input_statistics(x) for x in real.x)
+    ood_meta, ood_file = _ood_reference(net, task, real, val)
     best = max(log, key=lambda r: r["val_auc"])
     source, license_ = _provenance(cfg, ds)
+    n_synthetic = synthetic["n_used"] if synthetic else 0
+    if synthetic:
+        source += (
+            f"; plus {n_synthetic} SYNTHETIC training images from {', '.join(synthetic['models'])}"
+            f" (folder {synthetic['folder']}; none in validation)"
+        )
     spec = ModelSpec(
         name=cfg.name or f"{ds.name}-{arch.name}",
         version="0.1.0",
@@ -582,10 +598,11 @@ def _package(
             dataset=ds.name,
             source=source,
             license=license_,
-            n_cases={"train": len(train), "val": len(val)},
+            n_cases={"train": len(train) - n_synthetic, "val": len(val)}
+            | ({"train_synthetic": n_synthetic} if synthetic else {}),
             class_counts=dict(sorted(counts.items())),
-            intensity_mean=float(train.x.mean()),
-            intensity_std=float(train.x.std()),
+            intensity_mean=float(real.x.mean()),
+            intensity_std=float(real.x.std()),
             size_median=list(prep.size or []),
         ),
         metrics=metrics,
@@ -608,6 +625,7 @@ def _package(
             "pretrained": Path(cfg.pretrained).name if cfg.pretrained else None,
             "freeze_epochs": cfg.freeze_epochs,
             "input_reference": reference,
+            **({"synthetic": synthetic} if synthetic else {}),
             **({"ood": ood_meta} if ood_meta else {}),
         },
     )
@@ -626,6 +644,20 @@ def _package(
             "config.json": json.dumps(_portable(cfg), indent=2),
             **({OOD_FILE: ood_file} if ood_file else {}),
         },
+    )
+
+
+def _real_only(arrays: CaseArrays) -> CaseArrays:
+    """The rows of ``arrays`` that are not synthetic images (``attributes["synthetic"]``)."""
+    keep = [i for i, a in enumerate(arrays.attributes) if not a.get("synthetic")]
+    if len(keep) == len(arrays):
+        return arrays
+    return CaseArrays(
+        x=arrays.x[keep],
+        y=arrays.y[keep],
+        case_ids=[arrays.case_ids[i] for i in keep],
+        patient_ids=[arrays.patient_ids[i] for i in keep],
+        attributes=[arrays.attributes[i] for i in keep],
     )
 
 

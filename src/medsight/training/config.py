@@ -72,6 +72,9 @@ class ClassifyConfig(BaseModel):
     # label name -> clinical meaning ("normal", "benign", "actionable:urgent" ...), see
     # medsight.core.significance; a label left out is "not stated" (triaged as indeterminate)
     label_meanings: dict[str, str] = Field(default_factory=dict)
+    # a folder from `medsight synthesize`: its images join the training split only
+    synthetic: Path | None = None
+    synthetic_ratio: float = Field(0.5, ge=0)  # synthetic images per real training image
 
     @field_validator("label_meanings")
     @classmethod

@@ -63,7 +63,9 @@ def normalize_intensity(x: NDArray[np.float32], spec: PreprocessingSpec) -> NDAr
     analysis' plausibility statistics all come here.  ``zscore`` and ``zscore_nonzero`` use
     each channel's own statistics when ``spec.per_channel`` (segmentation), otherwise those of
     all channels together; a standard deviation under 1e-8 counts as 1.  ``ct_window`` clips to
-    ``[lower, upper]`` and z-scores with the fixed ``mean``/``std``.
+    ``[lower, upper]`` and z-scores with the fixed ``mean``/``std``.  ``robust_percentile``
+    maps the image's own ``percentile_low`` / ``percentile_high`` (0.5 / 99.5) to 0 / 1 (the
+    denoisers' scaling, :func:`medsight.transforms.noise.scale_to_unit`).
 
     Examples
     --------
@@ -90,6 +92,15 @@ def normalize_intensity(x: NDArray[np.float32], spec: PreprocessingSpec) -> NDAr
         for c in range(out.shape[0]):
             out[c] = _zscore(out[c], nonzero=nonzero)
         return out
+    if mode is Intensity.ROBUST_PERCENTILE:
+        lo, hi = np.percentile(
+            x[np.isfinite(x)] if x.size else np.zeros(1, np.float32),
+            [args.get("percentile_low", 0.5), args.get("percentile_high", 99.5)],
+        )
+        scale = float(hi - lo)
+        if not scale > 1e-12 * max(1.0, abs(float(lo))):
+            scale = 1.0
+        return ((x - np.float32(lo)) / np.float32(scale)).astype(np.float32)
     if mode is Intensity.CT_WINDOW:
         lower, upper = args.get("lower", -1000.0), args.get("upper", 1000.0)
         mean = args.get("mean", (lower + upper) / 2)
@@ -191,6 +202,16 @@ def to_monai(spec: PreprocessingSpec) -> Any:
         ]
     elif mode_i is Intensity.DATASET_ZSCORE:
         steps.append(mt.NormalizeIntensity(subtrahend=args["mean"], divisor=args["std"]))
+    elif mode_i is Intensity.ROBUST_PERCENTILE:
+        steps.append(
+            mt.ScaleIntensityRangePercentiles(
+                args.get("percentile_low", 0.5),
+                args.get("percentile_high", 99.5),
+                0.0,
+                1.0,
+                channel_wise=spec.per_channel,
+            )
+        )
     if spec.channels > 1:
         steps.append(mt.RepeatChannel(repeats=spec.channels))
     steps.append(mt.EnsureType(data_type="numpy", dtype=np.float32))

@@ -1,0 +1,58 @@
+"""`run_package` on a denoising package: no findings, the denoised image; scope withheld."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from medsight.analysis.runners import run_package
+from medsight.core.image import Image
+from medsight.models.package import ModelPackage
+from medsight.models.registry import build_network
+from medsight.models.spec import ArchitectureSpec, InputSpec, ModelSpec, PreprocessingSpec, Task
+
+
+def _identity(path) -> ModelPackage:
+    arch = ArchitectureSpec(
+        name="unet",
+        args=dict(
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=1,
+            channels=[4, 8],
+            strides=[2],
+            num_res_units=1,
+        ),
+    )
+    state = {k: torch.zeros_like(v) for k, v in build_network(arch).state_dict().items()}
+    spec = ModelSpec(
+        name="mr-identity",
+        version="1",
+        task=Task.DENOISING,
+        architecture=arch,
+        input=InputSpec(modalities=["MR"], spatial_ndim=2, grey_only=True),
+        preprocessing=PreprocessingSpec(),
+        labels=[],
+        extra={"noise": {"model": "rician", "levels": [2.0, 10.0]}},
+    )
+    return ModelPackage.save(path, spec, state)
+
+
+def test_run_package_returns_the_denoised_image_and_withholds_out_of_scope(tmp_path):
+    pkg = _identity(tmp_path / "pkg")
+    arr = np.random.default_rng(0).normal(100, 10, (16, 12)).astype(np.float32)
+    out = run_package(pkg, Image(arr, spacing=(0.5, 0.5), modality="MR"))
+    assert out.findings == [] and not out.withheld and out.plausibility is not None
+    assert out.derived is not None and out.derived.meta["derived_by"] == "mr-identity@1"
+    np.testing.assert_allclose(out.derived.array, arr, atol=0.01)
+    ct = run_package(pkg, Image(arr, modality="CT"))
+    assert ct.derived is None and "modality is CT" in ct.withheld[0]
+
+
+def test_a_2d_denoiser_takes_a_volume_slice_by_slice(tmp_path):
+    pkg = _identity(tmp_path / "pkg")
+    vol = np.random.default_rng(1).normal(100, 10, (16, 12, 3)).astype(np.float32)
+    out = run_package(pkg, Image(vol, spacing=(0.5, 0.5, 2.0), modality="MR"))
+    assert not out.withheld and out.derived is not None
+    assert out.derived.shape == vol.shape
+    np.testing.assert_allclose(out.derived.affine, Image(vol, spacing=(0.5, 0.5, 2.0)).affine)

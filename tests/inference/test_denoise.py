@@ -1,0 +1,98 @@
+"""`Denoiser`: geometry, units and source kept; any size; volumes slice-wise; scope refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medsight.core.errors import InvalidInputError
+from medsight.core.image import DicomReference, Image
+from medsight.inference.denoise import Denoiser
+from medsight.models.package import ModelPackage
+from medsight.models.registry import build_network
+from medsight.models.spec import ArchitectureSpec, InputSpec, ModelSpec, PreprocessingSpec, Task
+
+
+def tiny_denoiser(path, *, modalities=("MR",), identity=True, seed=0) -> ModelPackage:
+    """A 2-level U-Net package; with ``identity`` its weights are zero (output = input)."""
+    arch = ArchitectureSpec(
+        name="unet",
+        args=dict(
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=1,
+            channels=[4, 8],
+            strides=[2],
+            num_res_units=1,
+        ),
+    )
+    torch.manual_seed(seed)
+    state = build_network(arch).state_dict()
+    if identity:
+        state = {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in state.items()}
+    spec = ModelSpec(
+        name="tiny-denoiser",
+        version="0.0.1",
+        task=Task.DENOISING,
+        architecture=arch,
+        input=InputSpec(modalities=list(modalities), spatial_ndim=2, grey_only=True),
+        preprocessing=PreprocessingSpec(),
+        labels=[],
+        extra={"noise": {"model": "rician", "levels": [2.0, 10.0]}, "residual": True},
+    )
+    return ModelPackage.save(path, spec, state)
+
+
+def test_volume_keeps_geometry_source_and_units(tmp_path):
+    pkg = tiny_denoiser(tmp_path / "pkg")
+    rng = np.random.default_rng(0)
+    arr = (rng.random((20, 12, 5)) * 3000 - 500).astype(np.int16)
+    src = DicomReference("1.2", "1.2.3", tuple(f"1.2.3.{k}" for k in range(5)))
+    direction = np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1]], float)
+    image = Image(
+        arr,
+        spacing=(0.8, 0.9, 3.0),
+        origin=(5, -7, 30),
+        direction=direction,
+        modality="MR",
+        source=src,
+        meta={"series_description": "t1"},
+    )
+    out = Denoiser(pkg, device="cpu")(image)
+    assert out.shape == image.shape and out.array.dtype == np.float32
+    assert np.array_equal(out.affine, image.affine)
+    assert out.modality == "MR" and out.source == src
+    assert out.meta["derived"] == "denoised" and out.meta["derived_by"] == "tiny-denoiser@0.0.1"
+    assert out.meta["series_description"] == "t1"
+    np.testing.assert_allclose(out.array, arr, atol=1e-3 * 3500)  # identity net: same units
+
+
+def test_any_size_and_a_channel_axis(tmp_path):
+    den = Denoiser(tiny_denoiser(tmp_path / "pkg", identity=False), device="cpu")
+    for shape in [(13, 7), (1, 9), (31, 30, 1)]:
+        arr = np.random.default_rng(1).random(shape).astype(np.float32) * 100
+        out = den(Image(arr, spatial_ndim=2, modality="MR"))
+        assert out.array.shape == arr.shape and np.isfinite(out.array).all()
+
+
+def test_outside_the_intended_use_is_refused_with_the_reason(tmp_path):
+    den = Denoiser(tiny_denoiser(tmp_path / "pkg"), device="cpu")
+    with pytest.raises(InvalidInputError, match=r"modality is CT.*MR images only"):
+        den(Image(np.zeros((16, 16)), modality="CT"))
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(InvalidInputError, match="3 channels"):
+        den(Image(rgb, spatial_ndim=2, modality="MR"))
+    den(Image(np.zeros((16, 16))))  # no modality (NIfTI, PNG): the user's responsibility
+
+
+def test_only_denoising_packages_are_accepted(tmp_path):
+    from medsight.models.spec import LabelSpec
+
+    pkg = tiny_denoiser(tmp_path / "pkg")
+    spec = pkg.spec.model_copy(
+        update={"task": Task.SEGMENTATION, "labels": [LabelSpec(index=0, name="bg")]}
+    )
+    seg = ModelPackage.save(tmp_path / "seg", spec, pkg.state_dict())
+    with pytest.raises(InvalidInputError, match="not a denoiser"):
+        Denoiser(seg, device="cpu")
