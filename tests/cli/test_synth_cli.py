@@ -61,12 +61,12 @@ def test_train_synth_synthesize_read_back_and_augment(tmp_path, capsys):
                  "--batch-size", "8", "--threads", "1", "--no-progress", "--synthetic",
                  str(out), "--synthetic-ratio", "0.25"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    spec = ModelPackage.load(clf / "model").spec
+    spec = ModelPackage.load(clf / "package").spec
     # 16 real training images x 0.25 = 4 synthetic ones, training split only
     assert spec.training_data.n_cases == {"train": 16, "val": 16, "train_synthetic": 4}
     assert spec.extra["synthetic"]["n_used"] == 4 and spec.extra["synthetic"]["models"] == [pkg.id]
     assert "4 SYNTHETIC training images" in spec.training_data.source
-    assert "4 SYNTHETIC" in (clf / "model" / "MODEL_CARD.md").read_text()
+    assert "4 SYNTHETIC" in (clf / "package" / "MODEL_CARD.md").read_text()
     # class counts describe the real training images only (what the OOD reference is fitted on)
     assert sum(spec.training_data.class_counts.values()) == 16
 

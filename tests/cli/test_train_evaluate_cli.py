@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ def test_train_then_evaluate_breastmnist(shared_data, tmp_path, capsys):
                  "--no-progress"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert "validation auc" in capsys.readouterr().out
-    pkg = ModelPackage.load(run / "model")
+    pkg = ModelPackage.load(run / "package")
     assert pkg.spec.training_data.license.startswith("CC BY 4.0")
     assert pkg.spec.training_data.n_cases == {"train": 40, "val": 40}
     assert pkg.spec.seed == 3 and set(pkg.spec.thresholds) == {"normal, benign"}
@@ -46,3 +47,18 @@ def test_evaluate_dispatches_on_task():
     assert evaluator_for("binary").__module__ == "medsight.evaluation.classification_eval"
     with pytest.raises(InvalidInputError, match="has no task family"):
         evaluator_for("detection")
+
+
+def test_open_package_finds_the_package_of_new_and_legacy_run_folders(tmp_path):
+    import shutil
+    from importlib.resources import files
+
+    from medsight.cli.evaluate import open_package
+
+    zoo = Path(str(files("medsight") / "zoo" / "breastmnist-smallcnn"))
+    for sub in ("package", "model"):  # model/: classification runs of earlier versions
+        run = tmp_path / sub
+        shutil.copytree(zoo, run / sub)
+        assert open_package(run).spec.name == ModelPackage.load(zoo).spec.name
+    with pytest.raises(InvalidInputError, match=r"package/model\.json or model/model\.json"):
+        open_package(tmp_path)

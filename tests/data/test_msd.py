@@ -75,3 +75,20 @@ def test_provenance_from_dataset_json(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"name": "Hippocampus"}))
     ds = load_dataset(f"msd:{tmp_path}")
     assert (ds.source, ds.license) == ("", "")
+
+
+def test_the_modality_named_by_dataset_json_reaches_the_images(tmp_path):
+    import json
+
+    import numpy as np
+
+    from medsight.core import Image
+    from medsight.data import load_dataset
+    from medsight.io import write_image
+
+    for name, expected in (("MRI", "MR"), ("T2", None)):
+        root = tmp_path / name
+        (root / "imagesTr").mkdir(parents=True)
+        write_image(Image(np.zeros((4, 4, 3), np.float32)), root / "imagesTr" / "a_000.nii.gz")
+        (root / "dataset.json").write_text(json.dumps({"modality": {"0": name}}))
+        assert next(iter(load_dataset(f"msd:{root}"))).image().modality == expected

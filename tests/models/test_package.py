@@ -194,3 +194,24 @@ def test_every_zoo_package_loads_with_its_plans_preprocessing():
             assert pkg.spec.preprocessing == plan.preprocessing(pkg.spec.input.channels)
     hippocampus = ModelPackage.load(zoo / "hippocampus-dynunet")
     assert hippocampus.spec.preprocessing.intensity is Intensity.ZSCORE_NONZERO
+
+
+def test_model_card_of_a_label_less_image_model_has_no_decision_lines():
+    from medsight.models.package import render_model_card
+    from medsight.models.spec import ArchitectureSpec, InputSpec, ModelSpec, PreprocessingSpec
+    from medsight.models.spec import Task as SpecTask
+
+    spec = ModelSpec(
+        name="den",
+        version="1",
+        task=SpecTask.DENOISING,
+        architecture=ArchitectureSpec(name="unet"),
+        input=InputSpec(spatial_ndim=2, modalities=["MR"]),
+        preprocessing=PreprocessingSpec(),
+        labels=[],
+        extra={"noise": {"model": "rician", "levels": [2.0, 10.0]}},
+    )
+    card = render_model_card(spec)
+    assert "- Task: denoising\n" in card and "labels:" not in card
+    assert "Operating thresholds" not in card and "Calibration" not in card
+    assert '- Noise model: {"model": "rician", "levels": [2.0, 10.0]}' in card

@@ -38,6 +38,6 @@ def test_cli_label_meaning(tmp_path, write_npz, capsys):
     assert "label meaning" in capsys.readouterr().err
     code = main([*args, "--label-meaning", "1=actionable:urgent", "--label-meaning", "0=benign"])
     assert code == 0, capsys.readouterr().err
-    labels = ModelPackage.load(run / "model").spec.labels
+    labels = ModelPackage.load(run / "package").spec.labels
     assert [lab.significance.value for lab in labels] == ["benign", "actionable"]
     assert labels[1].urgency is Urgency.URGENT

@@ -34,7 +34,7 @@ train_app = typer.Typer(
 
 def classify(
     data: Annotated[str, typer.Option("--data", help="Data set spec, e.g. medmnist:PATH.npz.")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder; the package goes to OUT/model.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder; package in OUT/package.")],
     arch: Annotated[str, typer.Option("--arch", help="Network registry name.")] = "smallcnn",
     splits: Annotated[
         Path | None, typer.Option("--splits", help="splits.json from `medsight split`.")

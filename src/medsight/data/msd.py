@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -65,15 +65,49 @@ def _ending(folder: Path, declared: str | None) -> str:
     raise EmptyInputError(folder, f"no image files ({', '.join(_ENDINGS)})")
 
 
-def _loader(path: Path) -> Callable[[], Image]:
-    return lambda: read_image(path)
+#: ``dataset.json`` channel names that name an imaging modality unambiguously -> DICOM code.
+#: Sequence names (T1, T2, FLAIR, ADC ...) and anything else leave the modality unknown.
+_MODALITY_OF_CHANNEL = {"CT": "CT", "MR": "MR", "MRI": "MR", "PET": "PT", "PT": "PT", "US": "US"}
 
 
-def _stack_loader(paths: list[Path]) -> Callable[[], Image]:
+def modality_of_channels(channel_names: Mapping[int, str]) -> str | None:
+    """The DICOM modality every channel of ``dataset.json`` names, or None (never guessed).
+
+    Examples
+    --------
+    >>> modality_of_channels({0: "MRI"}), modality_of_channels({0: "CT", 1: "PET"})
+    ('MR', None)
+    >>> modality_of_channels({0: "FLAIR", 1: "T1w"}) is None
+    True
+    """
+    found = {_MODALITY_OF_CHANNEL.get(str(v).strip().upper()) for v in channel_names.values()}
+    return found.pop() if len(found) == 1 and None not in found else None
+
+
+def _with_modality(image: Image, modality: str | None) -> Image:
+    if modality is None or image.modality:
+        return image
+    return Image(
+        image.array,
+        image.affine,
+        spatial_ndim=image.spatial_ndim,
+        modality=modality,
+        source=image.source,
+        meta=image.meta,
+    )
+
+
+def _loader(path: Path, modality: str | None = None) -> Callable[[], Image]:
+    return lambda: _with_modality(read_image(path), modality)
+
+
+def _stack_loader(paths: list[Path], modality: str | None = None) -> Callable[[], Image]:
     def load() -> Image:
         parts = [read_image(p) for p in paths]
         first = parts[0]
-        return first.with_array(np.stack([p.array for p in parts], axis=-1))
+        return _with_modality(
+            first.with_array(np.stack([p.array for p in parts], axis=-1)), modality
+        )
 
     return load
 
@@ -182,6 +216,7 @@ def load_msd(path: str | os.PathLike[str], /, **options: str) -> Dataset:
     label_names = _parse_labels(meta.get("labels"))
     if not label_names and label_files:
         label_names = _infer_labels(list(label_files.values()))
+    modality = modality_of_channels(channel_names) if channel_names else None
     if not channel_names:
         n_ch = max(len(g) for g in image_groups.values()) if image_groups else 0
         if n_ch > 1 or any(None not in g for g in image_groups.values()):
@@ -193,7 +228,9 @@ def load_msd(path: str | os.PathLike[str], /, **options: str) -> Dataset:
     def add(groups: dict[str, dict[int | None, Path]], split: Split | None) -> None:
         for case_id, chans in groups.items():
             paths = [chans[k] for k in sorted(chans, key=lambda c: -1 if c is None else c)]
-            source = _loader(paths[0]) if len(paths) == 1 else _stack_loader(paths)
+            source = (
+                _loader(paths[0], modality) if len(paths) == 1 else _stack_loader(paths, modality)
+            )
             label_path = label_files.get(case_id) if split is None else None
             case_files = {"image": str(paths[0])}
             if len(paths) > 1:

@@ -42,7 +42,7 @@ CLASSIFICATION = TaskFamily(
         "seresnet50",
         "vit",
     ),
-    run_folders=("model",),
+    run_folders=("package", "model"),  # model/: classification runs of earlier versions
 )
 
 SEGMENTATION = TaskFamily(

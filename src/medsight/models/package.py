@@ -287,6 +287,10 @@ def scope_section(spec: ModelSpec) -> list[str]:
     return [*lines, ""]
 
 
+#: Tasks whose packages decide at an operating threshold with calibrated probabilities.
+_DECIDING_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL)
+
+
 def render_model_card(spec: ModelSpec) -> str:
     """A Markdown model card from the spec (intended use, data, metrics, limits).
 
@@ -311,13 +315,22 @@ def render_model_card(spec: ModelSpec) -> str:
         spec.intended_use or "Not stated.",
         "",
         "## Model",
-        f"- Task: {spec.task.value}; labels: {', '.join(spec.label_names)}",
+        f"- Task: {spec.task.value}"
+        + (f"; labels: {', '.join(spec.label_names)}" if spec.labels else ""),
         f"- Architecture: `{spec.architecture.name}` {json.dumps(spec.architecture.args)}",
         f"- Input: {spec.input.spatial_ndim}D, {spec.input.channels} channel(s), modalities "
         f"{', '.join(spec.input.modalities) or 'any'}",
         f"- Preprocessing: {json.dumps(spec.preprocessing.model_dump(mode='json'))}",
-        f"- Operating thresholds: {json.dumps(spec.thresholds) if spec.thresholds else 'argmax'}",
-        f"- Calibration: {_calibration_line(spec)}",
+    ]
+    if spec.task in _DECIDING_TASKS:  # a decision and probabilities: classifiers only
+        thresholds = json.dumps(spec.thresholds) if spec.thresholds else "argmax"
+        lines += [
+            f"- Operating thresholds: {thresholds}",
+            f"- Calibration: {_calibration_line(spec)}",
+        ]
+    if spec.extra.get("noise"):
+        lines.append(f"- Noise model: {json.dumps(spec.extra['noise'])}")
+    lines += [
         f"- Seed: {spec.seed if spec.seed is not None else 'not recorded'}",
         "",
         "## Training data",

@@ -319,7 +319,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     Returns
     -------
     ModelPackage
-        ``cfg.out / "model"``, verified.
+        ``cfg.out / "package"`` (the run-folder layout of every family), verified.
 
     Raises
     ------
@@ -345,7 +345,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     >>> pkg.spec.task.value, sorted(pkg.spec.thresholds), pkg.spec.calibration.reliability.n
     ('binary', ['1'], 16)
     >>> sorted(p.name for p in (d / "run").iterdir())
-    ['checkpoint.pt', 'config.json', 'model', 'training_log.csv']
+    ['checkpoint.pt', 'config.json', 'package', 'training_log.csv']
     """
     started = time.process_time()
     out = Path(cfg.out)
@@ -635,7 +635,7 @@ def _package(
     writer.writerows(log)
     (Path(cfg.out) / "training_log.csv").write_text(buf.getvalue(), encoding="utf-8")
     return ModelPackage.save(
-        Path(cfg.out) / "model",
+        Path(cfg.out) / "package",
         spec,
         net.state_dict(),
         overwrite=True,
