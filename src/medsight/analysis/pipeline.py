@@ -35,6 +35,7 @@ from medsight.core.image import Image
 from medsight.io.atomic import atomic_path, write_text_atomic
 from medsight.io.study import SeriesEntry, Study, read_study
 from medsight.models.package import ModelPackage
+from medsight.models.spec import Task
 from medsight.reporting.report import ModelRun, Report, ReportImage, impression, write_report
 
 __all__ = ["AnalysisResult", "StudyOutcome", "analyze", "analyze_studies"]
@@ -95,13 +96,17 @@ def analyze(
     modality: str | None = None,
     tta: bool = False,
     progress: Callable[[str], None] | None = None,
+    denoise: bool = False,
 ) -> AnalysisResult:
     """Analyse the one study at ``path`` with ``packages`` (default: the model zoo).
 
     ``modality`` declares the modality of inputs that carry none (PNG, JPEG, NIfTI), so only
     the models made for it run.  ``tta`` turns on mirror test-time augmentation for
     segmentation models (the mean over every flip of the spatial axes, as nnU-Net predicts).
-    A path holding several studies (or several identity-less files) is refused: use
+    ``denoise`` adds the zoo's denoisers for the study's modalities (a "Denoising" picture:
+    before, after, difference, and the denoised volume as NIfTI; no findings); without it,
+    the default zoo runs only models that report findings.  A path holding several studies
+    (or several identity-less files) is refused: use
     :func:`analyze_studies`, which writes one report folder per study.
 
     Raises
@@ -123,7 +128,7 @@ def analyze(
         )
     if groups[0].problem:
         raise InvalidInputError(path, groups[0].problem)
-    packages, zoo_warnings = _resolve_packages(packages)
+    packages, zoo_warnings = _resolve_packages(packages, denoise)
     options = _Options(explain, dicom_outputs, modality, tta, progress, zoo_warnings)
     return _analyze_study(groups[0].study, path, Path(out_dir), packages, options)
 
@@ -148,6 +153,7 @@ def analyze_studies(
     modality: str | None = None,
     tta: bool = False,
     progress: Callable[[str], None] | None = None,
+    denoise: bool = False,
 ) -> list[StudyOutcome]:
     """Analyse every study at ``path``, one report folder each; never two patients in one.
 
@@ -166,7 +172,7 @@ def analyze_studies(
     say = progress or (lambda _msg: None)
     study = read_study(path)
     groups = split_studies(study)
-    packages, zoo_warnings = _resolve_packages(packages)  # once for every study
+    packages, zoo_warnings = _resolve_packages(packages, denoise)  # once for every study
     out = Path(out_dir)
     options = _Options(explain, dicom_outputs, modality, tta, progress, zoo_warnings)
     outcomes = []
@@ -222,15 +228,25 @@ class _Options:
 
 
 def _resolve_packages(
-    packages: Sequence[ModelPackage] | None,
+    packages: Sequence[ModelPackage] | None, denoise: bool = False
 ) -> tuple[Sequence[ModelPackage], tuple[str, ...]]:
-    """The packages to run (default: the model zoo) and the zoo's loading problems."""
+    """The packages to run and the zoo's loading problems.
+
+    Default: the zoo's packages whose family runs by default (findings), plus its denoisers
+    when ``denoise``; packages given explicitly all run (their family decides what they give).
+    """
     if packages is not None:
         return packages, ()
+    from medsight.families import family_for
     from medsight.models.zoo import zoo_packages
 
     found, problems = zoo_packages()
-    return found, tuple(f"model zoo: {p}" for p in problems)
+    chosen = [
+        p
+        for p in found
+        if family_for(p.spec.task).by_default or (denoise and p.spec.task is Task.DENOISING)
+    ]
+    return chosen, tuple(f"model zoo: {p}" for p in problems)
 
 
 def _analyze_study(
@@ -312,6 +328,14 @@ def _analyze_study(
                 **base,
             )
         )
+        if result.derived is not None:  # an image model (denoising): a picture and a file
+            images.append(_comparison(out, pkg, image, result.derived))
+            from medsight.io import write_image
+
+            derived_file = f"denoised_{slug(spec.name)}.nii.gz"
+            write_image(result.derived, out / derived_file)
+            outputs[f"denoised {pkg.id}"] = derived_file
+            continue
         findings += result.findings
         shown, picture = _overlay(out, pkg, image, result)
         images.append(shown)
@@ -376,6 +400,22 @@ def _overlay(
     if result.heatmap is not None and not np.any(np.asarray(result.heatmap.array) > 1e-6):
         what += " (empty: no image region raised the score of the reported label)"
     return ReportImage(file=name, caption=f"{pkg.id}: {what}"), picture
+
+
+def _comparison(out: Path, pkg: ModelPackage, image: Image, derived: Image) -> ReportImage:
+    """Before / after / difference of a derived image, saved as PNG for the report."""
+    from PIL import Image as PILImage
+
+    from medsight.reporting.overlay import render_comparison
+
+    name = f"denoised_{slug(pkg.spec.name)}.png"
+    with atomic_path(out / name) as tmp:
+        PILImage.fromarray(render_comparison(image, derived)).save(tmp, format="PNG")
+    caption = (
+        f"{pkg.id}: {derived.meta.get('derivation_description') or 'denoised'} - before, after "
+        "and the difference (one grey window for both; the difference mid grey = unchanged)"
+    )
+    return ReportImage(file=name, caption=caption)
 
 
 def _save_dicom(dataset: Any, path: Path) -> None:

@@ -30,6 +30,14 @@ def analyze(
             "--tta", help="Segmentation: mirror test-time augmentation (4x/8x slower, as nnU-Net)."
         ),
     ] = False,
+    denoise: Annotated[
+        bool,
+        typer.Option(
+            "--denoise",
+            help="Also run the zoo's denoiser for the study's modality: before / after / "
+            "difference in the report and the denoised volume as NIfTI (no findings).",
+        ),
+    ] = False,
 ) -> None:
     """Run model packages on a study and write an explained, preliminary report."""
     from medsight.analysis.pipeline import analyze_studies
@@ -48,6 +56,7 @@ def analyze(
             modality=modality,
             tta=tta,
             progress=lambda msg: status.update(msg),
+            denoise=denoise,
         )
     out_console = Console()
     invalid = False

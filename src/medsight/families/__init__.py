@@ -67,6 +67,9 @@ class TaskFamily:
     slicewise : bool
         A 2D model of this family takes a 3D volume slice by slice (denoising); otherwise a
         volume given to a 2D model is refused.
+    by_default : bool
+        ``analyze`` runs this family's zoo packages without being asked (findings families);
+        denoising runs only when asked for (``--denoise``), synthesis never on a patient.
     """
 
     name: str
@@ -83,6 +86,7 @@ class TaskFamily:
     run_folders: tuple[str, ...] = ("package",)
     command_name: str | None = None
     slicewise: bool = False
+    by_default: bool = True
 
     @property
     def default_architecture(self) -> str | None:

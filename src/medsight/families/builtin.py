@@ -77,6 +77,7 @@ DENOISING = TaskFamily(
     architectures=("unet",),
     run_folders=("package",),
     slicewise=True,
+    by_default=False,  # analyze --denoise
 )
 
 SYNTHESIS = TaskFamily(
@@ -93,6 +94,7 @@ SYNTHESIS = TaskFamily(
     command_name="synth",
     architectures=("diffusion_unet",),
     run_folders=("package",),
+    by_default=False,  # generates images; never run on a patient's study
 )
 
 FAMILIES = (CLASSIFICATION, SEGMENTATION, DENOISING, SYNTHESIS)

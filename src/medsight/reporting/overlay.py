@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from medsight.core.errors import InvalidInputError
 from medsight.core.image import Image
 
-__all__ = ["HEAT_COLOURMAP", "best_slice", "display_size", "render_overlay"]
+__all__ = ["HEAT_COLOURMAP", "best_slice", "display_size", "render_comparison", "render_overlay"]
 
 _DEFAULT_COLOURS = [(255, 64, 64), (64, 160, 255), (64, 220, 64), (255, 200, 0), (200, 64, 255)]
 #: The matplotlib colour map used for heatmaps and their colour bar.
@@ -239,6 +239,56 @@ def render_overlay(
         where = f"slice {k + 1} of {image.shape[2]}"
         titles = [f"{titles[0]} ({where})", *titles[1:]] if titles else [where]
     return _compose(pictures, titles, heat=heatmap is not None, entries=entries)
+
+
+def render_comparison(
+    before: Image,
+    after: Image,
+    *,
+    slice_index: int | None = None,
+    min_size: int = 256,
+    max_size: int = 512,
+) -> NDArray[np.uint8]:
+    """Before, after and their difference, side by side, for a derived image (denoising).
+
+    Before and after share one grey window (the before image's 1st-99th percentiles), so
+    what the model changed is seen as it is; the difference ``after - before`` is shown with a
+    symmetric window around 0 (mid grey = unchanged).
+
+    Raises
+    ------
+    InvalidInputError
+        The two images are not on the same grid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = Image(np.random.default_rng(0).normal(size=(32, 24)))
+    >>> render_comparison(a, a.with_array(np.asarray(a.array) * 0.5)).shape[2]
+    3
+    """
+    if before.shape != after.shape:
+        raise InvalidInputError("derived image", f"shape {after.shape} != {before.shape}")
+    nd = before.spatial_ndim
+    k = best_slice(before) if slice_index is None else slice_index
+    b = np.asarray(_slice(before.array, nd, k), dtype=np.float32)
+    a = np.asarray(_slice(after.array, nd, k), dtype=np.float32)
+    if b.ndim == 3:
+        b, a = b[..., 0], a[..., 0]
+    finite = b[np.isfinite(b)]
+    window = (float(np.percentile(finite, 1)), float(np.percentile(finite, 99)))
+    diff = a - b
+    half = float(np.percentile(np.abs(diff[np.isfinite(diff)]), 99)) if diff.size else 0.0
+    half = half if half > 0 else 1.0
+    spacing = (float(before.spacing[1]), float(before.spacing[0]))
+    size = display_size(b.shape[::-1], spacing, min_size=min_size, max_size=max_size)
+    panels = []
+    for plane, win in ((b, window), (a, window), (diff, (-half, half))):
+        rgb = _resize_rgb(np.ascontiguousarray(np.swapaxes(_to_rgb(plane, win), 0, 1)), size)
+        panels.append((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+    where = f" (slice {k + 1} of {before.shape[2]})" if nd == 3 else ""
+    titles = [f"before{where}", "after", "difference (after - before)"]
+    return _compose(panels, titles, heat=False, entries=[])
 
 
 def _compose(
