@@ -27,6 +27,7 @@ def _register() -> None:
     from medsight.cli import analyze, deid, info, qc
     from medsight.cli import denoise as denoise_cli
     from medsight.cli import evaluate as evaluate_cli
+    from medsight.cli import guideline as guideline_cli
     from medsight.cli import serve as serve_cli
     from medsight.cli import synth as synth_cli
     from medsight.cli import train as train_cli
@@ -40,6 +41,7 @@ def _register() -> None:
     serve_cli.register(app)
     denoise_cli.register(app)
     synth_cli.register(app)
+    guideline_cli.register(app)
 
 
 @app.callback()

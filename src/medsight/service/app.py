@@ -72,7 +72,7 @@ def create_app(
     deliver: Deliver | None = None,
 ) -> FastAPI:
     """Build the app: store, audit trail, package catalog, worker, routes and viewer."""
-    from medsight.service.routes import jobs, pacs, studies, system, worklist
+    from medsight.service.routes import cds_hooks, jobs, pacs, studies, system, worklist
     from medsight.service.viewer import pages
 
     settings.ensure_home()
@@ -135,7 +135,7 @@ def create_app(
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"detail": str(err)}, status_code=status, headers=headers)
 
-    for module in (system, studies, jobs, worklist, pacs, pages):
+    for module in (system, studies, jobs, worklist, pacs, cds_hooks, pages):
         app.include_router(module.router)
     app.include_router(jobs.summary_router)
     pages.mount_static(app)
