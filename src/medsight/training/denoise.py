@@ -11,9 +11,10 @@ the adversarial term from a conditional MONAI ``PatchDiscriminator`` that sees
 ``(noisy, clean or denoised)``; ``adversarial_weight=0`` is the plain supervised baseline (no
 discriminator is built).
 
-Validation: validation cases (their own split, else a seeded fifth of the training cases;
-never test cases) with noise at fixed seeded levels spanning the range; the checkpoint with the
-best validation PSNR becomes the package.  Files in ``out``: ``config.json``,
+Validation: validation cases (their own split, or the val part of ``splits``, a
+``splits.json`` from :func:`medsight.data.make_splits`; else a seeded fifth of the training
+cases; never test cases) with noise at fixed seeded levels spanning the range; the checkpoint
+with the best validation PSNR becomes the package.  Files in ``out``: ``config.json``,
 ``checkpoint.pt`` (latest, for ``resume``; a changed config is refused), ``best.pt`` and
 ``package/``.  Each step's randomness comes from ``(seed, step)``, so a resumed run continues
 the uninterrupted one.
@@ -51,6 +52,7 @@ class DenoiseConfig(BaseModel):
 
     data: str
     out: Path
+    splits: Path | None = None  # a splits.json (make_splits) giving train / val / test cases
     noise: NoiseModel = NoiseModel.GAUSSIAN
     levels: tuple[float, float] = (2.0, 10.0)  # percent of the p0.5-p99.5 range
     patch_size: int = Field(default=64, ge=8)
@@ -235,7 +237,10 @@ def _networks(cfg: DenoiseConfig) -> tuple[Any, Any, Any]:
             "out_channels": 1,
             "channels": list(cfg.channels),
             "strides": [2] * (len(cfg.channels) - 1),
-            "num_res_units": 1,
+            # 0: MONAI's top up-layer is then a bare transposed conv, so zeroing it (below)
+            # makes the net start as the identity; with residual units that layer instance-
+            # normalises the single output channel and the correction starts at unit variance
+            "num_res_units": 0,
         },
     )
     net = build_network(arch)
@@ -310,6 +315,10 @@ def train_denoiser(cfg: DenoiseConfig, log: Callable[[str], None] = print) -> An
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     ds = load_dataset(cfg.data)
+    if cfg.splits is not None:
+        from medsight.data import Splits
+
+        ds = Splits.load(cfg.splits).apply(ds)
     train_cases, val_cases = _choose_cases(ds, cfg)
     train, _, modality_set = _slices(train_cases)
     val_slices, val_ids, _ = _slices(val_cases)
