@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from medsight.analysis.runners import run_package
 from medsight.core.image import Image
+from medsight.models.demo import demo_denoiser
 from medsight.models.package import ModelPackage
-from medsight.models.registry import build_network
-from medsight.models.spec import ArchitectureSpec, InputSpec, ModelSpec, PreprocessingSpec, Task
 
 
 def _identity(path) -> ModelPackage:
-    arch = ArchitectureSpec(
-        name="unet",
-        args=dict(
-            spatial_dims=2,
-            in_channels=1,
-            out_channels=1,
-            channels=[4, 8],
-            strides=[2],
-            num_res_units=1,
-        ),
-    )
-    state = {k: torch.zeros_like(v) for k, v in build_network(arch).state_dict().items()}
-    spec = ModelSpec(
-        name="mr-identity",
-        version="1",
-        task=Task.DENOISING,
-        architecture=arch,
-        input=InputSpec(modalities=["MR"], spatial_ndim=2, grey_only=True),
-        preprocessing=PreprocessingSpec(),
-        labels=[],
-        extra={"noise": {"model": "rician", "levels": [2.0, 10.0]}},
-    )
-    return ModelPackage.save(path, spec, state)
+    return demo_denoiser(path, name="mr-identity", version="1")
 
 
 def test_run_package_returns_the_denoised_image_and_withholds_out_of_scope(tmp_path):

@@ -4,42 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pydicom
-import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from medsight.cli.app import main
 from medsight.core import Image
 from medsight.io import read_image, write_image
+from medsight.models.demo import demo_denoiser
 from medsight.models.package import ModelPackage
-from medsight.models.registry import build_network
-from medsight.models.spec import ArchitectureSpec, InputSpec, ModelSpec, PreprocessingSpec, Task
 
 
 def _identity(path, modalities=("MR",)) -> ModelPackage:
-    arch = ArchitectureSpec(
-        name="unet",
-        args=dict(
-            spatial_dims=2,
-            in_channels=1,
-            out_channels=1,
-            channels=[4, 8],
-            strides=[2],
-            num_res_units=1,
-        ),
-    )
-    state = {k: torch.zeros_like(v) for k, v in build_network(arch).state_dict().items()}
-    spec = ModelSpec(
-        name="mr-identity",
-        version="1",
-        task=Task.DENOISING,
-        architecture=arch,
-        input=InputSpec(modalities=list(modalities), spatial_ndim=2, grey_only=True),
-        preprocessing=PreprocessingSpec(),
-        labels=[],
-        extra={"noise": {"model": "rician", "levels": [2.0, 10.0]}},
-    )
-    return ModelPackage.save(path, spec, state)
+    return demo_denoiser(path, name="mr-identity", version="1", modalities=modalities)
 
 
 def _series(folder, modality: str, n: int = 2):

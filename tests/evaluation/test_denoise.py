@@ -6,41 +6,17 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from medsight.core import Case, Image, Split
 from medsight.data.dataset import Dataset
 from medsight.evaluation.denoise import evaluate_denoiser, image_psnr, image_ssim, psnr, ssim
+from medsight.models.demo import demo_denoiser
 from medsight.models.package import ModelPackage
-from medsight.models.registry import build_network
-from medsight.models.spec import ArchitectureSpec, InputSpec, ModelSpec, PreprocessingSpec, Task
 
 
 def _identity_package(path) -> ModelPackage:
-    arch = ArchitectureSpec(
-        name="unet",
-        args=dict(
-            spatial_dims=2,
-            in_channels=1,
-            out_channels=1,
-            channels=[4, 8],
-            strides=[2],
-            num_res_units=1,
-        ),
-    )
-    state = {k: torch.zeros_like(v) for k, v in build_network(arch).state_dict().items()}
-    spec = ModelSpec(
-        name="identity",
-        version="1",
-        task=Task.DENOISING,
-        architecture=arch,
-        input=InputSpec(modalities=["MR"], spatial_ndim=2),
-        preprocessing=PreprocessingSpec(),
-        labels=[],
-        extra={"noise": {"model": "rician", "levels": [2.0, 10.0]}},
-    )
-    return ModelPackage.save(path, spec, state)
+    return demo_denoiser(path, name="identity", version="1")
 
 
 def test_psnr_and_ssim_match_scikit_image():

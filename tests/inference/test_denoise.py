@@ -4,44 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from medsight.core.errors import InvalidInputError
 from medsight.core.image import DicomReference, Image
 from medsight.inference.denoise import Denoiser
+from medsight.models.demo import demo_denoiser
 from medsight.models.package import ModelPackage
-from medsight.models.registry import build_network
-from medsight.models.spec import ArchitectureSpec, InputSpec, ModelSpec, PreprocessingSpec, Task
+from medsight.models.spec import Task
 
 
 def tiny_denoiser(path, *, modalities=("MR",), identity=True, seed=0) -> ModelPackage:
     """A 2-level U-Net package; with ``identity`` its weights are zero (output = input)."""
-    arch = ArchitectureSpec(
-        name="unet",
-        args=dict(
-            spatial_dims=2,
-            in_channels=1,
-            out_channels=1,
-            channels=[4, 8],
-            strides=[2],
-            num_res_units=1,
-        ),
-    )
-    torch.manual_seed(seed)
-    state = build_network(arch).state_dict()
-    if identity:
-        state = {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in state.items()}
-    spec = ModelSpec(
-        name="tiny-denoiser",
-        version="0.0.1",
-        task=Task.DENOISING,
-        architecture=arch,
-        input=InputSpec(modalities=list(modalities), spatial_ndim=2, grey_only=True),
-        preprocessing=PreprocessingSpec(),
-        labels=[],
-        extra={"noise": {"model": "rician", "levels": [2.0, 10.0]}, "residual": True},
-    )
-    return ModelPackage.save(path, spec, state)
+    return demo_denoiser(path, modalities=modalities, identity=identity, seed=seed)
 
 
 def test_volume_keeps_geometry_source_and_units(tmp_path):

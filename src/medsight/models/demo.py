@@ -1,4 +1,5 @@
-"""A random-weight classification package for smoke tests, demos and load benchmarks.
+"""Tiny packages for smoke tests, demos and load benchmarks: a random-weight classifier and an
+identity (or random) denoiser.
 
 Its outputs mean nothing (the weights are random, seeded); it exists so that the whole path
 from a study to a report can be exercised in seconds without a trained model.
@@ -31,7 +32,7 @@ from medsight.models.spec import (
     Urgency,
 )
 
-__all__ = ["demo_classifier"]
+__all__ = ["demo_classifier", "demo_denoiser"]
 
 
 def demo_classifier(
@@ -72,3 +73,52 @@ def demo_classifier(
     return ModelPackage.save(
         Path(folder) / name, spec, build_network(spec.architecture).state_dict()
     )
+
+
+def demo_denoiser(
+    path: Path,
+    *,
+    name: str = "tiny-denoiser",
+    version: str = "0.0.1",
+    modalities: Sequence[str] = ("MR",),
+    identity: bool = True,
+    seed: int = 0,
+) -> ModelPackage:
+    """A 2-level U-Net denoising package saved at ``path``; with ``identity`` (zero weights,
+    residual) its output equals its input, otherwise its seeded random weights change it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> demo_denoiser(pathlib.Path(tempfile.mkdtemp()) / "d").spec.task.value
+    'denoising'
+    """
+    import torch
+
+    arch = ArchitectureSpec(
+        name="unet",
+        args={
+            "spatial_dims": 2,
+            "in_channels": 1,
+            "out_channels": 1,
+            "channels": [4, 8],
+            "strides": [2],
+            "num_res_units": 1,
+        },
+    )
+    torch.manual_seed(seed)
+    state = build_network(arch).state_dict()
+    if identity:
+        state = {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in state.items()}
+    spec = ModelSpec(
+        name=name,
+        version=version,
+        task=Task.DENOISING,
+        architecture=arch,
+        input=InputSpec(modalities=list(modalities), spatial_ndim=2, grey_only=True),
+        preprocessing=PreprocessingSpec(),
+        labels=[],
+        intended_use="Demonstration and test fixture only: identity or random weights.",
+        extra={"noise": {"model": "rician", "levels": [2.0, 10.0]}, "residual": True},
+    )
+    return ModelPackage.save(path, spec, state)

@@ -63,6 +63,7 @@ from medsight.models.spec import (
 from medsight.training.common import (
     EarlyStopping,
     channels_last_format,
+    check_same_config,
     load_checkpoint,
     save_checkpoint,
     seed_everything,
@@ -267,23 +268,6 @@ def _labels(names: list[str], meanings: dict[str, str]) -> list[LabelSpec]:
     return apply_meanings([LabelSpec(index=i, name=n) for i, n in enumerate(names)], meanings)
 
 
-def _check_same_run(path: Path, cfg: ClassifyConfig) -> None:
-    """Refuse to resume a checkpoint with a config that would change its results."""
-    if not path.is_file():
-        return
-    before = ClassifyConfig.model_validate_json(path.read_text(encoding="utf-8"))
-    changed = sorted(
-        k for k in ClassifyConfig.model_fields
-        if k not in _MAY_CHANGE_ON_RESUME and getattr(before, k) != getattr(cfg, k)
-    )  # fmt: skip
-    if changed:
-        raise InvalidInputError(
-            path,
-            f"the checkpoint was trained with other settings: {', '.join(changed)}",
-            hint="resume with the same options, or start a new run in another --out",
-        )
-
-
 def _progress(enabled: bool) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -358,7 +342,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
             hint="pass --resume to continue it, or choose another --out",
         )
     if cfg.resume and ckpt_path.exists():
-        _check_same_run(out / "config.json", cfg)
+        check_same_config(out / "config.json", cfg, _MAY_CHANGE_ON_RESUME)
     device = select_device(cfg.device)  # on CPU: one torch thread per core
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,43 @@ from medsight.models.device import select_device  # re-exported; it lives in mod
 __all__ = [
     "EarlyStopping",
     "channels_last_format",
+    "check_same_config",
     "load_checkpoint",
     "save_checkpoint",
     "seed_everything",
     "select_device",
 ]
+
+
+def check_same_config(
+    path: str | os.PathLike[str], cfg: Any, may_change: Collection[str] = ()
+) -> None:
+    """Refuse to resume a run whose saved config (``path``) differs from ``cfg``.
+
+    Only the fields in ``may_change`` (steps, device, threads ...) may differ; a missing file
+    means a new run.  ``cfg`` is a pydantic model; the file is its JSON.
+
+    Raises
+    ------
+    InvalidInputError
+        Names ``path`` and every field that changed.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return
+    kind = type(cfg)
+    before = kind.model_validate_json(p.read_text(encoding="utf-8"))
+    changed = sorted(
+        k
+        for k in kind.model_fields
+        if k not in may_change and getattr(before, k) != getattr(cfg, k)
+    )
+    if changed:
+        raise InvalidInputError(
+            p,
+            f"the checkpoint was trained with other settings: {', '.join(changed)}",
+            hint="resume with the same options, or start a new run in another --out",
+        )
 
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Generator:

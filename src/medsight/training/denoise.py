@@ -91,24 +91,6 @@ class DenoiseConfig(BaseModel):
         return self
 
 
-def _check_same_run(out: Path, cfg: DenoiseConfig) -> None:
-    path = out / "config.json"
-    if not path.is_file():
-        return
-    before = DenoiseConfig.model_validate_json(path.read_text(encoding="utf-8"))
-    changed = sorted(
-        k
-        for k in DenoiseConfig.model_fields
-        if k not in MAY_CHANGE_ON_RESUME and getattr(before, k) != getattr(cfg, k)
-    )
-    if changed:
-        raise InvalidInputError(
-            path,
-            f"the checkpoint was trained with other settings: {', '.join(changed)}",
-            hint="resume with the same options, or start a new run in another --out",
-        )
-
-
 def _grey(image: Any, where: str) -> np.ndarray:
     arr = np.asarray(image.array, dtype=np.float32)
     if image.has_channels:
@@ -293,6 +275,7 @@ def train_denoiser(cfg: DenoiseConfig, log: Callable[[str], None] = print) -> An
     from medsight.data import load_dataset
     from medsight.io.atomic import atomic_path
     from medsight.training.common import (
+        check_same_config,
         load_checkpoint,
         save_checkpoint,
         seed_everything,
@@ -309,7 +292,7 @@ def train_denoiser(cfg: DenoiseConfig, log: Callable[[str], None] = print) -> An
             hint="pass --resume to continue it, or choose another --out",
         )
     if cfg.resume and ckpt.exists():
-        _check_same_run(out, cfg)
+        check_same_config(out / "config.json", cfg, MAY_CHANGE_ON_RESUME)
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

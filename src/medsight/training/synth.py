@@ -53,7 +53,12 @@ from medsight.models.spec import (
     Task,
     TrainingDataSummary,
 )
-from medsight.training.common import load_checkpoint, save_checkpoint, seed_everything
+from medsight.training.common import (
+    check_same_config,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
 from medsight.transforms.arrays import case_arrays
 from medsight.transforms.preprocess import normalize_intensity
 
@@ -110,23 +115,6 @@ class SynthConfig(BaseModel):
 
 
 _MAY_CHANGE_ON_RESUME = {"resume", "steps", "device", "threads", "val_every"}
-
-
-def _check_same_run(path: Path, cfg: SynthConfig) -> None:
-    """Refuse to resume a checkpoint with a config that would change its results."""
-    if not path.is_file():
-        return
-    before = SynthConfig.model_validate_json(path.read_text(encoding="utf-8"))
-    changed = sorted(
-        k for k in SynthConfig.model_fields
-        if k not in _MAY_CHANGE_ON_RESUME and getattr(before, k) != getattr(cfg, k)
-    )  # fmt: skip
-    if changed:
-        raise InvalidInputError(
-            path,
-            f"the checkpoint was trained with other settings: {', '.join(changed)}",
-            hint="resume with the same options, or start a new run in another --out",
-        )
 
 
 def _with_splits(ds: Dataset, cfg: SynthConfig) -> Dataset:
@@ -235,7 +223,7 @@ def train_synthesizer(cfg: SynthConfig, log: Callable[[str], Any] = print) -> Mo
             hint="pass --resume to continue it, or choose another --out",
         )  # fmt: skip
     if cfg.resume and ckpt_path.exists():
-        _check_same_run(out / "config.json", cfg)
+        check_same_config(out / "config.json", cfg, _MAY_CHANGE_ON_RESUME)
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
