@@ -65,6 +65,7 @@ from medsight.training.common import (
     channels_last_format,
     check_same_config,
     load_checkpoint,
+    portable_config,
     save_checkpoint,
     seed_everything,
 )
@@ -510,17 +511,6 @@ def _add_dataset_stats(prep: PreprocessingSpec, mean: float, std: float) -> Prep
     return prep  # ZSCORE: already zero mean, unit variance per image
 
 
-def _portable(cfg: ClassifyConfig) -> dict[str, Any]:
-    """The config without this machine's folders (only file names), for the package."""
-    data = cfg.model_dump(mode="json")
-    for key in ("out", "init", "pretrained", "splits", "synthetic"):
-        if data[key]:
-            data[key] = Path(data[key]).name
-    kind, _, rest = cfg.data.partition(":")
-    data["data"] = f"{kind}:{Path(rest).name}" if rest else cfg.data
-    return data
-
-
 def _package(
     cfg: ClassifyConfig,
     ds: Dataset,
@@ -625,7 +615,9 @@ def _package(
         overwrite=True,
         extra_files={
             "training_log.csv": buf.getvalue(),
-            "config.json": json.dumps(_portable(cfg), indent=2),
+            "config.json": json.dumps(
+                portable_config(cfg, ("out", "init", "pretrained", "splits", "synthetic")), indent=2
+            ),
             **({OOD_FILE: ood_file} if ood_file else {}),
         },
     )

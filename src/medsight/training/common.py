@@ -25,6 +25,7 @@ __all__ = [
     "channels_last_format",
     "check_same_config",
     "load_checkpoint",
+    "portable_config",
     "save_checkpoint",
     "seed_everything",
     "select_device",
@@ -60,6 +61,29 @@ def check_same_config(
             f"the checkpoint was trained with other settings: {', '.join(changed)}",
             hint="resume with the same options, or start a new run in another --out",
         )
+
+
+def portable_config(cfg: Any, path_fields: Collection[str]) -> dict[str, Any]:
+    """``cfg`` as JSON data without this machine's folders, for a package's ``config.json``.
+
+    The ``path_fields`` and the data spec's path keep only their file names.
+
+    Examples
+    --------
+    >>> from pydantic import BaseModel
+    >>> class C(BaseModel):
+    ...     data: str
+    ...     out: str | None = None
+    >>> portable_config(C(data="medmnist:/x/y/b.npz?task=binary", out="/runs/a"), ["out"])
+    {'data': 'medmnist:b.npz?task=binary', 'out': 'a'}
+    """
+    data = cfg.model_dump(mode="json")
+    for key in path_fields:
+        if data.get(key):
+            data[key] = Path(data[key]).name
+    kind, _, rest = cfg.data.partition(":")
+    data["data"] = f"{kind}:{Path(rest).name}" if rest else cfg.data
+    return data
 
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Generator:

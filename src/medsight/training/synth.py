@@ -56,6 +56,7 @@ from medsight.models.spec import (
 from medsight.training.common import (
     check_same_config,
     load_checkpoint,
+    portable_config,
     save_checkpoint,
     seed_everything,
 )
@@ -313,16 +314,6 @@ def train_synthesizer(cfg: SynthConfig, log: Callable[[str], Any] = print) -> Mo
                     rows, started_cpu)  # fmt: skip
 
 
-def _portable(cfg: SynthConfig) -> dict[str, Any]:
-    data = cfg.model_dump(mode="json")
-    for key in ("out", "splits"):
-        if data[key]:
-            data[key] = Path(data[key]).name
-    kind, _, rest = cfg.data.partition(":")
-    data["data"] = f"{kind}:{Path(rest).name}" if rest else cfg.data
-    return data
-
-
 def _package(
     cfg: SynthConfig,
     ds: Dataset,
@@ -418,6 +409,6 @@ def _package(
         overwrite=True,
         extra_files={
             "training_log.csv": buf.getvalue(),
-            "config.json": json.dumps(_portable(cfg), indent=2),
+            "config.json": json.dumps(portable_config(cfg, ("out", "splits")), indent=2),
         },
     )
