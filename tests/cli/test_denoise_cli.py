@@ -18,10 +18,11 @@ def _identity(path, modalities=("MR",)) -> ModelPackage:
     return demo_denoiser(path, name="mr-identity", version="1", modalities=modalities)
 
 
-def _series(folder, modality: str, n: int = 2):
+def dicom_series(folder, modality: str, planes, *, spacing: float = 0.7, description="t2"):
+    """A single-frame MR-storage series in ``folder``: one uint16 slice per plane, 3 mm apart."""
     folder.mkdir(parents=True)
     study, series = generate_uid(), generate_uid()
-    for k in range(n):
+    for k, plane in enumerate(planes):
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
         ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
@@ -30,15 +31,20 @@ def _series(folder, modality: str, n: int = 2):
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series, modality
-        ds.PatientID, ds.InstanceNumber, ds.SeriesDescription = "P", k + 1, "t2"
-        ds.Rows = ds.Columns = 12
-        ds.PixelSpacing, ds.ImagePositionPatient = [0.7, 0.7], [0, 0, 3.0 * k]
+        ds.PatientID, ds.InstanceNumber, ds.SeriesDescription = "P", k + 1, description
+        ds.Rows, ds.Columns = plane.shape
+        ds.PixelSpacing, ds.ImagePositionPatient = [spacing, spacing], [0, 0, 3.0 * k]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = (np.arange(144, dtype=np.uint16).reshape(12, 12) * (k + 3)).tobytes()
+        ds.PixelData = np.asarray(plane, dtype=np.uint16).tobytes()
         ds.save_as(folder / f"{k}.dcm", enforce_file_format=True)
     return folder
+
+
+def _series(folder, modality: str, n: int = 2):
+    ramp = np.arange(144, dtype=np.uint16).reshape(12, 12)
+    return dicom_series(folder, modality, [ramp * (k + 3) for k in range(n)])
 
 
 def test_the_commands_are_registered(capsys):

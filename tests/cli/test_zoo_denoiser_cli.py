@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from tests.cli.test_denoise_cli import dicom_series
 
 from medsight.cli.app import main
 from medsight.core import Image
@@ -27,26 +26,8 @@ def _phantom(n: int = 40) -> np.ndarray:
 
 
 def _series(folder: Path, modality: str, n: int = 2) -> Path:
-    folder.mkdir(parents=True)
-    study, series = generate_uid(), generate_uid()
-    for k in range(n):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series, modality
-        ds.PatientID, ds.InstanceNumber, ds.SeriesDescription = "P", k + 1, "t1"
-        ds.Rows = ds.Columns = 40
-        ds.PixelSpacing, ds.ImagePositionPatient = [1.0, 1.0], [0, 0, 3.0 * k]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.PixelData = np.round(_phantom()).astype(np.uint16).tobytes()
-        ds.save_as(folder / f"{k}.dcm", enforce_file_format=True)
-    return folder
+    plane = np.round(_phantom()).astype(np.uint16)
+    return dicom_series(folder, modality, [plane] * n, spacing=1.0, description="t1")
 
 
 def test_the_zoo_package_is_a_small_verified_mr_denoiser():
