@@ -30,6 +30,7 @@ def test_every_name_is_the_same_enum():
         "detection",
         "denoising",
         "synthesis",
+        "risk",
         "none",
     }
 

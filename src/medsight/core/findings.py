@@ -26,7 +26,7 @@ from medsight.core.errors import InvalidInputError
 from medsight.core.image import DicomReference
 from medsight.core.significance import Significance, Urgency
 
-__all__ = ["Finding", "FindingKind", "Measurement"]
+__all__ = ["Finding", "FindingKind", "Measurement", "Region"]
 
 
 class FindingKind(StrEnum):
@@ -35,6 +35,81 @@ class FindingKind(StrEnum):
     CLASSIFICATION = "classification"  # a whole-image probability
     SEGMENTATION = "segmentation"  # a segmented structure or lesion with measurements
     RULE = "rule"  # a decision-support rule over other findings
+    DETECTION = "detection"  # a localised lesion: a box or centre + diameter with a score
+    CHANGE = "change"  # a finding compared with the same finding on a prior study
+    RISK = "risk"  # a predicted outcome (probability or time-to-event risk) from image + record
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """The image region a finding points at, in the index space of the image it was made on.
+
+    Parameters
+    ----------
+    center : tuple of float
+        ``(i, j)`` or ``(i, j, k)`` voxel index of the centre (the axes of
+        :class:`~medsight.core.image.Image`: column, row, slice).
+    size : tuple of float
+        Full extent along each index axis in voxels (a box's width / height / depth, a
+        circle's or sphere's diameter on every axis).
+    shape : str
+        ``"box"`` (axis-aligned) or ``"ellipse"`` (circle / sphere / ellipsoid inscribed in the
+        box).
+
+    Examples
+    --------
+    >>> r = Region((10.0, 20.0), (4.0, 6.0))
+    >>> r.box
+    ((8.0, 17.0), (12.0, 23.0))
+    >>> r.contains((11.5, 22.0)), r.contains((13.0, 20.0))
+    (True, False)
+    """
+
+    center: tuple[float, ...]
+    size: tuple[float, ...]
+    shape: str = "box"
+
+    def __post_init__(self) -> None:
+        center = tuple(float(c) for c in self.center)
+        size = tuple(float(s) for s in self.size)
+        if len(center) not in (2, 3) or len(size) != len(center):
+            raise InvalidInputError(
+                "region", f"centre {center} and size {size} must both have 2 or 3 values"
+            )
+        if any(s < 0 for s in size):
+            raise InvalidInputError("region", f"negative size {size}")
+        if self.shape not in ("box", "ellipse"):
+            raise InvalidInputError("region", f"shape {self.shape!r} is not 'box' or 'ellipse'")
+        object.__setattr__(self, "center", center)
+        object.__setattr__(self, "size", size)
+
+    @property
+    def ndim(self) -> int:
+        """2 or 3."""
+        return len(self.center)
+
+    @property
+    def box(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(low corner, high corner)`` in voxel index coordinates."""
+        lo = tuple(c - s / 2 for c, s in zip(self.center, self.size, strict=True))
+        hi = tuple(c + s / 2 for c, s in zip(self.center, self.size, strict=True))
+        return lo, hi
+
+    def contains(self, point: tuple[float, ...]) -> bool:
+        """Whether ``point`` (voxel index) lies inside the box or the ellipse."""
+        if len(point) != self.ndim:
+            raise InvalidInputError("region", f"point {point} has not {self.ndim} coordinates")
+        if self.shape == "box":
+            lo, hi = self.box
+            return all(a <= p <= b for a, p, b in zip(lo, point, hi, strict=True))
+        total = 0.0
+        for c, s, p in zip(self.center, self.size, point, strict=True):
+            if s == 0:
+                if p != c:
+                    return False
+                continue
+            total += ((p - c) / (s / 2)) ** 2
+        return total <= 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +189,11 @@ class Finding:
     weak_model : bool
         The model's validated accuracy or AUC lower bound is below the level a reader can
         rely on; the report says so beside the finding.
+    region : Region, optional
+        The box / circle the finding points at (detection findings), in the index space of
+        the image named by ``source``.
+    prior_source : DicomReference, optional
+        The prior study's images a change finding was compared with (longitudinal).
     """
 
     finding: Code
@@ -132,6 +212,8 @@ class Finding:
     urgency: Urgency | None = None
     reliability: str = ""
     weak_model: bool = False
+    region: Region | None = None
+    prior_source: DicomReference | None = None
 
     def __post_init__(self) -> None:
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:
@@ -151,7 +233,7 @@ class Finding:
         """Positive at the operating threshold; a segmented structure is present by existing."""
         if self.positive is not None:
             return self.positive
-        return self.kind is FindingKind.SEGMENTATION
+        return self.kind in (FindingKind.SEGMENTATION, FindingKind.DETECTION, FindingKind.CHANGE)
 
     @property
     def actionable(self) -> bool:

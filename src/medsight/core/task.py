@@ -2,7 +2,9 @@
 
 A data set may be labelled for any task, including ``DETECTION`` or ``NONE`` (no labels); a
 model predicts one of the classification tasks, ``SEGMENTATION``, or an image
-(``DENOISING``: a cleaner version of its input; ``SYNTHESIS``: new images of a class).  The
+(``DENOISING``: a cleaner version of its input; ``SYNTHESIS``: new images of a class), boxes
+(``DETECTION``), or an outcome from image + patient record (``RISK``: a binary outcome or a
+time-to-event risk, from one study or a patient's sequence of studies).  The
 values are the strings stored in ``model.json`` and in data specs, so they never change.
 
 Examples
@@ -29,4 +31,5 @@ class Task(StrEnum):
     DETECTION = "detection"
     DENOISING = "denoising"
     SYNTHESIS = "synthesis"
+    RISK = "risk"
     NONE = "none"
