@@ -54,13 +54,98 @@ def test_deid_refuses_reid_table_in_out_with_exit_2(small_input, tmp_path, capsy
     assert not out.exists()
 
 
-def test_deid_skipped_file_gives_exit_1(small_input, tmp_path, capsys):
+def _pdf_dataset(tmp_path):
+    """An Encapsulated PDF report naming the patient (in the header and in the PDF)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = EncapsulatedPDFStorage, "1.2.826.0.1.3680043.8.498.991"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.99", "1.2.3.99.1"
+    ds.Modality, ds.PatientName, ds.MIMETypeOfEncapsulatedDocument = (
+        "DOC",
+        "Quixote^Z",
+        "application/pdf",
+    )
+    ds.EncapsulatedDocument = b"%PDF-1.4 report for Zebulon Quixote %%EOF\n"
+    path = tmp_path / "report.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_non_images_are_noted_not_failed_and_pdf_never_passes(small_input, tmp_path, capsys):
+    import shutil as sh
+
     (small_input / "notes.txt").write_text("Zebulon Quixote")
-    argv = ["deid", str(small_input), str(tmp_path / "out"), "--key-file", str(tmp_path / "k")]
-    assert main(argv) == 1
+    sh.move(_pdf_dataset(tmp_path), small_input / "report.dcm")
+    out = tmp_path / "out"
+    argv = ["deid", str(small_input), str(out), "--key-file", str(tmp_path / "k")]
+    assert main([*argv, "--report", str(tmp_path / "report.json")]) == 0
     captured = capsys.readouterr()
-    assert "skipped: " in captured.err and "notes.txt" in captured.err
-    assert "de-identified 3 of 4 files" in captured.out
+    assert "note: notes.txt: not a DICOM, NIfTI, PNG or JPEG file" in captured.out
+    assert "note: report.dcm: Encapsulated PDF Storage: dropped" in captured.out
+    assert "de-identified 3 of 5 files" in captured.out and "2 not images" in captured.out
+    assert not any(b"%PDF" in p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert len(list(out.rglob("*.dcm"))) == 3
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert {f["status"] for f in report["files"]} == {"written", "noted"}
+
+
+@pytest.mark.integration
+def test_pixel_verify_fails_on_burned_in_text_and_passes_after_scrub(
+    debian_tool, pydicom_file, tmp_path, capsys
+):
+    """pydicom's ultrasound has "BAPTIST MED CTR" (its Institution Name) burned in."""
+    debian_tool("tesseract")
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(pydicom_file("examples_rgb_color.dcm"), src / "us.dcm")
+    key = ["--key-file", str(tmp_path / "k"), "--layout", "mirror"]
+    assert main(["deid", str(src), str(tmp_path / "plain"), *key]) == 0
+    capsys.readouterr()
+    argv = ["deid", str(src), str(tmp_path / "plain"), "--verify-only", "--scrub-pixels"]
+    assert main(argv) == 1  # the header is clean, the pixels are not
+    text = capsys.readouterr().out
+    assert "LEAK: us.dcm: pixels (OCR, frame 0" in text and "'B****** M** C**'" in text
+    assert "BAPTIST" not in text.upper()
+    report = tmp_path / "report.json"
+    argv = ["deid", str(src), str(tmp_path / "clean"), *key, "--scrub-pixels", "--verify"]
+    assert main([*argv, "--report", str(report)]) == 0
+    text = capsys.readouterr().out
+    assert "no leak found" in text and "scrubbed: us.dcm" in text and "BAPTIST" not in text
+    data = json.loads(report.read_text())
+    removed = data["files"][0]["pixels_removed"]
+    assert any("institution" in r["matched"] for r in removed)
+    assert all(len(r["box"]) == 4 and r["found_by"] for r in removed)
+    assert "BAPTIST" not in report.read_text().upper()
+
+
+def test_two_processes_give_identical_outputs(small_input, tmp_path):
+    """Same inputs and key in two separate interpreters: byte-identical files, same names."""
+    import hashlib
+    import subprocess
+    import sys
+
+    key = tmp_path / "site.key"
+    PseudonymKey(bytes(range(32))).save(key)
+    digests = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        code = (  # the library call the CLI makes (importing the whole CLI takes longer)
+            "from medsight.privacy import DeidConfig, PseudonymKey, deidentify_folder; "
+            "from medsight.privacy.profile import profile_defaults; "
+            f"deidentify_folder({str(small_input)!r}, {str(out)!r}, "
+            f"PseudonymKey.load({str(key)!r}), "
+            "DeidConfig(**profile_defaults('hospital-analysis')), workers=1)"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        files = sorted(p for p in out.rglob("*") if p.is_file())
+        digests.append(
+            {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+        )
+    assert len(digests[0]) == 3 and digests[0] == digests[1]
 
 
 def test_deid_bad_key_file_and_bad_option(small_input, tmp_path, capsys):
@@ -81,6 +166,7 @@ def test_verify_only_reports_leaks_in_an_untouched_copy(small_input, tmp_path, c
     shutil.copytree(small_input, copy)
     assert main(["deid", str(small_input), str(copy), "--verify-only"]) == 1
     out = capsys.readouterr().out
-    assert "LEAK: CT_small.dcm: (0010,0010) PatientName contains 'compressedsamples'" in out
+    assert "LEAK: CT_small.dcm: (0010,0010) PatientName contains 'c****************'" in out
+    assert "compressedsamples" not in out.lower()  # values are printed masked
     assert main(["deid", str(small_input), str(tmp_path / "o")]) == 2  # no key to de-identify
     assert "--key-file: a key file is needed" in capsys.readouterr().err

@@ -45,8 +45,9 @@ def test_train_then_evaluate_breastmnist(shared_data, tmp_path, capsys):
 
 def test_evaluate_dispatches_on_task():
     assert evaluator_for("binary").__module__ == "medsight.evaluation.classification_eval"
+    assert evaluator_for("detection").__module__ == "medsight.evaluation.detection_eval"
     with pytest.raises(InvalidInputError, match="has no task family"):
-        evaluator_for("detection")
+        evaluator_for("none")
 
 
 def test_open_package_finds_the_package_of_new_and_legacy_run_folders(tmp_path):

@@ -7,7 +7,8 @@ from medsight.data import adapter_names, load_dataset, parse_spec, register_adap
 
 
 def test_specs_and_errors(tmp_path):
-    assert set(adapter_names()) == {"csv", "dicom", "folder", "medmnist", "msd"}
+    builtin = {"csv", "dicom", "folder", "medmnist", "msd"}
+    assert set(adapter_names()) == builtin | {"mias", "coco", "voc", "boxes"}  # detection
     assert parse_spec("MSD:/a/b?name=x") == ("msd", "/a/b", {"name": "x"})
     for bad in ("nothing", ":x", "msd:"):
         with pytest.raises(InvalidInputError, match="KIND:PATH"):

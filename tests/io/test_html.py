@@ -105,7 +105,29 @@ def _synth_report(model: str) -> dict:
             "per_class": {"a": {"n_real": 1, "n_synthetic": 1}}, "notes": []}  # fmt: skip
 
 
+def _detection_page(tmp_path) -> str:
+    froc = {"n_detected": 1, "n_false_positives": 2, "n_irrelevant": 0,
+            "ci": {"cpm": {"n_resamples": 10}, "resampled": "images"}}  # fmt: skip
+    metric = {"name": "cpm", "value": 0.5, "low": 0.4, "high": 0.6, "n_valid": 10}
+    group = {"n": 2, "n_lesions": 1, "value": 0.5, "estimable": False, "ci_note": EVIL}
+    r = {"model": EVIL, "split": "test", "n_cases": 2, "n_lesions": 1, "froc": froc,
+         "n_irrelevant_regions": 0, "hit_rule": "centre inside", "metrics": [metric],
+         "operating_point": None, "per_class": {}, "fp_rates": [1], "subgroups": {"F": group},
+         "subgroups_without_lesions": []}  # fmt: skip
+    return render("detection_eval.html.j2", r=r, froc_png="")
+
+
+def _risk_page(tmp_path) -> str:
+    metric = {"name": "auc", "value": 0.7, "ci_low": 0.6, "ci_high": 0.8, "n": 9}
+    report = {"model": EVIL, "target": "survival", "survival": False, "split": "test",
+              "patients": 9, "excluded": {"no outcome": 1}, "n_resamples": 10,
+              "metrics": [metric], "subgroups": {}, "permutation_importance": []}  # fmt: skip
+    return render("risk_eval.html.j2", report=report, plots={"importance": ""}, metric="auc")
+
+
 PAGES = {
+    "detection_eval.html.j2": _detection_page,
+    "risk_eval.html.j2": _risk_page,
     "classification_eval.html.j2": lambda tmp: render_html(_report(EVIL), {}),
     "qc.html.j2": _qc_page,
     "segmentation_eval.html.j2": lambda tmp: render(

@@ -86,6 +86,8 @@ def test_every_zoo_label_states_its_meaning():
         meanings = {lab.significance for lab in pkg.spec.labels}
         if pkg.spec.task is Task.SEGMENTATION:
             assert meanings <= {Significance.ANATOMY, Significance.ACTIONABLE}
+        elif pkg.spec.task is Task.DETECTION:  # labels are the foreground (lesion) classes
+            assert Significance.ACTIONABLE in meanings, pkg.id
         elif pkg.spec.task not in (Task.DENOISING, Task.SYNTHESIS):  # label-free image outputs
             # a classifier distinguishes something worth acting on from what is not
             assert Significance.ACTIONABLE in meanings and len(meanings) > 1, pkg.id

@@ -135,10 +135,11 @@ def test_bad_file_is_reported_and_the_rest_finish(pydicom_file, key, tmp_path):
     report = deidentify_folder(src, tmp_path / "out", key, DeidConfig(), workers=2)
     assert [o.source.name for o in report.written] == ["ct.dcm"]
     errors = {o.source.name: o.error for o in report.failed}
-    assert set(errors) == {"broken.dcm", "cut.dcm", "notes.txt"}
+    assert set(errors) == {"broken.dcm", "cut.dcm"}
     assert "broken.dcm: image without Pixel Data" in errors["broken.dcm"]
     assert "cut.dcm: file is truncated inside element (7FE0,0010)" in errors["cut.dcm"]
-    assert "not copied" in errors["notes.txt"]
+    notes = {o.source.name: o.note for o in report.skipped}  # not an image: a note, no failure
+    assert set(notes) == {"notes.txt"} and "not copied" in notes["notes.txt"]
     assert not list((tmp_path / "out").rglob("*.txt"))
 
 
@@ -186,7 +187,8 @@ def test_every_bundled_pydicom_file_is_clean_or_reported(pydicom_file, key, tmp_
     assert len(report.written) >= 60
     reasons = {o.source.name: o.error for o in report.failed}
     assert "truncated" in reasons["MR_truncated.dcm"]
-    assert "DICOMDIR is not copied" in reasons["DICOMDIR"]
+    notes = {o.source.name: o.note for o in report.skipped}
+    assert "a DICOMDIR: not copied" in notes["DICOMDIR"]
     assert all(reason and o in reason for o, reason in reasons.items())  # names the file
     leaks = verify(folder, tmp_path / "out")
     assert leaks.ok, [str(h) for h in leaks.hits[:10]]

@@ -90,7 +90,8 @@ def test_a_live_worker_keeps_its_job_past_the_lease(tmp_path, settings, pydicom_
     from medsight.service.ingest import content_digest
     from medsight.service.worker import Worker, default_analyse, study_dir
 
-    cfg = settings.model_copy(update={"job_lease_s": 0.4})
+    # a lease long enough that a heartbeat is not missed on a loaded 2-core machine
+    cfg = settings.model_copy(update={"job_lease_s": 1.0})
     cfg.ensure_home()
     store = Store(cfg.resolved_database_url())
     folder = study_dir(cfg, "1.2.3")
@@ -102,7 +103,7 @@ def test_a_live_worker_keeps_its_job_past_the_lease(tmp_path, settings, pydicom_
 
     def slow(study, out, packages):
         started.set()
-        time.sleep(2.0)  # five leases
+        time.sleep(3.5)  # three and a half leases
         return default_analyse(study, out, packages)
 
     catalog = PackageCatalog(cfg.packages)

@@ -41,7 +41,13 @@ def analyze_classification(
     with capture(predictor.network, "classifier") as grab:
         proba = predictor.predict_arrays(x[None])[0]
     features = grab.vectors()
-    decision = predictor.decide(proba[None])[0]
+    operating = ""  # per-group thresholds only for a group the caller named, never guessed
+    if spec.group_thresholds is not None:
+        value = options.attributes.get(spec.group_thresholds.attribute)
+        decided, used = predictor.decide_by_group(proba[None], [value])
+        decision, operating = decided[0], f"; decided at the {used[0]}"
+    else:
+        decision = predictor.decide(proba[None])[0]
     labels = sorted(spec.labels, key=lambda lab: lab.index)
     if spec.task is Task.BINARY:  # the class worth reporting: actionable first, else the last
         target = max(labels, key=lambda lab: (report_rank(lab), lab.index))
@@ -61,7 +67,7 @@ def analyze_classification(
             positive=positive,
             site=Code(**site) if site else None,
             source=image.source,
-            note=lab.name,
+            note=lab.name + operating,
             significance=lab.significance,
             urgency=lab.urgency,
             reliability=reliability_statement(spec, float(proba[lab.index]), lab.index),

@@ -6,6 +6,7 @@ out-of-distribution check on the network's own features.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from numpy.typing import NDArray
@@ -28,10 +29,13 @@ class RunOptions:
 
     ``explain``: a heat map for classifiers (Grad-CAM).  ``tta``: mirror test-time
     augmentation for segmentation (the mean over every flip of the spatial axes).
+    ``attributes``: what the caller knows about the case (e.g. ``{"sex": "F"}`` from the
+    record); a classifier with per-group thresholds uses them only for a group named here.
     """
 
     explain: bool = True
     tta: bool = False
+    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -51,6 +55,9 @@ class ModelOutput:
     ood_threshold: float | None = None
     #: An image the model derived from its input (denoising: the denoised image), same grid.
     derived: Image | None = None
+    #: The family's own evidence picture (rows, columns, RGB), shown instead of the contour /
+    #: heat-map overlay (detection: the image with its numbered, scored marks).
+    picture: NDArray[Any] | None = None
 
     def withhold(self, *reasons: str) -> ModelOutput:
         """The same output with every finding and picture removed, and the reasons kept."""
@@ -60,6 +67,7 @@ class ModelOutput:
             mask=None,
             heatmap=None,
             derived=None,
+            picture=None,
             probabilities={},
             withheld=(*self.withheld, *reasons),
         )

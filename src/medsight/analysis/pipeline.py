@@ -9,6 +9,8 @@ Output folder::
     dicom/sr_<series>.dcm             TID 1500 Comprehensive 3D SR per series (DICOM input only)
     dicom/sc_<model>.dcm              Secondary Capture of each overlay    (DICOM input only)
     fhir_bundle.json                  FHIR R4 DiagnosticReport + Observations + ImagingStudy
+    zmap_*.nii.gz, clusters.csv, activation_*.png, dicom/seg_fmri_*.dcm, dicom/pm_fmri_*.dcm
+                                      with events (fMRI GLM; analysis.functional_report)
 
 Every DICOM object is checked with dciodvfy when it is installed; errors become report warnings
 (and :attr:`AnalysisResult.dicom_errors`), so an invalid object is never silently delivered.
@@ -19,13 +21,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from medsight.analysis.prior import PriorStudy, compare_with_prior, load_prior, resolve_priors
+from medsight.analysis.roles import stack_roles
 from medsight.analysis.runners import ModelOutput, run_package
 from medsight.analysis.selection import effective_modality, is_generic, select_series
 from medsight.analysis.studies import StudyGroup, slug, split_studies
@@ -97,6 +101,11 @@ def analyze(
     tta: bool = False,
     progress: Callable[[str], None] | None = None,
     denoise: bool = False,
+    roles: Mapping[str, str] | None = None,
+    prior: str | os.PathLike[str] | None = None,
+    allow_identity_mismatch: bool = False,
+    events: str | os.PathLike[str] | None = None,
+    glm: Any = None,
 ) -> AnalysisResult:
     """Analyse the one study at ``path`` with ``packages`` (default: the model zoo).
 
@@ -105,7 +114,15 @@ def analyze(
     segmentation models (the mean over every flip of the spatial axes, as nnU-Net predicts).
     ``denoise`` adds the zoo's denoisers for the study's modalities (a "Denoising" picture:
     before, after, difference, and the denoised volume as NIfTI; no findings); without it,
-    the default zoo runs only models that report findings.  A path holding several studies
+    the default zoo runs only models that report findings.  ``roles`` pins the series roles
+    of multi-input models (role name -> series number, SeriesInstanceUID or description; see
+    :mod:`medsight.analysis.roles`).  ``events`` (a BIDS events.tsv) adds the functional
+    section: a first-level GLM on the study's 4D BOLD series with ``glm`` options
+    (:class:`medsight.analysis.functional.GlmOptions`; see
+    :mod:`medsight.analysis.functional_report`).  ``prior`` (an earlier study of the same
+    patient; refused for another patient unless ``allow_identity_mismatch``, or when not
+    earlier) adds the "Comparison with prior" section and CHANGE findings
+    (:mod:`medsight.analysis.prior`).  A path holding several studies
     (or several identity-less files) is refused: use
     :func:`analyze_studies`, which writes one report folder per study.
 
@@ -130,7 +147,12 @@ def analyze(
         raise InvalidInputError(path, groups[0].problem)
     packages, zoo_warnings = _resolve_packages(packages, denoise)
     options = _Options(explain, dicom_outputs, modality, tta, progress, zoo_warnings)
-    return _analyze_study(groups[0].study, path, Path(out_dir), packages, options)
+    options = dataclasses.replace(options, roles=tuple((roles or {}).items()))
+    options = dataclasses.replace(options, events=events, glm=glm)
+    found = None
+    if prior is not None:  # before creating anything: a refused prior leaves no output
+        found = load_prior(prior, groups[0].study, allow_identity_mismatch=allow_identity_mismatch)
+    return _analyze_study(groups[0].study, path, Path(out_dir), packages, options, found)
 
 
 @dataclasses.dataclass
@@ -154,6 +176,11 @@ def analyze_studies(
     tta: bool = False,
     progress: Callable[[str], None] | None = None,
     denoise: bool = False,
+    roles: Mapping[str, str] | None = None,
+    prior: str | os.PathLike[str] | None = None,
+    allow_identity_mismatch: bool = False,
+    events: str | os.PathLike[str] | None = None,
+    glm: Any = None,
 ) -> list[StudyOutcome]:
     """Analyse every study at ``path``, one report folder each; never two patients in one.
 
@@ -175,21 +202,33 @@ def analyze_studies(
     packages, zoo_warnings = _resolve_packages(packages, denoise)  # once for every study
     out = Path(out_dir)
     options = _Options(explain, dicom_outputs, modality, tta, progress, zoo_warnings)
+    options = dataclasses.replace(options, roles=tuple((roles or {}).items()))
+    options = dataclasses.replace(options, events=events, glm=glm)
+    priors = resolve_priors(groups, prior, allow_identity_mismatch)  # given, or found here
     outcomes = []
     for n, group in enumerate(groups, 1):
         target = out if len(groups) == 1 else out / group.folder
         outcome = StudyOutcome(group, target)
+        found, refused, note = priors[n - 1]
         if len(groups) > 1:
             say(f"study {n}/{len(groups)}: {group.label}")
         if len(groups) == 1:  # one study: its errors are the command's errors
             if group.problem:
                 raise InvalidInputError(path, group.problem)
-            outcome.result = _analyze_study(group.study, path, target, packages, options)
+            if refused is not None:
+                raise refused
+            outcome.result = _analyze_study(
+                group.study, path, target, packages, options, found, note
+            )
         elif group.problem:
             outcome.error = group.problem
+        elif refused is not None:
+            outcome.error = str(refused)
         else:
             try:
-                outcome.result = _analyze_study(group.study, path, target, packages, options)
+                outcome.result = _analyze_study(
+                    group.study, path, target, packages, options, found, note
+                )
             except MedsightError as err:
                 outcome.error = str(err)
         outcomes.append(outcome)
@@ -225,6 +264,9 @@ class _Options:
     tta: bool
     progress: Callable[[str], None] | None
     zoo_warnings: tuple[str, ...] = ()  # problems met loading the default zoo
+    roles: tuple[tuple[str, str], ...] = ()  # --role pins: role name, series
+    events: str | os.PathLike[str] | None = None  # fMRI events.tsv: the functional section
+    glm: Any = None  # GlmOptions of the functional section (None: defaults)
 
 
 def _resolve_packages(
@@ -255,6 +297,8 @@ def _analyze_study(
     out: Path,
     packages: Sequence[ModelPackage],
     options: _Options,
+    prior: PriorStudy | None = None,
+    prior_note: str = "",
 ) -> AnalysisResult:
     explain, dicom_outputs, tta = options.explain, options.dicom_outputs, options.tta
     modality = options.modality
@@ -262,9 +306,9 @@ def _analyze_study(
     out.mkdir(parents=True, exist_ok=True)
     warnings = [f"unreadable file skipped: {b}" for b in study.bad_files]
     warnings += options.zoo_warnings
-    if not packages:
+    if not packages and options.events is None:
         raise InvalidInputError("model zoo", "holds no usable model package")
-    selections = select_series(study, packages, modality=modality)
+    selections = select_series(study, packages, modality=modality, roles=dict(options.roles))
     runs: list[ModelRun] = []
     findings: list[Finding] = []
     images: list[ReportImage] = []
@@ -292,8 +336,13 @@ def _analyze_study(
             loaded[sel.series.key] = image
             known = not is_generic(effective_modality(sel.series, modality))
             header = sel.series.dicom.header if sel.series.dicom is not None else None
+            stacked = stack_roles(sel, image, loaded)  # a multi-input model: every role
+            if stacked.image is None:
+                reason = "; ".join(stacked.problems)
+                runs.append(ModelRun(status="withheld", series=sel.reason, reason=reason, **base))
+                continue
             result = run_package(
-                pkg, image, explain=explain, colour_to_grey=known, tta=tta, header=header
+                pkg, stacked.image, explain=explain, colour_to_grey=known, tta=tta, header=header
             )
         except InvalidInputError as err:  # the image does not fit the model: not its job
             runs.append(ModelRun(status="skipped", series=sel.reason, reason=str(err), **base))
@@ -302,7 +351,7 @@ def _analyze_study(
             runs.append(ModelRun(status="failed", series=sel.reason, reason=str(err), **base))
             continue
         plaus = result.plausibility
-        model_warnings = list(sel.warnings) + (list(plaus.warnings) if plaus else [])
+        model_warnings = [*sel.warnings, *stacked.notes] + (list(plaus.warnings) if plaus else [])
         ood = {"ood_score": result.ood_score, "ood_threshold": result.ood_threshold}
         if result.withheld:  # outside the intended use: no finding, picture or object
             runs.append(
@@ -346,6 +395,18 @@ def _analyze_study(
             mask_file = f"mask_{slug(spec.name)}.nii.gz"
             write_image(result.mask, out / mask_file)
             outputs[f"mask {pkg.id}"] = mask_file
+    if options.events is not None:  # fMRI: GLM on the BOLD series (analysis.functional_report)
+        from medsight.analysis.functional_report import functional_section
+
+        say("fitting the fMRI GLM")
+        fmri = functional_section(
+            study, out, options.events, options.glm, dicom_outputs=dicom_outputs
+        )
+        runs.append(fmri.run)
+        findings += fmri.findings
+        images += fmri.images
+        warnings += fmri.warnings
+        outputs.update(fmri.outputs)
     if not any(r.status in ("ran", "withheld") for r in runs):
         reasons = "; ".join(f"{r.model_id}: {r.reason}" for r in runs)
         raise InvalidInputError(path, f"no model could run on this input ({reasons})")
@@ -353,15 +414,26 @@ def _analyze_study(
     summary = impression(findings, withheld=withheld)
     dicom_errors: dict[str, list[str]] = {}
     entries = {e.key: e for e in study}
+    warnings += [prior_note] if prior_note else []
+    comparison = None
+    if prior is not None:  # longitudinal: CHANGE findings and the comparison section
+        say("comparing with the prior study")
+        ran = [(entries[k], p, i, r) for k, rs in per_series.items() for p, i, r, _ in rs]
+        comparison = compare_with_prior(prior, study, ran, modality=modality, tta=tta)
+        findings += comparison.findings
+        warnings += comparison.warnings
+        summary += comparison.sentence()
     if dicom_outputs:
         for key, results in per_series.items():
             if entries[key].dicom is not None:
                 say(f"writing DICOM SEG / SR / SC for series {entries[key].description or key}")
-                dicom_errors.update(_write_dicom(out, entries[key], results, outputs))
+                changes = comparison.series_parts(key) if comparison else ([], None)
+                dicom_errors.update(_write_dicom(out, entries[key], results, outputs, *changes))
     for name, errs in dicom_errors.items():
         warnings += [f"{name}: {e}" for e in errs]
     facts = _study_facts(list(study))
-    outputs["FHIR bundle"] = _write_fhir(out, findings, study, facts, summary)
+    prior_study = prior.study if prior is not None else None
+    outputs["FHIR bundle"] = _write_fhir(out, findings, study, facts, summary, prior_study)
     report = Report(
         input=str(path),
         study=facts,
@@ -371,6 +443,7 @@ def _analyze_study(
         warnings=warnings,
         images=images,
         outputs=outputs,
+        comparison=comparison.section if comparison else None,
     )
     write_report(report, out)
     return AnalysisResult(report, out, dicom_errors)
@@ -390,13 +463,18 @@ def _overlay(
 
     colours = {lab.index: lab.color for lab in pkg.spec.labels if lab.color}
     names = {lab.index: lab.name for lab in pkg.spec.labels}
-    picture = render_overlay(
-        image, mask=result.mask, heatmap=result.heatmap, colours=colours, names=names
-    )
+    if result.picture is not None:  # the family's own picture (detection: numbered marks)
+        picture = result.picture
+    else:
+        picture = render_overlay(
+            image, mask=result.mask, heatmap=result.heatmap, colours=colours, names=names
+        )
     name = f"overlay_{slug(pkg.spec.name)}.png"
     with atomic_path(out / name) as tmp:
         PILImage.fromarray(picture).save(tmp, format="PNG")
     what = "segmentation contours" if result.mask is not None else "Grad-CAM heatmap"
+    if result.picture is not None:
+        what = "detections, numbered by score, with their class and score"
     if result.heatmap is not None and not np.any(np.asarray(result.heatmap.array) > 1e-6):
         what += " (empty: no image region raised the score of the reported label)"
     return ReportImage(file=name, caption=f"{pkg.id}: {what}"), picture
@@ -429,7 +507,11 @@ def _write_dicom(
     entry: SeriesEntry,
     results: list[_Ran],
     outputs: dict[str, str],
+    changes: Sequence[Finding] = (),
+    prior_image: Image | None = None,
 ) -> dict[str, list[str]]:
+    """SEG, SC and SR of one series; ``changes`` (CHANGE findings) go into the SR, which then
+    references ``prior_image``'s instances (when it came from DICOM)."""
     from medsight.reporting.dicom_seg import build_segmentation, segment_numbers
     from medsight.reporting.dicom_sr import build_sr
     from medsight.reporting.secondary_capture import build_secondary_capture
@@ -461,8 +543,17 @@ def _write_dicom(
         sc = build_secondary_capture(picture, source[0])
         written[f"DICOM SC {pkg.id}"] = folder / f"sc_{name}.dcm"
         _save_dicom(sc, written[f"DICOM SC {pkg.id}"])
+    findings += changes
+    prior_source = source_datasets(prior_image) if prior_image and prior_image.source else []
     if findings:
-        sr = build_sr(findings, source, segmentations=segs, segment_numbers=numbers)
+        sr = build_sr(
+            findings,
+            source,
+            segmentations=segs,
+            segment_numbers=numbers,
+            prior=prior_source,
+            affine=image.affine,  # 3D detection regions: SCOORD3D in patient coordinates
+        )
         written["DICOM SR"] = folder / f"sr_{slug(entry.description or entry.key)}.dcm"
         _save_dicom(sr, written["DICOM SR"])
     errors: dict[str, list[str]] = {}
@@ -479,12 +570,28 @@ def _write_dicom(
 
 
 def _write_fhir(
-    out: Path, findings: list[Finding], study: Study, facts: dict[str, str], conclusion: str
+    out: Path,
+    findings: list[Finding],
+    study: Study,
+    facts: dict[str, str],
+    conclusion: str,
+    prior: Study | None = None,
 ) -> str:
-    from medsight.reporting.fhir import StudyInfo, build_bundle
+    from medsight.reporting.fhir import build_bundle
+
+    info = _study_info(study, facts)
+    prior_info = _study_info(prior, _study_facts(list(prior))) if prior is not None else None
+    bundle = build_bundle(findings, info, conclusion=conclusion, prior=prior_info)
+    write_text_atomic(out / "fhir_bundle.json", json.dumps(bundle, indent=2) + "\n")
+    return "fhir_bundle.json"
+
+
+def _study_info(study: Study, facts: dict[str, str]) -> Any:
+    """The FHIR ImagingStudy facts of a study."""
+    from medsight.reporting.fhir import StudyInfo
 
     entries = [e for e in study if e.dicom is not None]
-    info = StudyInfo(
+    return StudyInfo(
         study_instance_uid=facts.get("StudyInstanceUID", ""),
         patient_id=facts.get("PatientID", ""),
         modality=entries[0].modality if entries else "OT",
@@ -492,7 +599,15 @@ def _write_fhir(
             (e.dicom.series_instance_uid, e.modality, len(e.files)) for e in entries if e.dicom
         ),
         description=facts.get("StudyDescription", ""),
+        started=_iso_date(facts.get("StudyDate", "")),
     )
-    bundle = build_bundle(findings, info, conclusion=conclusion)
-    write_text_atomic(out / "fhir_bundle.json", json.dumps(bundle, indent=2) + "\n")
-    return "fhir_bundle.json"
+
+
+def _iso_date(text: str) -> str | None:
+    """DICOM DA ``YYYYMMDD`` -> ``YYYY-MM-DD`` (None when it is not a date)."""
+    import datetime
+
+    try:
+        return datetime.datetime.strptime(text.strip(), "%Y%m%d").date().isoformat()
+    except ValueError:
+        return None

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from medsight.io.study import SeriesEntry, Study
 from medsight.models.package import ModelPackage
 from medsight.models.spec import InputSpec
+
+if TYPE_CHECKING:
+    from medsight.analysis.roles import RoleMatch
 
 __all__ = ["Selection", "effective_modality", "is_generic", "mismatch", "select_series"]
 
@@ -36,6 +40,9 @@ class Selection:
     #: Set when the series fits the headers' match but the model must not answer on it (the
     #: input does not say its modality): the model is reported as withheld with this reason.
     withhold: str = ""
+    #: A multi-input model (``InputSpec.roles``): the series of each role in channel order;
+    #: ``series`` is then the reference role's (:mod:`medsight.analysis.roles`).
+    roles: tuple[RoleMatch, ...] = ()
 
     @property
     def runs(self) -> bool:
@@ -134,15 +141,33 @@ def _body_part_warnings(spec: InputSpec, entry: SeriesEntry) -> tuple[str, ...]:
 
 
 def select_series(
-    study: Study, packages: Sequence[ModelPackage], *, modality: str | None = None
+    study: Study,
+    packages: Sequence[ModelPackage],
+    *,
+    modality: str | None = None,
+    roles: Mapping[str, str] | None = None,
 ) -> list[Selection]:
     """Choose a series for every package (or give the reason it cannot run).
 
     ``modality`` is the user's declaration for inputs that carry none (see :func:`mismatch`).
+    A package that declares series roles gets one series per role
+    (:func:`medsight.analysis.roles.select_roles`); ``roles`` pins a role to a series
+    (role name -> series number, SeriesInstanceUID or description).
+
+    Raises
+    ------
+    InvalidInputError
+        ``roles`` names a role no package declares.
     """
+    from medsight.analysis.roles import check_pins, select_roles
+
+    check_pins(roles or {}, packages)
     out = []
     for package in packages:
         spec = package.spec.input
+        if spec.roles:
+            out.append(select_roles(study, package, modality=modality, pins=roles))
+            continue
         fits = []
         reasons = []
         for entry in study:

@@ -38,14 +38,74 @@ def analyze(
             "difference in the report and the denoised volume as NIfTI (no findings).",
         ),
     ] = False,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role",
+            help="Pin a series role of a multi-input model: ROLE=SERIES (series number, "
+            "SeriesInstanceUID or description), e.g. --role FLAIR=7 (repeatable).",
+        ),
+    ] = None,
+    prior: Annotated[
+        Path | None,
+        typer.Option(
+            "--prior",
+            help="An earlier study of the same patient to compare with (change, doubling time, "
+            "RECIST-style category). Default: an earlier study of the same Patient ID given in "
+            "the same input, if any.",
+        ),
+    ] = None,
+    allow_identity_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-identity-mismatch",
+            help="Compare with --prior although its Patient ID / name / birth date differ or "
+            "cannot be checked (only when you have verified the identity yourself; the report "
+            "says so).",
+        ),
+    ] = False,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            "--events",
+            help="fMRI: a BIDS events.tsv; adds a first-level GLM of the study's 4D BOLD "
+            "series (z-map, clusters, activation picture, DICOM SEG) to the report.",
+        ),
+    ] = None,
+    contrast: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--contrast",
+            help="fMRI contrast (nilearn syntax, e.g. 'face - house'; repeatable). Default: "
+            "each trial_type vs baseline.",
+        ),
+    ] = None,
+    fmri_threshold: Annotated[
+        str,
+        typer.Option(
+            "--fmri-threshold",
+            help="fMRI voxel threshold: 'z=3.1' (uncorrected z), 'fdr=0.05', 'fpr=0.001' or "
+            "'bonferroni=0.05'; then clusters of at least --cluster-extent voxels.",
+        ),
+    ] = "z=3.1",
+    cluster_extent: Annotated[
+        int, typer.Option("--cluster-extent", help="fMRI: smallest cluster kept, in voxels.")
+    ] = 10,
 ) -> None:
     """Run model packages on a study and write an explained, preliminary report."""
     from medsight.analysis.pipeline import analyze_studies
+    from medsight.analysis.roles import parse_pins
     from medsight.models.package import ModelPackage
     from medsight.reporting.report import DISCLAIMER
 
     console = Console(stderr=True)
     packages = [ModelPackage.load(p) for p in model] if model else None
+    pins = parse_pins(role or [])
+    glm = None
+    if events is not None:
+        from medsight.analysis.functional import glm_options
+
+        glm = glm_options(contrast or [], fmri_threshold, cluster_extent)
     with console.status("analysing") as status:
         outcomes = analyze_studies(
             path,
@@ -57,6 +117,11 @@ def analyze(
             tta=tta,
             progress=lambda msg: status.update(msg),
             denoise=denoise,
+            roles=pins,
+            prior=prior,
+            allow_identity_mismatch=allow_identity_mismatch,
+            events=events,
+            glm=glm,
         )
     out_console = Console()
     invalid = False

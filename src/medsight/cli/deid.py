@@ -2,9 +2,13 @@
 
 ``deid`` applies the DICOM PS3.15 Basic Profile (plus the chosen options) to every file under
 IN and writes the result to OUT; ``--verify`` then runs the leak checker over IN and OUT, and
-``--verify-only`` runs just the leak checker over an existing OUT.  Exit
-code 0: everything written (and, with ``--verify``, no leak found); 1: some files were skipped
-or a leak was found; 2: nothing could be done (bad arguments, unreadable key file).
+``--verify-only`` runs just the leak checker over an existing OUT (with ``--scrub-pixels`` or
+the ``hospital-analysis`` profile it also OCRs the output pixels).  Files that are not images
+(a README, a DICOMDIR, an encapsulated PDF) are skipped with a note.  ``--report`` writes a
+JSON report per file (output path, what was removed from the pixels: boxes, how found, matched
+kinds, text masked; never a value in clear).  Leaks are printed with the value masked.  Exit
+code 0: everything written (and, with ``--verify``, no leak found); 1: some files failed or a
+leak was found; 2: nothing could be done (bad arguments, unreadable key file).
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from rich.console import Console
 
 from medsight.core.errors import InvalidInputError
 from medsight.privacy.errors import UnsafePathError
-from medsight.privacy.profile import DeidConfig, Layout, Option, PixelScrub, Profile
+from medsight.privacy.profile import (
+    DeidConfig,
+    Layout,
+    Option,
+    PixelScrub,
+    PixelText,
+    Profile,
+    profile_defaults,
+)
 
 if TYPE_CHECKING:
     from medsight.privacy.batch import DeidReport
@@ -38,7 +50,13 @@ def deid(
         ),
     ] = None,
     profile: Annotated[
-        Profile, typer.Option("--profile", help="Confidentiality profile.")
+        Profile,
+        typer.Option(
+            "--profile",
+            help="basic: PS3.15 Basic Profile and the options given; hospital-analysis: plus "
+            "clean-descriptors, retain-modified-dates, retain-patient-characteristics, "
+            "retain-device-identity and --scrub-pixels (what analyze needs).",
+        ),
     ] = Profile.BASIC,
     option: Annotated[
         list[Option] | None,
@@ -69,6 +87,18 @@ def deid(
             help="With OCR scrubbing, check every image, not only the flagged ones.",
         ),
     ] = False,
+    keep_readable_text: Annotated[
+        bool,
+        typer.Option(
+            "--keep-readable-text",
+            help="With pixel scrubbing, keep text OCR reads clearly that matches nothing "
+            "identifying (L/R, scale markers); default: every text line is blacked out.",
+        ),
+    ] = False,
+    report_path: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write a JSON report of every file (no values in clear)."),
+    ] = None,
     verify: Annotated[
         bool, typer.Option("--verify", help="Run the leak checker over IN and OUT afterwards.")
     ] = False,
@@ -93,12 +123,13 @@ def deid(
     from medsight.privacy.batch import check_paths, deidentify_folder
     from medsight.privacy.keys import PseudonymKey
 
-    del profile  # only the Basic Profile exists; the option documents the choice
-    scrub = PixelScrub.FLAGGED if scrub_pixels else PixelScrub.OFF
+    preset = profile_defaults(profile)
+    scrub = PixelScrub.FLAGGED if scrub_pixels else preset.get("scrub_pixels", PixelScrub.OFF)
     config = DeidConfig.from_options(
-        options=frozenset(option or []),
+        options=frozenset(option or []) | preset["options"],
         safe_private=tuple(safe_private or []),
         scrub_pixels=PixelScrub.ALL if scrub_all_images else scrub,
+        pixel_text=PixelText.KEEP_READABLE if keep_readable_text else PixelText.ALL,
         layout=layout,
     )
     if verify_only:
@@ -124,6 +155,9 @@ def deid(
         progress=Console(stderr=True).is_terminal,
     )
     _print_outcomes(report, config)
+    if report_path is not None:
+        _write_report(report_path, report, config)
+        typer.echo(f"report: {report_path}")
     status = 1 if report.failed else 0
     leak_count = None
     if verify:
@@ -140,6 +174,8 @@ def _print_outcomes(report: DeidReport, config: DeidConfig) -> None:
     """Skipped files on stderr; burned-in warnings, scrubbed text and a summary on stdout."""
     for outcome in report.failed:
         typer.echo(f"skipped: {outcome.error}", err=True)
+    for outcome in report.skipped:
+        typer.echo(f"note: {outcome.source}: {outcome.note}")
     ocr = config.scrub_pixels != PixelScrub.OFF
     hint = " (no text found by OCR: review it)" if ocr else " (use --scrub-pixels or review it)"
     for outcome in report.written:
@@ -148,10 +184,44 @@ def _print_outcomes(report: DeidReport, config: DeidConfig) -> None:
             typer.echo(f"warning: {outcome.source}: may carry burned-in text: {reasons}{hint}")
         for text in outcome.scrubbed:
             typer.echo(f"scrubbed: {outcome.source}: {text}")
+    notes = f", {len(report.skipped)} not images (noted)" if report.skipped else ""
     typer.echo(
         f"de-identified {len(report.written)} of {len(report.outcomes)} files into "
-        f"{report.out_dir} (key id {report.key_id}); {len(report.failed)} skipped"
+        f"{report.out_dir} (key id {report.key_id}); {len(report.failed)} skipped{notes}"
     )
+
+
+def _write_report(path: Path, report: DeidReport, config: DeidConfig) -> None:
+    """The per-file JSON report; inside OUT it leaves out the input paths (they may name)."""
+    import json
+
+    from medsight.io.atomic import atomic_path
+
+    in_out = _inside(path, report.out_dir)
+    files = []
+    for o in report.outcomes:
+        entry: dict[str, object] = {
+            "output": None if o.output is None else str(o.output),
+            "kind": o.kind,
+            "status": "failed" if o.error else "noted" if o.note else "written",
+            "burned_in_risk": o.burned_in,
+            "pixels_removed": o.regions,
+        }
+        if not in_out:
+            entry["source"] = str(o.source)
+            entry["error"] = o.error
+            entry["note"] = o.note
+        files.append(entry)
+    data = {
+        "key_id": report.key_id,
+        "options": sorted(str(x) for x in config.options),
+        "scrub_pixels": str(config.scrub_pixels),
+        "pixel_text": str(config.pixel_text),
+        "files": files,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _audit(log: Path, argv: list[str], report: DeidReport, leak_count: int | None) -> int:
@@ -167,6 +237,7 @@ def _audit(log: Path, argv: list[str], report: DeidReport, leak_count: int | Non
             "files": len(report.outcomes),
             "sha256_digest": digest_files(inputs),
             "skipped": [o.error for o in report.failed],
+            "noted": [f"{o.source}: {o.note}" for o in report.skipped],
         },
         key_id=report.key_id,
         outputs=[{"path": str(o.output), "sha256": str(o.sha256)} for o in report.written],
@@ -181,7 +252,9 @@ def _check_leaks(in_path: Path, out_dir: Path, config: DeidConfig) -> tuple[int,
 
     leaks = check_leaks(in_path, out_dir, config, ocr=config.scrub_pixels != PixelScrub.OFF)
     for hit in leaks.hits:
-        typer.echo(f"LEAK: {hit}")
+        typer.echo(f"LEAK: {hit.masked}")
+    for hit in leaks.warnings:
+        typer.echo(f"warning: ID-like text: {hit.masked}")
     verdict = "no leak found" if leaks.ok else f"{len(leaks.hits)} hits"
     typer.echo(
         f"leak check: {leaks.identifiers} identifying values searched in "
@@ -210,6 +283,8 @@ def _command_line(
         argv.append("--scrub-pixels")
     if config.scrub_pixels == PixelScrub.ALL:
         argv.append("--scrub-all-images")
+    if config.pixel_text == PixelText.KEEP_READABLE:
+        argv.append("--keep-readable-text")
     if verify:
         argv.append("--verify")
     return argv

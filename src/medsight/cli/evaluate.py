@@ -102,7 +102,26 @@ def evaluate(
         f"{report.get('split')} ({report.get('n_cases')} cases): "
         + ", ".join(f"{m['name']} {m['value']:.3f}" for m in head)
     )
+    for line in _subgroup_lines(report):
+        typer.echo(line)
     typer.echo(f"wrote {Path(out) / 'report.html'} and report.json")
+
+
+def _subgroup_lines(report: dict[str, Any]) -> list[str]:
+    """Subgroup results as text: classification (per attribute) or per ``attr=value`` means,
+    each CI or why it cannot be estimated (:mod:`medsight.evaluation.estimability`)."""
+    subgroups = report.get("subgroups") or {}
+    if all(isinstance(v, dict) and "groups" in v for v in subgroups.values()):
+        from medsight.evaluation.classification_report import subgroup_lines
+
+        return subgroup_lines(subgroups)
+    lines = []
+    for key, v in subgroups.items():
+        ci = v.get("ci_note") if v.get("estimable") is False else None
+        if ci is None and v.get("ci_low") is not None:
+            ci = f"{v['ci_low']:.3f} to {v['ci_high']:.3f}"
+        lines.append(f"subgroup {key} (n={v.get('n')}): {v.get('value', 0.0):.3f} ({ci or '-'})")
+    return lines
 
 
 def register(app: typer.Typer) -> None:

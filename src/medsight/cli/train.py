@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from medsight.core import Split
-from medsight.training.config import Imbalance, ThresholdMethod
+from medsight.training.config import Balance, Imbalance, ThresholdMethod
 
 __all__ = ["SSL_ENCODER_FILE", "register", "train_app"]
 
@@ -82,12 +82,36 @@ def classify(
     synthetic_ratio: Annotated[
         float, typer.Option("--synthetic-ratio", min=0.0, help="Synthetic per real training image.")
     ] = 0.5,
+    group: Annotated[
+        str | None,
+        typer.Option("--group", help="Case attribute for --balance / --group-thresholds."),
+    ] = None,
+    balance: Annotated[
+        Balance,
+        typer.Option(
+            "--balance",
+            help="Balance the (group, label) cells of --group: reweight the loss, or "
+            "group-sample (WeightedRandomSampler). Default none: a measured trade-off, not a "
+            "default (see benchmarks/fairness_mitigation.py).",
+        ),
+    ] = Balance.NONE,
+    group_thresholds: Annotated[
+        bool,
+        typer.Option(
+            "--group-thresholds",
+            help="Binary: fit per-group thresholds for equal sensitivity on validation; used "
+            "only where a case's --group value is known.",
+        ),
+    ] = False,
 ) -> None:
     """Train a classifier (2D/3D; binary, multi-class, ordinal, multi-label)."""
+    from medsight.core.errors import InvalidInputError
     from medsight.core.significance import parse_label_meanings
     from medsight.training.classification import train_classifier
     from medsight.training.config import ClassifyConfig
 
+    if (balance is not Balance.NONE or group_thresholds) and not group:
+        raise InvalidInputError("--balance / --group-thresholds", "need --group COLUMN")
     cfg = ClassifyConfig(
         data=data,
         out=out,
@@ -114,6 +138,9 @@ def classify(
         label_meanings=parse_label_meanings(label_meaning or []),
         synthetic=synthetic,
         synthetic_ratio=synthetic_ratio,
+        group=group,
+        balance=balance,
+        group_thresholds=group_thresholds,
     )
     pkg = train_classifier(cfg)
     summary = ", ".join(

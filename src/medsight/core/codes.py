@@ -32,9 +32,11 @@ __all__ = [
     "ARTIFICIAL_INTELLIGENCE",
     "BREAST",
     "CODE_FHIR_SYSTEMS",
+    "DEPTH",
     "DIAGNOSTIC_IMAGING_REPORT",
     "DIAMETER",
     "FINDING",
+    "HEIGHT",
     "HIPPOCAMPUS",
     "IMAGING_MEASUREMENTS",
     "IMAGING_PROCEDURE",
@@ -54,6 +56,7 @@ __all__ = [
     "TRACKING_IDENTIFIER",
     "VOLUME",
     "VOXELS",
+    "WIDTH",
     "Code",
 ]
 
@@ -114,6 +117,9 @@ AREA = Code("42798000", "SCT", "Area")
 DIAMETER = Code("81827009", "SCT", "Diameter")
 LONG_AXIS = Code("103339001", "SCT", "Long Axis")
 SHORT_AXIS = Code("103340004", "SCT", "Short Axis")
+WIDTH = Code("103355008", "SCT", "Width")  # a box's extent along i (columns), CID 7470
+HEIGHT = Code("121207", "DCM", "Height")  # along j (rows), CID 7470
+DEPTH = Code("131197000", "SCT", "Depth")  # along k (slices), CID 7470
 # Report structure (DICOM PS3.16)
 IMAGING_MEASUREMENTS = Code("126010", "DCM", "Imaging Measurements")
 FINDING = Code("121071", "DCM", "Finding")

@@ -13,6 +13,13 @@ Conventions
   the affine still holds 1.0 (geometry code needs a grid) but ``meta["spacing_known"]`` is
   False, and :func:`spacing_known` says so: sizes are then in pixels, never mm.  Readers also
   record ``meta["spacing_source"]``, the header the spacing came from.
+* What a channel axis holds is said by ``meta["channel_axis"]`` when a reader knows it:
+  ``"time"`` (a 4D series: fMRI BOLD, dynamic PET, perfusion), ``"echo"``, ``"echo+time"``;
+  absent for colour samples and unknown channels.  A time axis comes with
+  ``meta["repetition_time_s"]`` (None when unknown), ``meta["frame_times_s"]`` (seconds from
+  the first volume, one per channel), ``meta["frame_times_source"]`` and ``meta["n_volumes"]``
+  (counted from the data); see :mod:`medsight.io.dicom.temporal` and
+  :func:`medsight.io.nifti.read_nifti`.
 
 Examples
 --------
@@ -351,11 +358,22 @@ class Image:
         """Convert to a NIfTI-1 image (RAS affine, as NIfTI requires).
 
         Channels go to the fifth NIfTI dimension with the vector intent, so a 2D RGB image is
-        stored as ``(i, j, 1, 1, 3)``.
+        stored as ``(i, j, 1, 1, 3)``; a 3D time series (``meta["channel_axis"] == "time"``)
+        goes to the fourth, with ``pixdim[4]`` the repetition time in seconds.
         """
         import nibabel as nib
 
         arr = self._array
+        time_axis = self.has_channels and self._meta.get("channel_axis") == "time"
+        if time_axis and self._spatial_ndim == 3:
+            out = nib.Nifti1Image(np.asarray(arr), LPS_TO_RAS @ self._affine)
+            out.header.set_qform(LPS_TO_RAS @ self._affine, code=1)
+            out.header.set_sform(LPS_TO_RAS @ self._affine, code=1)
+            out.header.set_xyzt_units("mm", "sec")
+            tr = self._meta.get("repetition_time_s")
+            zooms = out.header.get_zooms()
+            out.header.set_zooms((*zooms[:3], float(tr) if tr else 0.0))
+            return out
         if self.has_channels:
             spatial = arr.shape[: self._spatial_ndim] + (1,) * (3 - self._spatial_ndim)
             arr = arr.reshape(*spatial, 1, arr.shape[-1])

@@ -9,6 +9,7 @@ they are imported from their modules, not from here.
 """
 
 # Importing the adapter modules registers them.
+from medsight.data import detection as _detection  # noqa: F401
 from medsight.data import dicom_table as _dicom_table  # noqa: F401
 from medsight.data import folder as _folder  # noqa: F401
 from medsight.data import manifest as _manifest  # noqa: F401

@@ -85,7 +85,7 @@ def adapter_names() -> tuple[str, ...]:
     --------
     >>> import medsight.data
     >>> adapter_names()
-    ('csv', 'dicom', 'folder', 'medmnist', 'msd')
+    ('boxes', 'coco', 'csv', 'dicom', 'folder', 'medmnist', 'mias', 'msd', 'voc')
     """
     return tuple(sorted(_ADAPTERS))
 
@@ -168,7 +168,7 @@ def load_dataset(spec: str, **options: str) -> Dataset:
     Traceback (most recent call last):
     ...
     medsight.core.errors.InvalidInputError: data spec 'zip:x': unknown kind 'zip'; known kinds
-    are csv, dicom, folder, medmnist, msd
+    are boxes, coco, csv, dicom, folder, medmnist, mias, msd, voc
     """
     import medsight.data  # noqa: F401  (registers the built-in adapters)
 

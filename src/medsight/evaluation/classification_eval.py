@@ -154,6 +154,9 @@ def evaluate_classifier(
             ).tolist()
         ),  # rows: true label, columns: decision at the operating point
         "subgroups": subgroups,
+        "group_operating_points": _group_operating_points(
+            predictor, cases, y, proba, groups, n_resamples, seed
+        ),
         "plots": sorted(plots),
     }
     root = Path(out)
@@ -166,9 +169,59 @@ def evaluate_classifier(
     return report
 
 
+def _group_operating_points(
+    predictor: Any,
+    cases: list[Any],
+    y: np.ndarray,
+    proba: np.ndarray,
+    patients: list[str],
+    n_resamples: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    """With per-group thresholds in the package: which cases got them (only those whose group
+    is known), and the gaps at the global vs the group-aware operating point (paired CIs)."""
+    from medsight.evaluation.fairness import compare_methods
+
+    gt = predictor.package.spec.group_thresholds
+    if gt is None:
+        return None
+    values = [c.attributes.get(gt.attribute) for c in cases]
+    d_group, used = predictor.decide_by_group(proba, values)
+    d_global = predictor.decide(proba)
+    out: dict[str, Any] = {
+        "attribute": gt.attribute,
+        "thresholds": gt.thresholds,
+        "global_threshold": gt.global_threshold,
+        "target_sensitivity": gt.target_sensitivity,
+        "skipped": gt.skipped,
+        "n_group_threshold": sum(u.startswith("group") for u in used),
+        "n_global_threshold": sum(not u.startswith("group") for u in used),
+        "note": "metrics above use the global threshold; a case gets its group's threshold "
+        "only when its group is known and has one",
+    }
+    try:
+        out["comparison"] = compare_methods(
+            y,
+            {"global": (proba[:, 1], d_global), "group": (proba[:, 1], d_group)},
+            values,
+            patients,
+            reference="global",
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+    except InvalidInputError as err:
+        out["comparison"] = None
+        out["comparison_note"] = str(err)
+    return out
+
+
 def _fmt(m: dict[str, Any]) -> str:
+    """``value (low to high)``; a CI that cannot be estimated says so instead."""
+    value = "undefined" if m.get("value") is None else f"{m['value']:.3f}"
+    if m.get("estimable") is False:
+        return f"{value} ({m.get('ci_note') or 'CI not estimable'})"
     ci = "" if m.get("ci_low") is None else f" ({m['ci_low']:.3f} to {m['ci_high']:.3f})"
-    return f"{m['value']:.3f}{ci}"
+    return f"{value}{ci}"
 
 
 def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
@@ -176,7 +229,13 @@ def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
     labels = report["labels"]
     matrix = report.get("confusion_matrix")
     subgroups = [
-        (column, sub, sorted({k for g in sub["groups"].values() for k in g if k != "n"}))
+        (
+            column,
+            sub,
+            sorted(
+                {k for g in sub["groups"].values() for k, m in g.items() if isinstance(m, dict)}
+            ),
+        )
         for column, sub in report["subgroups"].items()
     ]
     return render(

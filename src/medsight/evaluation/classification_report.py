@@ -37,6 +37,7 @@ __all__ = [
     "calibration_inputs",
     "classification_metrics",
     "predict_labels",
+    "subgroup_lines",
     "subgroup_metrics",
 ]
 
@@ -186,12 +187,16 @@ def subgroup_metrics(
     groups: Sequence[object] | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
-    min_cases: int = 5,
 ) -> dict[str, Any]:
     """Core metrics per subgroup (cases with attribute value ``v``) and the largest gap.
 
-    Returns ``{"groups": {value: {"n": .., metric: {...}}}, "gaps": {metric: max - min}}``;
-    cases without a value and groups under ``min_cases`` are left out of the gaps.
+    Returns ``{"groups": {value: {"n": .., "positives": .., metric: {...}}}, "gaps": {metric:
+    max - min}, "gap_groups": {metric: [values]}, "rule": ...}``.  Each metric carries
+    ``estimable`` and ``ci_note`` (:mod:`medsight.evaluation.estimability`): where the group
+    is too small for a CI (or the bootstrap is degenerate) the point estimate stays, where
+    defined, and the CI fields are ``None``.  Gaps are taken over the groups that pass the
+    size rule for that metric (cases, patients and class counts; ``gap_groups`` names them);
+    cases without a value are left out.
 
     Examples
     --------
@@ -202,31 +207,116 @@ def subgroup_metrics(
     ...                      n_resamples=20)
     >>> r["groups"]["F"]["auc"]["value"], r["groups"]["M"]["auc"]["value"], r["gaps"]["auc"]
     (0.5, 1.0, 0.5)
+    >>> r = subgroup_metrics("binary", y[:6], np.c_[1 - p, p][:6], ["F"] * 6, n_resamples=20)
+    >>> r["groups"]["F"]["auc"]["ci_note"]
+    'not estimable (n=6, positives=3, negatives=3): fewer than 10 cases'
     """
+    from medsight.evaluation.estimability import (
+        MIN_CASES,
+        MIN_PATIENTS,
+        MIN_PER_CLASS,
+        MIN_VALID_FRACTION,
+        check_ci,
+        class_needs,
+        with_estimability,
+    )
+
     yy, p = np.asarray(y), np.asarray(proba, dtype=np.float64)
     vals = np.array(["" if v is None else str(v) for v in values], dtype=object)
     g = None if groups is None else np.asarray(groups, dtype=object)
-    core = set(_CORE[str(task)])
-    result: dict[str, Any] = {"groups": {}, "gaps": {}}
-    per_metric: dict[str, list[float]] = {}
+    table = _metric_table(str(task), p.shape[1], dict(thresholds or {}), list(label_names))
+    core = [name for name in _CORE[str(task)] if name in table]
+    result: dict[str, Any] = {
+        "groups": {},
+        "gaps": {},
+        "gap_groups": {},
+        "rule": (
+            f"a CI needs >= {MIN_CASES} cases, >= {MIN_PATIENTS} patients, >= {MIN_PER_CLASS} "
+            "positives (sensitivity, AUC) / negatives (specificity, AUC), the metric defined "
+            f"in >= {MIN_VALID_FRACTION:.0%} of resamples and a non-zero width"
+        ),
+    }
+    per_metric: dict[str, dict[str, float]] = {}
     for v in sorted(set(vals) - {""}):
         idx = np.flatnonzero(vals == v)
-        entry: dict[str, Any] = {"n": int(idx.size)}
-        if idx.size >= min_cases:
-            ms = classification_metrics(
-                task,
-                yy[idx],
-                p[idx],
-                thresholds,
-                label_names=label_names,
-                groups=None if g is None else list(g[idx]),
-                n_resamples=n_resamples,
-                seed=seed,
+        yv, pv = yy[idx], p[idx]
+        gv = None if g is None else list(g[idx])
+        n_patients = int(idx.size) if gv is None else len(set(gv))
+        entry: dict[str, Any] = {"n": int(idx.size), "patients": n_patients}
+        counts: dict[str, Any] = {}
+        if str(task) == "binary":
+            entry["positives"] = counts["positives"] = int((yv == 1).sum())
+            counts["negatives"] = int((yv == 0).sum())
+        elif str(task) == "multilabel":
+            counts["class_counts"] = [int(c) for c in yv.sum(axis=0)]
+        else:
+            counts["class_counts"] = [int(c) for c in np.bincount(yv, minlength=p.shape[1])]
+        for name in core:
+            size = check_ci(int(idx.size), patients=n_patients, needs=class_needs(name), **counts)
+            if not size.estimable:
+                try:  # the point estimate only
+                    value = float(table[name](yv, pv))
+                except ValueError:
+                    value = float("nan")
+                if np.isfinite(value):
+                    m = MetricResult(name, value, None, None, int(idx.size)).as_dict()
+                else:
+                    m = {"name": name, "value": None, "ci_low": None, "ci_high": None}
+                    m["n"] = int(idx.size)
+                entry[name] = with_estimability(m, size)
+                continue
+            try:
+                r = bootstrap_ci(table[name], yv, pv, groups=gv, n_resamples=n_resamples, seed=seed)
+            except (InvalidInputError, ValueError):
+                continue
+            verdict = check_ci(
+                int(idx.size),
+                patients=n_patients,
+                needs=class_needs(name),
+                n_valid=r.n_valid,
+                n_resamples=r.n_resamples,
+                low=r.low,
+                high=r.high,
+                **counts,
             )
-            for m in ms:
-                if m.name in core:
-                    entry[m.name] = m.as_dict()
-                    per_metric.setdefault(m.name, []).append(m.value)
+            low = None if np.isnan(r.low) else r.low
+            high = None if np.isnan(r.high) else r.high
+            m = MetricResult(name, r.value, low, high, int(idx.size)).as_dict()
+            entry[name] = with_estimability(m, verdict)
+            per_metric.setdefault(name, {})[v] = r.value
         result["groups"][v] = entry
-    result["gaps"] = {k: float(max(v) - min(v)) for k, v in per_metric.items() if len(v) > 1}
+    for k, by_value in per_metric.items():
+        if len(by_value) > 1:
+            result["gaps"][k] = float(max(by_value.values()) - min(by_value.values()))
+            result["gap_groups"][k] = sorted(by_value)
     return result
+
+
+def subgroup_lines(subgroups: Mapping[str, Any]) -> list[str]:
+    """One line of text per attribute (for the command line), each group's core metrics with
+    their CI or the reason there is none.
+
+    Examples
+    --------
+    >>> sub = {"sex": {"groups": {"F": {"n": 3, "auc": {"value": 0.5, "ci_low": None,
+    ...        "ci_high": None, "estimable": False, "ci_note": "not estimable (n=3)"}}}}}
+    >>> subgroup_lines(sub)
+    ['subgroups by sex: F (n=3) auc 0.500 [not estimable (n=3)]']
+    """
+    lines = []
+    for column, sub in subgroups.items():
+        parts = []
+        for value, entry in sub["groups"].items():
+            metrics = []
+            for name, m in entry.items():
+                if not isinstance(m, dict):
+                    continue
+                text = "undefined" if m.get("value") is None else f"{m['value']:.3f}"
+                if m.get("estimable") is False:
+                    text += f" [{m['ci_note']}]"
+                elif m.get("ci_low") is not None:
+                    text += f" ({m['ci_low']:.3f} to {m['ci_high']:.3f})"
+                metrics.append(f"{name} {text}")
+            parts.append(f"{value} (n={entry['n']}) " + ", ".join(metrics))
+        lines.append(f"subgroups by {column}: " + "; ".join(parts))
+    return lines

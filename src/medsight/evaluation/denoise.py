@@ -36,6 +36,7 @@ from numpy.typing import ArrayLike
 
 from medsight.core.errors import InvalidInputError
 from medsight.evaluation.bootstrap import bootstrap_ci
+from medsight.evaluation.estimability import subgroup_mean
 from medsight.io.atomic import atomic_path, write_text_atomic
 from medsight.io.html import write_html
 from medsight.transforms.noise import NoiseModel, apply_noise, sample_noise
@@ -132,7 +133,8 @@ def evaluate_denoiser(
         end, middle and high end of the package's training range.  Every case is tested at
         every level, with noise seeded by ``seed``, the level and the case.
     by : sequence of str
-        Attributes for subgroups (mean denoised PSNR per value).
+        Attributes for subgroups (mean denoised PSNR per value, with a patient-level CI where
+        :mod:`medsight.evaluation.estimability` allows one).
     """
     from medsight.inference.denoise import Denoiser
 
@@ -181,11 +183,17 @@ def evaluate_denoiser(
         gain = np.array([r["psnr_denoised"] - r["psnr_noisy"] for r in mine], dtype=float)
         res = bootstrap_ci(np.mean, gain, groups=groups, n_resamples=n_resamples, seed=seed)
         metrics.append({"name": f"psnr_gain@{level:g}", "level": level, **res.as_dict()})
-    subgroups: dict[str, dict[str, float]] = {}
-    for attr in by:
+    subgroups: dict[str, dict[str, Any]] = {}
+    for attr in by:  # mean denoised PSNR over (case, level) rows, its CI or why there is none
         for v in sorted({r[attr] for r in rows}):
-            mine = [r["psnr_denoised"] for r in rows if r[attr] == v]
-            subgroups[f"{attr}={v}"] = {"psnr_denoised": float(np.mean(mine)), "n": len(mine)}
+            mine = [r for r in rows if r[attr] == v]
+            ci = subgroup_mean(
+                [r["psnr_denoised"] for r in mine],
+                [r["patient_id"] for r in mine],
+                n_resamples=n_resamples,
+                seed=seed,
+            )
+            subgroups[f"{attr}={v}"] = {"psnr_denoised": ci["value"], **ci}
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     report = {

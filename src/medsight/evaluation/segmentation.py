@@ -34,6 +34,7 @@ from numpy.typing import ArrayLike
 
 from medsight.core.errors import InvalidInputError
 from medsight.evaluation.bootstrap import bootstrap_ci
+from medsight.evaluation.estimability import subgroup_mean
 from medsight.io.atomic import write_text_atomic
 from medsight.io.html import write_html
 
@@ -285,12 +286,14 @@ def evaluate_segmenter(
         )
     groups = {c.case_id: c.patient_id or c.case_id for c in cases}
     reports = summarize(rows, labels, groups=groups, n_resamples=n_resamples, seed=seed)
-    subgroups: dict[str, dict[str, float]] = {}
-    for attr in by:
+    subgroups: dict[str, dict[str, Any]] = {}
+    for attr in by:  # mean Dice per case (over labels), its CI or why there is none
         values = {c.case_id: str(c.attributes.get(attr)) for c in cases}
         for v in sorted(set(values.values())):
-            d = [r.dice for r in rows if values[r.case_id] == v]
-            subgroups[f"{attr}={v}"] = {"dice": float(np.mean(d)), "n": len(d) // len(labels)}
+            ids = sorted({r.case_id for r in rows if values[r.case_id] == v})
+            d = [np.mean([r.dice for r in rows if r.case_id == i]) for i in ids]
+            ci = subgroup_mean(d, [groups[i] for i in ids], n_resamples=n_resamples, seed=seed)
+            subgroups[f"{attr}={v}"] = {"dice": ci["value"], **ci}
     metrics = [
         {"name": f"{field}_{r.name}", **vals} for r in reports for field, vals in r.metrics.items()
     ]

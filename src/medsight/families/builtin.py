@@ -15,7 +15,15 @@ from __future__ import annotations
 from medsight.core.task import Task
 from medsight.families import TaskFamily
 
-__all__ = ["CLASSIFICATION", "DENOISING", "FAMILIES", "SEGMENTATION", "SYNTHESIS"]
+__all__ = [
+    "CLASSIFICATION",
+    "DENOISING",
+    "DETECTION",
+    "FAMILIES",
+    "RISK",
+    "SEGMENTATION",
+    "SYNTHESIS",
+]
 
 CLASSIFICATION = TaskFamily(
     name="classification",
@@ -97,4 +105,37 @@ SYNTHESIS = TaskFamily(
     by_default=False,  # generates images; never run on a patient's study
 )
 
-FAMILIES = (CLASSIFICATION, SEGMENTATION, DENOISING, SYNTHESIS)
+RISK = TaskFamily(
+    name="risk",
+    tasks=(Task.RISK,),
+    summary="outcome prediction from image embeddings + clinical variables: late fusion, FiLM, "
+    "GRU / LSTM / time-aware attention over a patient's visits; binary or Cox time-to-event",
+    config="medsight.training.risk:RiskConfig",
+    run="medsight.training.risk:train_risk",
+    predictor="medsight.inference.risk:RiskPredictor",
+    evaluate="medsight.evaluation.risk:evaluate_risk",
+    analyze="medsight.analysis.risk:analyze_risk",
+    command="medsight.cli.risk:train_risk_command",
+    command_name="risk",
+    architectures=("late", "film", "gru", "lstm", "attention", "clinical", "image"),
+    run_folders=("package",),
+    by_default=False,  # needs the patient's record, which analyze does not supply by itself
+)
+
+DETECTION = TaskFamily(
+    name="detection",
+    tasks=(Task.DETECTION,),
+    summary="2D / 3D lesion detection (MONAI RetinaNet on a small ResNet-FPN, ATSS matching, "
+    "hard negative sampling) as boxes / circles with scores, FROC-validated",
+    config="medsight.training.detect:DetectConfig",
+    run="medsight.training.detect:train_detector",
+    predictor="medsight.inference.detect:Detector",
+    evaluate="medsight.evaluation.detection_eval:evaluate_detector",
+    analyze="medsight.analysis.detection:analyze_detection",
+    command="medsight.cli.detect:train_detect",
+    command_name="detect",
+    architectures=("retinanet",),
+    run_folders=("package",),
+)
+
+FAMILIES = (CLASSIFICATION, SEGMENTATION, DENOISING, SYNTHESIS, RISK, DETECTION)

@@ -142,6 +142,20 @@ class Predictor:
         spec = self._pkg.spec
         return predict_labels(spec.task.value, proba, spec.thresholds, spec.label_names)
 
+    def decide_by_group(
+        self, proba: NDArray[np.float64], values: Sequence[object] | None
+    ) -> tuple[NDArray[np.int64], list[str]]:
+        """Decisions using the package's per-group thresholds where a case's group value
+        (``values``, one per case, ``None`` where unknown) has one, else the global threshold;
+        and which operating point each case got (see ``decision.group_decisions``).
+        """
+        from medsight.inference.decision import group_decisions
+
+        spec = self._pkg.spec
+        return group_decisions(
+            spec.task.value, proba, spec.thresholds, spec.label_names, spec.group_thresholds, values
+        )
+
     def predict(self, image: Image) -> ClassPrediction:
         """Probabilities and decision for one Image."""
         return self.predict_many([image])[0]

@@ -298,4 +298,7 @@ def summarize(entry: SeriesEntry, image: Image | None) -> dict[str, Any]:
                 [float(finite.min()), float(finite.max())] if finite.size else [None, None]
             ),
         )
+        for key in ("channel_axis", "n_volumes", "repetition_time_s", "suv_status"):
+            if image.meta.get(key) is not None:  # 4D series and PET (see core.image)
+                out[key] = image.meta[key]
     return out

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from medsight.core.errors import MedsightError
+from medsight.models.roles import ordered_roles, reference_role
 from medsight.models.spec import ModelSpec, Task
 
 if TYPE_CHECKING:
@@ -319,7 +320,14 @@ def render_model_card(spec: ModelSpec) -> str:
         + (f"; labels: {', '.join(spec.label_names)}" if spec.labels else ""),
         f"- Architecture: `{spec.architecture.name}` {json.dumps(spec.architecture.args)}",
         f"- Input: {spec.input.spatial_ndim}D, {spec.input.channels} channel(s), modalities "
-        f"{', '.join(spec.input.modalities) or 'any'}",
+        f"{', '.join(spec.input.modalities) or 'any'}"
+        + (
+            "; one series per channel, found by its role (in channel order: "
+            f"{', '.join(r.name for _c, r in ordered_roles(spec.input.roles))}; grid of "
+            f"{reference_role(spec.input.roles).name})"
+            if spec.input.roles
+            else ""
+        ),
         f"- Preprocessing: {json.dumps(spec.preprocessing.model_dump(mode='json'))}",
     ]
     if spec.task in _DECIDING_TASKS:  # a decision and probabilities: classifiers only

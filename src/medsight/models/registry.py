@@ -55,6 +55,10 @@ _BUILTIN: dict[str, str] = {
     "autoencoder": "monai.networks.nets:AutoEncoder",
     "vitautoenc": "monai.networks.nets:ViTAutoEnc",
     "diffusion_unet": "monai.networks.nets:DiffusionModelUNet",  # synthesis (DDPM)
+    # detection: MONAI RetinaNet on a small ResNet + FPN (anchors in the arguments)
+    "retinanet": "medsight.models.retinanet:build_retinanet",
+    # risk (image embeddings + clinical variables, one visit or a sequence)
+    "risk_fusion": "medsight.models.fusion:RiskNet",
 }
 _PLUGINS: dict[str, Callable[..., Any]] = {}
 

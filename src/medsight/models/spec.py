@@ -36,6 +36,8 @@ from medsight.core.codes import Code  # re-exported: models speak in coded conce
 from medsight.core.errors import InvalidInputError
 from medsight.core.significance import Significance, Urgency, parse_meaning
 from medsight.core.task import Task  # re-exported: one Task for data sets and models
+from medsight.models.group_thresholds import GroupThresholds, check_group_thresholds
+from medsight.models.roles import RoleSpec, check_roles
 
 __all__ = [
     "MODEL_TASKS",
@@ -43,6 +45,7 @@ __all__ = [
     "CalibrationMethod",
     "CalibrationSpec",
     "Code",
+    "GroupThresholds",
     "InputSpec",
     "Intensity",
     "LabelSpec",
@@ -50,6 +53,7 @@ __all__ = [
     "ModelSpec",
     "PreprocessingSpec",
     "ReliabilitySpec",
+    "RoleSpec",
     "Significance",
     "Task",
     "TrainingDataSummary",
@@ -67,6 +71,8 @@ MODEL_TASKS = (
     Task.SEGMENTATION,
     Task.DENOISING,  # a cleaner image of the input; no labels
     Task.SYNTHESIS,  # generates images of a class; labels, no thresholds
+    Task.DETECTION,  # boxes / circles with a score; labels = the foreground classes
+    Task.RISK,  # an outcome from image embeddings + clinical variables (models.fusion)
 )
 
 
@@ -170,6 +176,15 @@ class InputSpec(_Frozen):
     photometric: list[str] = Field(default_factory=list)  # allowed DICOM photometric; empty=any
     min_size: list[int] | None = None  # smallest in-plane size (pixels per spatial axis)
     max_size: list[int] | None = None  # largest size (pixels per spatial axis)
+    # several series, one per channel (FLAIR / T1 / T2 ...), found in the study by their
+    # headers and resampled onto the reference role's grid (medsight.models.roles); empty =
+    # one series holding every channel (as before roles existed)
+    roles: list[RoleSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _roles_fill_channels(self) -> InputSpec:
+        check_roles(self.roles, self.channels)
+        return self
 
 
 class PreprocessingSpec(_Frozen):
@@ -298,6 +313,8 @@ class ModelSpec(_Frozen):
     preprocessing: PreprocessingSpec
     labels: list[LabelSpec]
     thresholds: dict[str, float] = Field(default_factory=dict)
+    # binary: per-group thresholds, used only where a case's group is known
+    group_thresholds: GroupThresholds | None = None
     temperature: float | None = None  # temperature-only packages; ``calibration`` wins
     calibration: CalibrationSpec | None = None
     training_data: TrainingDataSummary | None = None
@@ -330,6 +347,13 @@ class ModelSpec(_Frozen):
             raise ValueError(
                 f"format_version {self.format_version} is newer than this medsight reads "
                 f"({FORMAT_VERSION}); upgrade medsight"
+            )
+        indices = sorted(lab.index for lab in self.labels)
+        if self.task is Task.DETECTION and (not indices or indices != list(range(len(indices)))):
+            raise ValueError("a detection model's labels are its foreground classes, 0..n-1")
+        if self.group_thresholds is not None:
+            check_group_thresholds(
+                self.group_thresholds, self.task.value, self.label_names, self.thresholds
             )
         if self.temperature is not None and self.temperature <= 0:
             raise ValueError("temperature must be positive")

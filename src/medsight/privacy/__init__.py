@@ -8,7 +8,11 @@ The package follows one file from input to output:
 * :mod:`~medsight.privacy.keys` - the secret key: keyed-hash UIDs, pseudonymous patient ids and
   per-patient date shifts.
 * :mod:`~medsight.privacy.dicom_deid` - applies the profile to one DICOM dataset.
-* :mod:`~medsight.privacy.pixels` - burned-in text: flagging and OCR scrubbing.
+* :mod:`~medsight.privacy.pixels` - burned-in text: flagging, scrubbing and verifying, built on
+  :mod:`~medsight.privacy.ocr` (tesseract on several renderings),
+  :mod:`~medsight.privacy.text_regions` (text lines found without reading) and
+  :mod:`~medsight.privacy.identifiers` (the header's values, dates, masking);
+  :mod:`~medsight.privacy.drawn` draws test images with burned-in identifiers.
 * :mod:`~medsight.privacy.other_formats` - NIfTI headers and PNG/JPEG metadata.
 * :mod:`~medsight.privacy.batch` - whole folders, in parallel, atomically, with a
   re-identification table.

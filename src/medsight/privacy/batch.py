@@ -1,7 +1,10 @@
 """De-identify a file or a whole folder: in parallel, atomically, never touching the input.
 
-Each input file is classified by content (DICOM) or name (NIfTI, PNG, JPEG); other files are
-reported and not copied (they may hold identifiers nobody checked).  Outputs are named by the
+Each input file is classified by content (DICOM) or name (NIfTI, PNG, JPEG); other files (a
+README, a DICOMDIR, a PDF) are skipped with a note and not copied (they may hold identifiers
+nobody checked), without failing the run.  Encapsulated documents (Encapsulated PDF, CDA, STL,
+...) are dropped with a note too: their text cannot be de-identified reliably, so they are
+never passed through.  Outputs are named by the
 new UIDs (or mirror the input's relative paths, see :class:`~medsight.privacy.profile.Layout`)
 and written to a temporary name, then renamed, so a crash leaves no half-written file.  A bad
 file is reported and skipped; the rest finish.  The optional re-identification table (CSV:
@@ -44,9 +47,22 @@ from medsight.privacy.errors import DeidError, UnsafePathError
 from medsight.privacy.keys import PseudonymKey
 from medsight.privacy.other_formats import clean_jpeg, clean_nifti, clean_png, is_nifti
 from medsight.privacy.pixels import burned_in_risk, scrub_burned_in_text
-from medsight.privacy.profile import DeidConfig, Layout, PixelScrub
+from medsight.privacy.profile import DeidConfig, Layout, PixelScrub, PixelText
 
-__all__ = ["DeidReport", "FileOutcome", "deidentify_file", "deidentify_folder", "iter_input_files"]
+__all__ = [
+    "DeidReport",
+    "FileOutcome",
+    "SkippedFile",
+    "deidentify_file",
+    "deidentify_folder",
+    "iter_input_files",
+]
+
+_ENCAPSULATED_PREFIX = "1.2.840.10008.5.1.4.1.1.104."
+
+
+class SkippedFile(MedsightError):
+    """A file that is not an image to de-identify; it is noted, not copied, and not a failure."""
 
 
 @dataclass
@@ -57,10 +73,12 @@ class FileOutcome:
     output: Path | None = None
     kind: str = ""
     error: str | None = None
+    note: str | None = None
     sha256: str | None = None
     source_sha256: str | None = None
     burned_in: list[str] = field(default_factory=list)
     scrubbed: list[str] = field(default_factory=list)
+    regions: list[dict[str, object]] = field(default_factory=list)
     patient: tuple[str, str, str, str] | None = None  # id, name, pseudonym, date shift
     study: tuple[str, str] | None = None  # original, new Study Instance UID
 
@@ -78,6 +96,11 @@ class DeidReport:
     def failed(self) -> list[FileOutcome]:
         """Files that were reported and skipped."""
         return [o for o in self.outcomes if o.error is not None]
+
+    @property
+    def skipped(self) -> list[FileOutcome]:
+        """Files that are not images to de-identify (noted, not copied, not a failure)."""
+        return [o for o in self.outcomes if o.note is not None]
 
     @property
     def written(self) -> list[FileOutcome]:
@@ -144,10 +167,12 @@ def deidentify_file(
             out_rel = Path("files") / f"{digest}{suffix}"
         outcome.sha256 = _write_atomic(out_dir / out_rel, data)
         outcome.output = out_rel
+    except SkippedFile as note:
+        outcome.note = note.problem
     except MedsightError as err:
         outcome.error = str(err) if err.where else f"{src}: {err}"
     except InvalidDicomError:
-        outcome.error = f"{src}: not a DICOM, NIfTI, PNG or JPEG file; not copied"
+        outcome.note = "not a DICOM, NIfTI, PNG or JPEG file: skipped, not copied"
     except Exception as exc:  # a batch reports any broken file and goes on
         outcome.error = f"{src}: {type(exc).__name__}: {exc}"
     return outcome
@@ -159,12 +184,21 @@ def _deidentify_dicom(
     try:
         ds = dcmread(io.BytesIO(raw))
     except InvalidDicomError:  # no preamble/"DICM": accept only a dataset that names its SOP
-        ds = dcmread(io.BytesIO(raw), force=True)
-        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+        try:
+            ds = dcmread(io.BytesIO(raw), force=True)
+            named = "SOPClassUID" in ds and "SOPInstanceUID" in ds
+        except Exception:  # forced parsing of arbitrary bytes fails in many ways: not DICOM
+            named = False
+        if not named:
             raise
     meta_class = ds.file_meta.get("MediaStorageSOPClassUID") if "file_meta" in dir(ds) else None
-    if meta_class == MediaStorageDirectoryStorage:
-        raise DeidError(src, "a DICOMDIR is not copied (its paths would be wrong): rebuild it")
+    if meta_class == MediaStorageDirectoryStorage or "DirectoryRecordSequence" in ds:
+        raise SkippedFile(src, "a DICOMDIR: not copied (its paths would be wrong), rebuild it")
+    if str(ds.get("SOPClassUID", "")).startswith(_ENCAPSULATED_PREFIX):
+        name = UID(str(ds.SOPClassUID)).name
+        raise SkippedFile(
+            src, f"{name}: dropped (the document's text cannot be de-identified reliably)"
+        )
     if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
         raise DeidError(src, "no SOP Class or SOP Instance UID: not a storable DICOM instance")
     _check_complete(ds, src)
@@ -174,10 +208,10 @@ def _deidentify_dicom(
         config.scrub_pixels == PixelScrub.FLAGGED and outcome.burned_in
     )
     if scrub and "PixelData" in ds:
-        boxes = scrub_burned_in_text(ds)
-        outcome.scrubbed = [
-            f"frame {b.frame} ({b.left},{b.top},{b.width}x{b.height}): {b.text}" for b in boxes
-        ]
+        keep = config.pixel_text == PixelText.KEEP_READABLE
+        regions = scrub_burned_in_text(ds, keep_readable=keep)
+        outcome.scrubbed = [str(r) for r in regions]
+        outcome.regions = [r.as_dict() for r in regions]
         cleaned = True
     result = deidentify_dataset(ds, key, config, pixels_cleaned=cleaned)
     outcome.patient = (

@@ -6,8 +6,13 @@
 numbers, institution and physician names, free text, every private attribute's value and every
 instance UID; for NIfTI, PNG and JPEG files, the strings in their metadata.  It then searches each
 output file's elements at every nesting level, private ones included, and the output's relative
-path (with ``ocr=True`` also the words OCR reads in images that may carry burned-in text),
-case-insensitively and as substrings (UIDs by exact match), and reports every hit.
+path, case-insensitively and as substrings (UIDs by exact match), and reports every hit.
+
+With ``ocr=True`` it also reads the pixels of every output image that may carry burned-in text
+(:func:`medsight.privacy.pixels.read_burned_in`: the renderings the scrubber uses) and reports
+each identifying value of the inputs' headers (names in both orders, IDs, institution, dates in
+common formats; :func:`medsight.privacy.identifiers.header_values`) and any date it reads; an
+ID-like string is a warning only.  Pixel hits carry the value masked (``B****** M** C**``).
 
 Values that the input also holds inside attributes the profile retains (e.g. an Institution
 Name ``TOSHIBA`` when the retained Manufacturer is ``TOSHIBA_MEC``) are not searched for: the
@@ -46,6 +51,7 @@ from pydicom.multival import MultiValue
 
 from medsight.core.errors import EmptyInputError
 from medsight.privacy.batch import iter_input_files
+from medsight.privacy.identifiers import IdentifyingValue, header_values, mask
 from medsight.privacy.other_formats import is_nifti, metadata_strings
 from medsight.privacy.profile import (
     ALL_METHOD_CODES,
@@ -82,12 +88,18 @@ class LeakHit:
     def __str__(self) -> str:
         return f"{self.file}: {self.location} contains {self.value!r} (from input {self.origin})"
 
+    @property
+    def masked(self) -> str:
+        """The hit with the value masked (safe to print or log)."""
+        return f"{self.file}: {self.location} contains '{mask(self.value)}' (from {self.origin})"
+
 
 @dataclass
 class LeakReport:
     """Hits of :func:`verify`; ``ok`` when there are none."""
 
     hits: list[LeakHit] = field(default_factory=list)
+    warnings: list[LeakHit] = field(default_factory=list)
     files_checked: int = 0
     identifiers: int = 0
 
@@ -156,6 +168,7 @@ class _Identifiers:
     text: dict[str, str] = field(default_factory=dict)  # lower-case variant -> origin
     uids: dict[str, str] = field(default_factory=dict)
     retained: set[str] = field(default_factory=set)
+    pixel_values: set[IdentifyingValue] = field(default_factory=set)
 
     def add(self, value: str, origin: str) -> None:
         if _worth_searching(value):
@@ -177,10 +190,23 @@ def collect_identifiers(in_path: Path, config: DeidConfig | None = None) -> _Ide
             continue
         for where, elem, parent in _walk(ds):
             _collect_element(found, elem, where, config, parent)
+        found.pixel_values.update(_pixel_values(ds, config))
     retained = "\n".join(found.retained)
     found.text = {v: o for v, o in found.text.items() if v not in retained}
     found.uids = {u: o for u, o in found.uids.items() if len(u) >= 8 and "." in u}
     return found
+
+
+def _pixel_values(ds: Dataset, config: DeidConfig) -> list[IdentifyingValue]:
+    """Header values that must not be readable in the output's pixels (kept ones excepted)."""
+    kept = set()
+    if config.has(Option.RETAIN_INSTITUTION_IDENTITY):
+        kept.add("institution")
+    if config.has(Option.RETAIN_DEVICE_IDENTITY):
+        kept.add("device")
+    if config.has(Option.RETAIN_FULL_DATES):
+        kept.add("date")
+    return [v for v in header_values(ds) if v.kind not in kept]
 
 
 def _collect_element(
@@ -259,20 +285,31 @@ def _output_texts(path: Path, root: Path) -> list[tuple[str, str, bool]]:
     return texts
 
 
-def _ocr_texts(path: Path) -> list[tuple[str, str, bool]]:
-    """Words OCR reads in the pixels of an output image that may carry burned-in text."""
-    from medsight.privacy.pixels import burned_in_risk, find_text
+def _pixel_hits(
+    path: Path, rel: str, values: list[IdentifyingValue]
+) -> tuple[list[LeakHit], list[LeakHit]]:
+    """(leaks, warnings) OCR reads in the pixels of an output image flagged for burned-in text."""
+    from medsight.privacy.pixels import FAILING_KINDS, burned_in_risk, read_burned_in
 
     try:
         ds = dcmread(path)
     except (InvalidDicomError, OSError, ValueError):
-        return []
+        return [], []
     if "PixelData" not in ds or not burned_in_risk(ds):
-        return []
-    pixels = ds.pixel_array
-    frames = pixels if int(ds.get("NumberOfFrames", 1) or 1) > 1 else pixels[None]
-    words = [b.text for i, frame in enumerate(frames) for b in find_text(frame, frame=i)]
-    return [("pixels (OCR)", " ".join(words), False)] if words else []
+        return [], []
+    leaks, warnings = [], []
+    for found in read_burned_in(ds, values):
+        where = "all frames" if found.frame is None else f"frame {found.frame}"
+        left, top, width, height = found.box
+        location = f"pixels (OCR, {where}, box {left},{top},{width}x{height})"
+        hit = LeakHit(rel, location, found.masked, f"header {found.kind}")
+        (leaks if found.kind in FAILING_KINDS else warnings).append(hit)
+    return leaks, warnings
+
+
+def _path_tokens(path: str) -> set[str]:
+    """The runs of digits and letters in a path (a digit value must be one to count)."""
+    return set(re.findall(r"[0-9]+|[a-z]+", path))
 
 
 def verify(
@@ -293,8 +330,8 @@ def verify(
         Characteristics) are not reported.
     ocr : bool
         Also read the pixels of output images that may carry burned-in text (see
-        :func:`medsight.privacy.pixels.burned_in_risk`) with OCR and search the words found
-        (needs the ``tesseract`` binary).
+        :func:`medsight.privacy.pixels.burned_in_risk`) with OCR and report identifying
+        values and dates read there, masked (needs the ``tesseract`` binary).
 
     Returns
     -------
@@ -307,20 +344,26 @@ def verify(
     if not outputs:
         raise EmptyInputError(out_path, "no output files to check")
     report = LeakReport(identifiers=len(identifiers.text) + len(identifiers.uids))
+    pixel_values = sorted(identifiers.pixel_values, key=lambda v: (-len(v.value), v.value))
     for path in outputs:
         report.files_checked += 1
         texts = _output_texts(path, out_root)
+        rel = str(path.relative_to(out_root))
         if ocr and not is_nifti(path) and not path.name.lower().endswith(_NON_IMAGE):
-            texts += _ocr_texts(path)
+            leaks, warnings = _pixel_hits(path, rel, pixel_values)
+            report.hits += leaks
+            report.warnings += warnings
         lowered = [(where, text.lower(), is_uid) for where, text, is_uid in texts]
         blob = "\n".join(text for _, text, is_uid in lowered if not is_uid)
-        rel = str(path.relative_to(out_root))
         for value, origin in identifiers.text.items():
             if value not in blob:
                 continue
             for where, text, is_uid in lowered:
-                if not is_uid and value in text:
-                    report.hits.append(LeakHit(rel, where, value, origin))
+                if is_uid or value not in text:
+                    continue
+                if where == "file path" and value.isdigit() and value not in _path_tokens(text):
+                    continue  # digits inside a keyed-hash UID name match by chance
+                report.hits.append(LeakHit(rel, where, value, origin))
         for where, text, is_uid in lowered:
             if is_uid and text in identifiers.uids:
                 report.hits.append(LeakHit(rel, where, text, identifiers.uids[text]))

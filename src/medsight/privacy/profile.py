@@ -50,9 +50,11 @@ __all__ = [
     "MethodCode",
     "Option",
     "PixelScrub",
+    "PixelText",
     "Profile",
     "SafePrivateTag",
     "method_codes",
+    "profile_defaults",
     "resolve_action",
 ]
 
@@ -69,9 +71,21 @@ class Action(StrEnum):
 
 
 class Profile(StrEnum):
-    """Confidentiality profiles of PS3.15 Annex E that medsight implements."""
+    """Confidentiality profiles: PS3.15's Basic Profile, and medsight's presets on top of it.
+
+    ``basic``: the Basic Application Level Confidentiality Profile with only the options asked
+    for.  ``hospital-analysis``: for analysis that stays inside the hospital (training,
+    ``medsight analyze`` on a copy without names): the Basic Profile plus Clean Descriptors
+    (Series Description and Protocol Name kept, cleaned of identifying words, so models still
+    find their series), Retain Longitudinal Temporal Information with Modified Dates (one keyed
+    shift per patient: intervals between studies survive), Retain Patient Characteristics
+    (age, sex, size, weight: fairness and risk models need them) and Retain Device Identity
+    (scanner model and station: domain shift and QC need them), with burned-in text scrubbed
+    in flagged images (:func:`profile_defaults`).
+    """
 
     BASIC = "basic"
+    HOSPITAL_ANALYSIS = "hospital-analysis"
 
 
 class Option(StrEnum):
@@ -99,6 +113,18 @@ class PixelScrub(StrEnum):
     OFF = "off"
     FLAGGED = "flagged"
     ALL = "all"
+
+
+class PixelText(StrEnum):
+    """What of the burned-in text found in a scrubbed image is blacked out.
+
+    ``all`` (default): every text line found, identifying or not.  ``keep-readable``: lines that
+    OCR reads confidently and that match no identifying value, date or ID-like string (``L``,
+    ``R``, scale markers, ``MI 1.1``) stay; lines that cannot be read are still blacked out.
+    """
+
+    ALL = "all"
+    KEEP_READABLE = "keep-readable"
 
 
 class Layout(StrEnum):
@@ -224,6 +250,8 @@ class DeidConfig(BaseModel):
         Remove every element of the curve (50xx) and overlay (60xx) groups.
     scrub_pixels : PixelScrub or bool
         Which images get OCR and their text blacked out (``True`` means ``flagged``).
+    pixel_text : PixelText
+        Which of the text found is blacked out (default: all of it).
     layout : Layout
         How output files are named (default: by the new UIDs).
     patient_id_prefix : str
@@ -241,6 +269,7 @@ class DeidConfig(BaseModel):
     safe_private: tuple[SafePrivateTag, ...] = ()
     remove_overlays: bool = True
     scrub_pixels: PixelScrub = PixelScrub.OFF
+    pixel_text: PixelText = PixelText.ALL
     layout: Layout = Layout.UID
     patient_id_prefix: str = Field(default="ANON", pattern=r"^[A-Z0-9]{0,8}$")
 
@@ -334,6 +363,34 @@ def resolve_action(tag: BaseTag, config: DeidConfig) -> Action | None:
     if code is None:
         return None
     return _COMBINED.get(code) or Action(code)
+
+
+_HOSPITAL_OPTIONS = frozenset(
+    {
+        Option.CLEAN_DESCRIPTORS,
+        Option.RETAIN_MODIFIED_DATES,
+        Option.RETAIN_PATIENT_CHARACTERISTICS,
+        Option.RETAIN_DEVICE_IDENTITY,
+    }
+)
+
+
+def profile_defaults(profile: Profile | str) -> dict[str, Any]:
+    """The :class:`DeidConfig` fields a profile sets (options are added to those asked for).
+
+    Examples
+    --------
+    >>> sorted(profile_defaults("hospital-analysis")["options"])  # doctest: +NORMALIZE_WHITESPACE
+    [<Option.CLEAN_DESCRIPTORS: 'clean-descriptors'>,
+     <Option.RETAIN_DEVICE_IDENTITY: 'retain-device-identity'>,
+     <Option.RETAIN_MODIFIED_DATES: 'retain-modified-dates'>,
+     <Option.RETAIN_PATIENT_CHARACTERISTICS: 'retain-patient-characteristics'>]
+    >>> profile_defaults("basic")
+    {'options': frozenset()}
+    """
+    if Profile(profile) == Profile.HOSPITAL_ANALYSIS:
+        return {"options": _HOSPITAL_OPTIONS, "scrub_pixels": PixelScrub.FLAGGED}
+    return {"options": frozenset()}
 
 
 def method_codes(config: DeidConfig, *, pixels_cleaned: bool = False) -> list[MethodCode]:

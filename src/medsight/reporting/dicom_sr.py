@@ -4,6 +4,12 @@
   their segment in the DICOM SEG, with their measurements (UCUM units) and finding site.
 * Classification findings become image-level groups (TID 1501) with a qualitative evaluation
   (present / absent at the model's operating point) and the probability as a measurement.
+* Detection findings become Planar / Volumetric ROI groups (TID 1410 / 1411) whose image region
+  is an SCOORD (2D) or SCOORD3D (3D, patient coordinates) of their box or circle, with their
+  size, the score and present / absent (:mod:`medsight.reporting.sr_regions`).
+* Change findings (a finding compared with a prior study) become image-level groups whose
+  source images are a current and a prior instance; the prior study's instances are evidence,
+  which highdicom files under PertinentOtherEvidenceSequence (another StudyInstanceUID).
 * Every group carries the algorithm identification (name and version of the model package).
 """
 
@@ -19,6 +25,7 @@ from medsight.core.codes import ABSENT, IMAGING_PROCEDURE, NO_UNITS, PRESENT, Co
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, FindingKind
 from medsight.reporting.dicom_seg import hd_code
+from medsight.reporting.sr_regions import region_group
 
 __all__ = ["build_sr"]
 
@@ -55,6 +62,8 @@ def build_sr(
     segment_numbers: Mapping[str, Mapping[int, int]] | None = None,
     series_number: int = 902,
     title: Code | None = None,
+    prior: Sequence[Dataset] = (),
+    affine: Any = None,
 ) -> Any:
     """Build the SR document.
 
@@ -68,6 +77,14 @@ def build_sr(
     segment_numbers : mapping, optional
         ``model_id -> {label index: SEG segment number}``; defaults to the finding's own
         ``segment_number``.
+    prior : sequence of pydicom Dataset, optional
+        The prior study's images that CHANGE findings were compared with: each CHANGE group
+        names its first instance as a source image beside the current one, and all are
+        evidence (a prior study's instances land in PertinentOtherEvidenceSequence).
+    affine : array_like, optional
+        The 4x4 index-to-LPS affine of the image the findings were made on: a 3D detection
+        region is written as SCOORD3D in patient coordinates through it
+        (:mod:`medsight.reporting.sr_regions`; 2D regions are SCOORD on the source image).
 
     Raises
     ------
@@ -139,6 +156,21 @@ def build_sr(
                         value=hd_code(PRESENT if finding.positive else ABSENT),
                     )
                 ]
+            if finding.kind == FindingKind.DETECTION and finding.region is not None:
+                groups.append(  # an image region (SCOORD / SCOORD3D) with its measurements
+                    region_group(
+                        finding,
+                        tracking=tracking,
+                        sites=sites,
+                        algorithm=_algorithm(finding),
+                        measurements=measurements,
+                        evaluations=evaluations,
+                        source=source,
+                        affine=affine,
+                        finding_type=hd_code(finding.finding),
+                    )
+                )
+                continue
             groups.append(
                 hd.sr.MeasurementsAndQualitativeEvaluations(
                     tracking_identifier=tracking,
@@ -149,7 +181,10 @@ def build_sr(
                     qualitative_evaluations=evaluations,
                     source_images=[
                         hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)
-                        for ds in source[:1]
+                        for ds in [
+                            *source[:1],
+                            *(prior[:1] if finding.kind == FindingKind.CHANGE else []),
+                        ]
                     ],
                 )
             )
@@ -159,7 +194,9 @@ def build_sr(
         imaging_measurements=groups,
         title=hd_code(title) if title else None,
     )
-    evidence = list(source) + list((segmentations or {}).values())
+    # the prior's instances (another study) go to PertinentOtherEvidenceSequence: highdicom's
+    # collect_evidence splits the evidence by StudyInstanceUID (sr/sop.py, _SR.__init__)
+    evidence = list(source) + list((segmentations or {}).values()) + list(prior)
     return hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report,

@@ -2,6 +2,8 @@
 
 Built with the ``fhir.resources`` R4B models (R4B is the R4 technical correction release; the
 resources used here are unchanged from R4), so every resource is validated as it is built.
+A detection finding's image region becomes a BodyStructure that its Observation points at
+(:mod:`medsight.reporting.fhir_regions`).
 
 Examples
 --------
@@ -27,7 +29,8 @@ from typing import Any
 
 from medsight.core.codes import DIAGNOSTIC_IMAGING_REPORT, Code
 from medsight.core.errors import InvalidInputError
-from medsight.core.findings import Finding
+from medsight.core.findings import Finding, FindingKind
+from medsight.reporting.fhir_regions import add_region
 
 __all__ = ["StudyInfo", "build_bundle"]
 
@@ -128,8 +131,12 @@ def build_bundle(
     *,
     conclusion: str = "",
     issued: datetime.datetime | None = None,
+    prior: StudyInfo | None = None,
 ) -> dict[str, Any]:
     """A ``collection`` Bundle as plain JSON-ready data, validated with fhir.resources.
+
+    ``prior``: the prior study that CHANGE findings were compared with; it becomes a second
+    ImagingStudy, and each CHANGE Observation is ``derivedFrom`` both studies.
 
     Raises
     ------
@@ -145,6 +152,52 @@ def build_bundle(
         "resourceType": "Patient",
         "identifier": [{"value": study.patient_id or "unknown"}],
     }
+    imaging_study = _imaging_study(study, patient_ref)
+    observations = [(_urn(), _observation(f, patient_ref, study_ref, when)) for f in findings]
+    studies = [{"fullUrl": study_ref, "resource": imaging_study}]
+    structures = [  # detections: a BodyStructure per region, referenced by its Observation
+        add_region(obs, finding, patient_ref, _urn())
+        for finding, (_ref, obs) in zip(findings, observations, strict=True)
+        if finding.kind == FindingKind.DETECTION and finding.region is not None
+    ]
+    if prior is not None:
+        prior_ref = _urn()
+        studies.append({"fullUrl": prior_ref, "resource": _imaging_study(prior, patient_ref)})
+        for finding, (_ref, obs) in zip(findings, observations, strict=True):
+            if finding.kind == FindingKind.CHANGE:
+                obs["derivedFrom"].append({"reference": prior_ref})
+    report = {
+        "resourceType": "DiagnosticReport",
+        "status": "preliminary",
+        "category": [{"coding": [_IMAGING_CATEGORY]}],
+        "code": {"coding": [_coding(DIAGNOSTIC_IMAGING_REPORT)]},
+        "subject": {"reference": patient_ref},
+        "issued": when,
+        "imagingStudy": [{"reference": e["fullUrl"]} for e in studies],
+        "result": [{"reference": ref} for ref, _ in observations],
+        "conclusion": conclusion or "AI findings; preliminary, requires review by a clinician.",
+    }
+    entries = [
+        {"fullUrl": patient_ref, "resource": patient},
+        *studies,
+        *structures,
+        *({"fullUrl": ref, "resource": obs} for ref, obs in observations),
+        {"fullUrl": report_ref, "resource": report},
+    ]
+    data = {"resourceType": "Bundle", "type": "collection", "timestamp": when, "entry": entries}
+    for entry in entries:  # validate each resource with its own model, then the bundle
+        resource = entry["resource"]
+        try:
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"FHIR {resource['resourceType']}", f"fails validation: {str(exc)[:300]}"
+            ) from None
+    Bundle.model_validate(data)
+    return data
+
+
+def _imaging_study(study: StudyInfo, patient_ref: str) -> dict[str, Any]:
     imaging_study: dict[str, Any] = {
         "resourceType": "ImagingStudy",
         "status": "available",
@@ -174,32 +227,4 @@ def build_bundle(
         imaging_study["description"] = study.description
     if study.started:
         imaging_study["started"] = study.started
-    observations = [(_urn(), _observation(f, patient_ref, study_ref, when)) for f in findings]
-    report = {
-        "resourceType": "DiagnosticReport",
-        "status": "preliminary",
-        "category": [{"coding": [_IMAGING_CATEGORY]}],
-        "code": {"coding": [_coding(DIAGNOSTIC_IMAGING_REPORT)]},
-        "subject": {"reference": patient_ref},
-        "issued": when,
-        "imagingStudy": [{"reference": study_ref}],
-        "result": [{"reference": ref} for ref, _ in observations],
-        "conclusion": conclusion or "AI findings; preliminary, requires review by a clinician.",
-    }
-    entries = [
-        {"fullUrl": patient_ref, "resource": patient},
-        {"fullUrl": study_ref, "resource": imaging_study},
-        *({"fullUrl": ref, "resource": obs} for ref, obs in observations),
-        {"fullUrl": report_ref, "resource": report},
-    ]
-    data = {"resourceType": "Bundle", "type": "collection", "timestamp": when, "entry": entries}
-    for entry in entries:  # validate each resource with its own model, then the bundle
-        resource = entry["resource"]
-        try:
-            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-        except ValueError as exc:
-            raise InvalidInputError(
-                f"FHIR {resource['resourceType']}", f"fails validation: {str(exc)[:300]}"
-            ) from None
-    Bundle.model_validate(data)
-    return data
+    return imaging_study

@@ -22,6 +22,7 @@ from medsight.io.atomic import write_text_atomic
 from medsight.io.html import write_html
 from medsight.models.reliability import format_probability
 from medsight.models.spec import MetricValue
+from medsight.reporting.fhir_regions import region_text
 
 __all__ = [
     "DISCLAIMER",
@@ -91,6 +92,10 @@ class Report(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     images: list[ReportImage] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
+    #: Longitudinal comparison (medsight.analysis.prior): prior_date, prior_study,
+    #: interval_days, registrations (quality per model), rows (finding, prior, current,
+    #: change, percent, doubling_time, category), problems, statement.
+    comparison: dict[str, Any] | None = None
     disclaimer: str = DISCLAIMER
 
 
@@ -141,6 +146,13 @@ def impression(findings: list[Finding], withheld: Sequence[tuple[str, str]] = ()
                 weak = ", from a weak model" if f.weak_model else ""
                 prob = f" (probability {format_probability(f.probability)}{weak})"
             parts.append(f"{name} {verdict}{prob}")
+        elif f.kind == FindingKind.DETECTION:
+            label = f" ({note})" if (note := finding_note(f)) else ""
+            details = [f"score {f.probability:.2f}"] if f.probability is not None else []
+            details += [
+                f"{m.concept.meaning.lower()} {m.value:.3g} {m.unit_text}" for m in f.measurements
+            ]
+            parts.append(f"{name}{label} detected ({', '.join(details)})")
         else:
             label = f" ({note})" if (note := finding_note(f)) else ""
             values = ", ".join(
@@ -205,5 +217,6 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
         headline_metrics=headline_metrics,
         finding_note=finding_note,
         format_probability=format_probability,
+        region_text=region_text,
     )
     return json_path, html_path

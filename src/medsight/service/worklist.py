@@ -45,7 +45,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import select
 
-from medsight.core.findings import Finding
+from medsight.core.findings import Finding, FindingKind
 from medsight.core.significance import Significance, Urgency, triage_urgency
 from medsight.service.models import FeedbackRow, JobRow, StudyRow
 from medsight.service.store import Store
@@ -68,6 +68,8 @@ class Triage:
 
 def _describe(f: Finding, urgency: Urgency | None = None) -> str:
     parts = [f"probability {f.probability:.2f}" if f.probability is not None else "segmented"]
+    if f.kind == FindingKind.DETECTION and f.probability is not None:  # a localised lesion
+        parts = [f"detected, score {f.probability:.2f}"]
     if urgency is not None:
         parts.append(urgency.value)
     return f"{f.finding.meaning or f.note} ({', '.join(parts)})"

@@ -60,6 +60,7 @@ from medsight.models.spec import (
     TrainingDataSummary,
     apply_meanings,
 )
+from medsight.training.balance import Balance, cell_counts, cell_weights, group_sample_order
 from medsight.training.common import (
     EarlyStopping,
     channels_last_format,
@@ -352,6 +353,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     task = ds.task if ds.task in CLASSIFICATION_TASKS else None
     if task is None:
         raise InvalidInputError(f"data {cfg.data}", f"task {ds.task.value!r} is not classification")
+    ds, n_unlabelled = _labelled_only(ds)
     if cfg.splits is not None:
         ds = Splits.load(cfg.splits).apply(ds)
     ds = _with_splits(ds, cfg.seed)
@@ -399,6 +401,9 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     fmt = channels_last_format(sample.spatial_ndim)
     net.to(device=device, memory_format=fmt)
     loss_fn = _loss_fn(task, train.y, n_classes, cfg.imbalance).to(device)
+    cells, sample_w = _balance(cfg, task, train)
+    if cells is not None:  # (group, label) cells replace the class-imbalance handling
+        loss_fn = nn.CrossEntropyLoss(reduction="none" if sample_w is not None else "mean")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     stopper = EarlyStopping(patience=cfg.patience, mode="max")
@@ -425,6 +430,9 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
             order = _order(
                 n, train.y, task, cfg.imbalance, np.random.default_rng([cfg.seed, epoch])
             )
+            if cells is not None and cfg.balance is Balance.GROUP_SAMPLE:
+                draw = int(np.random.default_rng([cfg.seed, epoch, 1]).integers(2**62))
+                order = group_sample_order(cells, torch.Generator().manual_seed(draw))
             net.train()
             total, seen = 0.0, 0
             for i in range(0, n, cfg.batch_size):
@@ -438,6 +446,8 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
                 yb = yb.float() if multilabel else yb
                 x = x.to(device).contiguous(memory_format=fmt)
                 loss = loss_fn(logits_of(net(x)), yb.to(device))
+                if sample_w is not None:  # --balance reweight: per-case cell weights
+                    loss = (loss * sample_w[idx].to(device)).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -481,7 +491,48 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     assert best_state is not None
     net.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
     net.load_state_dict(best_state)
-    return _package(cfg, ds, task, net, arch, prep, train, val, log, started, synthetic)
+    return _package(
+        cfg, ds, task, net, arch, prep, train, val, log, started, synthetic, unlabelled=n_unlabelled
+    )
+
+
+def _labelled_only(ds: Dataset) -> tuple[Dataset, int]:
+    """The data set without the cases that have no label, and how many were left out.
+
+    A manifest row whose label is empty or a placeholder (``todo``, ``?``; ``qc`` flags them)
+    has ``label=None``: it cannot be trained on, so it is left out with a count in the log and
+    in the package's training-data summary instead of stopping the run.
+    """
+    labelled = [c for c in ds if c.label is not None]
+    n_out = len(ds) - len(labelled)
+    if not labelled:
+        raise InvalidInputError(f"data set {ds.name}", "no case has a label")
+    if n_out:
+        logging.getLogger(__name__).warning(
+            "%s: %d of %d cases have no label and are left out", ds.name, n_out, len(ds)
+        )
+        ds = ds.with_cases(labelled)
+    return ds, n_out
+
+
+def _balance(
+    cfg: ClassifyConfig, task: Task, train: CaseArrays
+) -> tuple[NDArray[np.float64] | None, torch.Tensor | None]:
+    """``(cell weights, loss weights)`` for ``cfg.balance`` (:mod:`medsight.training.balance`):
+    ``(None, None)`` without balancing; loss weights only for ``reweight``."""
+    if cfg.balance is Balance.NONE:
+        return None, None
+    if task is Task.MULTILABEL:
+        raise InvalidInputError("--balance", "is for single-label tasks, not multi-label")
+    groups = train.attribute(str(cfg.group))
+    if all(g is None for g in groups):
+        raise InvalidInputError(
+            f"--group {cfg.group}", "no training case has this attribute", hint="check the name"
+        )
+    w = cell_weights(groups, train.y)
+    if cfg.balance is Balance.REWEIGHT:
+        return w, torch.tensor(w, dtype=torch.float32)
+    return w, None
 
 
 def _add_dataset_stats(prep: PreprocessingSpec, mean: float, std: float) -> PreprocessingSpec:
@@ -523,6 +574,7 @@ def _package(
     log: list[dict[str, Any]],
     started: float,
     synthetic: dict[str, Any] | None = None,
+    unlabelled: int = 0,
 ) -> ModelPackage:
     multilabel = task is Task.MULTILABEL
     logits = predict_logits(net, val.x)
@@ -530,6 +582,16 @@ def _package(
     proba = calibration.probabilities(logits)
     names = [ds.label_names.get(i, str(i)) for i in range(proba.shape[1])]
     thresholds = operating_thresholds(cfg.threshold, task, val.y, proba, names)
+    group_thresholds = None
+    if cfg.group_thresholds:  # fitted on validation, applied only where a group is known
+        from medsight.evaluation.fairness import fit_group_thresholds
+
+        if task is not Task.BINARY:
+            raise InvalidInputError("--group-thresholds", "is for binary models only")
+        group_thresholds = fit_group_thresholds(
+            val.y, proba[:, 1], val.attribute(str(cfg.group)), thresholds[names[1]],
+            attribute=str(cfg.group), label=names[1],
+        )  # fmt: skip
     metrics = validation_metrics(
         task, val.y, proba, thresholds, names, val.patient_ids, cfg.n_resamples, cfg.seed
     )
@@ -566,6 +628,7 @@ def _package(
         preprocessing=prep,
         labels=_labels(names, cfg.label_meanings),
         thresholds=thresholds,
+        group_thresholds=group_thresholds,
         temperature=calibration.params.get("temperature"),  # for temperature-only readers
         calibration=calibration.to_spec(),
         training_data=TrainingDataSummary(
@@ -573,7 +636,8 @@ def _package(
             source=source,
             license=license_,
             n_cases={"train": len(train) - n_synthetic, "val": len(val)}
-            | ({"train_synthetic": n_synthetic} if synthetic else {}),
+            | ({"train_synthetic": n_synthetic} if synthetic else {})
+            | ({"excluded_no_label": unlabelled} if unlabelled else {}),
             class_counts=dict(sorted(counts.items())),
             intensity_mean=float(real.x.mean()),
             intensity_std=float(real.x.std()),
@@ -599,6 +663,7 @@ def _package(
             "pretrained": Path(cfg.pretrained).name if cfg.pretrained else None,
             "freeze_epochs": cfg.freeze_epochs,
             "input_reference": reference,
+            **({"balance": _balance_record(cfg, train)} if cfg.balance is not Balance.NONE else {}),
             **({"synthetic": synthetic} if synthetic else {}),
             **({"ood": ood_meta} if ood_meta else {}),
         },
@@ -621,6 +686,17 @@ def _package(
             **({OOD_FILE: ood_file} if ood_file else {}),
         },
     )
+
+
+def _balance_record(cfg: ClassifyConfig, train: CaseArrays) -> dict[str, Any]:
+    """What ``--balance`` did, for the package: method, attribute and training cell counts."""
+    return {
+        "method": cfg.balance.value,
+        "group": cfg.group,
+        "cells": cell_counts(train.attribute(str(cfg.group)), train.y),
+        "note": "(group, label) cells balanced; this replaces the --imbalance setting "
+        f"({cfg.imbalance.value}); cases without the attribute form the group ''",
+    }
 
 
 def _real_only(arrays: CaseArrays) -> CaseArrays:

@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medsight.core.significance import parse_meaning
+from medsight.training.balance import Balance
 
-__all__ = ["ClassifyConfig", "Imbalance", "ThresholdMethod"]
+__all__ = ["Balance", "ClassifyConfig", "Imbalance", "ThresholdMethod"]
 
 
 class Imbalance(StrEnum):
@@ -75,6 +76,11 @@ class ClassifyConfig(BaseModel):
     # a folder from `medsight synthesize`: its images join the training split only
     synthetic: Path | None = None
     synthetic_ratio: float = Field(0.5, ge=0)  # synthetic images per real training image
+    # bias mitigation over a case attribute (medsight.training.balance): balance its
+    # (group, label) cells in training, and / or fit per-group thresholds on validation
+    group: str | None = None  # the attribute, e.g. "sex"
+    balance: Balance = Balance.NONE
+    group_thresholds: bool = False
 
     @field_validator("label_meanings")
     @classmethod
@@ -87,4 +93,6 @@ class ClassifyConfig(BaseModel):
     def _one_init(self) -> ClassifyConfig:
         if self.init is not None and self.pretrained is not None:
             raise ValueError("give either init (a package) or pretrained (an SSL encoder)")
+        if (self.balance is not Balance.NONE or self.group_thresholds) and not self.group:
+            raise ValueError("balance and group_thresholds need group (the case attribute)")
         return self

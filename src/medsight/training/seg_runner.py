@@ -166,6 +166,7 @@ def run_segmentation(run: SegmentationRun, log: Callable[[str], None] = print) -
     """
     from medsight.data import load_dataset
     from medsight.models.package import ModelPackage
+    from medsight.models.roles import roles_from_channel_names
     from medsight.training.segmentation import load_preprocessed, train_segmentation
 
     run.out.mkdir(parents=True, exist_ok=True)
@@ -185,6 +186,7 @@ def run_segmentation(run: SegmentationRun, log: Callable[[str], None] = print) -
         log=log,
         meanings=run.label_meanings,
         dataset_info=_dataset_info(dataset),
+        roles=roles_from_channel_names(dataset.channel_names),
     )
     dice = ", ".join(f"{k} {v:.3f}" for k, v in result.val_dice.items())
     log(f"wrote {result.package}; validation Dice {dice}")

@@ -40,6 +40,7 @@ from medsight.core.errors import InvalidInputError, UnreadableFileError
 from medsight.io.atomic import atomic_path
 from medsight.models.dynunet import register_segmentation_networks
 from medsight.models.ood import OOD_FILE
+from medsight.models.roles import RoleSpec
 from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
 from medsight.models.spec import LabelSpec, apply_meanings
 from medsight.transforms.seg_augment import apply_seg_params, sample_seg_params
@@ -398,6 +399,7 @@ def train_segmentation(
     dataset_info: dict[str, str] | None = None,
     log: Callable[[str], None] | None = None,
     meanings: Mapping[str, str] | None = None,
+    roles: Sequence[RoleSpec] | None = None,
 ) -> SegTrainResult:
     """Train a network for ``plan`` on ``data`` and save a ModelPackage in ``out_dir/package``.
 
@@ -414,6 +416,10 @@ def train_segmentation(
         worklist shows as of unknown significance.
     dataset_info : dict, optional
         ``dataset``, ``source`` and ``license`` for the model card.
+    roles : sequence of RoleSpec, optional
+        One series role per input channel (from the data set's channel names, see
+        :func:`medsight.models.roles.roles_from_channel_names`), declared in ``model.json`` so
+        that ``analyze`` finds each in a study; ignored unless it has one role per channel.
 
     Raises
     ------
@@ -560,6 +566,7 @@ def train_segmentation(
             spatial_ndim=plan.spatial_ndim,
             channels=in_ch,
             grey_only=in_ch == 1,  # trained on grey images: colour content is outside its use
+            roles=list(roles) if roles and len(roles) == in_ch > 1 else [],
         ),
         preprocessing=plan.preprocessing(in_ch),
         labels=list(labels),

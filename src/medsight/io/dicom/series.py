@@ -8,7 +8,8 @@ Rules (the ones ITK/GDCM and dcm2niix follow, written down):
 * Slices are sorted by their position along the slice normal ``cross(row, column)``, never by
   file name or InstanceNumber.  Several slices at one position become channels (echoes, time
   points), ordered by TemporalPositionIdentifier, EchoNumbers, TriggerTime, AcquisitionNumber,
-  InstanceNumber.
+  InstanceNumber.  :mod:`medsight.io.dicom.temporal` says what the channels are (time points
+  or echoes, ``meta["channel_axis"]``) and, for a time axis, the repetition and frame times.
 * The affine's third column is ``(last position - first position) / (n - 1)``, as ITK's
   ImageSeriesReader computes it, so the voxel grid passes through every slice even for a tilted
   gantry.  Gantry tilt, non-uniform spacing and missing slices are reported as problems.
@@ -40,6 +41,8 @@ from medsight.core.geometry import affine_from_parts
 from medsight.core.image import DicomReference, Image
 from medsight.io.dicom.headers import read_dataset
 from medsight.io.dicom.pixels import decode_frames, rescale, stored_value_range
+from medsight.io.dicom.suv import suv_meta
+from medsight.io.dicom.temporal import SliceTiming, TemporalInfo, slice_timing, temporal_info
 
 __all__ = ["DicomSeries", "SliceInfo", "build_series", "pixel_spacing_of"]
 
@@ -78,6 +81,7 @@ class SliceInfo:
     order_key: tuple[float, ...]
     spacing_source: str | None = None  # the attribute pixel_spacing came from
     spacing_notes: tuple[str, ...] = ()  # what a user should know about that spacing
+    timing: SliceTiming | None = None  # echo / temporal position / times (channel meaning)
 
 
 @dataclasses.dataclass
@@ -107,6 +111,8 @@ class DicomSeries:
     identities: tuple[tuple[str, str], ...] = ()
     #: The third axis is frame order (cine, time), not a measured slice spacing.
     frames_without_positions: bool = False
+    #: What the channels are (time points, echoes) and a time axis' timing; None: 1 channel.
+    temporal: TemporalInfo | None = None
 
     # --- descriptive attributes -------------------------------------------------------------
     @property
@@ -200,6 +206,11 @@ class DicomSeries:
             "spacing_known": self.spacing_source is not None,
             "slice_spacing_known": not self.frames_without_positions,
         }
+        if self.temporal is not None:
+            meta.update(self.temporal.meta())
+        if self.modality == "PT":
+            times = [s.timing.acquisition_s if s.timing else None for s in self.slices]
+            meta.update(suv_meta(first_ds, times))
         return Image(
             arr,
             self.affine,
@@ -389,6 +400,7 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
                     _number(ic, intercept),
                     (_number(temporal, 0.0), *base_key, float(f)),
                     *(("PixelSpacing", ()) if frame_ps else spacing_info),
+                    timing=slice_timing(ds, item, shared0),
                 )
             )
         return out
@@ -449,6 +461,7 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
             intercept,
             base_key,
             *spacing_info,
+            timing=slice_timing(ds),
         )
     ]
 
@@ -571,11 +584,21 @@ def _stack_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomS
             positions.append([s])
     counts = {len(p) for p in positions}
     n_channels = 1
+    temporal = None
     if counts == {1}:
         ordered = [p[0] for p in positions]
     elif len(counts) == 1:
         n_channels = counts.pop()
         ordered = [s for p in positions for s in p]
+        temporal = temporal_info(header, positions)
+        problems.extend(temporal.problems)
+    elif (complete := _complete_volumes(positions)) is not None:
+        positions, note = complete  # an interrupted 4D run: whole time points only
+        problems.append(note)
+        n_channels = len(positions[0])
+        ordered = [s for p in positions for s in p]
+        temporal = temporal_info(header, positions)
+        problems.extend(temporal.problems)
     else:
         dropped = sum(len(p) - 1 for p in positions)
         problems.append(
@@ -614,8 +637,39 @@ def _stack_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomS
     affine[:3, 3] = positions[0][0].position
     if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise GeometryError(first.path, "slices of the series do not span a volume")
-    return DicomSeries(
+    series = DicomSeries(
         name, header, tuple(ordered), affine, 3, n_channels, problems, first.spacing_source
+    )
+    series.temporal = temporal
+    return series
+
+
+def _complete_volumes(
+    positions: list[list[SliceInfo]],
+) -> tuple[list[list[SliceInfo]], str] | None:
+    """The time points present at every position (an interrupted run), or None.
+
+    Only for slices with a TemporalPositionIdentifier / Index, one per position and time point.
+    """
+    ids = []
+    for p in positions:
+        values = [s.timing.temporal_position if s.timing else None for s in p]
+        if None in values or len(set(values)) != len(values):
+            return None
+        ids.append(values)
+    common = set(ids[0]).intersection(*ids[1:])
+    every = set().union(*ids)
+    if len(common) < 2:
+        return None
+    kept = [
+        [s for s, t in zip(p, v, strict=True) if t in common]
+        for p, v in zip(positions, ids, strict=True)
+    ]
+    missing = sorted(every - common)
+    shown = ", ".join(f"{m:g}" for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+    return kept, (
+        f"{len(missing)} time point(s) lack slices at some positions (temporal position "
+        f"{shown}): dropped, {len(common)} complete volumes kept"
     )
 
 

@@ -1,0 +1,155 @@
+"""Image regions of detection findings in a TID 1500 Measurement Report (highdicom).
+
+A detection finding's :class:`~medsight.core.findings.Region` (index space of its image)
+becomes, with its measurements, the score and a present / absent evaluation:
+
+* **2D**: a Planar ROI group (TID 1410) whose region is an SCOORD on the source instance
+  (``CIRCLE`` for a circle, ``ELLIPSE`` for an ellipse, a closed ``POLYLINE`` for a box), in
+  DICOM pixel coordinates: ``(column, row)`` with the top-left corner of the top-left pixel at
+  ``(0, 0)`` (PS3.3 C.18.6.1), so the centre of voxel index ``(i, j)`` is ``(i + 0.5, j + 0.5)``.
+* **3D**: a Volumetric ROI group (TID 1411) with an SCOORD3D volume surface in patient
+  coordinates (LPS mm, through the image's affine) and its frame of reference: an
+  ``ELLIPSOID`` for an ellipsoid, and for a box the two ``POLYGON`` faces at its lower and upper
+  slice edges (a box without depth: a Planar ROI with one ``POLYGON``).
+
+Examples
+--------
+>>> from medsight.core.findings import Region
+>>> pixel_outline(Region((10, 20), (4, 4), "ellipse"))[1].tolist()
+[[10.5, 20.5], [12.5, 20.5]]
+>>> pixel_outline(Region((10, 20), (4, 2)))[1][:2].tolist()
+[[8.5, 19.5], [12.5, 19.5]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from pydicom.dataset import Dataset
+
+from medsight.core.errors import InvalidInputError
+from medsight.core.findings import Finding, Region
+
+__all__ = ["pixel_outline", "region_group", "world_outline"]
+
+
+def pixel_outline(region: Region) -> tuple[str, NDArray[np.float64]]:
+    """``(graphic type, (column, row) points)`` of a 2D region in DICOM pixel coordinates."""
+    if region.ndim != 2:
+        raise InvalidInputError("region", f"is {region.ndim}D; an SCOORD outline needs 2D")
+    cx, cy = region.center[0] + 0.5, region.center[1] + 0.5
+    w, h = region.size
+    if region.shape == "ellipse":
+        if np.isclose(w, h):
+            return "CIRCLE", np.array([[cx, cy], [cx + w / 2, cy]])
+        major = [[cx - w / 2, cy], [cx + w / 2, cy]]
+        minor = [[cx, cy - h / 2], [cx, cy + h / 2]]
+        return "ELLIPSE", np.array(major + minor if w > h else minor + major)
+    x0, x1, y0, y1 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
+    return "POLYLINE", np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]])
+
+
+def _world(affine: NDArray[np.float64], points: ArrayLike) -> NDArray[np.float64]:
+    p = np.asarray(points, dtype=np.float64)
+    return (affine[:3, :3] @ p.T).T + affine[:3, 3]
+
+
+def world_outline(region: Region, affine: ArrayLike) -> tuple[str, list[NDArray[np.float64]]]:
+    """``(graphic type, [points (n, 3)])`` of a 3D region in patient coordinates (mm).
+
+    An ellipsoid gives one ``ELLIPSOID`` (its three axes' end points, longest axis first); a
+    box its lower and upper ``POLYGON`` faces along ``k`` (one polygon when it has no depth).
+
+    Examples
+    --------
+    >>> g, faces = world_outline(Region((1, 1, 1), (2, 2, 2)), np.diag([2.0, 2.0, 3.0, 1.0]))
+    >>> g, len(faces), faces[0][0].tolist(), faces[1][0].tolist()
+    ('POLYGON', 2, [0.0, 0.0, 0.0], [0.0, 0.0, 6.0])
+    """
+    a = np.asarray(affine, dtype=np.float64)
+    if region.ndim != 3:
+        raise InvalidInputError("region", f"is {region.ndim}D; an SCOORD3D surface needs 3D")
+    c, s = np.asarray(region.center), np.asarray(region.size)
+    if region.shape == "ellipse" and np.all(s > 0):
+        axes = []
+        for d in range(3):
+            step = np.zeros(3)
+            step[d] = s[d] / 2
+            ends = _world(a, [c - step, c + step])
+            axes.append((float(np.linalg.norm(ends[1] - ends[0])), ends))
+        axes.sort(key=lambda t: -t[0])
+        return "ELLIPSOID", [np.vstack([ends for _, ends in axes])]
+    lo, hi = c - s / 2, c + s / 2
+    corners = [[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]], [lo[0], lo[1]]]
+    faces = [lo[2], hi[2]] if s[2] > 0 else [c[2]]
+    return "POLYGON", [_world(a, [[i, j, k] for i, j in corners]) for k in faces]
+
+
+def region_group(
+    finding: Finding,
+    *,
+    tracking: Any,
+    sites: Sequence[Any] | None,
+    algorithm: Any,
+    measurements: Sequence[Any],
+    evaluations: Sequence[Any] | None,
+    source: Sequence[Dataset],
+    affine: ArrayLike | None,
+    finding_type: Any,
+) -> Any:
+    """The TID 1410 / 1411 measurement group of one detection finding (module docstring).
+
+    Raises
+    ------
+    InvalidInputError
+        The finding has no region; a 3D region without the image's affine or a frame of
+        reference.
+    """
+    import highdicom as hd
+
+    region = finding.region
+    if region is None:
+        raise InvalidInputError(f"finding {finding.finding.meaning}", "has no image region")
+    common = {
+        "tracking_identifier": tracking,
+        "finding_type": finding_type,
+        "algorithm_id": algorithm,
+        "finding_sites": sites,
+        "measurements": list(measurements) or None,
+        "qualitative_evaluations": evaluations,
+    }
+    if region.ndim == 2:
+        graphic, points = pixel_outline(region)
+        frames = finding.source.frame_numbers[:1] if finding.source else ()
+        image = hd.sr.SourceImageForRegion.from_source_image(
+            source[0], referenced_frame_numbers=list(frames) or None
+        )
+        return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            referenced_region=hd.sr.ImageRegion(graphic, points, image), **common
+        )
+    frame_of_reference = getattr(source[0], "FrameOfReferenceUID", None) or (
+        finding.source.frame_of_reference_uid if finding.source else None
+    )
+    if affine is None or not frame_of_reference:
+        raise InvalidInputError(
+            f"finding {finding.finding.meaning}",
+            "a 3D region needs the image's affine and a frame of reference for SCOORD3D",
+        )
+    graphic, surfaces = world_outline(region, affine)
+    if graphic == "POLYGON" and len(surfaces) == 1:
+        return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            referenced_region=hd.sr.ImageRegion3D(graphic, surfaces[0], str(frame_of_reference)),
+            **common,
+        )
+    surface = hd.sr.VolumeSurface(
+        graphic_type=graphic,
+        graphic_data=surfaces if graphic == "POLYGON" else surfaces[0],
+        frame_of_reference_uid=str(frame_of_reference),
+        source_series=hd.sr.SourceSeriesForSegmentation(source[0].SeriesInstanceUID),
+    )
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        referenced_volume_surface=surface, **common
+    )
