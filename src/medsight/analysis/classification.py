@@ -43,7 +43,14 @@ def analyze_classification(
     features = grab.vectors()
     operating = ""  # per-group thresholds only for a group the caller named, never guessed
     if spec.group_thresholds is not None:
-        value = options.attributes.get(spec.group_thresholds.attribute)
+        attribute = spec.group_thresholds.attribute
+        value = options.attributes.get(attribute)
+        if value is None and options.clinical is not None and attribute == "sex":
+            # the record's sex, spelled as the groups are (F/M, female/male); else unknown
+            from medsight.analysis.risk import record_from_context
+
+            cats = {"sex": tuple(spec.group_thresholds.thresholds)}
+            value = record_from_context(options.clinical, cats).get("sex")
         decided, used = predictor.decide_by_group(proba[None], [value])
         decision, operating = decided[0], f"; decided at the {used[0]}"
     else:

@@ -11,6 +11,9 @@ BOLD series and writes, into the report folder::
                                    referencing the first time point's instances (DICOM input)
     dicom/pm_fmri_<contrast>.dcm   DICOM Parametric Map of the z-map (float, quantity Z-score),
                                    same references (written with the SEG)
+    dicom/sr_fmri_<contrast>.dcm   DICOM SR (TID 1500) with one Volumetric ROI group per
+                                   cluster (peak z as a Maximum, size in mm3, finding site
+                                   brain) referencing the cluster's segment in the SEG
 
 and returns the report's pieces: a :class:`~medsight.reporting.report.ModelRun` for the GLM,
 one :class:`~medsight.core.findings.Finding` per cluster (peak z, volume, location), the
@@ -26,7 +29,7 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,6 +54,7 @@ from medsight.core.significance import Significance
 from medsight.io.atomic import atomic_path, write_text_atomic
 from medsight.io.study import SeriesEntry, Study
 from medsight.reporting.report import ModelRun, ReportImage
+from medsight.reporting.sources import source_header_problems
 
 if TYPE_CHECKING:
     from highdicom.pm import ParametricMap
@@ -64,6 +68,7 @@ __all__ = [
     "functional_section",
     "parametric_map_of",
     "segmentation_of_clusters",
+    "structured_report_of",
 ]
 
 MODEL_ID = "medsight-fmri-glm"
@@ -176,6 +181,25 @@ def segmentation_of_clusters(contrast: ContrastResult, first_volume: Image) -> S
         algorithm_version=__version__,
         series_number=911,
         series_description=f"fMRI clusters {contrast.name}"[:64],
+    )
+
+
+def structured_report_of(
+    contrast: ContrastResult, findings: Sequence[Finding], seg: Segmentation, first_volume: Image
+) -> Any:
+    """A TID 1500 SR of ``contrast``'s cluster ``findings``: one Volumetric ROI group per cluster
+    (peak z, size in mm3) referencing its segment of ``seg`` (:func:`segmentation_of_clusters`
+    numbers segments 1..n in cluster order)."""
+    from medsight.reporting.dicom_sr import build_sr
+    from medsight.reporting.sources import source_datasets
+
+    numbers = {k: n for n, k in enumerate(sorted(c.number for c in contrast.clusters), 1)}
+    return build_sr(
+        findings,
+        source_datasets(first_volume),
+        segmentations={MODEL_ID: seg},
+        segment_numbers={MODEL_ID: numbers},
+        series_number=913,
     )
 
 
@@ -380,10 +404,11 @@ def functional_section(
                 "cluster(s)",
             )
         )
-        section.findings += [
+        found = [
             _cluster_finding(c, contrast.labels, first, png, options.fwhm_mm)
             for c in contrast.clusters
         ]
+        section.findings += found
         if not contrast.clusters:
             section.warnings.append(f"{MODEL_ID}: {contrast.name}: no cluster above {rule}")
         if dicom_outputs and entry.dicom is not None and contrast.clusters:
@@ -405,5 +430,14 @@ def functional_section(
             section.outputs[f"DICOM Parametric Map fMRI {contrast.name}"] = str(
                 target.relative_to(out)
             )
-            section.warnings += _validate(out, [f"seg_fmri_{name}.dcm", f"pm_fmri_{name}.dcm"])
+            sr = structured_report_of(contrast, found, seg, first)
+            target = folder / f"sr_fmri_{name}.dcm"
+            with atomic_path(target) as tmp:
+                sr.save_as(tmp)
+            section.outputs[f"DICOM SR fMRI {contrast.name}"] = str(target.relative_to(out))
+            written = [f"{kind}_fmri_{name}.dcm" for kind in ("seg", "pm", "sr")]
+            section.warnings += _validate(out, written)
+            section.warnings += [
+                w for w in source_header_problems(first) if w not in section.warnings
+            ]
     return section

@@ -31,11 +31,14 @@ class RunOptions:
     augmentation for segmentation (the mean over every flip of the spatial axes).
     ``attributes``: what the caller knows about the case (e.g. ``{"sex": "F"}`` from the
     record); a classifier with per-group thresholds uses them only for a group named here.
+    ``clinical``: the patient's :class:`~medsight.clinical.context.ClinicalContext` (read from
+    FHIR and matched to the study's patient, :mod:`medsight.analysis.record`), or ``None``.
     """
 
     explain: bool = True
     tta: bool = False
     attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    clinical: Any = None
 
 
 @dataclasses.dataclass

@@ -41,6 +41,7 @@ from medsight.io.study import SeriesEntry, Study, read_study
 from medsight.models.package import ModelPackage
 from medsight.models.spec import Task
 from medsight.reporting.report import ModelRun, Report, ReportImage, impression, write_report
+from medsight.reporting.sources import source_header_problems
 
 __all__ = ["AnalysisResult", "StudyOutcome", "analyze", "analyze_studies"]
 
@@ -106,6 +107,8 @@ def analyze(
     allow_identity_mismatch: bool = False,
     events: str | os.PathLike[str] | None = None,
     glm: Any = None,
+    attributes: Mapping[str, str] | None = None,
+    fhir: str | os.PathLike[str] | None = None,
 ) -> AnalysisResult:
     """Analyse the one study at ``path`` with ``packages`` (default: the model zoo).
 
@@ -122,7 +125,10 @@ def analyze(
     :mod:`medsight.analysis.functional_report`).  ``prior`` (an earlier study of the same
     patient; refused for another patient unless ``allow_identity_mismatch``, or when not
     earlier) adds the "Comparison with prior" section and CHANGE findings
-    (:mod:`medsight.analysis.prior`).  A path holding several studies
+    (:mod:`medsight.analysis.prior`).  ``attributes`` (what the caller states, e.g.
+    ``{"sex": "F"}``) and ``fhir`` (the patient's record as a FHIR Bundle, used only when its
+    Patient identifier matches the study's Patient ID, :mod:`medsight.analysis.record`) reach
+    the families: group thresholds, risk models' clinical variables.  A path holding several studies
     (or several identity-less files) is refused: use
     :func:`analyze_studies`, which writes one report folder per study.
 
@@ -149,6 +155,7 @@ def analyze(
     options = _Options(explain, dicom_outputs, modality, tta, progress, zoo_warnings)
     options = dataclasses.replace(options, roles=tuple((roles or {}).items()))
     options = dataclasses.replace(options, events=events, glm=glm)
+    options = dataclasses.replace(options, attributes=tuple((attributes or {}).items()), fhir=fhir)
     found = None
     if prior is not None:  # before creating anything: a refused prior leaves no output
         found = load_prior(prior, groups[0].study, allow_identity_mismatch=allow_identity_mismatch)
@@ -181,6 +188,8 @@ def analyze_studies(
     allow_identity_mismatch: bool = False,
     events: str | os.PathLike[str] | None = None,
     glm: Any = None,
+    attributes: Mapping[str, str] | None = None,
+    fhir: str | os.PathLike[str] | None = None,
 ) -> list[StudyOutcome]:
     """Analyse every study at ``path``, one report folder each; never two patients in one.
 
@@ -204,6 +213,7 @@ def analyze_studies(
     options = _Options(explain, dicom_outputs, modality, tta, progress, zoo_warnings)
     options = dataclasses.replace(options, roles=tuple((roles or {}).items()))
     options = dataclasses.replace(options, events=events, glm=glm)
+    options = dataclasses.replace(options, attributes=tuple((attributes or {}).items()), fhir=fhir)
     priors = resolve_priors(groups, prior, allow_identity_mismatch)  # given, or found here
     outcomes = []
     for n, group in enumerate(groups, 1):
@@ -267,6 +277,8 @@ class _Options:
     roles: tuple[tuple[str, str], ...] = ()  # --role pins: role name, series
     events: str | os.PathLike[str] | None = None  # fMRI events.tsv: the functional section
     glm: Any = None  # GlmOptions of the functional section (None: defaults)
+    attributes: tuple[tuple[str, str], ...] = ()  # --attribute KEY=VALUE: the caller's facts
+    fhir: str | os.PathLike[str] | None = None  # --fhir: the patient's record (FHIR Bundle)
 
 
 def _resolve_packages(
@@ -303,8 +315,10 @@ def _analyze_study(
     explain, dicom_outputs, tta = options.explain, options.dicom_outputs, options.tta
     modality = options.modality
     say = options.progress or (lambda _msg: None)
+    attributes, clinical, record_note = _patient_record(study, options)  # refused: no output
     out.mkdir(parents=True, exist_ok=True)
     warnings = [f"unreadable file skipped: {b}" for b in study.bad_files]
+    warnings += [record_note] if record_note else []
     warnings += options.zoo_warnings
     if not packages and options.events is None:
         raise InvalidInputError("model zoo", "holds no usable model package")
@@ -342,7 +356,14 @@ def _analyze_study(
                 runs.append(ModelRun(status="withheld", series=sel.reason, reason=reason, **base))
                 continue
             result = run_package(
-                pkg, stacked.image, explain=explain, colour_to_grey=known, tta=tta, header=header
+                pkg,
+                stacked.image,
+                explain=explain,
+                colour_to_grey=known,
+                tta=tta,
+                header=header,
+                attributes=attributes,
+                clinical=clinical,
             )
         except InvalidInputError as err:  # the image does not fit the model: not its job
             runs.append(ModelRun(status="skipped", series=sel.reason, reason=str(err), **base))
@@ -429,6 +450,7 @@ def _analyze_study(
                 say(f"writing DICOM SEG / SR / SC for series {entries[key].description or key}")
                 changes = comparison.series_parts(key) if comparison else ([], None)
                 dicom_errors.update(_write_dicom(out, entries[key], results, outputs, *changes))
+                warnings += source_header_problems(results[0][1])  # left out, never guessed
     for name, errs in dicom_errors.items():
         warnings += [f"{name}: {e}" for e in errs]
     facts = _study_facts(list(study))
@@ -447,6 +469,22 @@ def _analyze_study(
     )
     write_report(report, out)
     return AnalysisResult(report, out, dicom_errors)
+
+
+def _patient_record(study: Study, options: _Options) -> tuple[dict[str, str], Any, str]:
+    """The caller's attributes, the study patient's clinical context (``--fhir``, matched on
+    the Patient ID; see :mod:`medsight.analysis.record`) and the line saying how."""
+    attributes = dict(options.attributes)
+    if options.fhir is None:
+        return attributes, None, ""
+    from medsight.analysis.record import check_attributes, record_for_study
+
+    first = next((e for e in study if e.dicom is not None), None)
+    header = first.dicom.header if first is not None and first.dicom is not None else None
+    clinical, note = record_for_study(options.fhir, header)
+    check_attributes(attributes, clinical)
+    notes = [note, *(f"clinical record: {w}" for w in clinical.warnings)]
+    return attributes, clinical, "; ".join(notes)
 
 
 #: One package run on one image, with its overlay picture (rows, columns, RGB).

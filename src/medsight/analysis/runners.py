@@ -33,6 +33,8 @@ def run_package(
     colour_to_grey: bool = True,
     tta: bool = False,
     header: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, str] | None = None,
+    clinical: Any = None,
 ) -> ModelOutput:
     """Run ``package`` on ``image``, inside its intended use only.
 
@@ -52,6 +54,9 @@ def run_package(
     colour_to_grey : bool
         Allow a colour image to be converted to grey for a grey-scale model (only when the
         modality is known to fit, e.g. an ultrasound stored as RGB).
+    attributes, clinical
+        What the caller states about the patient (``RunOptions.attributes``) and the matched
+        clinical record (``RunOptions.clinical``; see :mod:`medsight.analysis.record`).
 
     Raises
     ------
@@ -88,7 +93,10 @@ def run_package(
             f"needs {spec.input.spatial_ndim}D input, the image is {image.spatial_ndim}D",
         )
     analyze = family.load("analyze")
-    output = analyze(package, work, RunOptions(explain=explain, tta=tta))
+    run_options = RunOptions(
+        explain=explain, tta=tta, attributes=dict(attributes or {}), clinical=clinical
+    )
+    output = analyze(package, work, run_options)
     if converted and output.plausibility is not None:
         note = "the colour image was converted to grey (luminance) for this grey-scale model"
         output.plausibility = dataclasses.replace(

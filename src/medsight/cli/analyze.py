@@ -91,9 +91,28 @@ def analyze(
     cluster_extent: Annotated[
         int, typer.Option("--cluster-extent", help="fMRI: smallest cluster kept, in voxels.")
     ] = 10,
+    attribute: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attribute",
+            help="What you know about the patient, KEY=VALUE (repeatable), e.g. --attribute "
+            "sex=F --attribute age=71: a classifier's group threshold, a risk model's "
+            "clinical variables.",
+        ),
+    ] = None,
+    fhir: Annotated[
+        Path | None,
+        typer.Option(
+            "--fhir",
+            help="The patient's record as a FHIR Bundle JSON (age, sex, smoking, conditions); "
+            "used only when one Patient's identifier equals the study's DICOM Patient ID "
+            "(and birth date / sex agree), refused otherwise.",
+        ),
+    ] = None,
 ) -> None:
     """Run model packages on a study and write an explained, preliminary report."""
     from medsight.analysis.pipeline import analyze_studies
+    from medsight.analysis.record import parse_attributes
     from medsight.analysis.roles import parse_pins
     from medsight.models.package import ModelPackage
     from medsight.reporting.report import DISCLAIMER
@@ -101,6 +120,7 @@ def analyze(
     console = Console(stderr=True)
     packages = [ModelPackage.load(p) for p in model] if model else None
     pins = parse_pins(role or [])
+    attributes = parse_attributes(attribute or [])
     glm = None
     if events is not None:
         from medsight.analysis.functional import glm_options
@@ -122,6 +142,8 @@ def analyze(
             allow_identity_mismatch=allow_identity_mismatch,
             events=events,
             glm=glm,
+            attributes=attributes,
+            fhir=fhir,
         )
     out_console = Console()
     invalid = False

@@ -25,8 +25,10 @@ app = typer.Typer(
 def _register() -> None:
     # Imports are local so `medsight --help` stays fast; each module adds its own commands.
     from medsight.cli import analyze, deid, info, qc
+    from medsight.cli import batch as batch_cli
     from medsight.cli import denoise as denoise_cli
     from medsight.cli import evaluate as evaluate_cli
+    from medsight.cli import export as export_cli
     from medsight.cli import guideline as guideline_cli
     from medsight.cli import serve as serve_cli
     from medsight.cli import synth as synth_cli
@@ -38,10 +40,12 @@ def _register() -> None:
     qc.register(app)
     train_cli.register(app)
     evaluate_cli.register(app)
+    export_cli.register(app)
     serve_cli.register(app)
     denoise_cli.register(app)
     synth_cli.register(app)
     guideline_cli.register(app)
+    batch_cli.register(app)
 
 
 @app.callback()

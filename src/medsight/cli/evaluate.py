@@ -74,6 +74,14 @@ def evaluate(
             help="Segmentation: mirror test-time augmentation (default on); not for classifiers.",
         ),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="torch, onnx or onnx-int8 (classifiers, segmentation; after medsight export). "
+            "Default: the package's measured default, else torch.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model with bootstrap CIs, calibration and subgroups; write JSON + HTML."""
     from medsight.data import load_dataset
@@ -87,16 +95,23 @@ def evaluate(
         dataset = Splits.load(splits).apply(dataset)
     options: dict[str, Any] = {} if tta is None else {"tta": tta}
     family.check_options(options, f"model {model}")
-    report = family.load("evaluate")(
-        pkg,
-        dataset,
-        out,
-        split=split,
-        by=list(by or []),
-        n_resamples=n_resamples,
-        seed=seed,
-        **options,
-    )
+    from medsight.inference.onnx_backend import export_support, use_backend
+
+    if backend not in (None, "torch") and not export_support(pkg.spec.task)[0]:
+        raise InvalidInputError(
+            "--backend", f"{backend} does not run {pkg.spec.task.value} models", hint="use torch"
+        )
+    with use_backend(backend):  # the family's Predictor / Segmenter picks it up
+        report = family.load("evaluate")(
+            pkg,
+            dataset,
+            out,
+            split=split,
+            by=list(by or []),
+            n_resamples=n_resamples,
+            seed=seed,
+            **options,
+        )
     head = [m for m in report.get("metrics", [])][:4]
     typer.echo(
         f"{report.get('split')} ({report.get('n_cases')} cases): "
@@ -104,6 +119,8 @@ def evaluate(
     )
     for line in _subgroup_lines(report):
         typer.echo(line)
+    if backend is not None:
+        typer.echo(f"backend: {backend}")
     typer.echo(f"wrote {Path(out) / 'report.html'} and report.json")
 
 

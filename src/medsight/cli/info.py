@@ -49,9 +49,10 @@ def gather(path: Path, *, show_progress: bool) -> dict[str, Any]:
                 image = entry.load(progress=lambda: bar.advance(task))
             except MedsightError as err:
                 summary = summarize(entry, None)
-                summary["problems"].append(f"cannot load: {err.problem}")
+                problem = f"{err.problem} ({err.hint})" if err.hint else err.problem
+                summary["problems"].append(f"cannot load: {problem}")
                 if err.where:
-                    bad.append({"file": err.where, "problem": err.problem})
+                    bad.append({"file": err.where, "problem": problem})
             else:
                 summary = summarize(entry, image)
             series.append(summary)
@@ -88,6 +89,9 @@ def render(report: dict[str, Any], console: Console) -> None:
                 "\n".join(s["problems"]) or "none",
             )
         console.print(table)
+        for s in series:
+            if s.get("segments"):
+                _render_segments(s, console)
     if report["bad_files"]:
         bad = Table(title="Files that could not be used", title_justify="left")
         bad.add_column("file", overflow="fold")
@@ -95,6 +99,37 @@ def render(report: dict[str, Any], console: Console) -> None:
         for b in report["bad_files"]:
             bad.add_row(b["file"], b["problem"])
         console.print(bad)
+
+
+def _render_segments(summary: dict[str, Any], console: Console) -> None:
+    """One table row per segment of a DICOM SEG: number, label, codes, algorithm."""
+    how = summary.get("segment_values", "labels")
+    title = (
+        f"Segments of {summary['description'] or summary['key']} "
+        f"({summary.get('segmentation_type', '?')}, "
+        + ("one channel per segment" if how == "channels" else "label values = numbers")
+        + (", overlapping" if summary.get("segments_overlap") else "")
+        + ")"
+    )
+    table = Table(title=title, title_justify="left")
+    for col in ("number", "label", "category", "type", "algorithm"):
+        table.add_column(col, overflow="fold")
+
+    def code(c: dict[str, str] | None) -> str:
+        return f"{c['meaning']} ({c['scheme']} {c['value']})" if c else "-"
+
+    for seg in summary["segments"]:
+        alg = " ".join(
+            v for v in (seg["algorithm_type"], seg["algorithm_name"], seg["algorithm_version"]) if v
+        )
+        table.add_row(
+            str(seg["number"]),
+            seg["label"] or "-",
+            code(seg["category"]),
+            code(seg["type"]),
+            alg or "-",
+        )
+    console.print(table)
 
 
 def info(

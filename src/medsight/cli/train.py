@@ -103,8 +103,35 @@ def classify(
             "only where a case's --group value is known.",
         ),
     ] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Data-parallel processes on this node (torchrun; gloo on CPU, one GPU each "
+            "on CUDA). --batch-size stays the global batch, split over the processes.",
+        ),
+    ] = 1,
+    nnodes: Annotated[
+        str, typer.Option("--nnodes", help="torchrun --nnodes (needs --rdzv-endpoint).")
+    ] = "1",
+    node_rank: Annotated[
+        int | None, typer.Option("--node-rank", help="torchrun --node-rank.")
+    ] = None,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option("--rdzv-endpoint", help="torchrun rendezvous HOST:PORT.")
+    ] = None,
+    rdzv_backend: Annotated[
+        str | None, typer.Option("--rdzv-backend", help="torchrun rendezvous backend (c10d).")
+    ] = None,
+    rdzv_id: Annotated[str | None, typer.Option("--rdzv-id", help="torchrun job id.")] = None,
 ) -> None:
-    """Train a classifier (2D/3D; binary, multi-class, ordinal, multi-label)."""
+    """Train a classifier (2D/3D; binary, multi-class, ordinal, multi-label).
+
+    With ``--nproc N`` (or ``--nnodes``) the command re-launches itself under torchrun
+    (``python -m torch.distributed.run``); ``torchrun -m medsight.cli.app train classify ...``
+    works as well.  Rank 0 writes the run folder; rerun with ``--resume`` after a failure.
+    """
     from medsight.core.errors import InvalidInputError
     from medsight.core.significance import parse_label_meanings
     from medsight.training.classification import train_classifier
@@ -142,7 +169,33 @@ def classify(
         balance=balance,
         group_thresholds=group_thresholds,
     )
-    pkg = train_classifier(cfg)
+    from medsight.training import distributed
+
+    if (nproc > 1 or nnodes != "1") and not distributed.under_torchrun():
+        import subprocess
+
+        from medsight.models.package import ModelPackage
+
+        cmd = distributed.launch_command(
+            ["-m", "medsight.cli.train", cfg.model_dump_json()],
+            nproc,
+            nnodes=nnodes,
+            node_rank=node_rank,
+            rdzv_endpoint=rdzv_endpoint,
+            rdzv_backend=rdzv_backend,
+            rdzv_id=rdzv_id,
+        )
+        code = subprocess.run(cmd, check=False).returncode
+        if code:
+            typer.echo(f"torchrun failed (exit {code}); rerun with --resume to continue", err=True)
+            raise typer.Exit(code)
+        if not (out / "package").is_dir():  # another node held rank 0
+            return
+        pkg = ModelPackage.load(out / "package")
+    else:
+        pkg = train_classifier(cfg)
+        if not distributed.is_main():
+            return
     summary = ", ".join(
         f"{m.name} {m.value:.3f}"
         for m in pkg.spec.metrics
@@ -237,3 +290,17 @@ def register(app: typer.Typer) -> None:
         if family.cli_name not in have:
             train_app.command(family.cli_name)(family.load("command"))
     app.add_typer(train_app, name="train")
+
+
+def _worker(argv: list[str]) -> None:
+    """torchrun's entry for ``--nproc``: one process of ``train classify`` (config JSON)."""
+    from medsight.training.classification import train_classifier
+    from medsight.training.config import ClassifyConfig
+
+    train_classifier(ClassifyConfig.model_validate_json(argv[0]))
+
+
+if __name__ == "__main__":
+    import sys
+
+    _worker(sys.argv[1:])

@@ -79,20 +79,34 @@ class Predictor:
     package : ModelPackage or path
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda[:i]"``.
+    backend : {"torch", "onnx", "onnx-int8"}, optional
+        Default: :func:`medsight.inference.onnx_backend.resolve_backend` (``--backend``, else
+        the package's measured default, else torch).  ONNX Runtime runs on the CPU.
     """
 
-    def __init__(self, package: ModelPackage | str | os.PathLike[str], device: str = "cpu") -> None:
+    def __init__(
+        self,
+        package: ModelPackage | str | os.PathLike[str],
+        device: str = "cpu",
+        backend: str | None = None,
+    ) -> None:
         import torch
 
+        from medsight.inference.onnx_backend import onnx_network, resolve_backend
         from medsight.models.device import select_device
 
         self._pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
         spec = self._pkg.spec
         if spec.task is Task.SEGMENTATION:
             raise InvalidInputError(self._pkg.path, "is a segmentation model, not a classifier")
-        self._device = select_device(device)
-        self._net = self._pkg.build_network().to(self._device)
+        self._backend = resolve_backend(self._pkg, backend)
         self._torch = torch
+        if self._backend == "torch":
+            self._device = select_device(device)
+            self._net: Any = self._pkg.build_network().to(self._device)
+        else:
+            self._device = torch.device("cpu")
+            self._net = onnx_network(self._pkg, self._backend)
 
     @property
     def package(self) -> ModelPackage:
@@ -100,9 +114,21 @@ class Predictor:
         return self._pkg
 
     @property
+    def backend(self) -> str:
+        """``"torch"``, ``"onnx"`` or ``"onnx-int8"``: what :meth:`predict_arrays` runs."""
+        return self._backend
+
+    @property
     def network(self) -> torch.nn.Module:
-        """The loaded network (eval mode), e.g. for saliency maps."""
-        return self._net
+        """The loaded torch network (eval mode), e.g. for saliency maps or feature hooks.
+
+        On an ONNX backend this loads the torch network and switches the Predictor to torch,
+        so hooks on it see every later forward pass.
+        """
+        if self._backend != "torch":
+            self._net = self._pkg.build_network().to(self._device)
+            self._backend = "torch"
+        return self._net  # type: ignore[no-any-return]
 
     def _check(self, image: Image) -> None:
         inp = self._pkg.spec.input

@@ -128,6 +128,10 @@ class Segmenter:
         Mirror test-time augmentation.
     postprocess : bool
         Apply the package's largest-component rule (chosen on validation data).
+    backend : {"torch", "onnx", "onnx-int8"}, optional
+        Default: :func:`medsight.inference.onnx_backend.resolve_backend` (``--backend``, else
+        the package's measured default, else torch).  ONNX Runtime runs the windows on the CPU;
+        a call asking for ``features`` runs on torch (the bottleneck is not an ONNX output).
 
     Raises
     ------
@@ -142,7 +146,9 @@ class Segmenter:
         device: str = "auto",
         tta: bool = False,
         postprocess: bool = True,
+        backend: str | None = None,
     ) -> None:
+        from medsight.inference.onnx_backend import onnx_network, resolve_backend
         from medsight.models.device import select_device
         from medsight.models.package import ModelPackage
         from medsight.models.spec import Task
@@ -156,8 +162,15 @@ class Segmenter:
         self.package = pkg
         self.plan = SegmentationPlan.load(plan_path)
         register_segmentation_networks()
-        self.device = select_device(device)
-        self.net = pkg.build_network().to(self.device)
+        self.backend = resolve_backend(pkg, backend)
+        if self.backend == "torch":
+            self.device = select_device(device)
+            self.net: Any = pkg.build_network().to(self.device)
+            self.torch_net: Any = self.net
+        else:
+            self.device = select_device("cpu")
+            self.net = onnx_network(pkg, self.backend)
+            self.torch_net = None  # loaded when a call asks for features
         self.tta = tta
         rules: dict[str, Any] = pkg.spec.extra.get("postprocessing", {})
         self.lcc_labels = tuple(int(k) for k, v in rules.items() if v == "largest_component")
@@ -192,10 +205,15 @@ class Segmenter:
                 )
             img = img.with_array(np.asarray(img.array, dtype=np.float32).mean(axis=-1))
         prepared = prepare_image(img, self.plan)
+        net = self.net
+        if features:  # the feature hook needs the torch network
+            if self.torch_net is None:
+                self.torch_net = self.package.build_network().to(self.device)
+            net = self.torch_net
         with contextlib.ExitStack() as stack:
-            grab = stack.enter_context(capture(self.net, "segmentation")) if features else None
+            grab = stack.enter_context(capture(net, "segmentation")) if features else None
             probs = sliding_window_probs(
-                self.net, prepared.array, self.plan, tta=self.tta, device=self.device
+                net, prepared.array, self.plan, tta=self.tta, device=self.device
             )
         vector = None
         if grab is not None:  # every mirrored pass cuts the same windows: keep the first pass

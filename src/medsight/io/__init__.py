@@ -1,4 +1,5 @@
-"""Reading and writing images: DICOM (files, series, studies), NIfTI, PNG/JPEG/TIFF.
+"""Reading and writing images: DICOM (files, series, studies; SEG through highdicom), NIfTI,
+MGH/MGZ, Analyze, NRRD, MetaImage, PNG/JPEG/TIFF.
 
 Examples
 --------
@@ -11,6 +12,7 @@ Examples
 from medsight.io.nifti import read_nifti, write_nifti
 from medsight.io.raster import read_raster, write_png
 from medsight.io.study import SeriesEntry, Study, read_image, read_study, summarize, write_image
+from medsight.io.volumes import read_volume
 
 __all__ = [
     "SeriesEntry",
@@ -19,6 +21,7 @@ __all__ = [
     "read_nifti",
     "read_raster",
     "read_study",
+    "read_volume",
     "summarize",
     "write_image",
     "write_nifti",

@@ -21,9 +21,11 @@ from medsight.core.errors import (
 )
 from medsight.core.image import Image
 from medsight.io.dicom.headers import BadFile, scan
+from medsight.io.dicom.seg import SegmentationSeries
 from medsight.io.dicom.series import DicomSeries, build_series
 from medsight.io.nifti import is_nifti, read_nifti, write_nifti
 from medsight.io.raster import is_raster, read_raster, write_png
+from medsight.io.volumes import is_pair_image, is_volume, read_volume, unsupported_format
 
 __all__ = ["SeriesEntry", "Study", "read_image", "read_study", "summarize", "write_image"]
 
@@ -32,15 +34,16 @@ __all__ = ["SeriesEntry", "Study", "read_image", "read_study", "summarize", "wri
 class SeriesEntry:
     """One volume or image of a study, not yet loaded.
 
-    ``dicom`` is set for DICOM series (with the header of its first file); ``path`` for a
-    NIfTI or raster file.
+    ``dicom`` is set for DICOM series (with the header of its first file; a
+    :class:`~medsight.io.dicom.seg.SegmentationSeries` for a DICOM SEG); ``path`` for a NIfTI
+    or raster file.
     """
 
     key: str
     modality: str
     description: str
     problems: list[str]
-    dicom: DicomSeries | None = None
+    dicom: DicomSeries | SegmentationSeries | None = None
     path: Path | None = None
     study_instance_uid: str = ""
     patient_id: str = ""
@@ -64,7 +67,12 @@ class SeriesEntry:
         if self.dicom is not None:
             return self.dicom.load(progress=progress)
         assert self.path is not None
-        img = read_nifti(self.path) if is_nifti(self.path) else read_raster(self.path)
+        if is_nifti(self.path):
+            img = read_nifti(self.path)
+        elif is_volume(self.path):
+            img = read_volume(self.path)
+        else:
+            img = read_raster(self.path)
         if progress is not None:
             progress()
         return img
@@ -173,7 +181,11 @@ def read_study(
     bad: list[BadFile] = []
     dicom_candidates: list[Path] = []
     for f in files:
-        if is_nifti(f) or is_raster(f):
+        if is_pair_image(f):  # the .img of an Analyze / NIfTI pair: read through its .hdr
+            if tick is not None:
+                tick()
+            continue
+        if is_nifti(f) or is_raster(f) or is_volume(f):
             entries.append(
                 SeriesEntry(
                     key=str(f.relative_to(root) if f != root else f.name),
@@ -188,7 +200,11 @@ def read_study(
         else:
             dicom_candidates.append(f)
     good, dicom_bad = scan(dicom_candidates, progress=tick)
-    bad.extend(dicom_bad)
+    for b in dicom_bad:  # name the formats medsight does not read instead of "not DICOM"
+        why = unsupported_format(b.path)
+        if why is not None and "not a DICOM file" in b.problem:
+            b = dataclasses.replace(b, problem=f"is not a DICOM file but {why}")
+        bad.append(b)
     for series in build_series(good):
         hdr = series.header
         entries.append(
@@ -222,7 +238,8 @@ def read_image(
     Parameters
     ----------
     path : path-like
-        DICOM file or folder, NIfTI (.nii, .nii.gz), PNG/JPEG/TIFF.
+        DICOM file or folder, NIfTI (.nii, .nii.gz), MGH/MGZ, Analyze (.hdr/.img), NRRD,
+        MetaImage (.mha/.mhd), PNG/JPEG/TIFF.
     series : str, optional
         When ``path`` holds several series: a SeriesDescription substring or SeriesInstanceUID.
     modality : str, optional
@@ -243,6 +260,8 @@ def read_image(
     p = Path(path)
     if p.is_file() and is_nifti(p):
         return read_nifti(p)
+    if p.is_file() and (is_volume(p) or is_pair_image(p)):
+        return read_volume(p)
     if p.is_file() and is_raster(p):
         return read_raster(p)
     study = read_study(p)
@@ -300,5 +319,8 @@ def summarize(entry: SeriesEntry, image: Image | None) -> dict[str, Any]:
         )
         for key in ("channel_axis", "n_volumes", "repetition_time_s", "suv_status"):
             if image.meta.get(key) is not None:  # 4D series and PET (see core.image)
+                out[key] = image.meta[key]
+        for key in ("segmentation_type", "segment_values", "segments_overlap", "segments"):
+            if image.meta.get(key) is not None:  # DICOM SEG (see io.dicom.seg)
                 out[key] = image.meta[key]
     return out

@@ -40,6 +40,11 @@ def _algorithm(finding: Finding) -> Any:
     return hd.sr.AlgorithmIdentification(name=finding.model_id, version=finding.model_version)
 
 
+#: Derivation (DCM CID 3488) of a measurement whose qualifier is "peak" (e.g. an fMRI
+#: cluster's peak z): SNOMED CT "Maximum".
+MAXIMUM = Code("56851009", "SCT", "Maximum")
+
+
 def _measurements(finding: Finding) -> list[Any]:
     import highdicom as hd
 
@@ -49,6 +54,7 @@ def _measurements(finding: Finding) -> list[Any]:
             value=m.value,
             unit=hd_code(m.unit),
             algorithm_id=_algorithm(finding),
+            derivation=hd_code(MAXIMUM) if m.qualifier == "peak" else None,
         )
         for m in finding.measurements
     ]

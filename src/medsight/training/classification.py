@@ -71,6 +71,15 @@ from medsight.training.common import (
     seed_everything,
 )
 from medsight.training.config import ClassifyConfig, Imbalance, ThresholdMethod
+from medsight.training.distributed import (
+    all_reduce_mean,
+    barrier,
+    broadcast,
+    epoch_shard,
+    gather_rows,
+    init_from_env,
+    shutdown,
+)
 from medsight.training.transfer import init_from_package, init_from_ssl, set_encoder_frozen
 from medsight.transforms.arrays import CaseArrays, case_arrays
 from medsight.transforms.augment import apply_params, augmentation_for, sample_params
@@ -346,8 +355,18 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     if cfg.resume and ckpt_path.exists():
         check_same_config(out / "config.json", cfg, _MAY_CHANGE_ON_RESUME)
     device = select_device(cfg.device)  # on CPU: one torch thread per core
+    # under torchrun: join the process group (gloo on CPU, nccl on cuda:LOCAL_RANK)
+    dinfo, device = init_from_env(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    elif dinfo.distributed and device.type == "cpu":  # the node's cores shared by its processes
+        torch.set_num_threads(max(1, torch.get_num_threads() // dinfo.local_world))
+    if dinfo.distributed and cfg.batch_size % dinfo.world:
+        raise InvalidInputError(
+            "--batch-size",
+            f"{cfg.batch_size} (the global batch) is not divisible by {dinfo.world} processes",
+            hint=f"use a multiple of {dinfo.world}",
+        )
     seed_everything(cfg.seed)
     ds = load_dataset(cfg.data)
     task = ds.task if ds.task in CLASSIFICATION_TASKS else None
@@ -415,18 +434,30 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
         )
         start, best_state, log = state["epoch"] + 1, state["best_state"], state["log"]
         stopped = state["stopped"]
-    (out / "config.json").write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
+    model: nn.Module = net
+    if dinfo.distributed:  # gradients averaged over the processes; rank 0's weights to all
+        if device.type == "cuda":  # batch-norm statistics over the global batch (CUDA only)
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)  # in place: same parameters
+        model = nn.parallel.DistributedDataParallel(
+            net,
+            device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.freeze_epochs > 0,
+        )
+    if dinfo.is_main:
+        (out / "config.json").write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
 
     n = len(train)
-    with _progress(cfg.progress) as bar:
+    step = cfg.batch_size // dinfo.world  # per-process share of the global batch
+    draw_offset = 1_000_003 * dinfo.rank  # other augmentation / dropout draws per process
+    with _progress(cfg.progress and dinfo.is_main) as bar:
         job = bar.add_task("training", total=cfg.epochs, completed=start, info="")
         for epoch in range(start, cfg.epochs):
             if stopped:
                 break
             t0 = time.perf_counter()
             set_encoder_frozen(net, epoch < cfg.freeze_epochs)
-            torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            torch.manual_seed(cfg.seed * 100_003 + epoch + draw_offset)  # dropout
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + draw_offset)
             order = _order(
                 n, train.y, task, cfg.imbalance, np.random.default_rng([cfg.seed, epoch])
             )
@@ -435,9 +466,10 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
                 order = group_sample_order(cells, torch.Generator().manual_seed(draw))
             net.train()
             total, seen = 0.0, 0
-            for i in range(0, n, cfg.batch_size):
-                idx = order[i : i + cfg.batch_size]
-                if len(idx) < 2:  # batch norm needs two samples
+            shard = epoch_shard(order, dinfo)  # the same order on every process, split
+            for i in range(0, len(shard), step):
+                idx = np.asarray(shard[i : i + step], dtype=np.int64)
+                if len(idx) < 2:  # batch norm needs two samples (equal on every process)
                     continue
                 x = torch.from_numpy(train.x[idx])
                 if aug is not None:
@@ -445,7 +477,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
                 yb = torch.from_numpy(train.y[idx])
                 yb = yb.float() if multilabel else yb
                 x = x.to(device).contiguous(memory_format=fmt)
-                loss = loss_fn(logits_of(net(x)), yb.to(device))
+                loss = loss_fn(logits_of(model(x)), yb.to(device))
                 if sample_w is not None:  # --balance reweight: per-case cell weights
                     loss = (loss * sample_w[idx].to(device)).mean()
                 opt.zero_grad(set_to_none=True)
@@ -453,10 +485,15 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
-                if cfg.progress and (i // cfg.batch_size) % 10 == 0:
+                if cfg.progress and (i // step) % 10 == 0:
                     bar.update(job, info=f"epoch {epoch}  loss {total / seen:.3f}")
             sched.step()
-            metric = _val_metric(task, val.y, predict_logits(net, val.x))
+            total, seen = all_reduce_mean(total), all_reduce_mean(seen)  # over processes
+            # each process predicts its share of validation; the metric is computed once, on
+            # the whole set, by rank 0 and sent to all (so early stopping agrees everywhere)
+            part = predict_logits(net, val.x[dinfo.rank :: dinfo.world])
+            val_logits = gather_rows(part, len(val), dinfo)
+            metric = broadcast(_val_metric(task, val.y, val_logits) if dinfo.is_main else 0.0)
             stopped = stopper.step(metric)
             if stopper.improved:
                 best_state = {k: v.cpu().clone(memory_format=torch.contiguous_format)
@@ -470,17 +507,18 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
                     "seconds": time.perf_counter() - t0,
                 }
             )
-            save_checkpoint(
-                ckpt_path,
-                model=net,
-                optimizer=opt,
-                scheduler=sched,
-                stopper=stopper,
-                epoch=epoch,
-                best_state=best_state,
-                log=log,
-                stopped=stopped,
-            )
+            if dinfo.is_main:  # one writer; every process resumes from this file
+                save_checkpoint(
+                    ckpt_path,
+                    model=net,
+                    optimizer=opt,
+                    scheduler=sched,
+                    stopper=stopper,
+                    epoch=epoch,
+                    best_state=best_state,
+                    log=log,
+                    stopped=stopped,
+                )
             bar.update(
                 job,
                 advance=1,
@@ -491,9 +529,16 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     assert best_state is not None
     net.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
     net.load_state_dict(best_state)
-    return _package(
-        cfg, ds, task, net, arch, prep, train, val, log, started, synthetic, unlabelled=n_unlabelled
-    )
+    if dinfo.is_main:  # rank 0 calibrates, validates and writes the package
+        pkg = _package(
+            cfg, ds, task, net, arch, prep, train, val, log, started, synthetic,
+            unlabelled=n_unlabelled,
+        )  # fmt: skip
+    barrier()
+    if not dinfo.is_main:
+        pkg = ModelPackage.load(out / "package")
+    shutdown(dinfo)
+    return pkg
 
 
 def _labelled_only(ds: Dataset) -> tuple[Dataset, int]:

@@ -51,7 +51,7 @@ class ClassifyConfig(BaseModel):
     arch_args: dict[str, Any] = Field(default_factory=dict)  # merged over the defaults
     size: list[int] | None = None  # resize; default: the images' own size, capped (128 / 64)
     epochs: int = Field(40, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1)  # global: split over torchrun's processes
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     patience: int = Field(10, ge=1)  # early stopping on the validation metric

@@ -5,13 +5,21 @@ now and then, a damaged file.  :func:`read_header` parses a header without its p
 every way that can fail into a :class:`~medsight.core.errors.MedsightError` naming the file;
 :func:`scan` runs it over many files and keeps the good and the bad apart so one bad file never
 stops a series from loading.
+
+pydicom warns (on stderr) about values that break their VR's rules and other oddities; those
+warnings are captured instead (:func:`captured_warnings`), every header value is checked once
+when it is read, and the messages become problem lines (:func:`header_problems`) that the
+series lists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterable
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pydicom
@@ -20,7 +28,14 @@ from pydicom.errors import InvalidDicomError
 
 from medsight.core.errors import MedsightError, UnreadableFileError, short_reason
 
-__all__ = ["BadFile", "read_dataset", "read_header", "scan"]
+__all__ = [
+    "BadFile",
+    "captured_warnings",
+    "header_problems",
+    "read_dataset",
+    "read_header",
+    "scan",
+]
 
 #: Values larger than this are not read with the header (they are checked against the file size).
 _DEFER_BYTES = 1 << 20
@@ -36,6 +51,64 @@ class BadFile:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.problem}"
+
+
+_SEE_URL = re.compile(r"\s*Please see <[^>]*>.*$", re.DOTALL)
+#: The attribute name a header's captured warnings are kept under (not a DICOM keyword).
+_WARNINGS_ATTR = "medsight_header_warnings"
+
+
+@contextlib.contextmanager
+def captured_warnings() -> Iterator[list[str]]:
+    """Capture Python warnings (pydicom's) instead of printing them; yields their messages.
+
+    Messages are one line each, without pydicom's link to the standard.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with captured_warnings() as caught:
+    ...     warnings.warn("Invalid value for VR IS: '1A'. Please see <https://x> for more.")
+    >>> caught
+    ["Invalid value for VR IS: '1A'"]
+    """
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        yield messages
+    for r in records:
+        text = _SEE_URL.sub("", str(r.message)).strip().rstrip(".")
+        first = text.splitlines()[0] if text else type(r.message).__name__
+        if first not in messages:
+            messages.append(first)
+
+
+def header_problems(ds: Dataset) -> tuple[str, ...]:
+    """The warnings pydicom gave while this header was read (see :func:`read_header`)."""
+    return tuple(ds.__dict__.get(_WARNINGS_ATTR, ()))
+
+
+def _check_values(ds: Dataset) -> list[str]:
+    """Convert every top-level value once, returning pydicom's warnings, element by element."""
+    from pydicom.dataelem import RawDataElement
+
+    out: list[str] = []
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        for tag in list(ds.keys()):
+            raw = ds.get_item(tag)
+            if isinstance(raw, RawDataElement) and raw.value is None and raw.length:
+                continue  # a deferred large value: not read now
+            before = len(records)
+            try:
+                name = ds[tag].name
+            except Exception as exc:  # a value that cannot be converted at all
+                out.append(f"{tag}: {short_reason(exc)}")
+                continue
+            for r in records[before:]:
+                text = _SEE_URL.sub("", str(r.message)).strip().rstrip(".")
+                out.append(f"{name} {tag}: {text.splitlines()[0] if text else 'warning'}")
+    return out
 
 
 def _dcmread(path: Path, *, pixels: bool) -> FileDataset:
@@ -105,7 +178,8 @@ def read_header(path: str | os.PathLike[str]) -> FileDataset:
     if size == 0:
         raise UnreadableFileError(p, "is empty (0 bytes)")
     try:
-        ds = _dcmread(p, pixels=False)
+        with captured_warnings() as caught:
+            ds = _dcmread(p, pixels=False)
     except InvalidDicomError:
         raise UnreadableFileError(p, "is not a DICOM file") from None
     except (
@@ -128,7 +202,21 @@ def read_header(path: str | os.PathLike[str]) -> FileDataset:
         raise
     except Exception as exc:  # an element that fails to parse while walking the file
         raise UnreadableFileError(p, f"corrupt DICOM header: {short_reason(exc)}") from None
+    found = list(dict.fromkeys([*caught, *_check_values(ds)]))
+    ds.__dict__[_WARNINGS_ATTR] = tuple(found)  # kept beside the header, not a DICOM element
+    frames = ds.get("NumberOfFrames")
+    if frames is not None and not _whole_number(frames):
+        raise UnreadableFileError(
+            p, f"Number of Frames (0028,0008) is {str(frames)!r}, not a number"
+        )
     return ds
+
+
+def _whole_number(value: object) -> bool:
+    try:
+        return int(str(value).strip() or "1") >= 0
+    except ValueError:
+        return False
 
 
 def read_dataset(path: str | os.PathLike[str]) -> FileDataset:
@@ -140,7 +228,8 @@ def read_dataset(path: str | os.PathLike[str]) -> FileDataset:
     read_header(path)
     p = Path(path)
     try:
-        return _dcmread(p, pixels=True)
+        with captured_warnings():  # already reported by read_header
+            return _dcmread(p, pixels=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise UnreadableFileError(
             p, f"truncated or corrupt DICOM file: {short_reason(exc)}"

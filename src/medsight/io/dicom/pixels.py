@@ -4,7 +4,10 @@ pydicom (with the pylibjpeg plug-ins) decodes the transfer syntax; this module a
 viewer applies before a human or a model looks at the numbers: the Modality LUT / Rescale Slope
 and Intercept (CT in Hounsfield units), the palette for PALETTE COLOR, and the inversion of
 MONOCHROME1 so that larger values are always brighter.  Frames come back as
-``(frames, rows, columns[, samples])``.
+``(frames, rows, columns[, samples])``.  Colour (RGB, YBR converted to RGB by pydicom, PALETTE
+COLOR through its lookup tables) is always uint8 0-255: palette entries and samples of more
+than 8 bits keep their 8 high-order bits (a 16-bit palette entry ``0xFF00`` is 255), as the LUT
+descriptor's bits per entry (or Bits Stored) says.
 """
 
 from __future__ import annotations
@@ -36,37 +39,119 @@ def decode_frames(ds: Dataset, path: str | os.PathLike[str]) -> NDArray[np.gener
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise UnreadableFileError(path, "has no pixel data (not an image object?)")
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    name = str(getattr(tsyntax, "name", tsyntax) or "unknown transfer syntax")
     try:
         arr = ds.pixel_array
     except NotImplementedError as exc:
-        name = getattr(tsyntax, "name", str(tsyntax))
         raise UnsupportedFormatError(
             path,
-            f"cannot decode transfer syntax {name}",
-            hint="install a pydicom pixel-data plug-in for it, or convert the file with dcmdjpeg",
+            f"cannot decode transfer syntax {name}: no installed decoder handles it",
+            hint=_install_hint(tsyntax),
         ) from exc
     except (ValueError, EOFError, OSError) as exc:
         raise UnreadableFileError(
-            path, f"pixel data cannot be decoded: {short_reason(exc)}"
+            path, f"{name} pixel data cannot be decoded: {short_reason(exc)}"
         ) from exc
     except RuntimeError as exc:
-        name = getattr(tsyntax, "name", str(tsyntax))
-        if "no" in str(exc).lower() and "plugin" in str(exc).lower().replace("-", ""):
-            raise UnsupportedFormatError(path, f"cannot decode transfer syntax {name}") from exc
+        text = str(exc)
+        lower = text.lower()
+        if "missing dependencies" in lower or (
+            "no" in lower.split() and "plugin" in lower.replace("-", "") and "raised" not in lower
+        ):
+            raise UnsupportedFormatError(
+                path,
+                f"cannot decode transfer syntax {name}: no installed decoder handles it",
+                hint=_install_hint(tsyntax),
+            ) from exc
+        failures = _plugin_failures(text)
+        if failures:
+            raise UnreadableFileError(
+                path,
+                f"{name} pixel data cannot be decoded; every installed decoder failed: "
+                + "; ".join(f"{plugin}: {why}" for plugin, why in failures),
+                hint="the data are corrupt or use a feature these decoders lack; "
+                + _install_hint(tsyntax, other=True),
+            ) from exc
         raise UnreadableFileError(
-            path, f"pixel data cannot be decoded: {short_reason(exc)}"
+            path, f"{name} pixel data cannot be decoded: {short_reason(exc)}"
         ) from exc
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    samples = int(ds.get("SamplesPerPixel", 1))
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
-        arr = apply_color_lut(arr, ds)
-    samples = int(ds.get("SamplesPerPixel", 1))
+        arr = _to_uint8(apply_color_lut(arr, ds), _palette_bits(ds))
+    elif samples > 1:
+        arr = _to_uint8(arr, int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8))
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     colour = samples > 1 or photometric == "PALETTE COLOR"
     if frames == 1 and arr.ndim == (3 if colour else 2):
         arr = arr[np.newaxis]
     return arr
+
+
+#: Transfer syntax UID prefix -> the pydicom pixel-data plug-ins that decode it.
+_DECODERS = {
+    "1.2.840.10008.1.2.4.9": "pylibjpeg-openjpeg or python-gdcm",  # JPEG 2000
+    "1.2.840.10008.1.2.4.20": "pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.4.8": "pyjpegls or pylibjpeg-libjpeg",  # JPEG-LS
+    "1.2.840.10008.1.2.4.5": "pylibjpeg-libjpeg or Pillow",  # JPEG baseline / extended
+    "1.2.840.10008.1.2.4.7": "pylibjpeg-libjpeg or python-gdcm",  # JPEG lossless
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle",  # RLE (pydicom also decodes it itself)
+}
+
+
+def _install_hint(tsyntax: object, *, other: bool = False) -> str:
+    """What to install (or how to convert) for a transfer syntax, as a hint.
+
+    Examples
+    --------
+    >>> _install_hint("1.2.840.10008.1.2.4.90")
+    'install pylibjpeg-openjpeg or python-gdcm (pip), or convert the file with gdcmconv --raw'
+    """
+    uid = str(tsyntax or "")
+    plugins = next((v for k, v in _DECODERS.items() if uid.startswith(k)), None)
+    convert = "convert the file with gdcmconv --raw"
+    if plugins is None:
+        return f"install a pydicom pixel-data plug-in for it, or {convert}"
+    if other:
+        return f"try another decoder ({plugins}) or {convert}"
+    return f"install {plugins} (pip), or {convert}"
+
+
+def _plugin_failures(text: str) -> list[tuple[str, str]]:
+    """(plug-in, first line of its error) from pydicom's "all available plugins" message."""
+    if "plugins:" not in text:
+        return []
+    out = []
+    for line in text.split("plugins:", 1)[1].splitlines():
+        plugin, sep, why = line.strip().partition(": ")
+        if sep and plugin:
+            out.append((plugin, why[:120]))
+    return out
+
+
+def _palette_bits(ds: Dataset) -> int:
+    """Bits per palette entry: the third value of the LUT descriptor (PS3.3 C.7.6.3.1.5)."""
+    for colour in ("Red", "Green", "Blue"):
+        desc = ds.get(f"{colour}PaletteColorLookupTableDescriptor")
+        if desc is not None and len(desc) == 3:
+            return int(desc[2])
+    return 16 if int(ds.get("BitsAllocated", 8)) > 8 else 8
+
+
+def _to_uint8(arr: NDArray[np.generic], bits: int) -> NDArray[np.uint8]:
+    """Colour values of ``bits`` bits -> 8 bits (the high-order bits), so every colour image
+    (RGB, YBR, palette) is uint8 0-255.
+
+    Examples
+    --------
+    >>> _to_uint8(np.array([0, 0x8000, 0xFF00, 0xFFFF], dtype=np.uint16), 16).tolist()
+    [0, 128, 255, 255]
+    """
+    if bits > 8:
+        arr = np.right_shift(arr.astype(np.uint32), bits - 8)
+    return np.clip(arr, 0, 255).astype(np.uint8)
 
 
 def rescale(

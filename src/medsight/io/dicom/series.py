@@ -39,8 +39,9 @@ from pydicom.dataset import Dataset
 from medsight.core.errors import GeometryError
 from medsight.core.geometry import affine_from_parts
 from medsight.core.image import DicomReference, Image
-from medsight.io.dicom.headers import read_dataset
+from medsight.io.dicom.headers import captured_warnings, header_problems, read_dataset
 from medsight.io.dicom.pixels import decode_frames, rescale, stored_value_range
+from medsight.io.dicom.seg import SegmentationSeries, is_segmentation, link_source
 from medsight.io.dicom.suv import suv_meta
 from medsight.io.dicom.temporal import SliceTiming, TemporalInfo, slice_timing, temporal_info
 
@@ -159,9 +160,10 @@ class DicomSeries:
         decoded: dict[Path, NDArray[Any]] = {}
         datasets: dict[Path, Dataset] = {}
         for path in self.files:
-            ds = read_dataset(path)
-            datasets[path] = ds
-            decoded[path] = decode_frames(ds, path)
+            with captured_warnings():  # header warnings were reported when it was scanned
+                ds = read_dataset(path)
+                datasets[path] = ds
+                decoded[path] = decode_frames(ds, path)
             if progress is not None:
                 progress()
         frames = []
@@ -467,8 +469,37 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
 
 
 # --- grouping and geometry ----------------------------------------------------------------
-def build_series(datasets: Sequence[tuple[Path, Dataset]]) -> list[DicomSeries]:
-    """Group parsed headers into volumes, sorted and with their geometry checked."""
+def build_series(
+    datasets: Sequence[tuple[Path, Dataset]],
+) -> list[DicomSeries | SegmentationSeries]:
+    """Group parsed headers into volumes, sorted and with their geometry checked.
+
+    DICOM SEG objects are not stacked: each becomes a
+    :class:`~medsight.io.dicom.seg.SegmentationSeries` linked to its source series.
+    """
+    segs = [(p, ds) for p, ds in datasets if is_segmentation(ds)]
+    images = [(p, ds) for p, ds in datasets if not is_segmentation(ds)]
+    volumes = _build_image_series(images)
+    out: list[DicomSeries | SegmentationSeries] = list(volumes)
+    keys = {v.key for v in volumes}
+    for path, ds in segs:
+        key = str(ds.get("SeriesInstanceUID", f"(no series UID) {path}"))
+        if key in keys:  # several SEG instances in one series: one entry each
+            key = f"{key}/{ds.get('SOPInstanceUID', path.name)}"
+        keys.add(key)
+        seg = SegmentationSeries(
+            key=key,
+            header=ds,
+            path=path,
+            identities=((str(ds.get("PatientID", "")), str(ds.get("StudyInstanceUID", ""))),),
+        )
+        seg.problems.extend(_header_problems([ds]))
+        link_source(seg, volumes)
+        out.append(seg)
+    return out
+
+
+def _build_image_series(datasets: Sequence[tuple[Path, Dataset]]) -> list[DicomSeries]:
     groups: dict[tuple[Any, ...], list[tuple[SliceInfo, Dataset]]] = defaultdict(list)
     for path, ds in datasets:
         series_uid = str(ds.get("SeriesInstanceUID", f"(no series UID) {path.parent}"))
@@ -513,6 +544,7 @@ def build_series(datasets: Sequence[tuple[Path, Dataset]]) -> list[DicomSeries]:
                     }
                 )
             )
+            series.problems.extend(_header_problems([ds for _, ds in members]))
             if len(series.identities) > 1:
                 series.problems.append(
                     f"the files of this series name {len(series.identities)} different patients "
@@ -520,6 +552,21 @@ def build_series(datasets: Sequence[tuple[Path, Dataset]]) -> list[DicomSeries]:
                 )
             out.append(series)
     return out
+
+
+def _header_problems(datasets: Sequence[Dataset], limit: int = 5) -> list[str]:
+    """pydicom's warnings on these headers (invalid values ...), one line per message."""
+    files: dict[str, int] = {}
+    for ds in datasets:
+        for msg in header_problems(ds):
+            files[msg] = files.get(msg, 0) + 1
+    found = [
+        f"header: {msg}" + (f" (in {n} of {len(datasets)} files)" if len(datasets) > 1 else "")
+        for msg, n in files.items()
+    ]
+    if len(found) > limit:
+        return [*found[:limit], f"header: {len(found) - limit} more warning(s) like these"]
+    return found
 
 
 def _flat_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomSeries:

@@ -1,0 +1,521 @@
+"""ONNX export of a package's network and ONNX Runtime as a second inference backend.
+
+:func:`export_onnx` writes ``model.onnx`` (``torch.onnx.export``, opset :data:`OPSET`, a dynamic
+batch axis) into the package folder (or into a copy of it), checks it against torch on the
+package's reference inputs, and records the file, its sha256, the opset and the parity result
+in ``model.json`` under ``extra["backends"]``.  An export whose outputs differ from torch by
+more than the tolerance, or whose decisions disagree, is refused and nothing is written.
+
+Reference inputs are the package's ``reference_inputs.npz`` (array ``x``, preprocessed network
+inputs ``(N, C, *spatial)``) when it has one; otherwise seeded standard-normal inputs of the
+declared shape (the classifier's resize size, the segmentation plan's patch size), and the
+record says which.
+
+Optional int8 dynamic quantisation (``onnxruntime.quantization.quantize_dynamic``) is kept only
+when the measured drop stays within :data:`QUANT_BOUND`: a classifier's AUC drop on an
+evaluation set when one is given, else ``1 -`` decision agreement with torch on the reference
+inputs (a proxy; the record says which was measured).  The Dice drop of a segmentation
+package on an evaluation set is not measured yet: it gets the reference-input proxy.
+
+Backend selection (:func:`resolve_backend`): an explicit ``backend=`` argument, else the one set
+by :func:`use_backend` (the CLI's ``--backend``), else the default recorded in the package
+(``extra["backends"]["default"]``, written only from a recorded timing measurement), else
+``"torch"``.  ONNX Runtime runs on its CPU execution provider with
+``intra_op_num_threads`` = ``torch.get_num_threads()`` unless a thread count is given.
+
+Families: classification (binary, multi-class, ordinal, multi-label) and segmentation export;
+the others are refused with the reason (:func:`export_support`).
+
+Examples
+--------
+>>> export_support("detection")[0]
+False
+>>> resolve_backend(None, "onnx")
+'onnx'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medsight.core.errors import InvalidInputError
+from medsight.models.package import SPEC_FILE, ModelPackage
+from medsight.models.spec import Task
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "BACKENDS",
+    "OPSET",
+    "PARITY_TOLERANCE",
+    "QUANT_BOUND",
+    "ExportResult",
+    "OnnxNetwork",
+    "export_onnx",
+    "export_support",
+    "onnx_network",
+    "resolve_backend",
+    "use_backend",
+]
+
+#: ONNX opset of every export.
+OPSET = 18
+#: Largest max absolute difference of the network outputs (logits) accepted at export, per unit
+#: of output scale (``max(1, max |torch output|)``): float32 sums in large 3D convolutions
+#: differ by more in absolute terms when the logits are large.
+PARITY_TOLERANCE = 1e-4
+#: Smallest decision agreement with torch accepted at export (classes; segmentation voxels).
+MIN_AGREEMENT = 0.999
+#: Largest accepted accuracy drop of the int8 model (AUC for classifiers, Dice for segmentation).
+QUANT_BOUND = 0.005
+#: Backend names; ``onnx-int8`` only where a quantised model was kept.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+REFERENCE_FILE = "reference_inputs.npz"
+_CLASSIFY = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL)
+_REFUSED = {
+    Task.DETECTION: "RetinaNet's anchors, box decoding and non-maximum suppression run in "
+    "MONAI's detector outside the network; an ONNX file of the head outputs alone could not be "
+    "run by medsight's detection path",
+    Task.DENOISING: "the denoiser runs whole slices of any size (dynamic spatial axes); only a "
+    "dynamic batch axis is exported so far",
+    Task.SYNTHESIS: "diffusion sampling is an iterative loop around the network, not one "
+    "forward pass",
+    Task.RISK: "risk models combine image features with tabular covariates outside one network",
+    Task.NONE: "the package predicts nothing",
+}
+
+_selected: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "medsight_backend", default=None
+)
+
+
+def export_support(task: Task | str) -> tuple[bool, str]:
+    """Whether packages of ``task`` can be exported, and why not."""
+    t = Task(task)
+    if t in _CLASSIFY or t is Task.SEGMENTATION:
+        return True, ""
+    return False, _REFUSED.get(t, f"{t.value} packages are not supported")
+
+
+@contextlib.contextmanager
+def use_backend(backend: str | None) -> Iterator[None]:
+    """Within the block, Predictors and Segmenters built without ``backend=`` use ``backend``."""
+    if backend is not None and backend not in BACKENDS:
+        raise InvalidInputError("backend", f"{backend!r} is not one of {', '.join(BACKENDS)}")
+    token = _selected.set(backend)
+    try:
+        yield
+    finally:
+        _selected.reset(token)
+
+
+def resolve_backend(package: ModelPackage | None, backend: str | None = None) -> str:
+    """The backend to run: ``backend``, else :func:`use_backend`'s, else the package's recorded
+    measured default, else ``"torch"``."""
+    chosen = backend or _selected.get()
+    if chosen is None and package is not None:
+        chosen = package.spec.extra.get("backends", {}).get("default")
+    chosen = chosen or "torch"
+    if chosen not in BACKENDS:
+        raise InvalidInputError("backend", f"{chosen!r} is not one of {', '.join(BACKENDS)}")
+    return str(chosen)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class OnnxNetwork:
+    """An ONNX Runtime session that takes and returns tensors like the torch network.
+
+    Parameters
+    ----------
+    path : path
+        The ``.onnx`` file.
+    threads : int, optional
+        ``intra_op_num_threads`` (default ``torch.get_num_threads()``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+        import onnxruntime as ort
+        import torch
+
+        opts = ort.SessionOptions()
+        self.threads = int(threads or torch.get_num_threads())
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.path = Path(path)
+        self.session = ort.InferenceSession(
+            str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._input = self.session.get_inputs()[0].name
+
+    def run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The first output for a float32 batch ``(N, C, *spatial)``."""
+        feed = {self._input: np.ascontiguousarray(x, dtype=np.float32)}
+        return np.asarray(self.session.run(None, feed)[0])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Tensor in, tensor out (CPU), so sliding windows and batching work unchanged."""
+        import torch
+
+        return torch.from_numpy(self.run(x.detach().cpu().numpy()))
+
+    def eval(self) -> OnnxNetwork:
+        """No-op (an ONNX session is always in inference mode)."""
+        return self
+
+
+def onnx_network(package: ModelPackage, backend: str, threads: int | None = None) -> OnnxNetwork:
+    """The verified ONNX Runtime session of ``package`` for ``backend`` (``onnx``/``onnx-int8``).
+
+    Raises
+    ------
+    InvalidInputError
+        The package has no such export, or the file changed since it was recorded.
+    """
+    key = "onnx_int8" if backend == "onnx-int8" else "onnx"
+    rec = package.spec.extra.get("backends", {}).get(key)
+    if not rec or (key == "onnx_int8" and not rec.get("kept")):
+        raise InvalidInputError(
+            package.path,
+            f"has no {backend} export",
+            hint=f"run medsight export {package.path.name} --format onnx"
+            + (" --quantize int8" if key == "onnx_int8" else ""),
+        )
+    path = package.path / rec["file"]
+    if not path.is_file() or _sha256(path) != rec["sha256"]:
+        raise InvalidInputError(
+            path, "is missing or does not match its sha256 in model.json", hint="export again"
+        )
+    return OnnxNetwork(path, threads)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and what model.json now records under ``extra["backends"]``."""
+
+    package: Path
+    record: dict[str, Any]
+
+
+def _single_output(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` returning one tensor (MONAI's ViT returns ``(logits, hidden_states)``)."""
+    import torch
+
+    class SingleOutput(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.inner(x)
+            return out[0] if isinstance(out, tuple | list) else out
+
+    return SingleOutput(net).eval()
+
+
+def _network_and_shape(package: ModelPackage) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    spec = package.spec
+    ok, why = export_support(spec.task)
+    if not ok:
+        raise InvalidInputError(package.path, f"cannot be exported to ONNX: {why}")
+    if spec.task is Task.SEGMENTATION:
+        from medsight.models.dynunet import register_segmentation_networks
+        from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
+
+        register_segmentation_networks()
+        plan = SegmentationPlan.load(package.path / PLAN_FILE)
+        spatial = tuple(int(s) for s in plan.patch_size)
+    else:
+        if not spec.preprocessing.size:
+            raise InvalidInputError(
+                package.path / SPEC_FILE,
+                "preprocessing.size is not set: the classifier's input shape is not fixed",
+            )
+        spatial = tuple(int(s) for s in spec.preprocessing.size)
+    return _single_output(package.build_network()), (spec.input.channels, *spatial)
+
+
+def _reference_inputs(
+    package: ModelPackage, shape: tuple[int, ...], n: int, seed: int
+) -> tuple[NDArray[np.float32], str]:
+    path = package.path / REFERENCE_FILE
+    if path.is_file():
+        with np.load(path) as z:
+            x = np.asarray(z["x"], dtype=np.float32)
+        if x.shape[1:] != shape:
+            raise InvalidInputError(path, f"x has shape {x.shape}; the network takes (N, {shape})")
+        return x, f"{REFERENCE_FILE} ({len(x)} inputs)"
+    x = np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
+    return x, f"synthetic: {n} seeded standard-normal inputs of shape {list(shape)} (seed {seed})"
+
+
+def _decisions(package: ModelPackage, logits: NDArray[np.float32]) -> NDArray[np.int64]:
+    spec = package.spec
+    if spec.task is Task.SEGMENTATION:
+        return np.argmax(logits, axis=1)
+    from medsight.inference.decision import predict_labels
+    from medsight.models.calibration import calibrated_probabilities
+
+    proba = calibrated_probabilities(
+        logits.astype(np.float64), spec.task, spec.calibration, spec.temperature
+    )
+    return np.asarray(predict_labels(spec.task.value, proba, spec.thresholds, spec.label_names))
+
+
+def _compare(
+    package: ModelPackage, ref: NDArray[np.float32], out: NDArray[np.float32]
+) -> dict[str, float]:
+    agree = _decisions(package, ref) == _decisions(package, out)
+    return {
+        "max_abs_diff": float(np.max(np.abs(ref.astype(np.float64) - out))),
+        "decision_agreement": float(agree.mean()),
+    }
+
+
+def _torch_outputs(
+    net: torch.nn.Module, x: NDArray[np.float32], batch: int = 16
+) -> NDArray[np.float32]:
+    import torch
+
+    with torch.no_grad():
+        return np.concatenate(
+            [
+                net(torch.from_numpy(np.ascontiguousarray(x[i : i + batch]))).float().numpy()
+                for i in range(0, len(x), batch)
+            ]
+        )
+
+
+def _onnx_outputs(net: OnnxNetwork, x: NDArray[np.float32], batch: int = 16) -> NDArray[np.float32]:
+    return np.concatenate([net.run(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def _write_spec_extra(root: Path, backends: dict[str, Any]) -> None:
+    """Set ``extra["backends"]`` in ``model.json`` in place (atomic rename), nothing else."""
+    raw = json.loads((root / SPEC_FILE).read_text(encoding="utf-8"))
+    raw.setdefault("extra", {})["backends"] = backends
+    tmp = root / f".{SPEC_FILE}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, root / SPEC_FILE)
+
+
+def export_onnx(
+    package: ModelPackage | str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    tolerance: float = PARITY_TOLERANCE,
+    min_agreement: float = MIN_AGREEMENT,
+    quantize: str | None = None,
+    n_reference: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    evaluation: tuple[NDArray[np.float32], NDArray[np.int64]] | None = None,
+) -> ExportResult:
+    """Export ``package`` to ONNX, check parity with torch and record it in ``model.json``.
+
+    Parameters
+    ----------
+    out : path, optional
+        A new package folder (a copy of ``package`` with the export); default: in place.
+    tolerance, min_agreement
+        Refuse the export when the max absolute output difference exceeds ``tolerance`` times
+        the output scale ``max(1, max |torch output|)`` or the decision agreement falls below
+        ``min_agreement``.
+    quantize : {"int8"}, optional
+        Also write an int8 dynamic-quantised model, kept only if its measured drop (see
+        ``evaluation``) stays within :data:`QUANT_BOUND`.
+    n_reference : int, optional
+        Number of synthetic reference inputs (default 16 for classifiers, 2 for segmentation).
+    evaluation : (x, y), optional
+        Classifiers: preprocessed inputs ``(N, C, *spatial)`` and their labels (class indices,
+        or ``(N, K)`` indicators for multi-label) on which the int8 model's AUC drop (macro
+        one-vs-rest beyond binary) is measured against :data:`QUANT_BOUND`; without it, the
+        drop is ``1 -`` decision agreement on the reference inputs.
+
+    Raises
+    ------
+    InvalidInputError
+        Unsupported family, parity failure, or ``out`` exists.
+    """
+    import onnx
+    import torch
+
+    pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
+    if quantize not in (None, "int8"):
+        raise InvalidInputError("quantize", f"{quantize!r} is not supported (only int8)")
+    net, shape = _network_and_shape(pkg)
+    n = n_reference or (2 if pkg.spec.task is Task.SEGMENTATION else 16)
+    x, source = _reference_inputs(pkg, shape, n, seed)
+    with tempfile.TemporaryDirectory(prefix="medsight-onnx-") as tmpdir:
+        tmp = Path(tmpdir) / ONNX_FILE
+        example = torch.from_numpy(x[:2] if len(x) >= 2 else np.concatenate([x, x]))
+        try:
+            with torch.no_grad():
+                torch.onnx.export(
+                    net,
+                    (example,),
+                    str(tmp),
+                    input_names=["input"],
+                    output_names=["output"],
+                    dynamic_shapes=({0: torch.export.Dim("batch")},),
+                    opset_version=OPSET,
+                    dynamo=True,
+                    external_data=False,
+                    verbose=False,
+                )
+            onnx.checker.check_model(str(tmp))
+        except Exception as exc:  # the exporter's many error types: one clear refusal
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise InvalidInputError(
+                pkg.path,
+                f"architecture {pkg.spec.architecture.name!r} cannot be exported to ONNX: {first}",
+            ) from exc
+        session = OnnxNetwork(tmp, threads)
+        ref = _torch_outputs(net, x)
+        parity = _compare(pkg, ref, _onnx_outputs(session, x))
+        scale = max(1.0, float(np.max(np.abs(ref))))
+        parity |= {
+            "output_scale": scale,
+            "tolerance": tolerance,
+            "allowed_abs_diff": tolerance * scale,
+            "min_agreement": min_agreement,
+            "inputs": source,
+        }
+        if (
+            parity["max_abs_diff"] > tolerance * scale
+            or parity["decision_agreement"] < min_agreement
+        ):
+            raise InvalidInputError(
+                pkg.path,
+                f"ONNX export fails parity with torch: max abs difference "
+                f"{parity['max_abs_diff']:.3g} (allowed {tolerance:g} x output scale "
+                f"{scale:.3g}), decision agreement "
+                f"{parity['decision_agreement']:.4f} (at least {min_agreement:g} needed)",
+                hint="nothing was written; report the architecture, or raise --tolerance",
+            )
+        backends: dict[str, Any] = dict(pkg.spec.extra.get("backends", {}))
+        backends["onnx"] = {
+            "file": ONNX_FILE,
+            "sha256": _sha256(tmp),
+            "opset": OPSET,
+            "dynamic_axes": {"input": {"0": "batch"}, "output": {"0": "batch"}},
+            "exporter": f"torch.onnx.export (dynamo) torch {torch.__version__}",
+            "parity": parity,
+            "provider": "CPUExecutionProvider",
+        }
+        backends.pop("onnx_int8", None)
+        int8 = Path(tmpdir) / INT8_FILE
+        if quantize == "int8":
+            backends["onnx_int8"] = _quantize(pkg, tmp, int8, net, x, threads, evaluation)
+            if not backends["onnx_int8"]["kept"]:
+                int8.unlink(missing_ok=True)
+        # torch stays the default unless a timing measurement recorded in the package says so
+        backends.setdefault("default", "torch")
+        backends.setdefault(
+            "default_reason", "torch: no timing measurement of the backends is recorded"
+        )
+        target = pkg.path
+        if out is not None:
+            target = Path(out)
+            if target.exists():
+                raise InvalidInputError(target, "already exists", hint="choose a new folder")
+            shutil.copytree(pkg.path, target)
+        shutil.copyfile(tmp, target / ONNX_FILE)
+        if int8.is_file():
+            shutil.copyfile(int8, target / INT8_FILE)
+        elif (target / INT8_FILE).exists():
+            (target / INT8_FILE).unlink()
+        _write_spec_extra(target, backends)
+    return ExportResult(target, backends)
+
+
+def _auc(pkg: ModelPackage, logits: NDArray[np.float32], y: NDArray[np.int64]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    from medsight.models.calibration import calibrated_probabilities
+
+    spec = pkg.spec
+    proba = calibrated_probabilities(
+        logits.astype(np.float64), spec.task, spec.calibration, spec.temperature
+    )
+    try:
+        if spec.task is Task.BINARY:
+            return float(roc_auc_score(np.asarray(y).reshape(-1), proba[:, 1]))
+        if spec.task is Task.MULTILABEL:
+            return float(roc_auc_score(y, proba, average="macro"))
+        return float(
+            roc_auc_score(
+                np.asarray(y).reshape(-1), proba, multi_class="ovr", labels=range(proba.shape[1])
+            )
+        )
+    except ValueError as exc:
+        raise InvalidInputError(
+            "evaluation set", f"AUC cannot be measured: {exc}", hint="use a set with every class"
+        ) from None
+
+
+def _quantize(
+    pkg: ModelPackage,
+    src: Path,
+    dst: Path,
+    net: torch.nn.Module,
+    x: NDArray[np.float32],
+    threads: int | None,
+    evaluation: tuple[NDArray[np.float32], NDArray[np.int64]] | None,
+) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if evaluation is not None and pkg.spec.task not in _CLASSIFY:
+        raise InvalidInputError(
+            "evaluation set", "is only measured for classifiers so far (AUC drop)"
+        )
+    on = "reference inputs: 1 - decision agreement with torch (no evaluation set given)"
+    if evaluation is not None:
+        x = np.asarray(evaluation[0], dtype=np.float32)
+        on = f"evaluation set: AUC drop on {len(x)} cases"
+    record: dict[str, Any] = {
+        "file": INT8_FILE,
+        "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights",
+        "bound": QUANT_BOUND,
+        "measured_on": on,
+    }
+    ref = _torch_outputs(net, x)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        out = _onnx_outputs(OnnxNetwork(dst, threads), x)
+    except Exception as exc:  # any ORT failure means: not offered
+        return record | {"kept": False, "reason": f"quantisation failed: {exc}"[:300]}
+    cmp = _compare(pkg, ref, out)
+    drop = 1.0 - cmp["decision_agreement"]
+    if evaluation is not None:
+        y = np.asarray(evaluation[1])
+        cmp |= {"auc_torch": _auc(pkg, ref, y), "auc_int8": _auc(pkg, out, y)}
+        drop = cmp["auc_torch"] - cmp["auc_int8"]
+    kept = drop <= QUANT_BOUND
+    record |= cmp | {"drop": drop, "kept": kept}
+    if kept:
+        record["sha256"] = _sha256(dst)
+    else:
+        record["reason"] = f"drop {drop:.4f} exceeds the bound {QUANT_BOUND}"
+    return record
