@@ -51,3 +51,29 @@ def test_resume_reproduces_uninterrupted_training(tmp_path):
 
 def test_select_device_cpu():
     assert select_device("cpu").type == "cpu"
+
+
+def test_open_run_folder_refuses_an_earlier_run_unless_resumed_with_the_same_settings(tmp_path):
+    import pydantic
+    import pytest
+
+    from medsight.core.errors import InvalidInputError
+    from medsight.training.common import open_run_folder
+
+    class Cfg(pydantic.BaseModel):
+        out: str
+        resume: bool = False
+        lr: float = 0.1
+        steps: int = 10
+
+    folder = tmp_path / "run"
+    out, ckpt = open_run_folder(Cfg(out=str(folder)))
+    assert out == folder and out.is_dir() and ckpt == folder / "checkpoint.pt"
+    ckpt.write_bytes(b"x")
+    (folder / "config.json").write_text(Cfg(out=str(folder)).model_dump_json())
+    with pytest.raises(InvalidInputError, match="earlier run"):
+        open_run_folder(Cfg(out=str(folder)))
+    assert open_run_folder(Cfg(out=str(folder), resume=True, steps=20), {"steps", "resume"})
+    with pytest.raises(InvalidInputError, match="lr"):
+        open_run_folder(Cfg(out=str(folder), resume=True, lr=0.2), {"steps", "resume"})
+    assert open_run_folder(Cfg(out=str(folder)), checkpoint="other.pt")[1].name == "other.pt"

@@ -64,8 +64,8 @@ from medsight.training.balance import Balance, cell_counts, cell_weights, group_
 from medsight.training.common import (
     EarlyStopping,
     channels_last_format,
-    check_same_config,
     load_checkpoint,
+    open_run_folder,
     portable_config,
     save_checkpoint,
     seed_everything,
@@ -343,17 +343,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     ['checkpoint.pt', 'config.json', 'package', 'training_log.csv']
     """
     started = time.process_time()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and not cfg.resume:
-        raise InvalidInputError(
-            out,
-            "holds a checkpoint of an earlier run",
-            hint="pass --resume to continue it, or choose another --out",
-        )
-    if cfg.resume and ckpt_path.exists():
-        check_same_config(out / "config.json", cfg, _MAY_CHANGE_ON_RESUME)
+    out, ckpt_path = open_run_folder(cfg, _MAY_CHANGE_ON_RESUME)
     device = select_device(cfg.device)  # on CPU: one torch thread per core
     # under torchrun: join the process group (gloo on CPU, nccl on cuda:LOCAL_RANK)
     dinfo, device = init_from_env(device)

@@ -25,6 +25,7 @@ __all__ = [
     "channels_last_format",
     "check_same_config",
     "load_checkpoint",
+    "open_run_folder",
     "portable_config",
     "save_checkpoint",
     "seed_everything",
@@ -61,6 +62,33 @@ def check_same_config(
             f"the checkpoint was trained with other settings: {', '.join(changed)}",
             hint="resume with the same options, or start a new run in another --out",
         )
+
+
+def open_run_folder(
+    cfg: Any, may_change: Collection[str] = (), checkpoint: str = "checkpoint.pt"
+) -> tuple[Path, Path]:
+    """Create the run folder ``cfg.out`` and check it may be used: ``(folder, checkpoint path)``.
+
+    A checkpoint already there is an earlier run: refused unless ``cfg.resume``, and then only
+    with the same settings (:func:`check_same_config` on the folder's ``config.json``).
+
+    Raises
+    ------
+    InvalidInputError
+        The folder holds a checkpoint and ``cfg.resume`` is false, or the settings changed.
+    """
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / checkpoint
+    if ckpt.exists() and not cfg.resume:
+        raise InvalidInputError(
+            out,
+            "holds a checkpoint of an earlier run",
+            hint="pass --resume to continue it, or choose another --out",
+        )
+    if cfg.resume and ckpt.exists():
+        check_same_config(out / "config.json", cfg, may_change)
+    return out, ckpt
 
 
 def portable_config(cfg: Any, path_fields: Collection[str]) -> dict[str, Any]:

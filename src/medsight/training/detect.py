@@ -366,24 +366,14 @@ def train_detector(cfg: DetectConfig, log: Callable[[str], None] = print) -> Any
     from medsight.models.retinanet import build_detector
     from medsight.models.spec import ArchitectureSpec
     from medsight.training.common import (
-        check_same_config,
         load_checkpoint,
+        open_run_folder,
         save_checkpoint,
         seed_everything,
         select_device,
     )
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / CHECKPOINT
-    if ckpt.exists() and not cfg.resume:
-        raise InvalidInputError(
-            out,
-            "holds a checkpoint of an earlier run",
-            hint="pass --resume to continue it, or choose another --out",
-        )
-    if cfg.resume and ckpt.exists():
-        check_same_config(out / "config.json", cfg, MAY_CHANGE_ON_RESUME)
+    out, ckpt = open_run_folder(cfg, MAY_CHANGE_ON_RESUME, CHECKPOINT)
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

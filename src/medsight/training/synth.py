@@ -54,8 +54,8 @@ from medsight.models.spec import (
     TrainingDataSummary,
 )
 from medsight.training.common import (
-    check_same_config,
     load_checkpoint,
+    open_run_folder,
     portable_config,
     save_checkpoint,
     seed_everything,
@@ -215,16 +215,7 @@ def train_synthesizer(cfg: SynthConfig, log: Callable[[str], Any] = print) -> Mo
     from monai.networks.schedulers import DDPMScheduler
 
     started_cpu = time.process_time()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and not cfg.resume:
-        raise InvalidInputError(
-            out, "holds a checkpoint of an earlier run",
-            hint="pass --resume to continue it, or choose another --out",
-        )  # fmt: skip
-    if cfg.resume and ckpt_path.exists():
-        check_same_config(out / "config.json", cfg, _MAY_CHANGE_ON_RESUME)
+    out, ckpt_path = open_run_folder(cfg, _MAY_CHANGE_ON_RESUME)
     device = select_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
