@@ -20,8 +20,6 @@ CIs.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import time
@@ -69,6 +67,7 @@ from medsight.training.common import (
     portable_config,
     save_checkpoint,
     seed_everything,
+    write_training_log,
 )
 from medsight.training.config import ClassifyConfig, Imbalance, ThresholdMethod
 from medsight.training.distributed import (
@@ -703,18 +702,14 @@ def _package(
             **({"ood": ood_meta} if ood_meta else {}),
         },
     )
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(log[0]))
-    writer.writeheader()
-    writer.writerows(log)
-    (Path(cfg.out) / "training_log.csv").write_text(buf.getvalue(), encoding="utf-8")
+    log_text = write_training_log(cfg.out, log)
     return ModelPackage.save(
         Path(cfg.out) / "package",
         spec,
         net.state_dict(),
         overwrite=True,
         extra_files={
-            "training_log.csv": buf.getvalue(),
+            "training_log.csv": log_text,
             "config.json": json.dumps(
                 portable_config(cfg, ("out", "init", "pretrained", "splits", "synthetic")), indent=2
             ),

@@ -6,7 +6,9 @@ and are written atomically, so a killed run resumes where it stopped with the sa
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import os
 import random
 from collections.abc import Collection
@@ -30,6 +32,7 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "select_device",
+    "write_training_log",
 ]
 
 
@@ -230,3 +233,25 @@ class EarlyStopping:
         """From checkpoints."""
         for key, value in state.items():
             setattr(self, key, value)
+
+
+def write_training_log(out: str | os.PathLike[str], rows: list[dict[str, Any]]) -> str:
+    """Write ``rows`` (one dict per epoch / step) as ``out/training_log.csv``; the CSV text.
+
+    The text is also what a package keeps as its own ``training_log.csv``; no rows give an
+    empty file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> write_training_log(tempfile.mkdtemp(), [{"epoch": 0, "loss": 0.5}]).splitlines()
+    ['epoch,loss', '0,0.5']
+    """
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    text = buf.getvalue()
+    (Path(out) / "training_log.csv").write_text(text, encoding="utf-8")
+    return text

@@ -24,8 +24,6 @@ patient-level bootstrap CIs.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import time
@@ -58,7 +56,7 @@ from medsight.models.spec import (
     Task,
     TrainingDataSummary,
 )
-from medsight.training.common import portable_config, seed_everything
+from medsight.training.common import portable_config, seed_everything, write_training_log
 
 __all__ = ["DEFAULT_ENCODER", "RiskConfig", "fit_risk_net", "train_risk"]
 
@@ -454,18 +452,14 @@ def _package(
             "cpu_seconds": time.process_time() - started,
         },
     )
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    (Path(cfg.out) / "training_log.csv").write_text(buf.getvalue(), encoding="utf-8")
+    log_text = write_training_log(cfg.out, history)
     return ModelPackage.save(
         Path(cfg.out) / "package",
         spec,
         net.state_dict(),
         overwrite=True,
         extra_files={
-            "training_log.csv": buf.getvalue(),
+            "training_log.csv": log_text,
             "splits.json": json.dumps(parts, indent=1),
             "config.json": json.dumps(portable_config(cfg, ("out", "embeddings")), indent=2),
         },

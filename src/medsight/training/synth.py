@@ -22,8 +22,6 @@ uninterrupted one; resuming with settings that change the result is refused.
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import time
 from collections import Counter
@@ -59,6 +57,7 @@ from medsight.training.common import (
     portable_config,
     save_checkpoint,
     seed_everything,
+    write_training_log,
 )
 from medsight.transforms.arrays import case_arrays
 from medsight.transforms.preprocess import normalize_intensity
@@ -379,12 +378,7 @@ def _package(
             "cpu_seconds": time.process_time() - started_cpu,
         },
     )
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (Path(cfg.out) / "training_log.csv").write_text(buf.getvalue(), encoding="utf-8")
+    log_text = write_training_log(cfg.out, rows)
     card = render_model_card(spec) + (
         "\n## Synthetic outputs\n"
         f"Every image this model makes is SYNTHETIC. `medsight synthesize` writes it with a "
@@ -399,7 +393,7 @@ def _package(
         card=card,
         overwrite=True,
         extra_files={
-            "training_log.csv": buf.getvalue(),
+            "training_log.csv": log_text,
             "config.json": json.dumps(portable_config(cfg, ("out", "splits")), indent=2),
         },
     )
