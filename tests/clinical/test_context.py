@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from tests.service.pacs_servers import serve_http
 
 from medsight.clinical.context import (
     FhirReadError,
@@ -318,16 +318,9 @@ def fhir_server(resources: list[dict], page_size: int = 2) -> Iterator[_Stub]:
         def log_message(self, *_args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    stub.url = f"http://127.0.0.1:{server.server_address[1]}/fhir"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler) as port:
+        stub.url = f"http://127.0.0.1:{port}/fhir"
         yield stub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_server_search_with_paging_matches_the_bundle(tmp_path):

@@ -73,6 +73,21 @@ def _dicomweb_plugin() -> str:
 
 
 @contextlib.contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """``handler`` served on a free 127.0.0.1 port by a daemon thread; yields the port, then
+    stops the server and its thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextlib.contextmanager
 def run_orthanc(binary: str, workdir: Path) -> Iterator[Orthanc]:
     http_port, dicom_port, scp_port = free_port(), free_port(), free_port()
     config = {
@@ -156,13 +171,6 @@ def run_fhir_stub() -> Iterator[FhirStub]:
         def log_message(self, *_args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    stub.url = f"http://127.0.0.1:{server.server_address[1]}/fhir"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler) as port:
+        stub.url = f"http://127.0.0.1:{port}/fhir"
         yield stub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
