@@ -215,3 +215,22 @@ def test_model_card_of_a_label_less_image_model_has_no_decision_lines():
     assert "- Task: denoising\n" in card and "labels:" not in card
     assert "Operating thresholds" not in card and "Calibration" not in card
     assert '- Noise model: {"model": "rician", "levels": [2.0, 10.0]}' in card
+
+
+def test_of_task_refuses_a_package_of_another_task(tiny_classifier):
+    from medsight.core.errors import InvalidInputError
+    from medsight.inference.denoise import Denoiser
+    from medsight.inference.detect import Detector
+    from medsight.models.package import ModelPackage
+    from medsight.models.spec import Task
+
+    pkg = tiny_classifier()  # a loaded ModelPackage
+    folder = pkg.path
+    assert ModelPackage.of_task(folder, pkg.spec.task, "x").spec == pkg.spec
+    assert ModelPackage.of_task(pkg, pkg.spec.task, "x") is pkg
+    with pytest.raises(InvalidInputError, match="not a detector \\(task detection\\)"):
+        Detector(pkg)
+    with pytest.raises(InvalidInputError, match="not a denoiser"):
+        Denoiser(folder)
+    with pytest.raises(InvalidInputError, match=f"is a {pkg.spec.task.value} model, not seg"):
+        ModelPackage.of_task(folder, Task.SEGMENTATION, "segmentation")

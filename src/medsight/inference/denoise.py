@@ -141,11 +141,7 @@ class Denoiser:
     ) -> None:
         from medsight.models.device import select_device
 
-        pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
-        if pkg.spec.task is not Task.DENOISING:
-            raise InvalidInputError(
-                pkg.path, f"is a {pkg.spec.task.value} model, not a denoiser (task denoising)"
-            )
+        pkg = ModelPackage.of_task(package, Task.DENOISING, "a denoiser (task denoising)")
         self._package = pkg
         self._device = select_device(device)
         self._net = pkg.build_network().float().to(self._device)

@@ -127,11 +127,7 @@ class Detector:
         from medsight.models.device import select_device
         from medsight.models.retinanet import build_detector
 
-        pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
-        if pkg.spec.task is not Task.DETECTION:
-            raise InvalidInputError(
-                pkg.path, f"is a {pkg.spec.task.value} model, not a detector (task detection)"
-            )
+        pkg = ModelPackage.of_task(package, Task.DETECTION, "a detector (task detection)")
         self._package = pkg
         self._device = select_device(device)
         settings = dict(pkg.spec.extra.get("detector", {}))

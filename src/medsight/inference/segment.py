@@ -153,9 +153,7 @@ class Segmenter:
         from medsight.models.package import ModelPackage
         from medsight.models.spec import Task
 
-        pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
-        if pkg.spec.task is not Task.SEGMENTATION:
-            raise InvalidInputError(pkg.path, f"is a {pkg.spec.task.value} model, not segmentation")
+        pkg = ModelPackage.of_task(package, Task.SEGMENTATION, "segmentation")
         plan_path = Path(pkg.path) / PLAN_FILE
         if not plan_path.is_file():
             raise InvalidInputError(plan_path, "is missing: a segmentation package needs its plan")

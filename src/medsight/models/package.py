@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from medsight.core.errors import MedsightError
+from medsight.core.errors import InvalidInputError, MedsightError
 from medsight.models.roles import ordered_roles, reference_role
 from medsight.models.spec import ModelSpec, Task
 
@@ -114,6 +114,22 @@ class ModelPackage:
         return (
             f"ModelPackage({self.id!r}, task={self._spec.task.value!r}, path={str(self._path)!r})"
         )
+
+    @classmethod
+    def of_task(
+        cls, package: ModelPackage | str | os.PathLike[str], task: Task, noun: str
+    ) -> ModelPackage:
+        """``package`` (a ModelPackage or its folder, :meth:`load`-ed) if it predicts ``task``.
+
+        Raises
+        ------
+        InvalidInputError
+            It predicts another task: "is a <task> model, not <noun>".
+        """
+        pkg = package if isinstance(package, ModelPackage) else cls.load(package)
+        if pkg.spec.task is not task:
+            raise InvalidInputError(pkg.path, f"is a {pkg.spec.task.value} model, not {noun}")
+        return pkg
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelPackage:
