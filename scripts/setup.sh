@@ -16,5 +16,6 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
     "${PIP[@]}" install "torch==2.13.0"
 fi
 echo "setup: installing medsight and its dependencies"
-"${PIP[@]}" install -e ".[ml,test,scale]"
+"${PIP[@]}" install -e ".[ml,test,scale,docs]"
 .venv/bin/python -c "import torch; v = torch.__version__; assert v.startswith('2.13.0'), v"
+bash scripts/setup-viewer.sh  # OHIF Viewer v3 build for `medsight serve` under /ohif/

@@ -210,8 +210,9 @@ def test_prior_found_among_the_studies_gives_change_report_sr_and_fhir(
     changed = [
         r
         for r in refs.values()
-        if r["resourceType"] == "Observation" and "RECIST" in r["code"]["text"]
-    ]
+        if r["resourceType"] == "Observation"
+        and r["code"]["coding"][0]["code"] in {"112041", "112042", "112043", "112044"}
+    ]  # DCM CID 6144 target lesion response codes of the RECIST-style category
     assert len(changed) == 1
     assert {d["reference"] for d in changed[0]["derivedFrom"]} == set(imaging)
 

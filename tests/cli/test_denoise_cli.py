@@ -185,3 +185,45 @@ def test_train_denoise_then_evaluate(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert "test (2 cases): psnr_noisy@5" in capsys.readouterr().out
     assert (tmp_path / "eval" / "report.json").is_file()
+
+
+def test_train_denoise_takes_a_splits_file_and_never_sees_its_test_cases(tmp_path, capsys):
+    from medsight.data import Fold, Splits
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split in ("train", "val", "test"):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (3, 16, 16)).astype(np.uint8)
+        arrays[f"{split}_labels"] = np.zeros((3, 1), int)
+    np.savez(tmp_path / "breastmnist.npz", **arrays)
+    # the split file moves cases away from the official parts: 5 train, 1 val, 3 test
+    splits = Splits(
+        dataset="breastmnist",
+        scheme="holdout",
+        seed=0,
+        source="generated",
+        stratified=False,
+        test=["train_00000", "val_00000", "val_00001"],
+        folds=[
+            Fold(
+                train=["train_00001", "train_00002", "val_00002", "test_00000", "test_00001"],
+                val=["test_00002"],
+            )
+        ],
+    )
+    splits.save(tmp_path / "splits.json")
+    args = ["train", "denoise", "--data", f"medmnist:{tmp_path / 'breastmnist.npz'}"]
+    args += ["--out", str(tmp_path / "run"), "--splits", str(tmp_path / "splits.json")]
+    args += ["--steps", "1", "--patch-size", "16", "--batch-size", "2", "--device", "cpu"]
+    assert main([*args, "--threads", "1", "--adversarial-weight", "0"]) == 0, (
+        capsys.readouterr().err
+    )
+    spec = ModelPackage.load(tmp_path / "run" / "package").spec
+    assert spec.training_data.n_cases == {"train": 5, "val": 1}
+    assert "5 cases" in capsys.readouterr().out
+    # a split file that does not list every case is refused, naming the problem
+    splits.model_copy(update={"test": ["train_00000"]}).save(tmp_path / "bad.json")
+    args[args.index(str(tmp_path / "splits.json"))] = str(tmp_path / "bad.json")
+    args[args.index(str(tmp_path / "run"))] = str(tmp_path / "run2")
+    assert main([*args, "--threads", "1"]) != 0
+    assert "val_00000" in capsys.readouterr().err

@@ -156,6 +156,10 @@ PAGES = {
     ),
     "medsight.service.viewer:study.html": _study_page,
     "medsight.service.viewer:worklist.html": _worklist_page,
+    "medsight.service.viewer:upload.html": lambda tmp: _viewer(
+        "upload.html", tmp, max_bytes=1, max_mib=1
+    ),
+    "medsight.service.viewer:pacs.html": lambda tmp: _viewer("pacs.html", tmp, configured=False),
 }
 PACKAGES = ["medsight.io", "medsight.reporting", "medsight.service.viewer"]
 

@@ -66,7 +66,9 @@ def _descriptions(n: int) -> list[hd.seg.SegmentDescription]:
     ]
 
 
-def _write_seg(sources: list[Dataset], pixels: np.ndarray, kind: str, path: Path, n: int) -> Path:
+def _write_seg(
+    sources: list[Dataset], pixels: np.ndarray, kind: str, path: Path, n: int, **options: object
+) -> Path:
     seg = hd.seg.Segmentation(
         source_images=sources,
         pixel_array=pixels,
@@ -81,6 +83,7 @@ def _write_seg(sources: list[Dataset], pixels: np.ndarray, kind: str, path: Path
         software_versions="1",
         device_serial_number="1",
         **({"max_fractional_value": 200} if kind == "FRACTIONAL" else {}),
+        **options,
     )
     seg.save_as(path)
     return path
@@ -263,3 +266,66 @@ def test_single_frame_seg_takes_its_geometry_from_the_functional_groups(pydicom_
     assert int((np.asarray(img.array) == 1).sum()) == 36233
     ds = pydicom.dcmread(pydicom_file(name))
     np.testing.assert_array_equal(np.asarray(img.array)[:, :, 0], ds.pixel_array.T)
+
+
+def _labels(masks: np.ndarray) -> np.ndarray:
+    """(slice, row, column) segment numbers of non-overlapping masks (0 = background)."""
+    return np.argmax(np.concatenate([~masks.any(-1, keepdims=True), masks], -1), -1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "label_input"),
+    [
+        ("BINARY", {"omit_empty_frames": True}, False),  # empty frames omitted (sparse)
+        ("BINARY", {"omit_empty_frames": False}, False),  # dense: every frame stored
+        ("BINARY", {"omit_empty_frames": True}, True),  # several segments per frame (labels in)
+        ("LABELMAP", {"omit_empty_frames": False}, False),
+        ("LABELMAP", {"omit_empty_frames": True}, True),
+        ("FRACTIONAL", {"omit_empty_frames": False}, False),
+    ],
+    ids=[
+        "binary-sparse",
+        "binary-dense",
+        "binary-labels",
+        "labelmap-dense",
+        "labelmap-sparse",
+        "fractional-dense",
+    ],
+)
+def test_every_highdicom_form_round_trips_exact_voxels_per_segment(
+    study, kind, options, label_input
+):
+    root, sources = study
+    masks = _masks()
+    masks[..., 1] = False  # segment 2 is empty everywhere: listed, no voxels
+    pixels = _labels(masks).astype(np.uint8) if label_input else masks
+    if kind == "FRACTIONAL":
+        pixels = masks.astype(np.float32)
+    _write_seg(sources, pixels, kind, root / "seg.dcm", 3, **options)
+    seg = _seg_entry(root)[1].load()
+    arr = np.asarray(seg.array)
+    listed = [(s["number"], s["label"]) for s in seg.meta["segments"]]
+    # highdicom writes a LABELMAP's background as segment 0; the reader lists what is there
+    background = [(0, "Background")] if kind == "LABELMAP" else []
+    assert listed == [*background, (1, "organ 1"), (2, "organ 2"), (3, "organ 3")]
+    if seg.meta["segment_values"] == "labels":
+        for n in (1, 2, 3):
+            np.testing.assert_array_equal(arr == n, _ijk(masks[..., n - 1]), err_msg=f"seg {n}")
+    else:
+        assert seg.meta["channel_segments"] == [1, 2, 3]
+        for n in (1, 2, 3):
+            np.testing.assert_array_equal(arr[..., n - 1] > 0, _ijk(masks[..., n - 1]))
+
+
+def test_seg_of_part_of_the_series_is_empty_on_the_slices_it_does_not_cover(study):
+    root, sources = study
+    masks = _masks()
+    order = np.argsort([float(s.ImagePositionPatient[2]) for s in sources])
+    part = [sources[i] for i in order[1:4]]  # slices 1-3 in position order
+    _write_seg(part, masks[1:4], "BINARY", root / "seg.dcm", 3, omit_empty_frames=False)
+    seg = _seg_entry(root)[1].load()
+    want = np.zeros_like(masks)
+    want[1:4] = masks[1:4]
+    expected = _ijk(_labels(want))
+    assert seg.shape == (COLS, ROWS, N)
+    np.testing.assert_array_equal(np.asarray(seg.array), expected)

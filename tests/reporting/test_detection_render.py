@@ -77,7 +77,7 @@ def test_2d_sr_holds_scoord_regions_on_the_source_instance(pydicom_file, tmp_pat
         assert ref.ReferencedSOPInstanceUID == img.source.sop_instance_uids[0]
         assert g.get_qualitative_evaluations()[0].value.meaning == "Present"
     values = {m.name.meaning: (m.value, m.unit.value) for m in groups[0].get_measurements()}
-    assert values == {"Width": (6.6, "mm"), "AI probability of finding": (0.91, "1")}
+    assert values == {"Width": (6.6, "mm"), "Probability": (0.91, "1")}
     assert groups[1].finding_type.meaning == "Calcification"
 
 

@@ -165,12 +165,11 @@ def test_viewer_login_worklist_study_overlay_and_accept(
         mask = page.locator("#mask")
         _wait(page, "document.getElementById('mask').dataset.missing !== undefined")
         assert not mask.is_visible()
-        # the AI overlay (Grad-CAM and contour pictures) is shown, then hidden by the toggle
+        # the report's pictures (Grad-CAM and contours) were made on the other series: not shown
+        # beside this one (no stale thumbnail), a note says where they are
         heatmaps = page.locator("#heatmaps img.heatmap")
-        assert heatmaps.count() == 2 and heatmaps.first.is_visible()
-        assert page.evaluate(
-            "Array.from(document.querySelectorAll('#heatmaps img')).every(i => i.naturalWidth > 0)"
-        )
+        assert heatmaps.count() == 2 and not heatmaps.first.is_visible()
+        assert page.locator("#heatmaps-elsewhere").is_visible()
         # on the series the segmentation model ran on, its mask lies over the slice
         one = page.locator("#series option").filter(has_text="(1)").get_attribute("value")
         page.select_option("#series", one)
@@ -180,11 +179,22 @@ def test_viewer_login_worklist_study_overlay_and_accept(
             " return m.complete && m.naturalWidth > 0 && !m.hidden; })()",
         )
         assert mask.is_visible()
+        assert heatmaps.first.is_visible() and not page.locator("#heatmaps-elsewhere").is_visible()
+        assert page.evaluate(
+            "Array.from(document.querySelectorAll('#heatmaps img')).every(i => i.naturalWidth > 0)"
+        )
+        # the legend names the mask's label in its colour; the heatmap has its colour bar
+        legend = page.locator("#legend")
+        assert legend.is_visible() and "bright" in legend.inner_text()
+        assert page.locator("#legend .colourbar").is_visible()
+        _wait(page, "document.getElementById('heat').naturalWidth > 0")
+        assert page.locator("#heat").is_visible()
         box, under = mask.bounding_box(), page.locator("#image").bounding_box()
         assert (box["x"], box["y"], box["width"]) == (under["x"], under["y"], under["width"])
         page.screenshot(path=str(tmp_path / "study-overlay-on.png"), full_page=True)
         page.click("#toggle-overlay")
         assert not heatmaps.first.is_visible() and not mask.is_visible()
+        assert not legend.is_visible() and not page.locator("#heat").is_visible()
         assert page.inner_text("#toggle-overlay").endswith("off")
         page.click("#toggle-overlay")
         assert heatmaps.first.is_visible() and mask.is_visible()
@@ -206,7 +216,7 @@ def test_viewer_login_worklist_study_overlay_and_accept(
         report = page.request.get(f"{served}/api/jobs/{job_id}/files/report.html")
         assert report.ok and "tiny-ct@0.0.1" in report.text()
         browser.close()
-    # the only console errors are the expected 404s of the mask on the other series
+    # no script error (a 404 the browser may log is not one, e.g. its favicon request)
     assert all("404" in e for e in console_errors), console_errors
     feedback = httpx.get(f"{served}/api/jobs/{job_id}/feedback", headers=auth).json()
     assert [(f["finding"], f["verdict"], f["by"]) for f in feedback] == [

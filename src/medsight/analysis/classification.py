@@ -84,8 +84,11 @@ def analyze_classification(
     ]
     heat = None
     if options.explain:  # explain the first reported label's output unit
+        from medsight.analysis.timings import stage
+
         tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
-        heat = explain_classifier(predictor.network, tensor, image, reported[0][0].index)
+        with stage(f"explain {package.id}"):  # timed apart from the model (analyze timings)
+            heat = explain_classifier(predictor.network, tensor, image, reported[0][0].index)
     probabilities = {lab.name: float(proba[lab.index]) for lab in labels}
     output = ModelOutput(findings, heatmap=heat, probabilities=probabilities, plausibility=plaus)
     ood_check(output, package, features)

@@ -5,6 +5,7 @@ Output folder::
     report.json, report.html          the Findings, impression, models, warnings (offline page)
     overlay_<model>.png               image with contours / heatmap for each model that ran
     mask_<model>.nii.gz               segmentation masks on the input grid (any input)
+    heatmap_<model>.nii.gz            heatmaps (Grad-CAM ...) on the input grid, for the viewer
     dicom/seg_<model>.dcm             DICOM SEG per segmentation model     (DICOM input only)
     dicom/sr_<series>.dcm             TID 1500 Comprehensive 3D SR per series (DICOM input only)
     dicom/sc_<model>.dcm              Secondary Capture of each overlay    (DICOM input only)
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from medsight.analysis.roles import stack_roles
 from medsight.analysis.runners import ModelOutput, run_package
 from medsight.analysis.selection import effective_modality, is_generic, select_series
 from medsight.analysis.studies import StudyGroup, slug, split_studies
+from medsight.analysis.timings import StageTimes, recording, stage
 from medsight.core.errors import InvalidInputError, MedsightError
 from medsight.core.findings import Finding
 from medsight.core.image import Image
@@ -53,6 +56,8 @@ class AnalysisResult:
     report: Report
     out_dir: Path
     dicom_errors: dict[str, list[str]]
+    #: Wall seconds per stage (:mod:`medsight.analysis.timings`), also in ``timings.json``.
+    timings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _spacing_fact(entry: SeriesEntry) -> str:
@@ -109,6 +114,7 @@ def analyze(
     glm: Any = None,
     attributes: Mapping[str, str] | None = None,
     fhir: str | os.PathLike[str] | None = None,
+    fhir_identifier_system: str | None = None,
 ) -> AnalysisResult:
     """Analyse the one study at ``path`` with ``packages`` (default: the model zoo).
 
@@ -128,7 +134,10 @@ def analyze(
     (:mod:`medsight.analysis.prior`).  ``attributes`` (what the caller states, e.g.
     ``{"sex": "F"}``) and ``fhir`` (the patient's record as a FHIR Bundle, used only when its
     Patient identifier matches the study's Patient ID, :mod:`medsight.analysis.record`) reach
-    the families: group thresholds, risk models' clinical variables.  A path holding several studies
+    the families: group thresholds, risk models' clinical variables (``fhir_identifier_system``:
+    match only identifiers of that system).  Guidelines whose inputs the findings provide are
+    applied (:mod:`medsight.analysis.guidelines`): a separate "Guideline suggestion" section, SR
+    container and FHIR Observation.  A path holding several studies
     (or several identity-less files) is refused: use
     :func:`analyze_studies`, which writes one report folder per study.
 
@@ -138,7 +147,9 @@ def analyze(
         Unreadable input, several studies, series of two patients in one study, or no package
         could run on it (the message lists why each was skipped).
     """
+    started = time.perf_counter()
     study = read_study(path)  # before creating anything: bad input leaves no output folder
+    read_s = time.perf_counter() - started
     groups = split_studies(study)
     if len(groups) > 1:
         listing = "; ".join(g.label for g in groups[:5])
@@ -156,6 +167,8 @@ def analyze(
     options = dataclasses.replace(options, roles=tuple((roles or {}).items()))
     options = dataclasses.replace(options, events=events, glm=glm)
     options = dataclasses.replace(options, attributes=tuple((attributes or {}).items()), fhir=fhir)
+    options = dataclasses.replace(options, fhir_identifier_system=fhir_identifier_system)
+    options = dataclasses.replace(options, started=started, read_s=read_s)
     found = None
     if prior is not None:  # before creating anything: a refused prior leaves no output
         found = load_prior(prior, groups[0].study, allow_identity_mismatch=allow_identity_mismatch)
@@ -190,6 +203,7 @@ def analyze_studies(
     glm: Any = None,
     attributes: Mapping[str, str] | None = None,
     fhir: str | os.PathLike[str] | None = None,
+    fhir_identifier_system: str | None = None,
 ) -> list[StudyOutcome]:
     """Analyse every study at ``path``, one report folder each; never two patients in one.
 
@@ -206,7 +220,9 @@ def analyze_studies(
         error of that study (as :func:`analyze`).
     """
     say = progress or (lambda _msg: None)
+    started = time.perf_counter()
     study = read_study(path)
+    read_s = time.perf_counter() - started
     groups = split_studies(study)
     packages, zoo_warnings = _resolve_packages(packages, denoise)  # once for every study
     out = Path(out_dir)
@@ -214,6 +230,8 @@ def analyze_studies(
     options = dataclasses.replace(options, roles=tuple((roles or {}).items()))
     options = dataclasses.replace(options, events=events, glm=glm)
     options = dataclasses.replace(options, attributes=tuple((attributes or {}).items()), fhir=fhir)
+    options = dataclasses.replace(options, fhir_identifier_system=fhir_identifier_system)
+    options = dataclasses.replace(options, started=started, read_s=read_s)
     priors = resolve_priors(groups, prior, allow_identity_mismatch)  # given, or found here
     outcomes = []
     for n, group in enumerate(groups, 1):
@@ -279,6 +297,9 @@ class _Options:
     glm: Any = None  # GlmOptions of the functional section (None: defaults)
     attributes: tuple[tuple[str, str], ...] = ()  # --attribute KEY=VALUE: the caller's facts
     fhir: str | os.PathLike[str] | None = None  # --fhir: the patient's record (FHIR Bundle)
+    fhir_identifier_system: str | None = None  # match Patient.identifier of this system only
+    started: float | None = None  # perf_counter() before the input was scanned (timings)
+    read_s: float = 0.0  # seconds the scan of the whole input took (timings: "read: scan")
 
 
 def _resolve_packages(
@@ -304,6 +325,29 @@ def _resolve_packages(
 
 
 def _analyze_study(
+    study: Study,
+    path: str | os.PathLike[str],
+    out: Path,
+    packages: Sequence[ModelPackage],
+    options: _Options,
+    prior: PriorStudy | None = None,
+    prior_note: str = "",
+) -> AnalysisResult:
+    """:func:`_run_study`, timed per stage: ``AnalysisResult.timings`` and ``timings.json``.
+
+    The scan of the input is counted once per study ("read: scan"; with several studies in
+    one input it is the scan of all of them, which they share).
+    """
+    times = StageTimes(start=options.started)
+    times.add("read: scan", options.read_s)
+    with recording(times):
+        result = _run_study(study, path, out, packages, options, prior, prior_note)
+        result.timings = times.as_dict()  # written just below: the file write is not counted
+    write_text_atomic(out / "timings.json", json.dumps(result.timings, indent=1))
+    return result
+
+
+def _run_study(
     study: Study,
     path: str | os.PathLike[str],
     out: Path,
@@ -346,8 +390,10 @@ def _analyze_study(
             continue
         say(f"running {pkg.id} on {sel.reason}")
         try:
-            image = loaded.get(sel.series.key) or sel.series.load()
-            loaded[sel.series.key] = image
+            if sel.series.key not in loaded:
+                with stage(f"read: load {sel.series.description or sel.series.key}"):
+                    loaded[sel.series.key] = sel.series.load()
+            image = loaded[sel.series.key]
             known = not is_generic(effective_modality(sel.series, modality))
             header = sel.series.dicom.header if sel.series.dicom is not None else None
             stacked = stack_roles(sel, image, loaded)  # a multi-input model: every role
@@ -355,16 +401,17 @@ def _analyze_study(
                 reason = "; ".join(stacked.problems)
                 runs.append(ModelRun(status="withheld", series=sel.reason, reason=reason, **base))
                 continue
-            result = run_package(
-                pkg,
-                stacked.image,
-                explain=explain,
-                colour_to_grey=known,
-                tta=tta,
-                header=header,
-                attributes=attributes,
-                clinical=clinical,
-            )
+            with stage(f"model {pkg.id}"):
+                result = run_package(
+                    pkg,
+                    stacked.image,
+                    explain=explain,
+                    colour_to_grey=known,
+                    tta=tta,
+                    header=header,
+                    attributes=attributes,
+                    clinical=clinical,
+                )
         except InvalidInputError as err:  # the image does not fit the model: not its job
             runs.append(ModelRun(status="skipped", series=sel.reason, reason=str(err), **base))
             continue
@@ -407,15 +454,24 @@ def _analyze_study(
             outputs[f"denoised {pkg.id}"] = derived_file
             continue
         findings += result.findings
-        shown, picture = _overlay(out, pkg, image, result)
+        with stage("output: overlays"):
+            shown, picture = _overlay(out, pkg, image, result)
         images.append(shown)
         per_series.setdefault(sel.series.key, []).append((pkg, image, result, picture))
         if result.mask is not None:
             from medsight.io import write_image
 
             mask_file = f"mask_{slug(spec.name)}.nii.gz"
-            write_image(result.mask, out / mask_file)
+            with stage("output: NIfTI masks / heatmaps"):
+                write_image(result.mask, out / mask_file)
             outputs[f"mask {pkg.id}"] = mask_file
+        if result.heatmap is not None:  # the viewer shows it slice by slice
+            from medsight.io import write_image
+
+            heat_file = f"heatmap_{slug(spec.name)}.nii.gz"
+            with stage("output: NIfTI masks / heatmaps"):
+                write_image(result.heatmap, out / heat_file)
+            outputs[f"heatmap {pkg.id}"] = heat_file
     if options.events is not None:  # fMRI: GLM on the BOLD series (analysis.functional_report)
         from medsight.analysis.functional_report import functional_section
 
@@ -444,18 +500,33 @@ def _analyze_study(
         findings += comparison.findings
         warnings += comparison.warnings
         summary += comparison.sentence()
+    from medsight.analysis.guidelines import for_series, suggest
+
+    ran = {p.spec.name: (p, entries[k].modality) for k, rs in per_series.items() for p, *_ in rs}
+    suggestions, guideline_notes = suggest(  # decision support: a separate, marked section
+        findings, ran, clinical=clinical, attributes=attributes, prior_compared=prior is not None
+    )
+    warnings += guideline_notes
+    applied = [s for s in suggestions if s.applied]
     if dicom_outputs:
         for key, results in per_series.items():
             if entries[key].dicom is not None:
                 say(f"writing DICOM SEG / SR / SC for series {entries[key].description or key}")
                 changes = comparison.series_parts(key) if comparison else ([], None)
-                dicom_errors.update(_write_dicom(out, entries[key], results, outputs, *changes))
+                own = for_series(applied, findings, [f for r in results for f in r[2].findings])
+                with stage("output: DICOM SEG / SR / SC"):
+                    dicom_errors.update(
+                        _write_dicom(out, entries[key], results, outputs, *changes, suggestions=own)
+                    )
                 warnings += source_header_problems(results[0][1])  # left out, never guessed
     for name, errs in dicom_errors.items():
         warnings += [f"{name}: {e}" for e in errs]
     facts = _study_facts(list(study))
     prior_study = prior.study if prior is not None else None
-    outputs["FHIR bundle"] = _write_fhir(out, findings, study, facts, summary, prior_study)
+    with stage("output: FHIR"):
+        outputs["FHIR bundle"] = _write_fhir(
+            out, findings, study, facts, summary, prior_study, suggestions=applied
+        )
     report = Report(
         input=str(path),
         study=facts,
@@ -466,8 +537,10 @@ def _analyze_study(
         images=images,
         outputs=outputs,
         comparison=comparison.section if comparison else None,
+        guidelines=suggestions,
     )
-    write_report(report, out)
+    with stage("output: report JSON / HTML"):
+        write_report(report, out)
     return AnalysisResult(report, out, dicom_errors)
 
 
@@ -481,7 +554,8 @@ def _patient_record(study: Study, options: _Options) -> tuple[dict[str, str], An
 
     first = next((e for e in study if e.dicom is not None), None)
     header = first.dicom.header if first is not None and first.dicom is not None else None
-    clinical, note = record_for_study(options.fhir, header)
+    system = options.fhir_identifier_system
+    clinical, note = record_for_study(options.fhir, header, identifier_system=system)
     check_attributes(attributes, clinical)
     notes = [note, *(f"clinical record: {w}" for w in clinical.warnings)]
     return attributes, clinical, "; ".join(notes)
@@ -547,6 +621,7 @@ def _write_dicom(
     outputs: dict[str, str],
     changes: Sequence[Finding] = (),
     prior_image: Image | None = None,
+    suggestions: Sequence[Any] = (),
 ) -> dict[str, list[str]]:
     """SEG, SC and SR of one series; ``changes`` (CHANGE findings) go into the SR, which then
     references ``prior_image``'s instances (when it came from DICOM)."""
@@ -591,6 +666,7 @@ def _write_dicom(
             segment_numbers=numbers,
             prior=prior_source,
             affine=image.affine,  # 3D detection regions: SCOORD3D in patient coordinates
+            suggestions=suggestions,  # guideline suggestions: a separate container
         )
         written["DICOM SR"] = folder / f"sr_{slug(entry.description or entry.key)}.dcm"
         _save_dicom(sr, written["DICOM SR"])
@@ -614,12 +690,15 @@ def _write_fhir(
     facts: dict[str, str],
     conclusion: str,
     prior: Study | None = None,
+    suggestions: Sequence[Any] = (),
 ) -> str:
     from medsight.reporting.fhir import build_bundle
 
     info = _study_info(study, facts)
     prior_info = _study_info(prior, _study_facts(list(prior))) if prior is not None else None
-    bundle = build_bundle(findings, info, conclusion=conclusion, prior=prior_info)
+    bundle = build_bundle(
+        findings, info, conclusion=conclusion, prior=prior_info, suggestions=suggestions
+    )
     write_text_atomic(out / "fhir_bundle.json", json.dumps(bundle, indent=2) + "\n")
     return "fhir_bundle.json"
 

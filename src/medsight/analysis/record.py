@@ -8,12 +8,17 @@ variables it needs (and is withheld naming the missing ones otherwise).
 
 Identity safety: another patient's record is never applied.  A Bundle is used only when exactly
 one of its Patient resources carries a ``Patient.identifier`` whose value equals the study's
-DICOM Patient ID (0010,0020) character for character (surrounding spaces aside; the identifier
-system is not compared, DICOM has no portable equivalent), and when that Patient's birth date
+DICOM Patient ID (0010,0020) character for character (surrounding spaces aside), and when that
+Patient's birth date
 and administrative gender, where both sides state them, agree with the DICOM Patient's Birth
 Date and Patient's Sex.  A study without a Patient ID (PNG, NIfTI, a blanked export) cannot be
 matched and the Bundle is refused.  The age is computed on the study date (today when the study
 has none).  An ``--attribute`` that contradicts the record (sex, age) is refused too.
+
+DICOM has no portable equivalent of an identifier system, so by default any system counts;
+where the hospital's medical record numbers have a known system (its Issuer of Patient ID),
+``identifier_system`` (``analyze --fhir-identifier-system URI``) restricts the match to
+identifiers of that system, so a number of another assigning authority never matches.
 """
 
 from __future__ import annotations
@@ -76,12 +81,14 @@ def _patients(path: Path) -> list[dict[str, Any]]:
     return [r for r in resources if isinstance(r, dict) and r.get("resourceType") == "Patient"]
 
 
-def _identifiers(patient: Mapping[str, Any]) -> list[str]:
+def _identifiers(patient: Mapping[str, Any], system: str | None = None) -> list[str]:
     found = patient.get("identifier") or []
     return [
         str(i["value"]).strip()
         for i in found
-        if isinstance(i, dict) and isinstance(i.get("value"), str | int)
+        if isinstance(i, dict)
+        and isinstance(i.get("value"), str | int)
+        and (system is None or i.get("system") == system)
     ]
 
 
@@ -94,7 +101,10 @@ def _dicom_date(text: str) -> str:
 
 
 def record_for_study(
-    bundle: str | os.PathLike[str], header: Mapping[str, Any] | None
+    bundle: str | os.PathLike[str],
+    header: Mapping[str, Any] | None,
+    *,
+    identifier_system: str | None = None,
 ) -> tuple[Any, str]:
     """The :class:`~medsight.clinical.context.ClinicalContext` of the study's patient and a
     line saying how it was matched.
@@ -105,6 +115,8 @@ def record_for_study(
         The patient's record, a FHIR R4 Bundle JSON file.
     header : mapping or None
         The study's DICOM header (its first DICOM series); ``None`` for plain files.
+    identifier_system : str, optional
+        Match only ``Patient.identifier`` entries of this system (a URI); default any.
 
     Raises
     ------
@@ -128,13 +140,17 @@ def record_for_study(
             f"(0010,0020); a patient record is {refuse}",
         )
     patients = _patients(path)
-    matches = [p for p in patients if pid in _identifiers(p)]
+    system = identifier_system
+    matches = [p for p in patients if pid in _identifiers(p, system)]
     if not matches:
-        has_ids = any(_identifiers(p) for p in patients)
+        has_ids = any(_identifiers(p, system) for p in patients)
+        of = f" of system {system}" if system else ""
         problem = (
-            "no Patient resource of the Bundle has an identifier equal to the study's Patient ID"
+            f"no Patient resource of the Bundle has an identifier{of} equal to the study's "
+            "Patient ID"
             if has_ids
-            else "its Patient resources carry no identifier to match with the study's Patient ID"
+            else f"its Patient resources carry no identifier{of} to match with the study's "
+            "Patient ID"
         )
         raise InvalidInputError(where, f"{problem}: it is not this patient's record ({refuse})")
     if len(matches) > 1:
@@ -162,9 +178,11 @@ def record_for_study(
     on = dt.date.fromisoformat(study_date) if study_date else None
     context = context_from_bundle(path, patient.get("id") or None, reference_date=on)
     resource = f"Patient/{patient['id']}" if patient.get("id") else "the Bundle's Patient"
+    of = f" (system {system})" if system else ""
+    on_text = on.isoformat() if on else "today (the study has no date)"
     note = (
-        f"clinical record: {resource} of {path.name}, matched on identifier = DICOM Patient ID "
-        f"{pid!r}; age on {on.isoformat() if on else 'today (the study has no date)'}"
+        f"clinical record: {resource} of {path.name}, matched on identifier{of} = DICOM "
+        f"Patient ID {pid!r}; age on {on_text}"
     )
     return context, note
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 def analyze(
@@ -109,6 +110,27 @@ def analyze(
             "(and birth date / sex agree), refused otherwise.",
         ),
     ] = None,
+    fhir_identifier_system: Annotated[
+        str | None,
+        typer.Option(
+            "--fhir-identifier-system",
+            help="Match the DICOM Patient ID only with Patient identifiers of this system "
+            "(the URI of your medical record numbers); default: any system.",
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="torch, onnx or onnx-int8 for classifiers and segmentation models (after "
+            "medsight export; a model without that export is skipped with the reason). "
+            "Default: each package's measured default, else torch.",
+        ),
+    ] = None,
+    timings: Annotated[
+        bool,
+        typer.Option("--timings", help="Print the wall time of each stage (also in timings.json)."),
+    ] = False,
 ) -> None:
     """Run model packages on a study and write an explained, preliminary report."""
     from medsight.analysis.pipeline import analyze_studies
@@ -126,7 +148,9 @@ def analyze(
         from medsight.analysis.functional import glm_options
 
         glm = glm_options(contrast or [], fmri_threshold, cluster_extent)
-    with console.status("analysing") as status:
+    from medsight.inference.onnx_backend import use_backend
+
+    with console.status("analysing") as status, use_backend(backend):
         outcomes = analyze_studies(
             path,
             out,
@@ -144,6 +168,7 @@ def analyze(
             glm=glm,
             attributes=attributes,
             fhir=fhir,
+            fhir_identifier_system=fhir_identifier_system,
         )
     out_console = Console()
     invalid = False
@@ -156,11 +181,22 @@ def analyze(
         result = outcome.result
         report = result.report
         out_console.print(f"[bold]Impression:[/bold] {report.impression}")
+        for g in report.guidelines:  # decision support, shown apart from the impression
+            what = f"{g.result.display} ({g.result.label})" if g.result else "not applied"
+            out_console.print(
+                f"[bold]Guideline suggestion[/bold] (decision support, not a diagnosis) "
+                f"{escape(g.name)}: {escape(what)}"
+            )
         for run_ in report.models:
             detail = run_.series if run_.status == "ran" else run_.reason
             out_console.print(f"  {run_.status:8s} {run_.model_id}: {detail}")
         for warning in report.warnings:
             out_console.print(f"  [yellow]warning:[/yellow] {warning}")
+        if timings and result.timings:
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings["stages"].items())
+            out_console.print(
+                f"Timings (s): {escape(stages)}; total {result.timings['total_s']:.2f}"
+            )
         out_console.print(f"Report: {result.out_dir / 'report.html'}")
         invalid |= bool(result.dicom_errors and any(k != "dciodvfy" for k in result.dicom_errors))
     if len(outcomes) > 1:

@@ -54,9 +54,52 @@ def gather(path: Path, *, show_progress: bool) -> dict[str, Any]:
                 if err.where:
                     bad.append({"file": err.where, "problem": problem})
             else:
-                summary = summarize(entry, image)
+                summary = summarize(entry, image) | _geometry(image.affine)
             series.append(summary)
     return {"path": str(path), "series": series, "bad_files": bad}
+
+
+def _geometry(affine: Any) -> dict[str, Any]:
+    """Direction cosines (columns = the array axes i, j, k in LPS, 4 dp) and obliquity."""
+    import numpy as np
+
+    from medsight.core.geometry import direction_of, obliquity_degrees
+
+    try:
+        direction = direction_of(affine)
+    except MedsightError:  # a degenerate affine: its problem is reported elsewhere
+        return {}
+    return {
+        "direction": np.round(direction, 4).tolist(),
+        "obliquity_deg": round(obliquity_degrees(affine), 2),
+    }
+
+
+def _orientation(s: dict[str, Any]) -> str:
+    """``LPS``, or ``LPS (11.0 deg oblique)`` when the axes are not axis-aligned."""
+    code = s.get("orientation", "-")
+    tilt = s.get("obliquity_deg")
+    return code if not tilt or tilt < 0.01 else f"{code} ({tilt:.1f} deg oblique)"
+
+
+def _render_geometry(series: list[dict[str, Any]], console: Console) -> None:
+    """Each series' direction cosines (3x3) and obliquity, beside its orientation code."""
+    table = Table(
+        title="Geometry (direction cosines in LPS, columns = i, j, k)", title_justify="left"
+    )
+    for col in ("series", "orient.", "oblique (deg)", "direction"):
+        table.add_column(col, no_wrap=True)
+    for s in series:
+        if s.get("direction") is None:
+            continue
+        rows = "\n".join(" ".join(f"{v:+.4f}" for v in row) for row in s["direction"])
+        table.add_row(
+            s["description"] or s["key"],
+            s.get("orientation", "-"),
+            f"{s['obliquity_deg']:.2f}",
+            rows,
+        )
+    console.print(table)
 
 
 def render(report: dict[str, Any], console: Console) -> None:
@@ -83,15 +126,18 @@ def render(report: dict[str, Any], console: Console) -> None:
                 str(s["files"]),
                 size,
                 _fmt(s.get("spacing")),
-                s.get("orientation", "-"),
+                _orientation(s),
                 s.get("dtype", "-"),
                 "-" if vr[0] is None else f"{vr[0]:.6g} .. {vr[1]:.6g}",
                 "\n".join(s["problems"]) or "none",
             )
         console.print(table)
+        _render_geometry(series, console)
         for s in series:
             if s.get("segments"):
                 _render_segments(s, console)
+            if s.get("rois"):
+                _render_rois(s, console)
     if report["bad_files"]:
         bad = Table(title="Files that could not be used", title_justify="left")
         bad.add_column("file", overflow="fold")
@@ -132,13 +178,37 @@ def _render_segments(summary: dict[str, Any], console: Console) -> None:
     console.print(table)
 
 
+def _render_rois(summary: dict[str, Any], console: Console) -> None:
+    """One table row per ROI of an RT Structure Set: number, name, type, colour, contours."""
+    how = summary.get("roi_values", "labels")
+    title = (
+        f"ROIs of {summary['description'] or summary['key']} (on series "
+        f"{summary.get('referenced_series_instance_uid', '?')}, "
+        + ("one channel per ROI" if how == "channels" else "label values = numbers")
+        + ")"
+    )
+    table = Table(title=title, title_justify="left")
+    for col in ("number", "name", "type", "colour", "contours"):
+        table.add_column(col, overflow="fold")
+    for roi in summary["rois"]:
+        colour = roi.get("colour")
+        table.add_row(
+            str(roi["number"]),
+            roi["name"] or "-",
+            roi["interpreted_type"] or "-",
+            "/".join(str(v) for v in colour) if colour else "-",
+            str(roi["contours"]),
+        )
+    console.print(table)
+
+
 def info(
     path: Annotated[
         Path, typer.Argument(help="A DICOM file, series or study folder, NIfTI or image.")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """List studies and series with size, spacing, orientation, value range and problems."""
+    """List studies and series: size, spacing, orientation and direction, values, problems."""
     report = gather(path, show_progress=not as_json)
     loaded = [s for s in report["series"] if "shape" in s]
     if not loaded:  # nothing usable: one line per bad file, no table

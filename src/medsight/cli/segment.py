@@ -28,6 +28,34 @@ class SegArch(StrEnum):
     SWINUNETR = "swinunetr"
 
 
+def parse_time_budget(text: str) -> float | str | None:
+    """``--time-budget`` as SegTrainConfig's ``time_budget_s``.
+
+    Examples
+    --------
+    >>> parse_time_budget("auto"), parse_time_budget("None"), parse_time_budget("90")
+    ('auto', None, 90.0)
+    >>> parse_time_budget("45m"), parse_time_budget("1.5h"), parse_time_budget("30s")
+    (2700.0, 5400.0, 30.0)
+    """
+    from medsight.core.errors import InvalidInputError
+
+    value = text.strip().lower()
+    if value in ("auto", "none"):
+        return None if value == "none" else "auto"
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(value[-1:])
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise InvalidInputError(
+            "--time-budget", f"{text!r} is not a duration", hint="e.g. 3600, 45m, 2h, auto or none"
+        )
+    return seconds
+
+
 def segment(
     data: Annotated[str, typer.Option("--data", help="Data set spec, e.g. msd:PATH.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder (plan, data, package).")],
@@ -54,8 +82,15 @@ def segment(
     ] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 25_000,
     time_budget: Annotated[
-        float | None, typer.Option("--time-budget", help="Wall-clock seconds for training.")
-    ] = None,
+        str,
+        typer.Option(
+            "--time-budget",
+            help="Wall-clock time for training: seconds or with a unit (90s, 45m, 2h); 'auto': "
+            "50 minutes on a CPU (the whole run finishes within the hour), no limit on a GPU; "
+            "'none': train all --max-steps. The steps are planned from the measured speed of "
+            "the first steps and the progress lines show the ETA.",
+        ),
+    ] = "auto",
     val_every: Annotated[int, typer.Option("--val-every", min=1)] = 250,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
@@ -96,7 +131,7 @@ def segment(
         arch=arch.value if arch is not None else None,
         train=SegTrainConfig(
             max_steps=max_steps,
-            time_budget_s=time_budget,
+            time_budget_s=parse_time_budget(time_budget),
             val_every=val_every,
             seed=seed,
             device=device,

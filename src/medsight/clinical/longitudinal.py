@@ -107,14 +107,18 @@ class Response(StrEnum):
 
     @property
     def code(self) -> Code:
-        """The coded concept of the category (local code)."""
-        meaning = {
-            "CR": "Complete response (RECIST-style)",
-            "PR": "Partial response (RECIST-style)",
-            "SD": "Stable disease (RECIST-style)",
-            "PD": "Progressive disease (RECIST-style)",
+        """The coded concept of the category: DICOM PS3.16 CID 6144 (Target Lesion Response).
+
+        The categories follow the target-lesion sum-of-diameters rules; medsight's PD also
+        covers a new lesion (RECIST's overall response), which the notes say.
+        """
+        value, meaning = {
+            "CR": ("112041", "Target Lesion Complete Response"),
+            "PR": ("112042", "Target Lesion Partial Response"),
+            "SD": ("112044", "Target Lesion Stable Disease"),
+            "PD": ("112043", "Target Lesion Progressive Disease"),
         }[self.value]
-        return Code(f"recist-{self.value.lower()}", "99MEDSIGHT", meaning)
+        return Code(value, "DCM", meaning)
 
 
 # --- 1. identity and dates ---------------------------------------------------------------
@@ -725,7 +729,10 @@ def change_findings(
                 Measurement(CURRENT_SLD, ch.current_sld, MILLIMETER),
                 Measurement(NEW_LESIONS, float(ch.new_lesions), COUNT),
             ]
-            note += f"; {ch.category.code.meaning}: {ch.category.value} ({RECIST_NOTE})"
+            note += (
+                f"; RECIST-style category {ch.category.value}, {ch.category.code.meaning} "
+                f"({RECIST_NOTE})"
+            )
         number = (segment_numbers or {}).get(ch.label.index, ch.label.index)
         out.append(
             Finding(

@@ -41,6 +41,7 @@ __all__ = [
     "IMAGING_MEASUREMENTS",
     "IMAGING_PROCEDURE",
     "LESION",
+    "LOCAL_SCHEME",
     "LONG_AXIS",
     "MASS",
     "MILLILITER",
@@ -49,10 +50,12 @@ __all__ = [
     "NO_UNITS",
     "PIXELS",
     "PRESENT",
+    "PROBABILITY",
     "PROBABILITY_OF_CANCER",
     "SHORT_AXIS",
     "SQUARE_MILLIMETER",
     "SQUARE_PIXELS",
+    "STANDARD_SCHEMES",
     "TRACKING_IDENTIFIER",
     "VOLUME",
     "VOXELS",
@@ -68,6 +71,16 @@ CODE_FHIR_SYSTEMS: dict[str, str] = {
     "LN": "http://loinc.org",
     "RADLEX": "http://radlex.org",
 }
+
+#: The private coding scheme of concepts with no standard code (DICOM PS3.16 8.2: a private
+#: designator starts with ``99``); every DICOM object using it declares it in its Coding Scheme
+#: Identification Sequence (:mod:`medsight.reporting.coding_schemes`).
+LOCAL_SCHEME = "99MEDSIGHT"
+#: Designators of DICOM PS3.16 Table 8-1 that medsight and highdicom write (RFC5646: the
+#: SR's language of content); they need no declaration.
+STANDARD_SCHEMES = frozenset(
+    {"DCM", "SCT", "SRT", "UCUM", "LN", "RADLEX", "NCIt", "FMA", "UMLS", "RFC5646", "ISO3166_1"}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +137,7 @@ DEPTH = Code("131197000", "SCT", "Depth")  # along k (slices), CID 7470
 IMAGING_MEASUREMENTS = Code("126010", "DCM", "Imaging Measurements")
 FINDING = Code("121071", "DCM", "Finding")
 PROBABILITY_OF_CANCER = Code("111047", "DCM", "Probability of cancer")
+PROBABILITY = Code("122157", "DCM", "Probability")  # a model's probability of its finding
 ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
 TRACKING_IDENTIFIER = Code("112039", "DCM", "Tracking Identifier")
 # Anatomy and findings (SNOMED CT)
@@ -137,5 +151,7 @@ ABNORMAL_STRUCTURE = Code("49755003", "SCT", "Morphologically Abnormal Structure
 PRESENT = Code("52101004", "SCT", "Present")
 ABSENT = Code("272519000", "SCT", "Absent")
 IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging (procedure)")
+# DICOM PS3.16's meaning; FHIR shows LOINC's own display, "Diagnostic imaging study"
+# (medsight.reporting.fhir_r4.LOINC_DISPLAYS)
 DIAGNOSTIC_IMAGING_REPORT = Code("18748-4", "LN", "Diagnostic Imaging Report")
 ARTIFICIAL_INTELLIGENCE = Code("123110", "DCM", "Artificial Intelligence")  # CID 7162

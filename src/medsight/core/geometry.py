@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "LPS_TO_RAS",
     "affine_from_parts",
     "direction_of",
+    "obliquity_degrees",
     "orientation_code",
     "spacing_of",
 ]
@@ -150,3 +152,33 @@ def orientation_code(affine: ArrayLike, space: str = "LPS") -> str:
         axis = int(np.argmax(np.abs(v)))
         letters.append(_POSITIVE_LPS[axis] if v[axis] > 0 else _NEGATIVE_LPS[axis])
     return "".join(letters)
+
+
+def obliquity_degrees(affine: ArrayLike) -> float:
+    """Angle (degrees) between an affine's axes and the nearest axis-aligned orientation.
+
+    The rotation angle of ``D @ P.T``, where ``D`` holds the unit direction cosines and ``P`` is
+    the signed axis permutation nearest to it (the largest ``trace(P.T @ D)``): 0 for an
+    axis-aligned image whatever its orientation code, the tilt for a series tilted about one
+    axis.  Axes that are not orthogonal (a sheared grid) are measured after orthonormalising
+    (polar decomposition).
+
+    Examples
+    --------
+    >>> obliquity_degrees(np.diag([-0.5, 2.0, 3.0, 1.0]))
+    0.0
+    >>> t = np.radians(11.0)
+    >>> tilted = np.eye(4)
+    >>> tilted[1:3, 1:3] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
+    >>> round(obliquity_degrees(tilted), 6)
+    11.0
+    """
+    d = direction_of(affine)
+    u, _, vt = np.linalg.svd(d)
+    rot = u @ vt  # the nearest orthonormal frame
+    best = -np.inf
+    for perm in itertools.permutations(range(3)):
+        # best signs per axis: each column's entry at its permuted row, made positive
+        best = max(best, float(sum(abs(rot[perm[c], c]) for c in range(3))))
+    cos = (best - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))

@@ -8,6 +8,13 @@ as it is, so the quality report can flag it.
 The label is the merged mask when the folder has masks (``target=mask``, the default then),
 else the class index (``target=class``).  The class name is always in
 ``case.attributes["class"]``.  Folders carry no patient ids: each image is its own patient.
+Public sets often ship their split as folders, ``ROOT/<split>/<class>/<name>.png``
+(``Training/`` and ``Testing/``, ``train/ val/ test/``): split folder names are matched
+case-insensitively against train/training, val/valid/validation and test/testing, and each
+case's ``split`` is taken from its folder (the Dataset's splits are then official: nothing is
+re-split across them; a missing val part is carved from train at split time).  An image's
+patient is ``<class>/<name stem>``: the same one in two split folders is an error naming both
+files.  A root where some folders are split names and others are not is refused, naming them.
 A folder with a ``synthetic.json`` (written by ``medsight synthesize``) holds synthetic
 images: every case gets ``attributes["synthetic"] = True`` and its ``source``
 (:mod:`medsight.data.synthetic`), and the Dataset's source says so.
@@ -18,6 +25,8 @@ Examples
 'benign (1).png'
 >>> mask_of("benign (1).png", "_mask") is None
 True
+>>> split_of("Training"), split_of("VALID"), split_of("benign")
+(<Split.TRAIN: 'train'>, <Split.VAL: 'val'>, None)
 """
 
 from __future__ import annotations
@@ -29,16 +38,75 @@ from pathlib import Path
 
 import numpy as np
 
-from medsight.core import Case, EmptyInputError, GeometryError, Image, InvalidInputError
+from medsight.core import Case, EmptyInputError, GeometryError, Image, InvalidInputError, Split
 from medsight.data._arrays import value_counts
 from medsight.data._read import read_image
 from medsight.data.dataset import Dataset, LayoutIssue, Task
 from medsight.data.registry import register_adapter
 from medsight.data.synthetic import case_attributes, read_provenance
 
-__all__ = ["load_folder", "mask_of", "merge_masks"]
+__all__ = ["load_folder", "mask_of", "merge_masks", "split_of"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Split folder names (compared in lower case) and the split they hold.
+SPLIT_FOLDERS = {
+    "train": Split.TRAIN,
+    "training": Split.TRAIN,
+    "val": Split.VAL,
+    "valid": Split.VAL,
+    "validation": Split.VAL,
+    "test": Split.TEST,
+    "testing": Split.TEST,
+}
+
+
+def split_of(folder_name: str) -> Split | None:
+    """The split a folder name stands for (case-insensitive), None for any other name."""
+    return SPLIT_FOLDERS.get(folder_name.lower())
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    return [d for d in _subfolders(folder) if _holds_images(d)]
+
+
+def _layout(root: Path) -> list[tuple[Split | None, Path]]:
+    """``(split, folder of class subfolders)`` parts: ``[(None, root)]`` for ``ROOT/<class>/``.
+
+    Raises
+    ------
+    InvalidInputError
+        Some top folders are split folders and others hold images too, a split folder holds
+        images itself, or two folders name the same split.
+    """
+    tops = _subfolders(root)
+    splits = [d for d in tops if split_of(d.name) is not None and _class_folders(d)]
+    if not splits:
+        return [(None, root)]
+    where = f"folder:{root}"
+    others = [d.name for d in tops if d not in splits and (_holds_images(d) or _class_folders(d))]
+    loose = [d.name for d in splits if _holds_images(d)]
+    if others or loose:
+        raise InvalidInputError(
+            where,
+            f"mixes split folders {[d.name for d in splits]} with "
+            + (f"other folders {others}" if others else f"images directly in {loose}"),
+            hint="use ROOT/<class>/<image> or ROOT/<split>/<class>/<image> throughout",
+        )
+    by_split: dict[Split, list[str]] = {}
+    for d in splits:
+        by_split.setdefault(split_of(d.name), []).append(d.name)  # type: ignore[arg-type]
+    twice = {s.value: names for s, names in by_split.items() if len(names) > 1}
+    if twice:
+        raise InvalidInputError(where, f"several folders name one split: {twice}")
+    return [(split_of(d.name), d) for d in splits]
 
 
 def mask_of(file_name: str, mask_suffix: str) -> str | None:
@@ -89,7 +157,8 @@ def load_folder(path: str | os.PathLike[str], /, **options: str) -> Dataset:
     Parameters
     ----------
     path : path-like
-        The folder holding one subfolder per class.
+        The folder holding one subfolder per class, or one per split (``Training/``,
+        ``test/`` ...) each holding one per class.
     **options
         ``mask_suffix=`` (default ``_mask``), ``target=class|mask``, ``name=``.
 
@@ -97,6 +166,9 @@ def load_folder(path: str | os.PathLike[str], /, **options: str) -> Dataset:
     ------
     EmptyInputError
         No class subfolders with images.
+    InvalidInputError
+        A mixed layout (split folders beside other folders), two folders for one split, class
+        names differing only in case between splits, or a patient in two splits.
 
     Examples
     --------
@@ -119,58 +191,58 @@ def load_folder(path: str | os.PathLike[str], /, **options: str) -> Dataset:
     if not root.is_dir():
         raise EmptyInputError(root, "not a folder")
     suffix = options.get("mask_suffix", "_mask")
-    classes = sorted(
-        d.name
-        for d in root.iterdir()
-        if d.is_dir()
-        and not d.name.startswith(".")
-        and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.iterdir())
-    )
+    parts = _layout(root)
+    classes = sorted({d.name for _, base in parts for d in _class_folders(base)})
+    folded: dict[str, list[str]] = {}
+    for cls in classes:
+        folded.setdefault(cls.lower(), []).append(cls)
+    clash = [names for names in folded.values() if len(names) > 1]
+    if clash:
+        raise InvalidInputError(
+            f"folder:{root}",
+            f"class folders differ only in case: {clash}",
+            hint="give each class one spelling in every split folder",
+        )
     if not classes:
         raise EmptyInputError(
-            root, "no class subfolders holding images", hint="expected ROOT/<class>/<image>.png"
+            root,
+            "no class subfolders holding images",
+            hint="expected ROOT/<class>/<image>.png or ROOT/<split>/<class>/<image>.png",
         )
-    entries: list[tuple[str, int, Path, list[Path]]] = []
+    entries: list[tuple[str, int, Path, list[Path], Split | None]] = []
     issues: list[LayoutIssue] = []
-    for index, cls in enumerate(classes):
-        files = sorted(
-            p for p in (root / cls).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
-        masks: dict[str, list[Path]] = {}
-        images = []
-        for p in files:
-            owner = mask_of(p.name, suffix)
-            if owner is not None:
-                masks.setdefault(owner, []).append(p)
-            else:
-                images.append(p)
-        for p in images:
-            entries.append((cls, index, p, masks.get(p.name, [])))
-        names = {p.name for p in images}
-        orphans = [str(m) for owner, ms in masks.items() if owner not in names for m in ms]
-        if orphans:
-            issues.append(LayoutIssue("orphan_file", "masks without an image", tuple(orphans)))
-    has_masks = any(m for *_, m in entries)
+    for split, base in parts:
+        for cls_dir in _class_folders(base):
+            found, orphans = _scan_class(cls_dir, suffix)
+            entries += [(cls_dir.name, classes.index(cls_dir.name), p, m, split) for p, m in found]
+            if orphans:
+                issues.append(LayoutIssue("orphan_file", "masks without an image", orphans))
+    if parts[0][0] is not None:
+        _check_patients(root, entries)
+    has_masks = any(masks for _, _, _, masks, _ in entries)
     target = options.get("target", "mask" if has_masks else "class")
     if target not in ("mask", "class"):
         raise InvalidInputError("target", f"{target!r} is not 'mask' or 'class'")
     provenance = read_provenance(root)
     cases, files, unlisted = [], {}, []
-    for cls, index, p, masks in entries:
-        case_id = f"{cls}/{p.stem}"
+    for cls, index, p, masks, split in entries:
+        relative = p.relative_to(root).as_posix()  # <class>/<name> or <split>/<class>/<name>
+        case_id = relative.rsplit(".", 1)[0]
         mask = _mask_loader(masks) if masks else None
         label: object = mask if target == "mask" else index
         attributes: dict[str, object] = {"class": cls}
         if provenance is not None:
-            attributes |= case_attributes(provenance, f"{cls}/{p.name}")
-            if f"{cls}/{p.name}" not in provenance["images"]:
+            attributes |= case_attributes(provenance, relative)
+            if relative not in provenance["images"]:
                 unlisted.append(str(p))
         cases.append(
             Case(
                 case_id,
+                patient_id=f"{cls}/{p.stem}",
                 images={"image": _image_loader(p)},
                 label=label,  # type: ignore[arg-type]
                 attributes=attributes,
+                split=split,
             )
         )
         files[case_id] = {"image": str(p), **{f"mask_{i}": str(m) for i, m in enumerate(masks)}}
@@ -187,10 +259,45 @@ def load_folder(path: str | os.PathLike[str], /, **options: str) -> Dataset:
         task=task,
         label_names=label_names,
         files=files,
+        official_splits=parts[0][0] is not None,
         layout_issues=issues,
         root=str(root),
         source=_synthetic_source(provenance),
     )
+
+
+def _scan_class(folder: Path, suffix: str) -> tuple[list[tuple[Path, list[Path]]], tuple[str, ...]]:
+    """``([(image, its masks)], orphan masks)`` of one class folder."""
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    masks: dict[str, list[Path]] = {}
+    images = []
+    for p in files:
+        owner = mask_of(p.name, suffix)
+        if owner is not None:
+            masks.setdefault(owner, []).append(p)
+        else:
+            images.append(p)
+    names = {p.name for p in images}
+    orphans = tuple(str(m) for owner, ms in masks.items() if owner not in names for m in ms)
+    return [(p, masks.get(p.name, [])) for p in images], orphans
+
+
+def _check_patients(
+    root: Path, entries: list[tuple[str, int, Path, list[Path], Split | None]]
+) -> None:
+    """A patient (``<class>/<stem>``) in two split folders is an error naming both files."""
+    first: dict[str, tuple[Split | None, Path]] = {}
+    for cls, _index, p, _masks, split in entries:
+        patient = f"{cls}/{p.stem}"
+        seen = first.setdefault(patient, (split, p))
+        if seen[0] != split:
+            raise InvalidInputError(
+                f"folder:{root}",
+                f"patient {patient} is in two splits: {seen[1]} and {p}",
+                hint="a patient's images must all be in one split folder",
+            )
 
 
 def _synthetic_source(provenance: dict[str, object] | None) -> str:

@@ -94,7 +94,8 @@ def guess_kind(path: str | os.PathLike[str]) -> str | None:
     """The adapter kind a path's layout suggests, None when nothing fits.
 
     ``.npz`` -> medmnist, ``.csv`` -> csv, a folder with ``imagesTr`` -> msd, a folder whose
-    subfolders hold PNG/JPEG/TIFF images -> folder, any other folder -> dicom.
+    subfolders (or whose split folders' subfolders: ``Training/<class>/``) hold PNG/JPEG/TIFF
+    images -> folder, any other folder -> dicom.
 
     Examples
     --------
@@ -115,6 +116,12 @@ def guess_kind(path: str | os.PathLike[str]) -> str | None:
     for sub in p.iterdir():
         if sub.is_dir() and any(f.suffix.lower() in raster for f in sub.iterdir()):
             return "folder"
+    split_names = {"train", "training", "val", "valid", "validation", "test", "testing"}
+    for sub in p.iterdir():  # ROOT/<split>/<class>/<image> (data.folder.SPLIT_FOLDERS)
+        if sub.is_dir() and sub.name.lower() in split_names:
+            for cls in sub.iterdir():
+                if cls.is_dir() and any(f.suffix.lower() in raster for f in cls.iterdir()):
+                    return "folder"
     return "dicom"
 
 

@@ -7,7 +7,9 @@ count is furthest below its target share of that stratum (largest patients first
 class proportions and part sizes close to the targets.
 
 Official splits are kept when the data set has them (``Dataset.official_splits``, e.g.
-MedMNIST): hold-out then copies them; k-fold keeps the official test part and folds the rest.
+MedMNIST): hold-out then copies them (official train and test without a val part, e.g. an
+image folder's ``Training/`` and ``Testing/``: val is carved from train, test kept as it is);
+k-fold keeps the official test part and folds the rest.
 Cases that already carry ``split=test`` from their layout (MSD ``imagesTs``) stay in test.
 
 The result is a :class:`Splits` written to and read from ``splits.json``, which training and
@@ -221,8 +223,8 @@ def make_splits(dataset: Dataset, config: SplitConfig | None = None) -> Splits:
     pinned_test = {c.case_id for c in dataset if cfg.keep_official and c.split is Split.TEST}
     source = "official" if official else "generated"
 
-    if official and cfg.scheme is SplitScheme.HOLDOUT:
-        by = {s: [c.case_id for c in dataset if c.split is s] for s in Split}
+    by = {s: [c.case_id for c in dataset if c.split is s] for s in Split}
+    if official and cfg.scheme is SplitScheme.HOLDOUT and (by[Split.VAL] or not cfg.val_fraction):
         return Splits(
             dataset=dataset.name, scheme=cfg.scheme, seed=cfg.seed, source=source,
             stratified=False, test=by[Split.TEST],

@@ -80,15 +80,21 @@ def sliding_window_probs(
     tta: bool = False,
     overlap: float = 0.5,
     device: torch.device | str = "cpu",
-    sw_batch_size: int = 4,
+    sw_batch_size: int = 8,
+    crop: bool = False,
 ) -> torch.Tensor:
     """Softmax probabilities ``(n_classes, *spatial)`` of ``(C, *spatial)`` input.
 
     Gaussian-weighted sliding windows of the plan's patch size; with ``tta`` the mean over all
-    mirrorings of the spatial axes (4 in 2D, 8 in 3D).
+    mirrorings of the spatial axes (4 in 2D, 8 in 3D).  With ``crop`` (the Segmenter's default)
+    the windows cover only the foreground box and windows that are all background run once
+    (:func:`medsight.inference.windows.sliding_window_logits`, the rule is stated there);
+    ``crop=False`` (the default here, e.g. training's validation) is MONAI's
+    ``sliding_window_inference`` result.
     """
     import torch
-    from monai.inferers import sliding_window_inference
+
+    from medsight.inference.windows import sliding_window_logits
 
     x = torch.as_tensor(array, dtype=torch.float32, device=device)[None]
     axes = list(range(2, 2 + plan.spatial_ndim))
@@ -99,13 +105,14 @@ def sliding_window_probs(
     with torch.no_grad():
         for f in flips:
             xf = torch.flip(x, f) if f else x
-            logits = sliding_window_inference(
+            logits = sliding_window_logits(
+                net,
                 xf,
-                roi_size=tuple(plan.patch_size),
-                sw_batch_size=sw_batch_size,
-                predictor=net,
+                tuple(plan.patch_size),
                 overlap=overlap,
-                mode="gaussian",
+                sw_batch_size=sw_batch_size,
+                crop=crop,
+                skip_background=crop,
             )
             if isinstance(logits, (tuple, list)):
                 logits = logits[0]
@@ -132,6 +139,10 @@ class Segmenter:
         Default: :func:`medsight.inference.onnx_backend.resolve_backend` (``--backend``, else
         the package's measured default, else torch).  ONNX Runtime runs the windows on the CPU;
         a call asking for ``features`` runs on torch (the bottleneck is not an ONNX output).
+    crop : bool
+        Windows only over the foreground box, background windows run once
+        (:mod:`medsight.inference.windows`); ``False``: MONAI's sliding window over the whole
+        input.  A call asking for ``features`` never crops (the OOD reference saw every window).
 
     Raises
     ------
@@ -147,6 +158,7 @@ class Segmenter:
         tta: bool = False,
         postprocess: bool = True,
         backend: str | None = None,
+        crop: bool = True,
     ) -> None:
         from medsight.inference.onnx_backend import onnx_network, resolve_backend
         from medsight.models.device import select_device
@@ -173,6 +185,7 @@ class Segmenter:
         rules: dict[str, Any] = pkg.spec.extra.get("postprocessing", {})
         self.lcc_labels = tuple(int(k) for k, v in rules.items() if v == "largest_component")
         self.postprocess = postprocess
+        self.crop = crop
 
     def _as_image(self, image: Image | str | os.PathLike[str]) -> Image:
         if isinstance(image, Image):
@@ -210,8 +223,14 @@ class Segmenter:
             net = self.torch_net
         with contextlib.ExitStack() as stack:
             grab = stack.enter_context(capture(net, "segmentation")) if features else None
+            # the OOD reference was built from every window: with features, crop nothing
             probs = sliding_window_probs(
-                net, prepared.array, self.plan, tta=self.tta, device=self.device
+                net,
+                prepared.array,
+                self.plan,
+                tta=self.tta,
+                device=self.device,
+                crop=self.crop and not features,
             )
         vector = None
         if grab is not None:  # every mirrored pass cuts the same windows: keep the first pass

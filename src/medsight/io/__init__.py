@@ -1,5 +1,6 @@
-"""Reading and writing images: DICOM (files, series, studies; SEG through highdicom), NIfTI,
-MGH/MGZ, Analyze, NRRD, MetaImage, PNG/JPEG/TIFF.
+"""Reading and writing images: DICOM (files, series, studies; SEG through highdicom; RT
+Structure Sets rasterised on their series), NIfTI, MGH/MGZ, Analyze, NRRD, MetaImage,
+PNG/JPEG/TIFF.
 
 Examples
 --------

@@ -21,6 +21,7 @@ from medsight.core.errors import (
 )
 from medsight.core.image import Image
 from medsight.io.dicom.headers import BadFile, scan
+from medsight.io.dicom.rtstruct import RTStructSeries
 from medsight.io.dicom.seg import SegmentationSeries
 from medsight.io.dicom.series import DicomSeries, build_series
 from medsight.io.nifti import is_nifti, read_nifti, write_nifti
@@ -35,15 +36,16 @@ class SeriesEntry:
     """One volume or image of a study, not yet loaded.
 
     ``dicom`` is set for DICOM series (with the header of its first file; a
-    :class:`~medsight.io.dicom.seg.SegmentationSeries` for a DICOM SEG); ``path`` for a NIfTI
-    or raster file.
+    :class:`~medsight.io.dicom.seg.SegmentationSeries` for a DICOM SEG, an
+    :class:`~medsight.io.dicom.rtstruct.RTStructSeries` for an RT Structure Set); ``path`` for
+    a NIfTI or raster file.
     """
 
     key: str
     modality: str
     description: str
     problems: list[str]
-    dicom: DicomSeries | SegmentationSeries | None = None
+    dicom: DicomSeries | SegmentationSeries | RTStructSeries | None = None
     path: Path | None = None
     study_instance_uid: str = ""
     patient_id: str = ""
@@ -322,5 +324,8 @@ def summarize(entry: SeriesEntry, image: Image | None) -> dict[str, Any]:
                 out[key] = image.meta[key]
         for key in ("segmentation_type", "segment_values", "segments_overlap", "segments"):
             if image.meta.get(key) is not None:  # DICOM SEG (see io.dicom.seg)
+                out[key] = image.meta[key]
+        for key in ("roi_values", "rois_overlap", "rois", "referenced_series_instance_uid"):
+            if image.meta.get(key) is not None:  # RT Structure Set (see io.dicom.rtstruct)
                 out[key] = image.meta[key]
     return out

@@ -13,6 +13,7 @@ from medsight.core.codes import (
     ANATOMICAL_STRUCTURE,
     ARTIFICIAL_INTELLIGENCE,
     LESION,
+    LOCAL_SCHEME,
     MASS,
     NEOPLASM,
     Code,
@@ -20,6 +21,7 @@ from medsight.core.codes import (
 from medsight.core.errors import InvalidInputError
 from medsight.core.image import Image
 from medsight.models.spec import LabelSpec
+from medsight.reporting.coding_schemes import declare_coding_schemes
 from medsight.reporting.sources import check_same_grid, source_datasets
 
 if TYPE_CHECKING:
@@ -121,7 +123,7 @@ def build_segmentation(
                 segment_label=lab.name,
                 segmented_property_category=hd_code(segment_category(lab)),
                 segmented_property_type=hd_code(
-                    lab.code or Code(f"label-{index}", "99MEDSIGHT", lab.name)
+                    lab.code or Code(f"label-{index}", LOCAL_SCHEME, lab.name)
                 ),
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algorithm,
@@ -152,7 +154,7 @@ def build_segmentation(
         # A source without patient coordinates (ultrasound, photograph): General Image's
         # Patient Orientation is type 2C; copy it, or state it as unknown (empty).
         seg.PatientOrientation = datasets[0].get("PatientOrientation", "")
-    return seg
+    return declare_coding_schemes(seg)  # an uncoded label's 99MEDSIGHT code is declared
 
 
 def segment_numbers(labels: Sequence[LabelSpec]) -> dict[int, int]:

@@ -1,7 +1,9 @@
 """Comprehensive 3D SR following TID 1500 (Measurement Report) from Findings, with highdicom.
 
 * Segmentation findings become Volumetric ROI measurement groups (TID 1411) that reference
-  their segment in the DICOM SEG, with their measurements (UCUM units) and finding site.
+  their segment in the DICOM SEG, with their measurements (UCUM units) and finding site; on a
+  single image also Planar ROI groups (TID 1410) with the segment's outline as an SCOORD
+  under the same Tracking Unique Identifier (viewers such as OHIF need spatial coordinates).
 * Classification findings become image-level groups (TID 1501) with a qualitative evaluation
   (present / absent at the model's operating point) and the probability as a measurement.
 * Detection findings become Planar / Volumetric ROI groups (TID 1410 / 1411) whose image region
@@ -11,6 +13,8 @@
   source images are a current and a prior instance; the prior study's instances are evidence,
   which highdicom files under PertinentOtherEvidenceSequence (another StudyInstanceUID).
 * Every group carries the algorithm identification (name and version of the model package).
+* Guideline suggestions (decision support, not a diagnosis) go in a separate TID 1500
+  "Qualitative Evaluations" container after the measurements, one TEXT item each.
 """
 
 from __future__ import annotations
@@ -21,17 +25,14 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from medsight import __version__
-from medsight.core.codes import ABSENT, IMAGING_PROCEDURE, NO_UNITS, PRESENT, Code
+from medsight.core.codes import ABSENT, IMAGING_PROCEDURE, NO_UNITS, PRESENT, PROBABILITY, Code
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, FindingKind
+from medsight.reporting.coding_schemes import declare_coding_schemes
 from medsight.reporting.dicom_seg import hd_code
-from medsight.reporting.sr_regions import region_group
+from medsight.reporting.sr_regions import region_group, segment_outline_groups
 
 __all__ = ["build_sr"]
-
-#: Concept used for a classifier's probability (DCM 111047 is cancer-specific, so the
-#: generic local concept is used unless the finding says otherwise).
-PROBABILITY = Code("probability", "99MEDSIGHT", "AI probability of finding")
 
 
 def _algorithm(finding: Finding) -> Any:
@@ -60,6 +61,35 @@ def _measurements(finding: Finding) -> list[Any]:
     ]
 
 
+#: TID 1500 "Qualitative Evaluations" container (UMLS C0034375).
+QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
+#: Concept name of a guideline suggestion's text (no standard code says "suggestion").
+GUIDELINE_SUGGESTION = Code(
+    "guideline-suggestion", "99MEDSIGHT", "Guideline suggestion (decision support)"
+)
+
+
+def _suggestion_container(suggestions: Sequence[Any]) -> Any:
+    """The Qualitative Evaluations container holding one TEXT item per suggestion."""
+    import highdicom as hd
+
+    container = hd.sr.ContainerContentItem(
+        name=hd_code(QUALITATIVE_EVALUATIONS),
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    container.ContentSequence = hd.sr.ContentSequence(
+        [
+            hd.sr.TextContentItem(
+                name=hd_code(GUIDELINE_SUGGESTION),
+                value=s.text(),
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+            for s in suggestions
+        ]
+    )
+    return container
+
+
 def build_sr(
     findings: Sequence[Finding],
     source: Sequence[Dataset],
@@ -70,6 +100,7 @@ def build_sr(
     title: Code | None = None,
     prior: Sequence[Dataset] = (),
     affine: Any = None,
+    suggestions: Sequence[Any] = (),
 ) -> Any:
     """Build the SR document.
 
@@ -91,6 +122,10 @@ def build_sr(
         The 4x4 index-to-LPS affine of the image the findings were made on: a 3D detection
         region is written as SCOORD3D in patient coordinates through it
         (:mod:`medsight.reporting.sr_regions`; 2D regions are SCOORD on the source image).
+    suggestions : sequence of GuidelineSuggestion, optional
+        Guideline suggestions (:mod:`medsight.clinical.guideline_facts`): a separate TID 1500
+        "Qualitative Evaluations" container after the measurements, one TEXT item each,
+        named as a guideline suggestion (decision support, not a diagnosis).
 
     Raises
     ------
@@ -114,9 +149,8 @@ def build_sr(
     )
     groups = []
     for n, finding in enumerate(findings, start=1):
-        tracking = hd.sr.TrackingIdentifier(
-            uid=hd.UID(), identifier=f"{finding.finding.meaning} #{n}"
-        )
+        tracking_uid, tracking_id = hd.UID(), f"{finding.finding.meaning} #{n}"
+        tracking = hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=tracking_id)
         sites = [hd.sr.FindingSite(hd_code(finding.site))] if finding.site else None
         if finding.kind == FindingKind.SEGMENTATION:
             segmentation = (segmentations or {}).get(finding.model_id)
@@ -142,6 +176,15 @@ def build_sr(
                     finding_sites=sites,
                     measurements=_measurements(finding) or None,
                 )
+            )
+            groups += segment_outline_groups(  # the same finding as SCOORD outlines (2D)
+                segmentation=segmentation,
+                segment_number=number,
+                source=source,
+                tracking_uid=tracking_uid,
+                tracking_id=tracking_id,
+                algorithm=_algorithm(finding),
+                finding_type=hd_code(finding.finding),
             )
         else:
             measurements = _measurements(finding)
@@ -200,10 +243,12 @@ def build_sr(
         imaging_measurements=groups,
         title=hd_code(title) if title else None,
     )
+    if suggestions:  # TID 1500 row 12: a separate container, never mixed with measurements
+        report[0].ContentSequence.append(_suggestion_container(suggestions))
     # the prior's instances (another study) go to PertinentOtherEvidenceSequence: highdicom's
     # collect_evidence splits the evidence by StudyInstanceUID (sr/sop.py, _SR.__init__)
     evidence = list(source) + list((segmentations or {}).values()) + list(prior)
-    return hd.sr.Comprehensive3DSR(
+    sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report,
         series_instance_uid=hd.UID(),
@@ -216,3 +261,4 @@ def build_sr(
         is_verified=False,
         series_description="medsight AI measurements (preliminary)",
     )
+    return declare_coding_schemes(sr)  # a private scheme (99MEDSIGHT) in (0008,0110)

@@ -1,7 +1,9 @@
 """FHIR R4 Bundle (DiagnosticReport, Observations, ImagingStudy, Patient) from Findings.
 
-Built with the ``fhir.resources`` R4B models (R4B is the R4 technical correction release; the
-resources used here are unchanged from R4), so every resource is validated as it is built.
+The output is FHIR R4 (4.0.1): every resource is validated with the ``fhir.resources`` R4B
+models (the resources used here are unchanged from R4) and the Bundle with the explicit R4
+checks of :mod:`medsight.reporting.fhir_r4` (what R4B added that R4 lacks, R4's ImagingStudy
+modality binding, LOINC displays, references).
 A detection finding's image region becomes a BodyStructure that its Observation points at
 (:mod:`medsight.reporting.fhir_regions`).
 
@@ -27,14 +29,21 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from medsight.core.codes import DIAGNOSTIC_IMAGING_REPORT, Code
+from medsight.core.codes import DIAGNOSTIC_IMAGING_REPORT, PROBABILITY, Code
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, FindingKind
+from medsight.reporting.fhir_r4 import (
+    LOINC_DISPLAYS,
+    acquisition_modalities,
+    check_r4,
+    dicom_modalities,
+)
 from medsight.reporting.fhir_regions import add_region
 
 __all__ = ["StudyInfo", "build_bundle"]
 
 _DICOM_UID_SYSTEM = "urn:dicom:uid"
+_DICOM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
 _IMAGING_CATEGORY = {
     "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
     "code": "RAD",
@@ -55,7 +64,8 @@ class StudyInfo:
 
 
 def _coding(code: Code) -> dict[str, str]:
-    return {"system": code.fhir_system(), "code": code.value, "display": code.meaning}
+    display = LOINC_DISPLAYS.get(code.value, code.meaning) if code.scheme == "LN" else code.meaning
+    return {"system": code.fhir_system(), "code": code.value, "display": display}
 
 
 def _urn() -> str:
@@ -97,7 +107,7 @@ def _observation(finding: Finding, patient_ref: str, study_ref: str, issued: str
     if finding.probability is not None:
         components.append(
             {
-                "code": {"text": "AI probability"},
+                "code": {"coding": [_coding(PROBABILITY)], "text": "AI probability"},
                 "valueQuantity": {
                     "value": round(float(finding.probability), 6),
                     "system": "http://unitsofmeasure.org",
@@ -132,11 +142,14 @@ def build_bundle(
     conclusion: str = "",
     issued: datetime.datetime | None = None,
     prior: StudyInfo | None = None,
+    suggestions: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """A ``collection`` Bundle as plain JSON-ready data, validated with fhir.resources.
 
     ``prior``: the prior study that CHANGE findings were compared with; it becomes a second
     ImagingStudy, and each CHANGE Observation is ``derivedFrom`` both studies.
+    ``suggestions``: applied guideline suggestions, each a separate Observation derived from
+    its findings' Observations (:mod:`medsight.reporting.fhir_guidelines`).
 
     Raises
     ------
@@ -183,6 +196,7 @@ def build_bundle(
         *structures,
         *({"fullUrl": ref, "resource": obs} for ref, obs in observations),
         {"fullUrl": report_ref, "resource": report},
+        *_suggestion_entries(suggestions, observations, patient_ref, study_ref, when),
     ]
     data = {"resourceType": "Bundle", "type": "collection", "timestamp": when, "entry": entries}
     for entry in entries:  # validate each resource with its own model, then the bundle
@@ -194,31 +208,54 @@ def build_bundle(
                 f"FHIR {resource['resourceType']}", f"fails validation: {str(exc)[:300]}"
             ) from None
     Bundle.model_validate(data)
-    return data
+    return check_r4(data)  # FHIR R4, what EHRs speak (medsight.reporting.fhir_r4)
+
+
+def _suggestion_entries(
+    suggestions: Sequence[Any],
+    observations: Sequence[tuple[str, dict[str, Any]]],
+    patient_ref: str,
+    study_ref: str,
+    when: str,
+) -> list[dict[str, Any]]:
+    from medsight.reporting.fhir_guidelines import suggestion_observation
+
+    out = []
+    for s in suggestions:
+        refs = [observations[i][0] for i in s.findings if 0 <= i < len(observations)]
+        obs = suggestion_observation(s, patient_ref, [*refs, study_ref], when)
+        out.append({"fullUrl": _urn(), "resource": obs})
+    return out
 
 
 def _imaging_study(study: StudyInfo, patient_ref: str) -> dict[str, Any]:
+    # R4 binds ImagingStudy.modality to the acquisition modalities (DICOM CID 29): the
+    # study's and its series' acquisition modalities, none for derived objects (SEG, SR) or
+    # an unknown one (OT, a PNG) -- the element is optional
+    acquired = acquisition_modalities()
+    modalities = sorted(
+        {m for m in (study.modality, *(s[1] for s in study.series)) if m in acquired}
+    )
     imaging_study: dict[str, Any] = {
         "resourceType": "ImagingStudy",
         "status": "available",
         "subject": {"reference": patient_ref},
-        "modality": [
-            {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": study.modality}
-        ],
         "numberOfSeries": len(study.series),
         "numberOfInstances": sum(n for _, _, n in study.series),
         "series": [
             {
                 "uid": uid,
-                "modality": {
-                    "system": "http://dicom.nema.org/resources/ontology/DCM",
-                    "code": modality,
+                "modality": {  # 1..1: a modality outside DICOM CID 33 is "OT" (Other)
+                    "system": _DICOM_SYSTEM,
+                    "code": modality if modality in dicom_modalities() else "OT",
                 },
                 "numberOfInstances": n,
             }
             for uid, modality, n in study.series
         ],
     }
+    if modalities:
+        imaging_study["modality"] = [{"system": _DICOM_SYSTEM, "code": m} for m in modalities]
     if study.study_instance_uid:
         imaging_study["identifier"] = [
             {"system": _DICOM_UID_SYSTEM, "value": f"urn:oid:{study.study_instance_uid}"}

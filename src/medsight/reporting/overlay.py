@@ -28,13 +28,47 @@ from numpy.typing import NDArray
 from medsight.core.errors import InvalidInputError
 from medsight.core.image import Image
 
-__all__ = ["HEAT_COLOURMAP", "best_slice", "display_size", "render_comparison", "render_overlay"]
+__all__ = [
+    "HEAT_COLOURMAP",
+    "LABEL_PALETTE",
+    "best_slice",
+    "display_size",
+    "label_colour",
+    "render_comparison",
+    "render_overlay",
+]
 
-_DEFAULT_COLOURS = [(255, 64, 64), (64, 160, 255), (64, 220, 64), (255, 200, 0), (200, 64, 255)]
+#: Fallback label colours (Okabe & Ito's colour-blind-safe palette) for labels whose package
+#: spec names no colour; label value ``v`` gets entry ``(v - 1) % 7``, the same in every picture.
+LABEL_PALETTE = [
+    (230, 159, 0),  # orange
+    (86, 180, 233),  # sky blue
+    (0, 158, 115),  # bluish green
+    (240, 228, 66),  # yellow
+    (0, 114, 178),  # blue
+    (213, 94, 0),  # vermillion
+    (204, 121, 167),  # reddish purple
+]
 #: The matplotlib colour map used for heatmaps and their colour bar.
 HEAT_COLOURMAP = "inferno"
 _BACKGROUND = (0, 0, 0)
 _TEXT = (235, 235, 235)
+
+
+def label_colour(
+    value: int, colours: Mapping[int, tuple[int, int, int]] | None = None
+) -> tuple[int, int, int]:
+    """The colour of label ``value``: the package's (``colours``), else the fallback palette.
+
+    Examples
+    --------
+    >>> label_colour(1), label_colour(8), label_colour(2, {2: (1, 2, 3)})
+    ((230, 159, 0), (230, 159, 0), (1, 2, 3))
+    """
+    given = (colours or {}).get(value)
+    if given is not None:
+        return (int(given[0]), int(given[1]), int(given[2]))
+    return LABEL_PALETTE[(value - 1) % len(LABEL_PALETTE)]
 
 
 def best_slice(image: Image, mask: Image | None = None) -> int:
@@ -221,9 +255,9 @@ def render_overlay(
     if mask is not None:
         labels = np.swapaxes(np.asarray(_slice(mask.array, nd, k)).astype(np.int64), 0, 1)
         present = [int(v) for v in np.unique(np.asarray(mask.array)) if v > 0]
-        for n, value in enumerate(present):
-            colour = (colours or {}).get(value, _DEFAULT_COLOURS[n % len(_DEFAULT_COLOURS)])
-            entries.append((tuple(colour), (names or {}).get(value, f"label {value}")))
+        for value in present:
+            colour = label_colour(value, colours)
+            entries.append((colour, (names or {}).get(value, f"label {value}")))
             if np.any(labels == value):
                 region = _resize_float(labels == value, size) >= 0.5
                 regions.append((region, tuple(colour)))

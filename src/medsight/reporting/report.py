@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from medsight import __version__
+from medsight.clinical.guideline_facts import GuidelineSuggestion
 from medsight.core.findings import Finding, FindingKind
 from medsight.io.atomic import write_text_atomic
 from medsight.io.html import write_html
@@ -96,6 +97,9 @@ class Report(BaseModel):
     #: interval_days, registrations (quality per model), rows (finding, prior, current,
     #: change, percent, doubling_time, category), problems, statement.
     comparison: dict[str, Any] | None = None
+    #: Guideline suggestions (decision support, not a diagnosis) and the guidelines not
+    #: applied with what was missing (:mod:`medsight.clinical.guideline_facts`).
+    guidelines: list[GuidelineSuggestion] = Field(default_factory=list)
     disclaimer: str = DISCLAIMER
 
 

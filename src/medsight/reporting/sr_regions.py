@@ -12,6 +12,10 @@ becomes, with its measurements, the score and a present / absent evaluation:
   ``ELLIPSOID`` for an ellipsoid, and for a box the two ``POLYGON`` faces at its lower and upper
   slice edges (a box without depth: a Planar ROI with one ``POLYGON``).
 
+A segmentation finding on a single image also gets Planar ROI groups outlining its segment
+(closed ``POLYLINE`` SCOORDs from the SEG's frame, :func:`segment_outline_groups`), since
+viewers such as OHIF draw and list only measurements that carry spatial coordinates.
+
 Examples
 --------
 >>> from medsight.core.findings import Region
@@ -33,7 +37,13 @@ from pydicom.dataset import Dataset
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, Region
 
-__all__ = ["pixel_outline", "region_group", "world_outline"]
+__all__ = [
+    "pixel_outline",
+    "region_group",
+    "segment_outline_groups",
+    "segment_outlines",
+    "world_outline",
+]
 
 
 def pixel_outline(region: Region) -> tuple[str, NDArray[np.float64]]:
@@ -153,3 +163,95 @@ def region_group(
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         referenced_volume_surface=surface, **common
     )
+
+
+def segment_outlines(mask: ArrayLike) -> list[NDArray[np.float64]]:
+    """Closed outlines, in DICOM pixel coordinates ``(column, row)``, of a 2D mask's parts.
+
+    ``mask`` is one frame indexed ``[row, column]`` (as a SEG frame's pixels); each connected
+    part (holes filled) gives the iso-line at 0.5 between its pixel centres and the rest,
+    first point repeated last, largest part first.
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 6), bool); m[1:3, 2:5] = True
+    >>> o = segment_outlines(m)[0]
+    >>> o.min(axis=0).tolist(), o.max(axis=0).tolist(), bool((o[0] == o[-1]).all())
+    ([2.0, 1.0], [5.0, 3.0], True)
+    """
+    from scipy import ndimage
+    from skimage.measure import find_contours
+
+    parts, n = ndimage.label(np.asarray(mask) > 0)
+    outlines = []
+    for part in range(1, n + 1):
+        filled = ndimage.binary_fill_holes(parts == part)
+        # pad so that parts touching the frame's edge close too; (row, col) -> (col, row)
+        lines = find_contours(np.pad(filled, 1).astype(np.float64), 0.5)
+        line = max(lines, key=len)[:, ::-1] - 1.0 + 0.5
+        outlines.append((int(filled.sum()), line))
+    outlines.sort(key=lambda t: -t[0])
+    return [line for _, line in outlines]
+
+
+def segment_outline_groups(
+    *,
+    segmentation: Dataset,
+    segment_number: int,
+    source: Sequence[Dataset],
+    tracking_uid: str,
+    tracking_id: str,
+    algorithm: Any,
+    finding_type: Any,
+) -> list[Any]:
+    """TID 1410 groups outlining a segment of a single-image SEG on its source image.
+
+    Viewers that draw TID 1500 measurements from spatial coordinates (OHIF's SR viewport and
+    measurement panel need an SCOORD) cannot read a segment reference; these Planar ROI
+    groups, one per connected part of the segment, give its outline as a closed ``POLYLINE``
+    SCOORD on the source image and share the finding's Tracking Unique Identifier, so they
+    describe the same finding as its TID 1411 group (which keeps the measurements).  A segment
+    whose frames lie on more than one source frame (a volume) gets none: an outline on one
+    slice would not stand for it.
+    """
+    import highdicom as hd
+
+    shared = segmentation.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
+
+    def group(item: Dataset, name: str) -> Any:  # a functional group, per frame or shared
+        return item.get(name) or shared.get(name) or [Dataset()]
+
+    frames: dict[tuple[str, int], Any] = {}
+    pixels = segmentation.pixel_array
+    pixels = pixels[None] if pixels.ndim == 2 else pixels
+    for n, item in enumerate(segmentation.get("PerFrameFunctionalGroupsSequence", [])):
+        number = group(item, "SegmentIdentificationSequence")[0].get("ReferencedSegmentNumber")
+        refs = group(item, "DerivationImageSequence")[0].get("SourceImageSequence") or []
+        if number is None or int(number) != int(segment_number) or len(refs) != 1:
+            continue
+        ref = refs[0]
+        key = (str(ref.ReferencedSOPInstanceUID), int(ref.get("ReferencedFrameNumber", 1)))
+        frames[key] = pixels[n]
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in source}
+    if len(frames) != 1 or next(iter(frames))[0] not in by_uid:
+        return []
+    ((uid, frame), mask), *_ = frames.items()
+    if segmentation.get("SegmentationType") == "FRACTIONAL":
+        mask = mask > int(segmentation.MaximumFractionalValue) / 2
+    multiframe = int(by_uid[uid].get("NumberOfFrames", 1)) > 1
+    groups = []
+    for line in segment_outlines(mask):
+        image = hd.sr.SourceImageForRegion.from_source_image(
+            by_uid[uid], referenced_frame_numbers=[frame] if multiframe else None
+        )
+        groups.append(
+            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=tracking_uid, identifier=tracking_id
+                ),
+                referenced_region=hd.sr.ImageRegion("POLYLINE", line, image),
+                finding_type=finding_type,
+                algorithm_id=algorithm,
+            )
+        )
+    return groups

@@ -36,9 +36,13 @@ from medsight.service.settings import Role, ServiceSettings
 from medsight.service.store import Store
 from medsight.service.worker import Analyse, Deliver, Worker, default_analyse
 
-__all__ = ["create_app"]
+__all__ = ["ADMIN_PASSWORD_FILE", "create_app"]
 
 log = logging.getLogger(__name__)
+
+#: Where the first start writes the generated password of user ``admin`` (relative to the home;
+#: only when no ``admin_password`` is configured and the store has no user yet).
+ADMIN_PASSWORD_FILE = "initial-admin-password"
 
 _UI_CSP = (
     "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
@@ -58,7 +62,7 @@ def _bootstrap_admin(store: Store, settings: ServiceSettings) -> None:
         password = settings.admin_password.get_secret_value()
     else:
         password = secrets.token_urlsafe(18)
-        file = settings.home / "initial-admin-password"
+        file = settings.home / ADMIN_PASSWORD_FILE
         file.write_text(password + "\n", encoding="utf-8")
         file.chmod(0o600)
         log.warning("created user 'admin'; its password is in %s", file)
@@ -72,8 +76,9 @@ def create_app(
     deliver: Deliver | None = None,
 ) -> FastAPI:
     """Build the app: store, audit trail, package catalog, worker, routes and viewer."""
-    from medsight.service.routes import cds_hooks, jobs, pacs, studies, system, worklist
-    from medsight.service.viewer import pages
+    from medsight.service.routes import cds_hooks, dicomweb, jobs, pacs, studies, system, worklist
+    from medsight.service.routes import whatif as whatif_routes
+    from medsight.service.viewer import ohif, pages
 
     settings.ensure_home()
     store = Store(settings.resolved_database_url())
@@ -135,8 +140,9 @@ def create_app(
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"detail": str(err)}, status_code=status, headers=headers)
 
-    for module in (system, studies, jobs, worklist, pacs, cds_hooks, pages):
+    for module in (system, studies, jobs, worklist, pacs, cds_hooks, pages, dicomweb, ohif):
         app.include_router(module.router)
     app.include_router(jobs.summary_router)
+    app.include_router(whatif_routes.router)
     pages.mount_static(app)
     return app

@@ -21,8 +21,10 @@ __all__ = [
     "ConflictError",
     "DeliveryError",
     "ForbiddenError",
+    "InvalidLoginError",
     "NotFoundError",
     "TooManyAttemptsError",
+    "UnsupportedMediaError",
     "UploadTooLargeError",
     "status_for",
 ]
@@ -48,6 +50,14 @@ class UploadTooLargeError(InvalidInputError):
     """An upload above the configured size or file-count limit (413)."""
 
 
+class UnsupportedMediaError(InvalidInputError):
+    """A request body in a content type the endpoint does not read (415)."""
+
+
+class InvalidLoginError(InvalidInputError):
+    """A login body of the right type with missing or invalid fields (422)."""
+
+
 class TooManyAttemptsError(MedsightError):
     """Too many failed logins for one username; wait before trying again (429)."""
 
@@ -62,6 +72,8 @@ _STATUS: dict[type[MedsightError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     UploadTooLargeError: 413,
+    UnsupportedMediaError: 415,
+    InvalidLoginError: 422,
     TooManyAttemptsError: 429,
     DeliveryError: 502,
 }

@@ -128,7 +128,8 @@ def _check_member(name: str) -> None:
 
 def _read_zip(
     name: str, fh: BinaryIO, studies_dir: Path, into: Ingested, max_bytes: int, max_files: int
-) -> None:
+) -> tuple[int, int]:
+    """Store the zip's DICOM members; returns (members, unpacked bytes) for the upload's budget."""
     try:
         archive = zipfile.ZipFile(fh)
         members = [m for m in archive.infolist() if not m.is_dir()]
@@ -137,9 +138,10 @@ def _read_zip(
     for member in members:
         _check_member(member.filename)
     if len(members) > max_files:
-        raise UploadTooLargeError(name, f"holds {len(members)} files (limit {max_files})")
-    if sum(m.file_size for m in members) > max_bytes:
-        raise UploadTooLargeError(name, f"unpacks to more than {max_bytes} bytes")
+        raise UploadTooLargeError(name, f"holds {len(members)} files (limit left {max_files})")
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > max_bytes:
+        raise UploadTooLargeError(name, f"unpacks to more than {max_bytes} bytes (limit left)")
     for member in members:
         try:
             data = archive.read(member)
@@ -147,6 +149,7 @@ def _read_zip(
             into.skipped.append(f"{name}/{member.filename}: damaged ({exc})")
             continue
         _read(f"{name}/{member.filename}", io.BytesIO(data), studies_dir, into)
+    return len(members), unpacked
 
 
 def ingest_streams(
@@ -163,14 +166,17 @@ def ingest_streams(
     InvalidInputError
         A zip member path escapes, a zip is damaged, or nothing readable was sent.
     UploadTooLargeError
-        A zip above the limits.
+        A zip above the limits (``max_unzipped_bytes`` and ``max_files`` hold for all the
+        zips of one upload together).
     """
     into = Ingested()
+    left_bytes, left_files = max_unzipped_bytes, max_files  # for all zips of the upload together
     for name, fh in files:
         head = fh.read(4)
         fh.seek(0)
         if head == b"PK\x03\x04":
-            _read_zip(name, fh, studies_dir, into, max_unzipped_bytes, max_files)
+            n, size = _read_zip(name, fh, studies_dir, into, left_bytes, left_files)
+            left_bytes, left_files = left_bytes - size, left_files - n
         else:
             _read(name, fh, studies_dir, into)
     if not into.stored:

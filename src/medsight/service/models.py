@@ -1,9 +1,13 @@
-"""The store's tables (SQLAlchemy ORM): users, tokens, studies, jobs, feedback.
+"""The store's tables (SQLAlchemy ORM): users, tokens, studies, jobs, feedback, workers.
 
 Job states move ``queued -> running -> done | failed``; a job row is committed before any
 work on it starts, so a crash never loses a submission.  A running job carries the id of its
 worker and a heartbeat the worker renews; a job whose heartbeat is older than the lease belongs
-to a dead worker and goes back to the queue.
+to a dead worker and goes back to the queue.  Each worker also keeps a row in ``workers``
+with its own heartbeat, renewed while idle too, which readiness checks count.
+
+The schema is created and upgraded by the Alembic revisions in
+:mod:`medsight.service.migrations`; a change here needs a new revision there.
 """
 
 from __future__ import annotations
@@ -14,7 +18,18 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "FeedbackRow", "JobRow", "JobState", "StudyRow", "TokenRow", "UserRow", "now"]
+__all__ = [
+    "Base",
+    "FeedbackRow",
+    "JobRow",
+    "JobState",
+    "SegEditRow",
+    "StudyRow",
+    "TokenRow",
+    "UserRow",
+    "WorkerRow",
+    "now",
+]
 
 
 def now() -> dt.datetime:
@@ -116,3 +131,45 @@ class FeedbackRow(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     username: Mapped[str] = mapped_column(String(64))
     time: Mapped[dt.datetime] = mapped_column(default=now)
+
+
+class WorkerRow(Base):
+    """A worker (thread or process) and when it last said it was alive."""
+
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(128), default="")
+    pid: Mapped[int] = mapped_column(default=0)
+    state: Mapped[str] = mapped_column(String(16), default="idle")  # idle | busy
+    job_id: Mapped[str] = mapped_column(String(32), default="")
+    started: Mapped[dt.datetime] = mapped_column(default=now)
+    heartbeat: Mapped[dt.datetime] = mapped_column(default=now, index=True)
+
+
+class SegEditRow(Base):
+    """One clinician-edited version of a job's segmentation (medsight.service.whatif.segedit).
+
+    Version 1 is the model's own mask and SEG in the job's results (no row); each edit adds
+    the next version, derived from ``parent_version``, with who, when and what (the
+    operations as JSON) and the files written under ``results/<job>/edits/``.
+    """
+
+    __tablename__ = "seg_edits"
+    __table_args__ = (UniqueConstraint("job_id", "package_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    package_id: Mapped[str] = mapped_column(String(160))
+    version: Mapped[int] = mapped_column()
+    parent_version: Mapped[int] = mapped_column()
+    label: Mapped[int] = mapped_column()
+    operations: Mapped[str] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text, default="")
+    username: Mapped[str] = mapped_column(String(64))
+    time: Mapped[dt.datetime] = mapped_column(default=now)
+    changed_voxels: Mapped[int] = mapped_column(default=0)
+    measurements: Mapped[str] = mapped_column(Text, default="")
+    mask_file: Mapped[str] = mapped_column(Text)
+    seg_file: Mapped[str] = mapped_column(Text, default="")
+    seg_series_uid: Mapped[str] = mapped_column(String(64), default="")
+    seg_sop_uid: Mapped[str] = mapped_column(String(64), default="")
+    series_number: Mapped[int | None] = mapped_column(default=None)

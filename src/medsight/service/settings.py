@@ -108,7 +108,14 @@ class ServiceSettings(BaseSettings):
     )
     dimse_destination: str | None = Field(None, description="AE@host:port for C-STORE results")
     fhir_url: str | None = Field(None, description="FHIR base URL the Bundle is POSTed to")
+    cds_jwks: dict[str, Path] = Field(
+        default_factory=dict,
+        description="CDS Hooks: trusted EHR issuer (JWT iss) -> JWKS file of its public keys",
+    )
     rules: list[RoutingRule] = Field(default_factory=lambda: [RoutingRule()])
+    viewer_dist: Path | None = Field(
+        None, description="OHIF build (dist/) served at /ohif/; default .cache/ohif/current/dist"
+    )
 
     def resolved_database_url(self) -> str:
         """The store's URL: ``database_url`` or ``sqlite:///<home>/medsight.db``."""

@@ -1,10 +1,14 @@
 """The store: SQLAlchemy engine and the job state machine (SQLite default, PostgreSQL by URL).
 
-Claiming a job is one conditional ``UPDATE ... WHERE state = 'queued'``, so two workers never
-run the same job.  A running job's worker renews its heartbeat (:meth:`Store.beat`);
-:meth:`Store.recover` puts jobs whose heartbeat is older than the lease back in the queue (or
-fails them after ``max_attempts``), so several workers, in one process or on several machines
-sharing a PostgreSQL store, can recover each other's jobs without stealing live ones.
+Claiming a job is atomic (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, a conditional
+``UPDATE ... WHERE state = 'queued'`` on SQLite), so two workers never run the same job.  A
+running job's worker renews its heartbeat (:meth:`Store.beat`); :meth:`Store.recover` puts
+jobs whose heartbeat is older than the lease back in the queue (or fails them after
+``max_attempts``), so several workers, in one process or on several machines sharing a
+PostgreSQL store, can recover each other's jobs without stealing live ones.  Workers also
+record their own heartbeat, idle or busy (:meth:`Store.worker_beat`), for readiness checks.
+The schema is brought to the newest Alembic revision when a store opens
+(:func:`medsight.service.migrations.upgrade`).
 
 Examples
 --------
@@ -27,14 +31,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import create_engine, event, select, update
+from sqlalchemy import create_engine, delete, event, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from medsight.service.errors import NotFoundError
-from medsight.service.models import Base, FeedbackRow, JobRow, JobState, StudyRow, now
+from medsight.service.models import FeedbackRow, JobRow, JobState, StudyRow, WorkerRow, now
 
 __all__ = ["Store"]
 
@@ -58,47 +62,18 @@ def _engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _add_missing_columns(engine: Engine) -> list[str]:
-    """Add the columns a database made by an older medsight lacks (``create_all`` only adds
-    missing tables); each gets its column default, so old rows read as before.  Returns them.
-    """
-    from sqlalchemy import inspect, literal, text
-    from sqlalchemy.exc import DBAPIError
-
-    added = []
-    for table in Base.metadata.sorted_tables:
-        inspector = inspect(engine)
-        if not inspector.has_table(table.name):
-            continue
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for col in table.columns:
-            if col.name in present:
-                continue
-            default = col.default.arg if col.default is not None and col.default.is_scalar else None
-            ddl = f"ALTER TABLE {table.name} ADD COLUMN {col.name} "
-            ddl += col.type.compile(dialect=engine.dialect)
-            if default is not None:
-                value = literal(default, col.type).compile(
-                    dialect=engine.dialect, compile_kwargs={"literal_binds": True}
-                )
-                ddl += f" DEFAULT {value}" + ("" if col.nullable else " NOT NULL")
-            try:
-                with engine.begin() as conn:
-                    conn.execute(text(ddl))
-            except DBAPIError:  # another process added it meanwhile
-                if col.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
-                    raise
-            added.append(f"{table.name}.{col.name}")
-    return added
-
-
 class Store:
     """Tables and the operations the service runs on them."""
 
     def __init__(self, url: str) -> None:
+        from medsight.service.migrations import upgrade
+
         self.engine = _engine(url)
-        Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        try:
+            self.migration = upgrade(self.engine)  # what start-up did to the schema
+        except Exception:
+            self.engine.dispose()
+            raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -193,7 +168,15 @@ class Store:
             return list(ses.scalars(q.order_by(JobRow.created.desc()).limit(limit)))
 
     def claim(self, worker: str = "") -> JobRow | None:
-        """Mark the oldest queued job running for ``worker`` and return it (None: queue empty)."""
+        """Mark the oldest queued job running for ``worker`` and return it (None: queue empty).
+
+        On PostgreSQL one ``SELECT ... FOR UPDATE SKIP LOCKED`` transaction: concurrent
+        workers each lock a different queued row without waiting for each other.  SQLite has
+        one writer at a time: a conditional ``UPDATE ... WHERE state = 'queued'``, retried when
+        another worker took the row first.
+        """
+        if self.engine.dialect.name == "postgresql":
+            return self._claim_skip_locked(worker)
         while True:
             with self.session() as ses:
                 q = select(JobRow.id).where(JobRow.state == JobState.QUEUED)
@@ -201,20 +184,39 @@ class Store:
             if job_id is None:
                 return None
             with self.session() as ses:
-                stamp = now()
                 res = ses.execute(
                     update(JobRow)
                     .where((JobRow.id == job_id) & (JobRow.state == JobState.QUEUED))
-                    .values(
-                        state=JobState.RUNNING,
-                        started=stamp,
-                        heartbeat=stamp,
-                        worker=worker,
-                        attempts=JobRow.attempts + 1,
-                    )
+                    .values(**self._running(worker))
                 )
             if res.rowcount == 1:  # type: ignore[attr-defined]
                 return self.get_job(job_id)
+
+    @staticmethod
+    def _running(worker: str) -> dict[str, Any]:
+        stamp = now()
+        return {
+            "state": JobState.RUNNING,
+            "started": stamp,
+            "heartbeat": stamp,
+            "worker": worker,
+            "attempts": JobRow.attempts + 1,
+        }
+
+    def _claim_skip_locked(self, worker: str) -> JobRow | None:
+        with self.session() as ses:
+            q = (
+                select(JobRow.id)
+                .where(JobRow.state == JobState.QUEUED)
+                .order_by(JobRow.created)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            job_id = ses.scalars(q).first()
+            if job_id is None:
+                return None
+            ses.execute(update(JobRow).where(JobRow.id == job_id).values(**self._running(worker)))
+        return self.get_job(job_id)
 
     def beat(self, job_id: str, worker: str) -> bool:
         """Renew the heartbeat of ``worker``'s running job; False if it is no longer theirs."""
@@ -275,6 +277,46 @@ class Store:
                     row.state = JobState.QUEUED
                 row.worker = ""
             return [r.id for r in rows]
+
+    # workers -----------------------------------------------------------------------------
+    def worker_beat(self, worker: str, *, host: str, pid: int, job_id: str = "") -> None:
+        """Record that ``worker`` is alive (busy with ``job_id``, or idle when empty)."""
+        with self.session() as ses:
+            row = ses.get(WorkerRow, worker)
+            if row is None:
+                row = WorkerRow(id=worker, host=host, pid=pid)
+                ses.add(row)
+            row.state, row.job_id, row.heartbeat = ("busy" if job_id else "idle"), job_id, now()
+
+    def forget_worker(self, worker: str) -> None:
+        """Remove a stopping worker's row."""
+        with self.session() as ses:
+            ses.execute(delete(WorkerRow).where(WorkerRow.id == worker))
+
+    def prune_workers(self, older_than_s: float) -> int:
+        """Remove the rows of workers silent for longer than ``older_than_s``; returns how many."""
+        cutoff = now() - dt.timedelta(seconds=older_than_s)
+        with self.session() as ses:
+            res = ses.execute(delete(WorkerRow).where(WorkerRow.heartbeat < cutoff))
+        return int(res.rowcount)  # type: ignore[attr-defined]
+
+    def live_workers(self, within_s: float) -> list[WorkerRow]:
+        """Workers whose heartbeat is younger than ``within_s``."""
+        cutoff = now() - dt.timedelta(seconds=within_s)
+        with self.session() as ses:
+            return list(ses.scalars(select(WorkerRow).where(WorkerRow.heartbeat >= cutoff)))
+
+    def queue_depth(self) -> dict[str, int]:
+        """How many jobs are queued and running (one query; raises when the store is down)."""
+        with self.session() as ses:
+            ses.execute(text("SELECT 1"))
+            q = (
+                select(JobRow.state, func.count())
+                .where(JobRow.state.in_([JobState.QUEUED, JobState.RUNNING]))
+                .group_by(JobRow.state)
+            )
+            counts = {str(state): int(n) for state, n in ses.execute(q)}
+        return {"queued": counts.get("queued", 0), "running": counts.get("running", 0)}
 
     # feedback ----------------------------------------------------------------------------
     def set_feedback(

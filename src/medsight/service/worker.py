@@ -1,12 +1,20 @@
 """The in-process worker: takes queued jobs one at a time and analyses them.
 
-Results are written to ``<home>/results/.<job>.partial`` and renamed to ``<home>/results/<job>``
-only when complete, then delivered (PACS, FHIR) before the job is marked done, so a killed
-worker leaves no half result under the final name.  While a job runs, a side thread renews its
+Results are written to ``<home>/results/.<job>.<attempt>.partial`` and renamed to
+``<home>/results/<job>`` only when complete, then delivered (PACS, FHIR) before the job is
+marked done, so a killed worker leaves no half result under the final name.  The rename never
+replaces: when an earlier attempt already put a complete result there (it died between the
+rename and marking the job done) that result stays and the new one is dropped, so a job has
+one result folder, written once.  While a job runs, a side thread renews its
 heartbeat; the loop also requeues jobs whose heartbeat is older than ``job_lease_s`` (their
 worker died: ``kill -9``, power loss), see :meth:`~medsight.service.store.Store.recover`.
 ``analyse`` is injected (default: :func:`medsight.analysis.pipeline.analyze`) so tests can slow
 it down or make it fail.
+
+Every worker keeps a row in the store's ``workers`` table with its own heartbeat, renewed
+while it is idle too (at most every ``job_lease_s / 4``, and every 5 s at least), which
+``/api/ready`` counts; a stopping worker removes its row.  Requeues and failures of dead
+workers' jobs are written to the audit trail (``requeue_job`` / ``fail_job``).
 """
 
 from __future__ import annotations
@@ -76,6 +84,8 @@ class Worker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_recovery = 0.0
+        self._last_beat = 0.0
+        self._beat_s = min(settings.job_lease_s / 4, 5.0)
 
     def _record(self, action: str, job: JobRow) -> None:
         if self.audit is not None:
@@ -83,10 +93,15 @@ class Worker:
                 f"worker {self.id}", "worker", action, study=job.study_uid, job=job.id
             )
 
+    def beat(self, job_id: str = "") -> None:
+        """Record this worker's own heartbeat (busy with ``job_id`` or idle)."""
+        self._last_beat = time.monotonic()
+        self.store.worker_beat(self.id, host=socket.gethostname(), pid=os.getpid(), job_id=job_id)
+
     def _heartbeat(self, job_id: str, done: threading.Event) -> None:
-        interval = self.settings.job_lease_s / 4
-        while not done.wait(interval):
+        while not done.wait(self._beat_s):
             try:
+                self.beat(job_id)
                 if not self.store.beat(job_id, self.id):
                     log.warning("job %s is no longer held by this worker", job_id)
                     return
@@ -98,6 +113,7 @@ class Worker:
         job = self.store.claim(self.id)
         if job is None:
             return False
+        self.beat(job.id)
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job.id, done), daemon=True)
         beat.start()
@@ -130,8 +146,13 @@ class Worker:
             log.warning("job %s was taken over; dropping this attempt's result", job.id)
             shutil.rmtree(partial, ignore_errors=True)
             return
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
+        try:
+            partial.rename(final)  # a directory never replaces a non-empty one
+        except OSError:
+            if not (final / "report.json").is_file():
+                raise
+            log.warning("job %s already has a complete result; keeping it", job.id)
+            shutil.rmtree(partial, ignore_errors=True)
         delivery = ""
         if self.deliver is not None:
             delivery = self.deliver(job, final)
@@ -152,11 +173,17 @@ class Worker:
         found = self.store.recover(self.settings.max_attempts, self.settings.job_lease_s)
         if found:
             log.warning("requeued or failed %d job(s) of dead workers: %s", len(found), found)
+        for job_id in found:
+            job = self.store.get_job(job_id)
+            self._record("requeue_job" if job.state == "queued" else "fail_job", job)
+        self.store.prune_workers(max(100 * self.settings.job_lease_s, 3600.0))
         return found
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                if time.monotonic() - self._last_beat > self._beat_s:
+                    self.beat()
                 if time.monotonic() - self._last_recovery > self.settings.job_lease_s / 2:
                     self.recover()
                 busy = self.run_one()
@@ -173,6 +200,7 @@ class Worker:
 
     def start(self) -> list[str]:
         """Requeue jobs of dead workers, then start the thread; returns the requeued ids."""
+        self.beat()
         recovered = self.recover()
         self._thread = threading.Thread(target=self._loop, name="medsight-worker", daemon=True)
         self._thread.start()
@@ -184,3 +212,19 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if not self._thread.is_alive():
+                try:
+                    self.store.forget_worker(self.id)
+                except Exception:  # the store is gone; the row ages out
+                    log.warning("could not remove the row of worker %s", self.id)
+
+    def serve_forever(self, stop: threading.Event, parent_pid: int | None = None) -> None:
+        """Start, run until ``stop`` is set (or the parent process is gone), then stop."""
+        self.start()
+        try:
+            while not stop.wait(1.0):
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    log.error("the process that started this worker is gone; exiting")
+                    os._exit(1)  # like the parent: kill -9 semantics, the lease requeues our job
+        finally:
+            self.stop()

@@ -11,10 +11,15 @@ Training follows nnU-Net where it matters: DynUNet from the plan, Dice + cross-e
 deep supervision, one third of the patches centred on a foreground voxel of a random label,
 spatial (rotation, scaling) and mirror augmentation plus brightness / contrast / noise, SGD with
 Nesterov momentum 0.99 and polynomial learning-rate decay.  The schedule runs over a step budget
-or a wall-clock budget, whichever ends first.  Augmentation runs on the training device, so a
-GPU is not starved by the CPU.  Validation Dice (sliding windows over whole validation cases)
-selects the checkpoint, and decides per label whether keeping the largest connected component
-helps; both decisions use validation data only.
+or a wall-clock budget, whichever ends first: by default (``time_budget_s="auto"``) training
+on a CPU gets :data:`CPU_TIME_BUDGET_S` (so a whole run, preprocessing and packaging included,
+finishes within the hour) and a GPU the step budget alone.  Under a time budget the number of
+steps is planned from the measured speed of the first steps (validation included) and
+re-planned at each validation, so the learning rate decays to the end of the steps that fit;
+progress lines show the step, the planned steps and the ETA.  Augmentation runs on the
+training device, so a GPU is not starved by the CPU.  Validation Dice (sliding windows over
+whole validation cases) selects the checkpoint, and decides per label whether keeping the
+largest connected component helps; both decisions use validation data only.
 
 Examples
 --------
@@ -31,7 +36,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -59,6 +64,14 @@ __all__ = [
 
 PREPROCESSED_FILE = "preprocessed.npz"
 
+#: Training seconds ``time_budget_s="auto"`` gives a run on a CPU: 50 minutes, so that
+#: preprocessing, the final validation and packaging still finish within the hour.
+CPU_TIME_BUDGET_S = 3000.0
+#: Steps timed before the first plan of a time-budgeted run.
+_WARMUP_STEPS = 10
+#: Seconds between progress lines between validations.
+_PROGRESS_EVERY_S = 60.0
+
 #: A colour per label value for display (label 1, 2, ...), from the Tableau 10 palette.
 DEFAULT_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
@@ -67,7 +80,9 @@ class SegTrainConfig(BaseModel):
     """Training settings; everything data-dependent comes from the plan instead."""
 
     max_steps: int = Field(25_000, ge=1)
-    time_budget_s: float | None = Field(None, gt=0)
+    #: wall-clock seconds for training; "auto": CPU_TIME_BUDGET_S on a CPU, none on a GPU;
+    #: None: no time limit (the step budget alone)
+    time_budget_s: float | Literal["auto"] | None = "auto"
     val_every: int = Field(250, ge=1)
     lr: float = Field(0.01, gt=0)
     weight_decay: float = 3e-5
@@ -109,6 +124,43 @@ class SegTrainResult(BaseModel):
     val_dice: dict[str, float]
     postprocessing: dict[str, str]
     history: list[dict[str, float]]
+    #: what bounded training: "max_steps" or "time_budget"
+    stopped_by: str = "max_steps"
+    time_budget_s: float | None = None
+
+
+def resolve_time_budget(value: float | str | None, device_type: str) -> float | None:
+    """Training seconds for a ``time_budget_s`` setting on a device type.
+
+    Examples
+    --------
+    >>> resolve_time_budget("auto", "cpu"), resolve_time_budget("auto", "cuda")
+    (3000.0, None)
+    >>> resolve_time_budget(600, "cuda"), resolve_time_budget(None, "cpu")
+    (600.0, None)
+    """
+    if value == "auto":
+        return CPU_TIME_BUDGET_S if device_type == "cpu" else None
+    if value is None:
+        return None
+    if float(value) <= 0:
+        raise InvalidInputError("time budget", f"{value} s is not a positive number of seconds")
+    return float(value)
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` for people: "45 s", "12 min", "3.4 h".
+
+    Examples
+    --------
+    >>> _duration(42.2), _duration(720), _duration(12240)
+    ('42 s', '12 min', '3.4 h')
+    """
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _analysis_input_stats(image: Any, plan: SegmentationPlan) -> dict[str, float]:
@@ -494,15 +546,49 @@ def train_segmentation(
         step, best, best_step = state["step"], state["best"], state["best_step"]
         history, spent = state["history"], state["seconds"]
         say(f"resumed at step {step}")
+    resumed_at = step
     autocast = device.type == "cuda" and config.amp
     t0 = time.monotonic() - spent
+    budget = resolve_time_budget(config.time_budget_s, device.type)
+    planned, val_every = config.max_steps, config.val_every
+    last_line = time.monotonic()
+
+    def elapsed() -> float:
+        return time.monotonic() - t0
 
     def progress() -> float:
-        frac = step / config.max_steps
-        if config.time_budget_s:
-            frac = max(frac, (time.monotonic() - t0) / config.time_budget_s)
+        frac = step / planned
+        if budget:  # the hard stop, whatever the plan says
+            frac = max(frac, elapsed() / budget)
         return frac
 
+    def replan(first: bool) -> None:
+        """Steps that fit the time budget at the speed measured so far."""
+        nonlocal planned, val_every
+        if not budget or step == 0:
+            return
+        rate = elapsed() / step
+        planned = min(config.max_steps, max(step + 1, int(budget / rate)))
+        if first:
+            if planned < config.max_steps:
+                val_every = min(config.val_every, max(1, planned // 5))
+            say(
+                f"measured {rate:.3g} s a step: {config.max_steps} steps would take "
+                f"{_duration(rate * config.max_steps)}; the time budget of {_duration(budget)} "
+                f"fits {planned} steps (validation every {val_every}); ETA "
+                f"{_duration(max(0.0, budget - elapsed()))}"
+                + (" (--time-budget none trains every step)" if planned < config.max_steps else "")
+            )
+
+    def eta() -> str:
+        rate = elapsed() / max(step, 1)
+        left = rate * max(planned - step, 0)
+        if budget:
+            left = min(left, max(0.0, budget - elapsed()))
+        return f"{step}/{planned} steps, {rate:.3g} s a step, ETA {_duration(left)}"
+
+    if budget:
+        say(f"training for at most {_duration(budget)} (time budget) or {config.max_steps} steps")
     net.train()
     while progress() < 1.0:
         for group in opt.param_groups:
@@ -524,7 +610,12 @@ def train_segmentation(
         torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
         opt.step()
         step += 1
-        if step % config.val_every == 0 or progress() >= 1.0:
+        if step == resumed_at + _WARMUP_STEPS:
+            replan(first=True)
+        if time.monotonic() - last_line > _PROGRESS_EVERY_S:
+            last_line = time.monotonic()
+            say(f"step {eta()}")
+        if step % val_every == 0 or progress() >= 1.0:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 preds = _validate(net, data, val_idx, plan, device)
             dice = _mean_dice(preds, refs, n_cls)
@@ -532,7 +623,9 @@ def train_segmentation(
             history.append(
                 {"step": step, "loss": loss.item(), "val_dice": mean, "s": time.monotonic() - t0}
             )
-            say(f"step {step} loss {loss.item():.4f} val dice {np.round(dice, 4).tolist()}")
+            replan(first=False)
+            last_line = time.monotonic()
+            say(f"step {eta()}; loss {loss.item():.4f} val dice {np.round(dice, 4).tolist()}")
             if mean > best:
                 best, best_step = mean, step
                 with atomic_path(best_file) as tmp:
@@ -548,6 +641,9 @@ def train_segmentation(
                 seconds=time.monotonic() - t0,
             )
     seconds = time.monotonic() - t0
+    stopped_by = "max_steps" if step >= config.max_steps else "time_budget"
+    if stopped_by == "time_budget":
+        say(f"stopped by the time budget of {_duration(budget or 0)} at step {step}")
     net.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         preds = _validate(net, data, val_idx, plan, device)
@@ -589,6 +685,17 @@ def train_segmentation(
             "postprocessing": rules,
             "best_step": best_step,
             "steps": step,
+            "training": {
+                "max_steps": config.max_steps,
+                "time_budget_s": budget,
+                "stopped_by": stopped_by,
+                "seconds": round(seconds, 1),
+                "seconds_per_step": round(seconds / max(step, 1), 4),
+                "device": device.type,
+                "batch_size": batch_size,
+                "val_every": val_every,
+                "seed": config.seed,
+            },
             **({"ood": ood_meta} if ood_meta else {}),
             **({"input_reference": reference} if reference else {}),
         },
@@ -617,4 +724,6 @@ def train_segmentation(
         val_dice={plan.label_names[c + 1]: float(d) for c, d in enumerate(dice)},
         postprocessing=rules,
         history=history,
+        stopped_by=stopped_by,
+        time_budget_s=budget,
     )

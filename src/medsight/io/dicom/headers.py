@@ -29,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from medsight.core.errors import MedsightError, UnreadableFileError, short_reason
 
 __all__ = [
+    "RTSTRUCT_SOP_CLASS",
     "BadFile",
     "captured_warnings",
     "header_problems",
@@ -40,6 +41,8 @@ __all__ = [
 #: Values larger than this are not read with the header (they are checked against the file size).
 _DEFER_BYTES = 1 << 20
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+#: RT Structure Set Storage: contours, no pixels, but read (rasterised) by io.dicom.rtstruct.
+RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,13 +222,15 @@ def _whole_number(value: object) -> bool:
         return False
 
 
-def read_dataset(path: str | os.PathLike[str]) -> FileDataset:
+def read_dataset(path: str | os.PathLike[str], *, header_checked: bool = False) -> FileDataset:
     """Parse a whole DICOM file (header and pixel data), with clear errors.
 
     The header is checked first with :func:`read_header`, so a bogus length claim is refused
-    before any large read.
+    before any large read; ``header_checked=True`` skips that when the caller has just read
+    this file's header with :func:`read_header` (a series scanned, then loaded).
     """
-    read_header(path)
+    if not header_checked:
+        read_header(path)
     p = Path(path)
     try:
         with captured_warnings():  # already reported by read_header
@@ -243,6 +248,7 @@ def scan(
 
     DICOMDIR files and DICOM objects without pixel data (SR, presentation states) are neither
     images nor errors: they are reported as bad with a reason so a user sees them listed.
+    RT Structure Sets are kept with the good ones (their contours are rasterised on a series).
     """
     good: list[tuple[Path, FileDataset]] = []
     bad: list[BadFile] = []
@@ -258,6 +264,8 @@ def scan(
                 or ds.file_meta.get("MediaStorageSOPClassUID", "") == _DICOMDIR_CLASS
             ):
                 bad.append(BadFile(str(f), "is a DICOMDIR index, not an image (skipped)"))
+            elif sop_class == RTSTRUCT_SOP_CLASS and "ROIContourSequence" in ds:
+                good.append((f, ds))  # contours: rasterised on their series (io.dicom.rtstruct)
             elif not _has_pixels(ds):
                 name = getattr(ds.get("SOPClassUID"), "name", sop_class or "unknown class")
                 if "Image Storage" in name:

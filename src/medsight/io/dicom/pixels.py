@@ -40,6 +40,9 @@ def decode_frames(ds: Dataset, path: str | os.PathLike[str]) -> NDArray[np.gener
         raise UnreadableFileError(path, "has no pixel data (not an image object?)")
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     name = str(getattr(tsyntax, "name", tsyntax) or "unknown transfer syntax")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if "NumberOfFrames" not in ds and per_frame and len(per_frame) > 1:
+        ds.NumberOfFrames = len(per_frame)  # an enhanced object without it (the series says so)
     try:
         arr = ds.pixel_array
     except NotImplementedError as exc:

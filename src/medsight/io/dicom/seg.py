@@ -279,9 +279,15 @@ class SegmentationSeries:
                 return a, affine
             slices = src.slices[:: max(src.n_channels, 1)]
             if all(s.frame is None for s in slices):
-                a = seg.get_pixels_by_source_instance(
-                    [s.sop_instance_uid for s in slices], **kwargs
-                )
+                uids = [s.sop_instance_uid for s in slices]
+                referenced = _referenced_instances(self.header)[1]
+                present = [u for u in uids if u in referenced]
+                part = np.asarray(seg.get_pixels_by_source_instance(present, **kwargs))
+                if len(present) == len(uids):
+                    a = part
+                else:  # the SEG covers part of the series: the other slices are empty
+                    a = np.zeros((len(uids), *part.shape[1:]), part.dtype)
+                    a[[uids.index(u) for u in present]] = part
             elif len({s.sop_instance_uid for s in slices}) > 1:
                 raise ValueError(
                     "the source series spreads its frames over several multi-frame instances"

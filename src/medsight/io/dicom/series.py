@@ -19,16 +19,19 @@ Rules (the ones ITK/GDCM and dcm2niix follow, written down):
   PixelSpacing (per frame in enhanced objects); ImagerPixelSpacing divided by
   EstimatedRadiographicMagnificationFactor (projection radiography, mammography; without the
   factor the spacing is at the detector, and a problem says so); the calibrated regions of
-  SequenceOfUltrasoundRegions; RT Image ImagePlanePixelSpacing.  The loaded Image records the
-  source in ``meta["spacing_source"]``; with none, the affine keeps 1.0 but
-  ``meta["spacing_known"]`` is False, and sizes are in pixels.
+  SequenceOfUltrasoundRegions; RT Image ImagePlanePixelSpacing (scaled from the receptor to
+  the isocentre plane by RadiationMachineSAD / RTImageSID when both are given).  The loaded
+  Image records the source in ``meta["spacing_source"]``; with none, the affine keeps 1.0 but
+  ``meta["spacing_known"]`` is False, and sizes are in pixels.  Every 1 mm used where the
+  header gives no spacing (in-plane, or between slices of a single slice) is a problem line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ from medsight.core.geometry import affine_from_parts
 from medsight.core.image import DicomReference, Image
 from medsight.io.dicom.headers import captured_warnings, header_problems, read_dataset
 from medsight.io.dicom.pixels import decode_frames, rescale, stored_value_range
+from medsight.io.dicom.rtstruct import RTStructSeries, is_rtstruct, link_referenced
 from medsight.io.dicom.seg import SegmentationSeries, is_segmentation, link_source
 from medsight.io.dicom.suv import suv_meta
 from medsight.io.dicom.temporal import SliceTiming, TemporalInfo, slice_timing, temporal_info
@@ -159,18 +163,18 @@ class DicomSeries:
         """
         decoded: dict[Path, NDArray[Any]] = {}
         datasets: dict[Path, Dataset] = {}
-        for path in self.files:
-            with captured_warnings():  # header warnings were reported when it was scanned
-                ds = read_dataset(path)
-                datasets[path] = ds
-                decoded[path] = decode_frames(ds, path)
+        # Each file is parsed once more, now with its pixels (its header was checked when the
+        # series was scanned), and decoded; files are read and decoded in a thread pool
+        # (file reads and the numpy / pylibjpeg decoders run outside the GIL).
+        for path, ds, arr in _read_decoded(self.files):
+            datasets[path] = ds
+            decoded[path] = arr
             if progress is not None:
                 progress()
-        frames = []
-        for s in self.slices:
-            arr = decoded[s.path]
-            frames.append(arr[s.frame if s.frame is not None else 0])
-        stack = np.stack(frames)  # (n, rows, cols[, samples])
+        first_arr = decoded[self.slices[0].path]
+        stack = np.empty((len(self.slices), *first_arr.shape[1:]), dtype=first_arr.dtype)
+        for n, s in enumerate(self.slices):  # (n, rows, cols[, samples]), preallocated
+            stack[n] = decoded[s.path][s.frame if s.frame is not None else 0]
         first_ds = datasets[self.slices[0].path]
         photometric = str(first_ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
         colour = stack.ndim == 4
@@ -221,6 +225,27 @@ class DicomSeries:
             source=source,
             meta=meta,
         )
+
+
+def _read_one(path: Path) -> tuple[Path, Dataset, NDArray[Any]]:
+    with captured_warnings():  # header warnings were reported when it was scanned
+        ds = read_dataset(path, header_checked=True)
+        return path, ds, decode_frames(ds, path)
+
+
+#: Files read and decoded at once by :meth:`DicomSeries.load` (1: no thread pool).
+LOAD_THREADS = min(8, os.cpu_count() or 1)
+
+
+def _read_decoded(files: Sequence[Path]) -> Iterator[tuple[Path, Dataset, NDArray[Any]]]:
+    """``(path, dataset, frames)`` of each file in order; a thread pool for several files."""
+    if LOAD_THREADS <= 1 or len(files) < 4:
+        yield from map(_read_one, files)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
+        yield from pool.map(_read_one, files)
 
 
 # --- header parsing -----------------------------------------------------------------------
@@ -290,8 +315,8 @@ def pixel_spacing_of(ds: Dataset) -> tuple[tuple[float, float] | None, str | Non
     """The in-plane (row, column) pixel spacing in mm, the attribute it came from, and notes.
 
     In order: PixelSpacing; ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor;
-    calibrated ultrasound regions; ImagePlanePixelSpacing (RT Image).  ``(None, None, notes)``
-    when the object has none.
+    calibrated ultrasound regions; ImagePlanePixelSpacing (RT Image) scaled to the isocentre
+    plane by RadiationMachineSAD / RTImageSID.  ``(None, None, notes)`` when the object has none.
 
     Examples
     --------
@@ -326,7 +351,23 @@ def pixel_spacing_of(ds: Dataset) -> tuple[tuple[float, float] | None, str | Non
             return us, "UltrasoundRegion", notes
     rt = _positive(ds.get("ImagePlanePixelSpacing"), 2)
     if rt is not None:
-        return (rt[0], rt[1]), "ImagePlanePixelSpacing", notes
+        # measured at the receptor plane (RT Image SID from the source); the isocentre plane,
+        # where the patient is, lies at Radiation Machine SAD
+        sad = _number(ds.get("RadiationMachineSAD"), 0.0)
+        sid = _number(ds.get("RTImageSID"), 0.0)
+        if sad > 0 and sid > 0:
+            f = sad / sid
+            return (rt[0] * f, rt[1] * f), "ImagePlanePixelSpacing/SAD:SID", notes
+        return (
+            (rt[0], rt[1]),
+            "ImagePlanePixelSpacing",
+            [
+                *notes,
+                "pixel spacing is ImagePlanePixelSpacing at the image receptor (no Radiation "
+                "Machine SAD / RT Image SID to scale it to the isocentre plane): sizes in the "
+                "patient are smaller by SAD / SID",
+            ],
+        )
     return None, None, notes
 
 
@@ -354,6 +395,8 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
     rows, cols = int(ds.Rows), int(ds.Columns)
     sop = str(ds.get("SOPInstanceUID", path.name))
     n_frames = int(_number(ds.get("NumberOfFrames"), 1)) or 1
+    if "NumberOfFrames" not in ds and len(ds.get("PerFrameFunctionalGroupsSequence") or []) > 1:
+        n_frames = len(ds.PerFrameFunctionalGroupsSequence)  # see _frame_count_problems
     base_key = _order_key(ds)
     spacing, source, notes = pixel_spacing_of(ds)
     spacing_info = (source, tuple(notes))
@@ -471,16 +514,19 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
 # --- grouping and geometry ----------------------------------------------------------------
 def build_series(
     datasets: Sequence[tuple[Path, Dataset]],
-) -> list[DicomSeries | SegmentationSeries]:
+) -> list[DicomSeries | SegmentationSeries | RTStructSeries]:
     """Group parsed headers into volumes, sorted and with their geometry checked.
 
     DICOM SEG objects are not stacked: each becomes a
-    :class:`~medsight.io.dicom.seg.SegmentationSeries` linked to its source series.
+    :class:`~medsight.io.dicom.seg.SegmentationSeries` linked to its source series; each RT
+    Structure Set an :class:`~medsight.io.dicom.rtstruct.RTStructSeries` linked to the series
+    its contours lie on.
     """
     segs = [(p, ds) for p, ds in datasets if is_segmentation(ds)]
-    images = [(p, ds) for p, ds in datasets if not is_segmentation(ds)]
+    structs = [(p, ds) for p, ds in datasets if is_rtstruct(ds)]
+    images = [(p, ds) for p, ds in datasets if not is_segmentation(ds) and not is_rtstruct(ds)]
     volumes = _build_image_series(images)
-    out: list[DicomSeries | SegmentationSeries] = list(volumes)
+    out: list[DicomSeries | SegmentationSeries | RTStructSeries] = list(volumes)
     keys = {v.key for v in volumes}
     for path, ds in segs:
         key = str(ds.get("SeriesInstanceUID", f"(no series UID) {path}"))
@@ -496,6 +542,20 @@ def build_series(
         seg.problems.extend(_header_problems([ds]))
         link_source(seg, volumes)
         out.append(seg)
+    for path, ds in structs:
+        key = str(ds.get("SeriesInstanceUID", f"(no series UID) {path}"))
+        if key in keys:  # several structure sets in one series: one entry each
+            key = f"{key}/{ds.get('SOPInstanceUID', path.name)}"
+        keys.add(key)
+        rt = RTStructSeries(
+            key=key,
+            header=ds,
+            path=path,
+            identities=((str(ds.get("PatientID", "")), str(ds.get("StudyInstanceUID", ""))),),
+        )
+        rt.problems.extend(_header_problems([ds]))
+        link_referenced(rt, volumes)
+        out.append(rt)
     return out
 
 
@@ -545,6 +605,7 @@ def _build_image_series(datasets: Sequence[tuple[Path, Dataset]]) -> list[DicomS
                 )
             )
             series.problems.extend(_header_problems([ds for _, ds in members]))
+            series.problems.extend(_frame_count_problems([ds for _, ds in members]))
             if len(series.identities) > 1:
                 series.problems.append(
                     f"the files of this series name {len(series.identities)} different patients "
@@ -552,6 +613,20 @@ def _build_image_series(datasets: Sequence[tuple[Path, Dataset]]) -> list[DicomS
                 )
             out.append(series)
     return out
+
+
+def _frame_count_problems(datasets: Sequence[Dataset]) -> list[str]:
+    """Enhanced objects without Number of Frames, whose frames were counted from the groups."""
+    counted = {
+        len(ds.PerFrameFunctionalGroupsSequence)
+        for ds in {id(d): d for d in datasets}.values()
+        if "NumberOfFrames" not in ds and len(ds.get("PerFrameFunctionalGroupsSequence") or []) > 1
+    }
+    return [
+        f"Number of Frames (0028,0008) is missing: {n} frames taken from the per-frame "
+        "functional groups"
+        for n in sorted(counted)
+    ]
 
 
 def _header_problems(datasets: Sequence[Dataset], limit: int = 5) -> list[str]:
@@ -579,6 +654,8 @@ def _flat_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomSe
         spacing = (1.0, 1.0)  # a grid for geometry code; meta says the spacing is unknown
         if str(header.get("Modality", "")) not in ("OT", "SC", "XC", "OP", "ES", "SM"):
             problems.append("no pixel spacing in the header: sizes are in pixels, not mm")
+        else:  # photographs and captures rarely state one, but 1 mm is still not a size
+            problems.append("no pixel spacing (a photograph or capture): sizes are in pixels")
     row_dir, col_dir = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
     orient = header.get("PatientOrientation")
     if orient and len(orient) == 2:
@@ -663,6 +740,11 @@ def _stack_series(name: str, header: Dataset, slices: list[SliceInfo]) -> DicomS
         # SpacingBetweenSlices when present and 1 mm otherwise (SliceThickness is ignored).
         between = _number(header.get("SpacingBetweenSlices"), 0.0)
         third = normal * (between if between > 0 else 1.0)
+        if between <= 0:
+            problems.append(
+                "one slice and no SpacingBetweenSlices: 1 mm is used along the slice normal "
+                "(not a measured spacing; SliceThickness is not a slice distance)"
+            )
     else:
         p0 = np.asarray(positions[0][0].position)
         p1 = np.asarray(positions[-1][0].position)

@@ -9,7 +9,7 @@ from typing import Any
 from medsight.service.errors import DeliveryError
 from medsight.service.ingest import Ingested, save_dataset
 
-__all__ = ["pull_study", "search_studies", "store_files"]
+__all__ = ["pull_study", "query_studies", "search_studies", "store_files"]
 
 
 def _client(url: str) -> Any:
@@ -24,6 +24,19 @@ def search_studies(url: str, **filters: str) -> list[dict[str, Any]]:
         return list(_client(url).search_for_studies(search_filters=filters))
     except Exception as exc:  # requests / HTTP errors
         raise DeliveryError(url, f"QIDO-RS query failed ({exc})") from exc
+
+
+def query_studies(
+    url: str, filters: dict[str, str], *, limit: int, fields: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """QIDO-RS: at most ``limit`` studies matching ``filters``, with the extra ``fields``."""
+    try:
+        found = _client(url).search_for_studies(
+            search_filters=filters, limit=limit, fields=list(fields) or None, fuzzymatching=False
+        )
+    except Exception as exc:  # requests / HTTP errors
+        raise DeliveryError(url, f"QIDO-RS query failed ({exc})") from exc
+    return list(found)
 
 
 def search_series(url: str, study_uid: str) -> list[dict[str, Any]]:

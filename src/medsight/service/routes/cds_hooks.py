@@ -10,7 +10,9 @@ services, returning cards with the latest AI findings stored for the patient.
   404; a patient without analysed studies gets ``{"cards": []}``.
 
 Both are authenticated like the rest of the API (the bearer token of
-:data:`~medsight.service.deps.CurrentUser`); each call is audited.
+:data:`~medsight.service.deps.CurrentUser`) or, for the EHRs configured in
+``ServiceSettings.cds_jwks``, by the JWT the EHR signs as the CDS Hooks specification says
+(:mod:`medsight.service.cds_auth`); each call is audited, with the EHR as ``ehr:<iss>``.
 
 **Which findings become cards.**  The patient is matched on the studies' DICOM Patient ID
 (``StudyRow.patient_id``), so the EHR's ``patientId`` must be that identifier.  For each of the
@@ -32,32 +34,51 @@ anatomy
 ``critical`` is kept for stat findings so the EHR's most intrusive display stays rare.  Every
 card's ``detail`` opens by saying it is a preliminary AI suggestion that requires review; its
 ``source`` is ``medsight`` with the model id and version (``source.topic``); its link opens the
-study in the viewer.  Guideline suggestions are added by :func:`guideline_cards` (none yet).
+study in the viewer.
+
+**Guideline cards.**  After the finding cards come the guideline suggestions stored with the
+same analyses (``report.json`` ``guidelines``, :mod:`medsight.clinical.guideline_facts`): one
+card per *applied* guideline (category, recommendation, rules fired, facts and their sources),
+its ``source.label`` the rule set's title and citation, its indicator ``warning`` for the
+categories of :data:`WARNING_CATEGORIES` (work-up suggested) and ``info`` otherwise.  A
+guideline not applied (an input missing) gives no card.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 
+from medsight.clinical.guideline_facts import SUGGESTION_HEADING, GuidelineSuggestion
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding
 from medsight.core.significance import Significance, Urgency, triage_urgency
 from medsight.reporting.report import DISCLAIMER, Report
-from medsight.service.deps import Auditor, CurrentUser, Services, ServicesDep
-from medsight.service.errors import NotFoundError
+from medsight.service.cds_auth import ReplayGuard, verify_ehr_jwt
+from medsight.service.deps import Services, ServicesDep, get_current_user
+from medsight.service.errors import AuthError, NotFoundError
 from medsight.service.models import JobRow, JobState, StudyRow
 from medsight.service.worker import result_dir
 
-__all__ = ["MAX_STUDIES", "SERVICES", "CdsRequest", "cards_for_patient", "guideline_cards"]
+__all__ = [
+    "MAX_STUDIES",
+    "SERVICES",
+    "WARNING_CATEGORIES",
+    "CdsRequest",
+    "cards_for_patient",
+    "guideline_cards",
+    "guideline_indicator",
+]
 
 log = logging.getLogger(__name__)
 
@@ -150,21 +171,112 @@ def indicator(finding: Finding) -> Indicator:
     return "warning" if urgency is not None else "info"
 
 
-def guideline_cards(
-    patient_id: str, findings: Sequence[Finding], prefetch: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """Extra cards from the guideline engine for the patient's findings: the hook point.
+#: Guideline categories whose card is a ``warning`` (work-up or a short-interval decision is
+#: suggested); every other category is ``info``.  ``critical`` is never used for a guideline:
+#: the categories say what to do next, not that a reader is needed now.
+WARNING_CATEGORIES: dict[str, frozenset[str]] = {
+    "lung-rads": frozenset({"4A", "4B", "4X"}),  # suspicious / very suspicious
+    "fleischner": frozenset({"ct-3m-pet-or-biopsy"}),  # consider PET/CT or tissue sampling
+    "birads-us": frozenset({"0", "4", "5"}),  # needs evaluation, suspicious, highly suggestive
+}
 
-    ``medsight.clinical.guidelines`` will provide the suggestions (category and
-    recommendation with the rule that fired); until it is wired in this returns no card, so
-    nothing is recommended that no guideline says.
+
+def guideline_indicator(suggestion: GuidelineSuggestion) -> Indicator:
+    """The card indicator of an applied guideline suggestion (:data:`WARNING_CATEGORIES`).
 
     Examples
     --------
-    >>> guideline_cards("PAT-1", [], {})
-    []
+    >>> from medsight.clinical.guidelines import evaluate, load_ruleset
+    >>> rs = load_ruleset("lung-rads")
+    >>> r = evaluate(rs, {"exam": "baseline", "nodules": [{"type": "solid",
+    ...                                                     "mean_diameter_mm": 9}]})
+    >>> s = GuidelineSuggestion(ruleset=rs.name, version=rs.version, title=rs.title,
+    ...                         citation={}, applied=True, result=r)
+    >>> guideline_indicator(s)
+    'warning'
     """
-    return []
+    result = suggestion.result
+    if result is not None and result.category in WARNING_CATEGORIES.get(suggestion.ruleset, ()):
+        return "warning"
+    return "info"
+
+
+def _guideline_detail(g: GuidelineSuggestion, study: StudyRow, job: JobRow) -> str:
+    r = g.result
+    assert r is not None
+    cite = g.citation
+    lines = [
+        f"**{SUGGESTION_HEADING}: computed by rules from AI findings; it requires review "
+        "by a qualified clinician.**",
+        "",
+        f"- Guideline: {_md(g.title)} (rule set {_md(g.name)})",
+        f"- Category: **{_md(r.display)}** ({_md(r.label)})",
+        f"- Recommendation: {_md(r.recommendation)}",
+        *(f"- Note: {_md(n)}" for n in r.notes),
+        "- Rules fired:",
+        *(f"    - {_md(rule)}" for rule in r.rules),
+        "- Facts used:",
+        *(f"    - {_md(u.fact)} = {_md(u.value)} ({_md(u.source)})" for u in g.sources),
+    ]
+    if g.assumptions:
+        lines.append(f"- Not assessed: {_md('; '.join(g.assumptions))}")
+    when = (job.finished or job.created).strftime("%Y-%m-%d %H:%M UTC")
+    lines.append(f"- Study: {_md(study.description or 'study')}, analysed {when}")
+    lines.append(f"- Source: {_md(g.citation_text())}")
+    if cite.get("verified"):
+        lines.append(f"- What medsight verified of it: {_md(cite['verified'])}")
+    lines += ["", f"_{_md(DISCLAIMER)}_"]
+    return "\n".join(lines)
+
+
+def guideline_cards(
+    suggestions: Sequence[GuidelineSuggestion], study: StudyRow, job: JobRow, base_url: str
+) -> list[dict[str, Any]]:
+    """One card per *applied* guideline suggestion of a stored analysis.
+
+    The summary names the rule set and category; the indicator is
+    :func:`guideline_indicator`'s; the source label is the rule set's title and citation (its
+    URL the citation's); ``detail`` (markdown) lists the recommendation, the rules that fired
+    and the facts with their sources.  A guideline that was not applied (an input missing)
+    gives no card: nothing is suggested that no rule concluded.
+    """
+    cards = []
+    for g in suggestions:
+        r = g.result
+        if not g.applied or r is None:
+            continue
+        summary = f"Guideline suggestion (not a diagnosis): {g.ruleset} {r.display}, {r.label}"
+        cite = g.citation
+        label = f"{g.title} ({cite.get('publisher', '')} {cite.get('year', '')}), via medsight"
+        source: dict[str, Any] = {
+            "label": label if len(label) <= 200 else label[:199] + "…",
+            "topic": {
+                "system": "urn:medsight:guideline",
+                "code": f"{g.ruleset}@{g.version}",
+                "display": g.title,
+            },
+        }
+        if str(cite.get("url", "")).startswith(("http://", "https://")):
+            source["url"] = cite["url"]
+        cards.append(
+            {
+                "uuid": str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"medsight:{job.id}:guideline:{g.ruleset}")
+                ),
+                "summary": summary if len(summary) < 140 else summary[:138] + "…",
+                "indicator": guideline_indicator(g),
+                "detail": _guideline_detail(g, study, job),
+                "source": source,
+                "links": [
+                    {
+                        "label": "Open the study in the medsight viewer",
+                        "url": f"{base_url.rstrip('/')}/ui/studies/{study.uid}",
+                        "type": "absolute",
+                    }
+                ],
+            }
+        )
+    return cards
 
 
 def _md(text: object) -> str:
@@ -260,9 +372,10 @@ def _latest_jobs(services: Services, patient_id: str) -> list[tuple[StudyRow, Jo
 def cards_for_patient(
     services: Services, patient_id: str, base_url: str, prefetch: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """The cards of the patient's latest AI findings, then the guideline cards."""
+    """The cards of the patient's latest AI findings, then their guideline suggestions' cards
+    (newest study first in each part)."""
     cards: list[dict[str, Any]] = []
-    shown: list[Finding] = []
+    suggested: list[dict[str, Any]] = []
     for study, job in _latest_jobs(services, patient_id):
         path = result_dir(services.settings, job.id) / "report.json"
         try:
@@ -275,8 +388,8 @@ def cards_for_patient(
             if not finding.present or (report.models and finding.model_id not in ran):
                 continue
             cards.append(_card(finding, index, study, job, base_url))
-            shown.append(finding)
-    return cards + guideline_cards(patient_id, shown, prefetch)
+        suggested += guideline_cards(report.guidelines, study, job, base_url)
+    return cards + suggested
 
 
 def _parse(body: bytes, service_id: str) -> CdsRequest:
@@ -304,8 +417,52 @@ def _parse(body: bytes, service_id: str) -> CdsRequest:
     return req
 
 
+_bearer = HTTPBearer(auto_error=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class CdsCaller:
+    """Who calls a CDS Hooks endpoint: a medsight user, or an EHR by its verified JWT."""
+
+    name: str  # the username, or "ehr:<iss>"
+    role: str  # the user's role, or "ehr"
+    subject: str = ""  # the EHR JWT's sub (its client id)
+
+
+def get_cds_caller(
+    request: Request,
+    services: ServicesDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> CdsCaller:
+    """The caller: an EHR JWT (:mod:`medsight.service.cds_auth`) when EHR issuers are
+    configured (``cds_jwks``) and the bearer token is a JWT, else a medsight bearer token or
+    session as on every other route.  A rejected JWT is audited with its reason."""
+    token = creds.credentials if creds else None
+    issuers = services.settings.cds_jwks
+    if token and issuers and token.count(".") == 2:  # medsight's own tokens have no dots
+        state = request.app.state
+        if getattr(state, "cds_replay", None) is None:
+            state.cds_replay = ReplayGuard()
+        audience = str(request.url.replace(query="", fragment=""))
+        try:
+            client = verify_ehr_jwt(
+                token, audience=audience, issuers=issuers, replay=state.cds_replay
+            )
+        except AuthError as err:
+            services.audit.record(
+                "ehr", "ehr", "cds_jwt_rejected", reason=str(err), path=request.url.path
+            )
+            raise
+        return CdsCaller(f"ehr:{client.issuer}", "ehr", client.subject)
+    user = get_current_user(request, services, creds)
+    return CdsCaller(user.username, user.role.value)
+
+
+Caller = Annotated[CdsCaller, Depends(get_cds_caller)]
+
+
 @router.get("")
-def discovery(user: CurrentUser) -> dict[str, list[dict[str, Any]]]:
+def discovery(caller: Caller) -> dict[str, list[dict[str, Any]]]:
     """The CDS Hooks discovery document."""
     return {"services": list(SERVICES.values())}
 
@@ -315,8 +472,7 @@ async def call_service(
     service_id: str,
     request: Request,
     services: ServicesDep,
-    user: CurrentUser,
-    audit: Auditor,
+    caller: Caller,
 ) -> dict[str, list[dict[str, Any]]]:
     """Answer a CDS Hooks request with cards of the patient's latest AI findings."""
     if service_id not in SERVICES:
@@ -329,8 +485,11 @@ async def call_service(
         cards_for_patient, services, patient, str(request.base_url), req.prefetch or {}
     )
     await run_in_threadpool(
-        audit,
+        services.audit.record,
+        caller.name,
+        caller.role,
         "cds_hook",
+        client=caller.subject or None,
         service=service_id,
         hook_instance=req.hookInstance,
         patient=patient,

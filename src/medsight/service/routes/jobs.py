@@ -90,23 +90,62 @@ def mask_slice(
     user: CurrentUser,
     audit: Auditor,
     series: int | None = None,
+    model: str | None = None,
 ) -> Response:
     """Slice ``k`` of the job's segmentation mask as a transparent overlay PNG.
+
+    Each label is drawn in its colour from the package spec (fallback: a colour-blind-safe
+    palette); ``model`` picks one model's mask when several models segmented.
 
     With ``series`` (the viewer's series index), only a mask on that series' grid (same shape
     and affine) is returned; 404 when the models segmented another series.
     """
-    from medsight.service.viewer.slices import mask_png, matching_mask
+    from medsight.service.viewer.overlays import label_png, model_volumes
+    from medsight.service.viewer.slices import matching_mask
 
-    masks = sorted(_result(services, job_id).glob("mask_*.nii.gz"))
+    folder = _result(services, job_id)
+    vols = [v for v in model_volumes(folder, services.catalog) if v.mask is not None]
+    vols = [v for v in vols if model is None or v.slug == model]
     job = services.store.get_job(job_id)
-    if masks and series is not None:
-        found = matching_mask(services.settings, job.study_uid, series, masks)
-        masks = [found] if found else []
-    if not masks:
+    if vols and series is not None:
+        on_grid = [
+            v
+            for v in vols
+            if v.mask is not None
+            and matching_mask(services.settings, job.study_uid, series, [v.mask])
+        ]
+        vols = on_grid
+    if not vols or vols[0].mask is None:
         raise NotFoundError(f"job {job_id}", "has no segmentation mask for this series")
     audit("view_result", study=job.study_uid, job=job_id, mask=k)
-    return Response(mask_png(masks[0], k), media_type="image/png")
+    png = label_png(vols[0].mask, k, vols[0].colours)
+    return Response(png, media_type="image/png")
+
+
+@router.get("/{job_id}/overlays")
+def overlays(
+    job_id: str, series: int, services: ServicesDep, user: CurrentUser, audit: Auditor
+) -> dict:
+    """The models whose mask / heatmap lie on series ``series``, their labels and pictures."""
+    from medsight.service.viewer.overlays import overlay_info
+
+    folder = _result(services, job_id)
+    job = services.store.get_job(job_id)
+    audit("view_result", study=job.study_uid, job=job_id, series=series)
+    return overlay_info(services.settings, job.study_uid, series, folder, services.catalog)
+
+
+@router.get("/{job_id}/heatmaps/{model}/{k}.png")
+def heatmap_slice(
+    job_id: str, model: str, k: int, services: ServicesDep, user: CurrentUser, audit: Auditor
+) -> Response:
+    """Slice ``k`` of model ``model``'s heatmap volume as a transparent overlay PNG."""
+    from medsight.service.viewer.overlays import find_volume, heatmap_png
+
+    file = find_volume(_result(services, job_id), services.catalog, model, "heatmap")
+    job = services.store.get_job(job_id)
+    audit("view_result", study=job.study_uid, job=job_id, heatmap=k)
+    return Response(heatmap_png(file, k), media_type="image/png")
 
 
 @router.put("/{job_id}/findings/{index}/feedback")

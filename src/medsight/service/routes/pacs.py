@@ -1,18 +1,52 @@
-"""PACS: pull a study over DICOMweb and queue it; C-ECHO; deliver a job's results again."""
+"""PACS: search (QIDO-RS), pull a study over DICOMweb and queue it; C-ECHO; deliver again."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from medsight.core.errors import InvalidInputError
 from medsight.service.deps import AdminUser, Auditor, RadiologistUser, ServicesDep
+from medsight.service.errors import NotFoundError
 from medsight.service.jobs import record_studies, submit
 from medsight.service.models import JobState
+from medsight.service.pacs.query import StudyQuery
 from medsight.service.schemas import JobOut, SubmitIn
 from medsight.service.worker import result_dir
 
 router = APIRouter(prefix="/api/pacs", tags=["pacs"])
+
+
+def _stored(services: ServicesDep, uid: str) -> bool:
+    try:
+        services.store.get_study(uid)
+    except NotFoundError:
+        return False
+    return True
+
+
+@router.get("/studies")
+async def find(
+    query: Annotated[StudyQuery, Query()],
+    services: ServicesDep,
+    user: RadiologistUser,
+    audit: Auditor,
+) -> list[dict]:
+    """Search the configured DICOMweb PACS (QIDO-RS) by patient ID / name, date, modality.
+
+    Each study says whether it is already here (``local``) and its latest job's state.
+    """
+    from medsight.service.pacs.query import find_studies
+
+    rows = await run_in_threadpool(find_studies, services.settings.dicomweb_url, query)
+    audit("query_pacs", studies=len(rows), **query.filters())
+    for row in rows:
+        jobs = services.store.jobs_for(row["study_uid"])
+        row["local"] = _stored(services, row["study_uid"])
+        row["job"] = JobOut.of(jobs[0]).model_dump(mode="json") if jobs else None
+    return rows
 
 
 @router.post("/pull", response_model=JobOut, status_code=202)

@@ -1,15 +1,16 @@
-"""Health, login, users, API tokens and the package list."""
+"""Health, readiness, login, users, API tokens and the package list."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from medsight import __version__
 from medsight.service.auth import create_token, create_user, revoke
 from medsight.service.deps import COOKIE, AdminUser, Auditor, CurrentUser, ServicesDep
+from medsight.service.errors import InvalidLoginError, UnsupportedMediaError
 from medsight.service.schemas import TokenOut
 from medsight.service.settings import Role
 
@@ -22,14 +23,80 @@ def health() -> dict:
     return {"status": "ok", "version": __version__}
 
 
-@router.post("/auth/login", response_model=TokenOut)
-def post_login(
-    services: ServicesDep,
-    username: Annotated[str, Form(max_length=64)],
-    password: Annotated[str, Form(max_length=256)],
-) -> TokenOut:
-    """A session token for a username and password (OAuth2 password form fields)."""
-    return TokenOut(access_token=services.login(username, password))
+@router.get("/ready", responses={503: {"description": "the database or every worker is down"}})
+def ready(services: ServicesDep) -> JSONResponse:
+    """Readiness (no authentication, no patient data): 200 when the database answers and at
+    least one worker's heartbeat is younger than ``job_lease_s``, else 503 naming the failed
+    check; with the queue depth and the number of live workers."""
+    checks: dict[str, str] = {}
+    queue: dict[str, int] = {}
+    live = 0
+    try:
+        queue = services.store.queue_depth()
+        live = len(services.store.live_workers(services.settings.job_lease_s))
+        checks["database"] = "ok"
+    except Exception as exc:  # whatever the driver raises: say which check, not the URL
+        checks["database"] = f"unreachable ({type(exc).__name__})"
+    if checks["database"] != "ok":
+        checks["workers"] = "unknown (no database)"
+    elif live:
+        checks["workers"] = "ok"
+    else:
+        checks["workers"] = f"no worker heartbeat in the last {services.settings.job_lease_s:g} s"
+    ok = all(v == "ok" for v in checks.values())
+    body = {"status": "ready" if ok else "not ready", "checks": checks, "workers": live, **queue}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+class LoginIn(BaseModel):
+    """A username and password, as JSON or as (OAuth2 password) form fields."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+_LOGIN_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": LoginIn.model_json_schema()},
+        "application/x-www-form-urlencoded": {"schema": LoginIn.model_json_schema()},
+    },
+}
+
+
+async def _login_fields(request: Request) -> LoginIn:
+    """The login body as JSON or form data; 415 for any other content type, 422 if invalid."""
+    from pydantic import ValidationError
+
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw: object
+    if kind == "application/json":
+        try:
+            raw = await request.json()
+        except ValueError as exc:
+            raise InvalidLoginError("login body", f"is not valid JSON ({exc})") from exc
+    elif kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raw = dict(await request.form())
+    else:
+        raise UnsupportedMediaError(
+            "login body",
+            f"content type {kind or '(none)'!r} is not supported",
+            hint='send JSON {"username": ..., "password": ...} or form fields username, password',
+        )
+    try:
+        return LoginIn.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        raise InvalidLoginError(f"login field {where}", err["msg"]) from exc
+
+
+@router.post("/auth/login", response_model=TokenOut, openapi_extra={"requestBody": _LOGIN_BODY})
+async def post_login(request: Request, services: ServicesDep) -> TokenOut:
+    """A session token for a username and password (JSON body or OAuth2 password form)."""
+    body = await _login_fields(request)
+    token = await run_in_threadpool(services.login, body.username, body.password)
+    return TokenOut(access_token=token)
 
 
 @router.post("/auth/logout")

@@ -57,6 +57,13 @@ def mount_static(app: FastAPI) -> None:
         return RedirectResponse("/ui/worklist", status_code=303)
 
 
+@router.get("")
+@router.get("/")
+def ui_root() -> RedirectResponse:
+    """``/ui`` (the address ``medsight serve`` prints) -> the worklist (or the login page)."""
+    return RedirectResponse("/ui/worklist", status_code=303)
+
+
 @router.get("/login")
 def login_page(error: str = "") -> HTMLResponse:
     """The login form."""
@@ -100,7 +107,33 @@ def worklist_page(
         return _to_login()
     items = worklist(services.store, modality=modality or None, status=status or None)
     services.audit.record(user.username, user.role.value, "view_worklist", studies=len(items))
-    return _page("worklist.html", user=user, items=items, modality=modality, status=status)
+    from medsight.service.viewer.ohif import ohif_available
+
+    ohif = ohif_available(services.settings)  # OHIF links only when its build is installed
+    return _page(
+        "worklist.html", user=user, items=items, modality=modality, status=status, ohif=ohif
+    )
+
+
+@router.get("/upload")
+def upload_page(request: Request, services: ServicesDep) -> Response:
+    """Drag-and-drop (or pick) DICOM files, folders or zips; per-file and total progress."""
+    user = _user(request, services)
+    if user is None:
+        return _to_login()
+    services.audit.record(user.username, user.role.value, "view_upload")
+    limit = services.settings.max_upload_bytes
+    return _page("upload.html", user=user, max_bytes=limit, max_mib=limit // 2**20)
+
+
+@router.get("/pacs")
+def pacs_page(request: Request, services: ServicesDep) -> Response:
+    """Query/retrieve: search the configured PACS, retrieve a study and follow its job."""
+    user = _user(request, services)
+    if user is None:
+        return _to_login()
+    services.audit.record(user.username, user.role.value, "view_pacs")
+    return _page("pacs.html", user=user, configured=bool(services.settings.dicomweb_url))
 
 
 @router.get("/studies/{uid}")

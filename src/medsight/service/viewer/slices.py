@@ -24,7 +24,7 @@ from medsight.core.errors import InvalidInputError
 from medsight.service.errors import NotFoundError
 from medsight.service.settings import ServiceSettings
 
-__all__ = ["mask_png", "matching_mask", "render_slice", "series_info", "window"]
+__all__ = ["encode_png", "mask_png", "matching_mask", "render_slice", "series_info", "window"]
 
 _lock = threading.Lock()
 
@@ -110,6 +110,11 @@ def _png(array: NDArray[Any]) -> bytes:
     buf = io.BytesIO()
     PILImage.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def encode_png(array: NDArray[Any]) -> bytes:
+    """An (rows, columns[, 3 or 4]) uint8 array as PNG bytes."""
+    return _png(array)
 
 
 def _slice(vols: list[tuple[dict[str, Any], NDArray[Any]]], index: int, k: int) -> NDArray[Any]:

@@ -1,11 +1,49 @@
 // medsight study view: slice scrolling, window/level, AI overlay toggle, accept / reject.
+// The AI overlays follow the selected series: its masks (each label in its colour, with a
+// legend), its heatmap slice by slice (with a colour bar) and the report pictures made on it.
 (function () {
   "use strict";
   const root = document.getElementById("study");
   if (!root) return;
-  const uid = root.dataset.uid, job = root.dataset.job, hasMask = root.dataset.mask === "yes";
+  const uid = root.dataset.uid, job = root.dataset.job, done = root.dataset.done === "yes";
   const $ = (id) => document.getElementById(id);
   let series = [], overlayOn = true;
+  const overlays = {}; // series index -> what the models drew on it (GET /api/jobs/{id}/overlays)
+
+  function loadOverlays(s) {
+    if (!done || !job) return Promise.resolve({ models: [] });
+    if (overlays[s]) return Promise.resolve(overlays[s]);
+    return fetch(`/api/jobs/${job}/overlays?series=${s}`)
+      .then((r) => (r.ok ? r.json() : { models: [] }))
+      .then((info) => (overlays[s] = info));
+  }
+  function current() {
+    return overlays[$("series").value || 0] || { models: [] };
+  }
+  function showLegend() {
+    const info = current(), list = $("legend-labels");
+    list.textContent = "";
+    const masked = info.models.find((m) => m.mask), heat = info.models.find((m) => m.heatmap);
+    (masked ? masked.labels : []).forEach((lab) => {
+      const li = document.createElement("li"), sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.backgroundColor = lab.colour;
+      li.dataset.colour = lab.colour;
+      if (!lab.present) { li.className = "absent"; li.title = "not found in this study"; }
+      li.appendChild(sw);
+      li.appendChild(document.createTextNode(lab.name));
+      list.appendChild(li);
+    });
+    $("legend-heat").hidden = !heat;
+    if (heat) $("legend-heat-name").textContent = `${heat.package} heatmap`;
+    const elsewhere = new Set(info.elsewhere || []);
+    let away = 0;
+    document.querySelectorAll("#heatmaps figure").forEach((f) => {
+      f.hidden = elsewhere.has(f.dataset.file); // made on another series: not beside this one
+      if (f.hidden) away += 1;
+    });
+    $("heatmaps-elsewhere").hidden = away === 0;
+  }
 
   function imageUrl() {
     const s = $("series").value || 0, k = $("slice").value;
@@ -16,22 +54,34 @@
     const k = Number($("slice").value), n = Number($("slice").max) + 1;
     $("slice-label").textContent = `${k + 1}/${n}`;
     $("image").src = imageUrl();
-    const mask = $("mask");
-    if (hasMask && job) {
-      mask.dataset.series = $("series").value || 0;
-      mask.src = `/api/jobs/${job}/masks/${k}.png?series=${mask.dataset.series}`;
+    const mask = $("mask"), heat = $("heat"), info = current();
+    const s = $("series").value || 0;
+    const masked = info.models.find((m) => m.mask), heated = info.models.find((m) => m.heatmap);
+    mask.dataset.series = s;
+    if (masked) {
+      delete mask.dataset.missing;
+      mask.src = `/api/jobs/${job}/masks/${k}.png?series=${s}&model=${masked.model}`;
+    } else {
+      mask.dataset.missing = s; // no mask on this series (the models segmented another one)
     }
-    mask.hidden = !(hasMask && overlayOn && mask.dataset.missing !== mask.dataset.series);
+    if (heated) heat.src = `/api/jobs/${job}/heatmaps/${heated.model}/${k}.png`;
+    mask.hidden = !(masked && overlayOn);
+    heat.hidden = !(heated && overlayOn);
+    $("legend").hidden = !(overlayOn && (masked || heated));
     $("heatmaps").hidden = !overlayOn;
   }
   function selectSeries() {
-    const s = series[Number($("series").value) || 0];
-    if (!s) return;
-    $("slice").max = s.slices - 1;
-    $("slice").value = Math.floor(s.slices / 2);
-    $("center").value = Math.round(s.center);
-    $("width").value = Math.round(s.width);
-    draw();
+    const index = Number($("series").value) || 0, s = series[index];
+    if (!s) return Promise.resolve();
+    return loadOverlays(index).then(() => {
+      if ((Number($("series").value) || 0) !== index) return; // another series was chosen
+      $("slice").max = s.slices - 1;
+      $("slice").value = Math.floor(s.slices / 2);
+      $("center").value = Math.round(s.center);
+      $("width").value = Math.round(s.width);
+      showLegend();
+      draw();
+    });
   }
   // no mask on this series (the models segmented another one): keep the overlay hidden
   $("mask").addEventListener("error", () => {
@@ -42,6 +92,7 @@
     if ($("mask").dataset.missing === $("mask").dataset.series) delete $("mask").dataset.missing;
     $("mask").hidden = !overlayOn;
   });
+  $("heat").addEventListener("error", () => { $("heat").hidden = true; });
   $("slice").addEventListener("input", draw);
   $("center").addEventListener("change", draw);
   $("width").addEventListener("change", draw);
@@ -93,7 +144,6 @@
     let best = 0;
     list.forEach((s, i) => { if (s.slices > list[best].slices) best = i; });
     $("series").value = best;
-    selectSeries();
-    root.dataset.ready = "yes";
+    selectSeries().then(() => { root.dataset.ready = "yes"; });
   });
 })();

@@ -1,0 +1,1 @@
+"""Alembic revisions of the service store, oldest first (``0001_baseline`` ...)."""

@@ -1,0 +1,195 @@
+// medsight upload page: drag-and-drop or pick DICOM files, folders or zips; each file is sent
+// to POST /api/studies on its own (progress per file from XMLHttpRequest upload events, and in
+// total); the studies are queued for analysis once all their files are in.
+(function () {
+  "use strict";
+  const root = document.getElementById("upload");
+  if (!root) return;
+  const $ = (id) => document.getElementById(id);
+  const maxBytes = Number(root.dataset.maxBytes);
+  const PARALLEL = 3;
+  let queue = [], active = 0, sent = 0, total = 0, failed = 0, batch = 0;
+  const studies = new Map(); // study uid -> list item
+
+  function size(n) {
+    return n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
+  }
+  function updateTotal() {
+    const loaded = queue.reduce((a, t) => a + t.loaded, 0);
+    const pct = total ? Math.round((100 * loaded) / total) : 0;
+    $("total").value = pct;
+    $("total-label").textContent = `${pct}%`;
+    const done = queue.filter((t) => t.done).length;
+    $("summary").textContent = `${done}/${queue.length} files done` + (failed ? `, ${failed} failed` : "");
+    if (queue.length && done === queue.length) {
+      root.dataset.finished = String(batch);
+      analyseAll();
+    }
+  }
+  function row(task) {
+    const tr = document.createElement("tr");
+    const cells = [task.name, size(task.file.size), "", ""].map((text) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+      return td;
+    });
+    task.bar = document.createElement("progress");
+    task.bar.max = 100;
+    task.bar.value = 0;
+    cells[2].appendChild(task.bar);
+    task.result = cells[3];
+    task.row = tr;
+    $("files").querySelector("tbody").appendChild(tr);
+  }
+  function finish(task, ok, text) {
+    task.done = true;
+    task.loaded = task.file.size;
+    task.bar.value = ok ? 100 : task.bar.value;
+    task.row.className = ok ? "ok" : "failed";
+    task.result.textContent = text;
+    if (!ok) failed += 1;
+    active -= 1;
+    updateTotal();
+    next();
+  }
+  function addStudy(uid) {
+    if (studies.has(uid)) return;
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = `/ui/studies/${uid}`;
+    a.textContent = uid;
+    a.className = "study-link";
+    li.appendChild(a);
+    li.appendChild(document.createTextNode(" "));
+    const state = document.createElement("span");
+    state.className = "study-state";
+    li.appendChild(state);
+    $("studies").appendChild(li);
+    studies.set(uid, { li, state, queued: false });
+  }
+  function message(xhr) {
+    try {
+      const body = JSON.parse(xhr.responseText);
+      if (typeof body.detail === "string") return body.detail;
+      return JSON.stringify(body.detail);
+    } catch (e) {
+      return xhr.statusText || `HTTP ${xhr.status}`;
+    }
+  }
+  function send(task) {
+    active += 1;
+    if (task.file.size > maxBytes) {
+      finish(task, false, `too big: ${size(task.file.size)}, the limit is ${size(maxBytes)}`);
+      return;
+    }
+    const form = new FormData();
+    form.append("files", task.file, task.name);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/studies?analyse=false");
+    xhr.upload.addEventListener("progress", (e) => {
+      if (!e.lengthComputable) return;
+      task.loaded = task.file.size * (e.loaded / e.total);
+      task.bar.value = Math.round((100 * e.loaded) / e.total);
+      updateTotal();
+    });
+    xhr.addEventListener("load", () => {
+      if (xhr.status === 201) {
+        const body = JSON.parse(xhr.responseText);
+        body.studies.forEach(addStudy);
+        let text = `stored ${body.stored}`;
+        if (body.skipped.length) text += `; skipped: ${body.skipped.join("; ")}`;
+        finish(task, true, text);
+      } else if (xhr.status === 413) {
+        finish(task, false, `too big: ${message(xhr)}`);
+      } else if (xhr.status === 401) {
+        finish(task, false, "not logged in (log in again)");
+      } else {
+        finish(task, false, message(xhr));
+      }
+    });
+    xhr.addEventListener("error", () => finish(task, false, "network error"));
+    xhr.send(form);
+  }
+  function next() {
+    while (active < PARALLEL) {
+      const task = queue.find((t) => !t.started);
+      if (!task) return;
+      task.started = true;
+      send(task);
+    }
+  }
+  async function analyseAll() {
+    if (!$("analyse").checked) return;
+    for (const [uid, s] of studies) {
+      if (s.queued) continue;
+      s.queued = true;
+      s.state.textContent = "queueing analysis...";
+      const resp = await fetch(`/api/studies/${uid}/jobs`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ study_uid: uid }),
+      });
+      const body = await resp.json().catch(() => ({}));
+      s.state.textContent = resp.ok ? `analysis ${body.state}` : `not queued: ${body.detail || resp.status}`;
+    }
+  }
+  function add(files) {
+    if (!files.length) return;
+    if (queue.length && queue.every((t) => t.done)) { // a new batch after a finished one
+      queue = []; total = 0; failed = 0;
+      $("files").querySelector("tbody").textContent = "";
+    }
+    batch += 1;
+    files.forEach(({ file, name }) => {
+      const task = { file, name, loaded: 0, done: false, started: false };
+      total += file.size;
+      queue.push(task);
+      row(task);
+    });
+    studies.forEach((s) => { s.queued = false; });
+    updateTotal();
+    next();
+  }
+  // folders dropped: walk their entries (webkitGetAsEntry) to the files inside
+  function walk(entry, path) {
+    return new Promise((resolve) => {
+      if (entry.isFile) {
+        entry.file((file) => resolve([{ file, name: path + file.name }]), () => resolve([]));
+      } else if (entry.isDirectory) {
+        const reader = entry.createReader(), all = [];
+        const more = () => reader.readEntries(async (entries) => {
+          if (!entries.length) {
+            const nested = await Promise.all(all.map((e) => walk(e, `${path}${entry.name}/`)));
+            resolve(nested.flat());
+          } else {
+            all.push(...entries);
+            more();
+          }
+        }, () => resolve([]));
+        more();
+      } else resolve([]);
+    });
+  }
+  const drop = $("drop");
+  ["dragenter", "dragover"].forEach((type) => drop.addEventListener(type, (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  }));
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", async (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const items = Array.from(e.dataTransfer.items || []);
+    const entries = items.map((i) => (i.webkitGetAsEntry ? i.webkitGetAsEntry() : null));
+    if (entries.length && entries.every((x) => x)) {
+      add((await Promise.all(entries.map((x) => walk(x, "")))).flat());
+    } else {
+      add(Array.from(e.dataTransfer.files).map((file) => ({ file, name: file.name })));
+    }
+  });
+  ["picker", "folder"].forEach((id) => $(id).addEventListener("change", (e) => {
+    add(Array.from(e.target.files).map((file) => ({ file, name: file.webkitRelativePath || file.name })));
+    e.target.value = "";
+  }));
+})();
