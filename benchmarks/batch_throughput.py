@@ -1,14 +1,19 @@
-"""Studies per minute of ``medsight batch analyze`` with 1 and 2 local workers (issue 23).
+"""Studies per minute of ``medsight batch analyze`` with 1 and 2 workers (issue 23).
 
 Each hippocampus NIfTI file of ``../shared/data/hippocampus/imagesTr`` is one identity-less
 study; the first ``--studies`` of them (links in a temporary archive) are analysed with the zoo's
 hippocampus segmenter (``--modality MR``, explanations and DICOM outputs off: NIfTI input), with
 1 worker and then 2, interleaved over ``--repeats`` rounds, each into a fresh output folder.
-Wall time includes the worker start-up.  Run it on a quiet machine:
+Wall time includes the worker start-up.  ``--engine ray`` runs the same tasks on the private
+single-node Ray the runner starts (``num_cpus`` = workers, so 1 and 2 concurrent tasks); Ray's
+servers listen on every interface, so run it in a loopback-only network namespace.  Run it on a
+quiet machine:
 
     .venv/bin/python benchmarks/batch_throughput.py --studies 24 --repeats 2
+    unshare -n sh -c 'ip link set lo up && .venv/bin/python benchmarks/batch_throughput.py \
+        --engine ray --studies 24 --repeats 2'
 
-Writes ``benchmarks/results/batch_throughput.json``.
+Writes ``benchmarks/results/batch_throughput.json`` (``batch_throughput_ray.json`` for Ray).
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--studies", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/batch_throughput.json")
+    ap.add_argument("--engine", choices=["local", "ray"], default="local")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    suffix = "" if args.engine == "local" else f"_{args.engine}"
+    args.out = args.out or ROOT / f"benchmarks/results/batch_throughput{suffix}.json"
     files = sorted(DATA.glob("*.nii.gz"))[: args.studies]
     model = next(f / "hippocampus-dynunet" for f in zoo_folders())
     options = {"models": [str(model)], "modality": "MR", "explain": False, "dicom_outputs": False}
@@ -50,7 +58,9 @@ def main() -> None:
             for workers in (1, 2):
                 out = Path(tmp) / f"out_{r}_{workers}"
                 start = time.perf_counter()
-                result = run_batch("analyze", tasks, out, options=options, workers=workers)
+                result = run_batch(  # ray: a private Ray on this machine, num_cpus = workers
+                    "analyze", tasks, out, options=options, workers=workers, engine=args.engine
+                )
                 wall = time.perf_counter() - start
                 counts = result.counts()
                 assert counts["done"] == len(tasks), counts
@@ -76,7 +86,9 @@ def main() -> None:
         "benchmark": "batch_throughput",
         "data": "../shared/data/hippocampus/imagesTr (first N files, one study each)",
         "model": "zoo hippocampus-dynunet, explain off, DICOM outputs off",
-        "engine": "local (one process per attempt, forked from a preloaded server)",
+        "engine": "local (one process per attempt, forked from a preloaded server)"
+        if args.engine == "local"
+        else "ray (private single-node Ray, num_cpus = workers; Ray start-up included)",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "runs": runs,
         "summary": summary,

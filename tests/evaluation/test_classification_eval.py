@@ -72,7 +72,8 @@ def test_binary_report_matches_sklearn_and_has_subgroups(tmp_path):
     out = tmp_path / "out"
     assert json.loads((out / "report.json").read_text())["metrics"] == report["metrics"]
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and "Subgroups by sex" in html
+    thumbs = sum(len(v) for v in report["failure_cases"]["groups"].values())  # failure cases
+    assert html.count("data:image/png;base64,") == 3 + thumbs and "Subgroups by sex" in html
     assert all((out / f).stat().st_size > 1000 for f in ("roc.png", "pr.png", "reliability.png"))
 
 

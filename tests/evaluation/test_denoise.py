@@ -9,6 +9,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from medsight.core import Case, Image, Split
+from medsight.core.errors import InvalidInputError
 from medsight.data.dataset import Dataset
 from medsight.evaluation.denoise import evaluate_denoiser, image_psnr, image_ssim, psnr, ssim
 from medsight.models.demo import demo_denoiser
@@ -76,3 +77,43 @@ def test_evaluate_writes_json_html_and_figure_with_cis(tmp_path):
     )
     again = evaluate_denoiser(pkg, ds, tmp_path / "eval2", n_resamples=50)
     assert again["cases"] == [{k: v for k, v in r.items() if k != "site"} for r in report["cases"]]
+
+
+def _disc(size: int = 64, radius: float = 10.0) -> np.ndarray:
+    i, j = np.mgrid[:size, :size]
+    return (i - size / 2) ** 2 + (j - size / 2) ** 2 <= radius**2
+
+
+def test_lesion_cnr_on_a_noisy_disc_matches_the_closed_form():
+    from medsight.evaluation.denoise import lesion_contrast
+
+    disc = _disc()
+    clean = np.where(disc, 100.0, 50.0)
+    noisy = clean + np.random.default_rng(0).normal(0, 10, clean.shape)
+    r = lesion_contrast(noisy, disc, ring=5)
+    # independent value: contrast 50 over noise sqrt(10^2 + 10^2) (the CNR's definition)
+    assert r.cnr == pytest.approx(50 / np.sqrt(200), rel=0.08)
+    assert r.contrast == pytest.approx(50, abs=2) and r.n_inside == disc.sum()
+    # the ring is background only: its mean is the background's, not pulled up by the disc
+    assert r.ring_mean == pytest.approx(50, abs=2)
+    # removing 70 % of the noise keeps the contrast and raises the CNR 1 / 0.3 times;
+    # painting the lesion away lowers both
+    cleaner = lesion_contrast(clean + 0.3 * (noisy - clean), disc, ring=5)
+    assert cleaner.cnr == pytest.approx(r.cnr / 0.3, rel=0.1)
+    assert cleaner.contrast == pytest.approx(r.contrast, rel=0.05)
+    faded = lesion_contrast(np.where(disc, 0.2 * noisy + 0.8 * 50, noisy), disc, ring=5)
+    assert faded.contrast < 0.3 * r.contrast and faded.cnr < r.cnr
+    # no lesion: noise alone gives a CNR near 0
+    assert lesion_contrast(np.random.default_rng(1).normal(50, 10, disc.shape), disc).cnr < 0.2
+
+
+def test_lesion_cnr_refuses_an_empty_or_mismatched_mask():
+    from medsight.evaluation.denoise import lesion_contrast
+
+    img = np.zeros((16, 16))
+    with pytest.raises(InvalidInputError, match="empty"):
+        lesion_contrast(img, np.zeros((16, 16), bool))
+    with pytest.raises(InvalidInputError, match="differs"):
+        lesion_contrast(img, np.ones((8, 8), bool))
+    with pytest.raises(InvalidInputError, match="covers the image"):
+        lesion_contrast(img, np.ones((16, 16), bool))

@@ -1,4 +1,4 @@
-"""Local servers for the connector tests: a real Orthanc and a recording FHIR stub.
+"""Local servers for the connector tests: a real Orthanc, a recording FHIR stub, medsight serve.
 
 Both listen on 127.0.0.1 (Orthanc's DICOM port cannot be bound to loopback only, so it refuses
 remote HTTP and only knows the test's own modality) and are stopped by their PID.
@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,48 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_medsight(
+    home: Path, packages: list[Path], password: str, log: Path | None = None, **env_extra: str
+) -> Iterator[str]:
+    """``medsight serve`` in a child process on a free loopback port, until it answers
+    ``/api/health``; yields its base URL and stops it by its PID.  ``env_extra``: more
+    ``MEDSIGHT_*`` settings; ``log`` (default ``home/../serve.log``) gets its stderr."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MEDSIGHT_HOME": str(home),
+        "MEDSIGHT_PACKAGES": json.dumps([str(p) for p in packages]),
+        "MEDSIGHT_ADMIN_PASSWORD": password,
+        "MEDSIGHT_WORKER_POLL_S": "0.05",
+        **env_extra,
+    }
+    env.pop("MEDSIGHT_SETTINGS", None)
+    home.mkdir(parents=True, exist_ok=True)
+    log = log or home.parent / "serve.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medsight.cli.app", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),  # noqa: SIM115 - the child owns it
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "medsight serve did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        stop_process(proc)
 
 
 def stop_process(

@@ -37,6 +37,7 @@ def test_query_orthanc_then_retrieve(orthanc, settings, pydicom_file, tmp_path):
     head = pydicom.dcmread(pydicom_file("CT_small.dcm"))
     head.PatientID, head.StudyInstanceUID = "QR-TEST-1", pydicom.uid.generate_uid()
     head.SeriesInstanceUID = pydicom.uid.generate_uid()
+    head.StudyDate = "19870605"  # a date no other study in this Orthanc has (CT_small's is shared)
     head.SOPInstanceUID = head.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     ct = tmp_path / "ct.dcm"
     head.save_as(ct)

@@ -168,6 +168,8 @@ def test_a_database_from_before_triage_gains_the_new_columns(tmp_path):
     with sqlite3.connect(tmp_path / "old.db") as con:  # the jobs table as older versions made it
         for col in ("flag_urgency", "flag_reason", "unknown_significance"):
             con.execute(f"ALTER TABLE jobs DROP COLUMN {col}")
+        for table in ("alembic_version", "workers", "seg_edits"):  # older versions had none
+            con.execute(f"DROP TABLE {table}")
     store = Store(url)
     store.claim("w")
     assert store.finish(job.id, worker="w", flagged=True, flag_reason="flagged: x")

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +20,7 @@ import pytest
 from medsight.service.pacs.dimse import send_files
 
 from .conftest import ADMIN_PASSWORD
-from .pacs_servers import free_port, stop_process
+from .pacs_servers import serve_medsight
 from .test_viewer import _series_of_five, _wait
 
 pytestmark = pytest.mark.integration
@@ -32,41 +28,8 @@ pytestmark = pytest.mark.integration
 _ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@contextlib.contextmanager
-def _serve(home: Path, packages: list[Path], **env_extra: str) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "MEDSIGHT_HOME": str(home),
-        "MEDSIGHT_PACKAGES": json.dumps([str(p) for p in packages]),
-        "MEDSIGHT_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "MEDSIGHT_WORKER_POLL_S": "0.05",
-        **env_extra,
-    }
-    env.pop("MEDSIGHT_SETTINGS", None)
-    home.mkdir(parents=True, exist_ok=True)
-    log = home.parent / "serve.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "medsight.cli.app", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "wb"),  # noqa: SIM115 - the child owns it
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "medsight serve did not start"
-            time.sleep(0.2)
-        yield base
-    finally:
-        stop_process(proc)
+def _serve(home: Path, packages: list[Path], **env_extra: str) -> contextlib.AbstractContextManager:
+    return serve_medsight(home, packages, ADMIN_PASSWORD, **env_extra)
 
 
 @contextlib.contextmanager

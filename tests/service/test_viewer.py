@@ -7,10 +7,6 @@ overlay, accept a finding; screenshots are checked for the key elements.
 from __future__ import annotations
 
 import io
-import json
-import os
-import subprocess
-import sys
 import time
 
 import httpx
@@ -20,7 +16,7 @@ import pytest
 from PIL import Image as PILImage
 
 from .conftest import ADMIN_PASSWORD
-from .pacs_servers import free_port, stop_process
+from .pacs_servers import serve_medsight
 
 pytestmark = pytest.mark.integration
 
@@ -49,36 +45,9 @@ def _series_of_five(source) -> list[bytes]:
 
 @pytest.fixture
 def served(tmp_path, tiny_package, seg_package):
-    port = free_port()
-    env = {
-        **os.environ,
-        "MEDSIGHT_HOME": str(tmp_path / "home"),
-        "MEDSIGHT_PACKAGES": json.dumps([str(tiny_package.path), str(seg_package.path)]),
-        "MEDSIGHT_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "MEDSIGHT_WORKER_POLL_S": "0.05",
-    }
-    env.pop("MEDSIGHT_SETTINGS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "medsight.cli.app", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115 - the child owns it
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "medsight serve did not start"
-            time.sleep(0.2)
+    packages = [tiny_package.path, seg_package.path]
+    with serve_medsight(tmp_path / "home", packages, ADMIN_PASSWORD) as base:
         yield base
-    finally:
-        stop_process(proc)
 
 
 def _prepare(base, source) -> tuple[str, str, dict]:

@@ -6,17 +6,13 @@ the mask and save it (the new version is listed, with its measurements), ask a r
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
 from .conftest import ADMIN_PASSWORD
-from .pacs_servers import free_port, stop_process
+from .pacs_servers import serve_medsight
 from .whatif_models import toy_risk
 
 pytestmark = pytest.mark.integration
@@ -25,37 +21,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def served(tmp_path, tiny_package, seg_package):
     risk = toy_risk(tmp_path)
-    port = free_port()
-    packages = [str(p.path) for p in (tiny_package, seg_package, risk)]
-    env = {
-        **os.environ,
-        "MEDSIGHT_HOME": str(tmp_path / "home"),
-        "MEDSIGHT_PACKAGES": json.dumps(packages),
-        "MEDSIGHT_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "MEDSIGHT_WORKER_POLL_S": "0.05",
-    }
-    env.pop("MEDSIGHT_SETTINGS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "medsight.cli.app", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115 - the child owns it
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "medsight serve did not start"
-            time.sleep(0.2)
+    packages = [p.path for p in (tiny_package, seg_package, risk)]
+    with serve_medsight(tmp_path / "home", packages, ADMIN_PASSWORD) as base:
         yield base
-    finally:
-        stop_process(proc)
 
 
 def _wait(page, expression: str, timeout: float = 30.0) -> None:

@@ -4,8 +4,9 @@ Thin layers over :func:`medsight.training.denoise.train_denoiser` and
 :class:`medsight.inference.denoise.Denoiser`.  ``medsight denoise`` writes the format its
 ``--out`` names: NIfTI (``.nii``, ``.nii.gz``; float32, same geometry), PNG (2D; the input's
 8/16-bit pixel type) or, for a DICOM input and any other name, a folder holding a derived
-DICOM series (:func:`medsight.io.dicom.derived.write_derived_series`).  The model's intended
-use is checked first: a CT image given to an MR denoiser is refused with the reason.
+DICOM series (:func:`medsight.io.dicom.derived.write_derived_series`; an enhanced multi-frame
+input gives one derived multi-frame object with the source's functional groups).  The model's
+intended use is checked first: a CT image given to an MR denoiser is refused with the reason.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ def train_denoise(
     out: Annotated[
         Path, typer.Option("--out", help="Run folder; the package goes to OUT/package.")
     ],
+    splits: Annotated[
+        Path | None,
+        typer.Option(
+            "--splits",
+            help="splits.json from `medsight split`: train / val cases from it; its test "
+            "cases are never seen (held out for `medsight evaluate`).",
+        ),
+    ] = None,
     noise: Annotated[
         NoiseModel,
         typer.Option(
@@ -69,6 +78,7 @@ def train_denoise(
     cfg = DenoiseConfig(
         data=data,
         out=out,
+        splits=splits,
         noise=noise,
         levels=levels,
         adversarial_weight=adversarial_weight,

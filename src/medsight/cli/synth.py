@@ -25,6 +25,14 @@ def train_synth(
     out: Annotated[
         Path, typer.Option("--out", help="Run folder; the package goes to OUT/package.")
     ],
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="ddpm: class-conditional diffusion (DDIM sampling); gan: class-conditional GAN "
+            "(MONAI Generator + PatchDiscriminator, LSGAN; one forward pass per image).",
+        ),
+    ] = "ddpm",
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimisation steps.")] = 3000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 64,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 2e-4,
@@ -35,7 +43,9 @@ def train_synth(
     widths: Annotated[
         list[int] | None, typer.Option("--width", help="U-Net channels per level (repeatable).")
     ] = None,
-    timesteps: Annotated[int, typer.Option("--timesteps", min=10)] = 1000,
+    timesteps: Annotated[
+        int, typer.Option("--timesteps", min=10, help="DDPM noise schedule length.")
+    ] = 1000,
     val_every: Annotated[int, typer.Option("--val-every", min=1)] = 250,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     max_cases: Annotated[
@@ -49,12 +59,16 @@ def train_synth(
         str | None, typer.Option("--license", help="License of the training data.")
     ] = None,
 ) -> None:
-    """Train a class-conditional 2D image generator (DDPM); write a synthesis ModelPackage."""
-    from medsight.training.synth import SynthConfig, train_synthesizer
+    """Train a class-conditional 2D image generator (DDPM or GAN); write a synthesis package."""
+    from medsight.core.errors import InvalidInputError
+    from medsight.training.synth import SynthConfig, SynthMethod, train_synthesizer
 
+    if method.lower() not in {m.value for m in SynthMethod}:
+        raise InvalidInputError("--method", f"{method!r} is not one of: ddpm, gan")
     cfg = SynthConfig(
         data=data,
         out=out,
+        method=SynthMethod(method.lower()),
         steps=steps,
         batch_size=batch_size,
         lr=lr,
@@ -89,11 +103,11 @@ def synthesize(
         typer.Option(
             "--steps",
             min=1,
-            help="DDIM sampling steps (default 50, at most the training schedule's --timesteps).",
+            help="DDIM sampling steps (DDPM; default 50, at most the schedule's --timesteps).",
         ),
     ] = None,
     guidance: Annotated[
-        float, typer.Option("--guidance", help="Classifier-free guidance scale (1: none).")
+        float, typer.Option("--guidance", help="DDPM classifier-free guidance scale (1: none).")
     ] = 1.0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "cpu",
 ) -> None:

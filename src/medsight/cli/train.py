@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from medsight.core import Split
-from medsight.training.config import Balance, Imbalance, ThresholdMethod
+from medsight.training.config import Balance, ClassifyConfig, Imbalance, ThresholdMethod
 
 __all__ = ["SSL_ENCODER_FILE", "register", "train_app"]
 
@@ -35,11 +35,38 @@ train_app = typer.Typer(
 def classify(
     data: Annotated[str, typer.Option("--data", help="Data set spec, e.g. medmnist:PATH.npz.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder; package in OUT/package.")],
-    arch: Annotated[str, typer.Option("--arch", help="Network registry name.")] = "smallcnn",
+    arch: Annotated[
+        str,
+        typer.Option(
+            "--arch",
+            help="Network registry name, or 'auto': chosen among --candidates by validation "
+            "AUC, each trained for an equal share of --budget-minutes.",
+        ),
+    ] = "smallcnn",
     splits: Annotated[
         Path | None, typer.Option("--splits", help="splits.json from `medsight split`.")
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs.")] = 40,
+    seeds: Annotated[
+        int | None,
+        typer.Option("--seeds", min=2, help="Train this many seeds; write ONE ensemble package."),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            min=2,
+            help="K-fold ensemble on train+val (patient-grouped, stratified); threshold on the "
+            "pooled out-of-fold predictions.",
+        ),
+    ] = None,
+    budget_minutes: Annotated[
+        float, typer.Option("--budget-minutes", min=0.01, help="--arch auto: search budget.")
+    ] = 10.0,
+    candidates: Annotated[
+        str,
+        typer.Option("--candidates", help="--arch auto: comma-separated registry names."),
+    ] = "smallcnn,resnet18,densenet121,efficientnet,vit",
     seed: Annotated[
         int, typer.Option("--seed", help="Random seed (the run is deterministic).")
     ] = 0,
@@ -171,6 +198,11 @@ def classify(
     )
     from medsight.training import distributed
 
+    if arch.lower() == "auto" or seeds or folds:
+        if nproc > 1 or nnodes != "1":
+            raise InvalidInputError("--nproc / --nnodes", "not with --arch auto, --seeds, --folds")
+        _search_and_ensemble(cfg, budget_minutes, candidates, seeds, folds)
+        return
     if (nproc > 1 or nnodes != "1") and not distributed.under_torchrun():
         import subprocess
 
@@ -279,6 +311,38 @@ def pretrain(
 
     path = run_pretrain(cfg, on_epoch=progress)
     typer.echo(f"wrote {path}; use it with `medsight train classify --pretrained {path}`")
+
+
+def _search_and_ensemble(
+    cfg: ClassifyConfig,
+    budget_minutes: float,
+    candidates: str,
+    seeds: int | None,
+    folds: int | None,
+) -> None:
+    """``--arch auto`` and / or ``--seeds`` / ``--folds``: search, then train, then record."""
+    from medsight.training.arch_search import choose_architecture, record_in_package
+    from medsight.training.classification import train_classifier
+    from medsight.training.ensemble import train_ensemble
+
+    record = None
+    if cfg.arch.lower() == "auto":
+        names = [c.strip() for c in candidates.split(",") if c.strip()]
+        chosen, record = choose_architecture(cfg, budget_minutes, names)
+        for s in record["candidates"]:
+            score = f"{s['val_auc']:.4f}" if s["val_auc"] is not None else f"skipped ({s['note']})"
+            typer.echo(f"candidate {s['arch']}: validation AUC {score}")
+        typer.echo(f"chosen architecture: {chosen} ({record['criterion']})")
+        cfg = cfg.model_copy(update={"arch": chosen})
+    ensemble = bool(seeds or folds)
+    pkg = train_ensemble(cfg, seeds=seeds, folds=folds) if ensemble else train_classifier(cfg)
+    if record is not None:
+        pkg = record_in_package(pkg, "arch_search", record)
+    summary = ", ".join(
+        f"{m.name} {m.value:.3f}" for m in pkg.spec.metrics if m.name in {"auc", "auc_macro"}
+    )
+    kind = f" ({pkg.spec.ensemble.method} ensemble)" if pkg.spec.ensemble else ""
+    typer.echo(f"wrote {pkg.path} ({pkg.id}){kind}; validation {summary}")
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from medsight.core import Split
 from medsight.core.errors import InvalidInputError
 from medsight.evaluation.calibration import expected_calibration_error
+from medsight.evaluation.claim import claim_checklist, failure_cases
 from medsight.evaluation.classification import confusion_matrix
 from medsight.evaluation.classification_report import (
     calibration_inputs,
@@ -161,11 +162,21 @@ def evaluate_classifier(
     }
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    # CLAIM checklist: the worst errors as thumbnails (failures/*.png), then the 42 items
+    decisions = predict_labels(task, proba, spec.thresholds, names)
+    ids = [c.case_id for c in cases]
+    report["failure_cases"] = failure_cases(task, ids, x, y, proba, decisions, names, root)
+    report["claim_checklist"] = claim_checklist(spec, report)
+    thumbs = {
+        row["image"]: (root / row["image"]).read_bytes()
+        for rows in report["failure_cases"]["groups"].values()
+        for row in rows
+    }
     for name, png in plots.items():
         with atomic_path(root / name) as tmp:
             tmp.write_bytes(png)
     write_text_atomic(root / "report.json", json.dumps(report, indent=2))
-    write_text_atomic(root / "report.html", render_html(report, plots))
+    write_text_atomic(root / "report.html", render_html(report, plots, thumbs))
     return report
 
 
@@ -224,8 +235,11 @@ def _fmt(m: dict[str, Any]) -> str:
     return f"{value}{ci}"
 
 
-def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
-    """A self-contained HTML page (plots embedded as PNG data URIs)."""
+def render_html(
+    report: dict[str, Any], plots: dict[str, bytes], thumbs: dict[str, bytes] | None = None
+) -> str:
+    """A self-contained HTML page (plots and failure-case ``thumbs`` embedded as PNG data
+    URIs)."""
     labels = report["labels"]
     matrix = report.get("confusion_matrix")
     subgroups = [
@@ -245,5 +259,6 @@ def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
         confusion=list(zip(labels, matrix, strict=True)) if matrix else [],
         subgroups=subgroups,
         plots=[(n, base64.b64encode(png).decode("ascii")) for n, png in plots.items()],
+        thumbs={n: base64.b64encode(png).decode("ascii") for n, png in (thumbs or {}).items()},
         fmt=_fmt,
     )

@@ -92,7 +92,8 @@ SYNTHESIS = TaskFamily(
     name="synthesis",
     tasks=(Task.SYNTHESIS,),
     summary="class-conditional 2D image synthesis (DDPM on MONAI's DiffusionModelUNet, DDIM "
-    "sampling) writing synthetic images with provenance for training augmentation",
+    "sampling; or a GAN: MONAI Generator + PatchDiscriminator) writing synthetic images with "
+    "provenance for training augmentation",
     config="medsight.training.synth:SynthConfig",
     run="medsight.training.synth:train_synthesizer",
     predictor="medsight.inference.synth:Synthesizer",
@@ -100,7 +101,7 @@ SYNTHESIS = TaskFamily(
     analyze="medsight.analysis.synth:analyze_synthesis",
     command="medsight.cli.synth:train_synth",
     command_name="synth",
-    architectures=("diffusion_unet",),
+    architectures=("diffusion_unet", "conditional_gan_generator"),
     run_folders=("package",),
     by_default=False,  # generates images; never run on a patient's study
 )

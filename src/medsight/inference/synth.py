@@ -1,6 +1,8 @@
 """`Synthesizer` for synthesis packages: a class label and a seed in, new 2D images out.
 
-A synthesis package (``ModelSpec.task == "synthesis"``) holds a class-conditional MONAI
+A synthesis package (``ModelSpec.task == "synthesis"``) holds either a class-conditional GAN
+generator (:mod:`medsight.inference.synth_gan`, ``medsight train synth --method gan``: one
+forward pass per batch, no ``steps`` or ``guidance``) or a class-conditional MONAI
 ``DiffusionModelUNet`` trained as a DDPM (:mod:`medsight.training.synth`) and, in
 ``spec.extra["diffusion"]``, the noise schedule it was trained with.  Sampling runs MONAI's
 ``DDIMScheduler`` on that schedule with fewer steps than training (``steps=``, default 50) and
@@ -155,10 +157,12 @@ class Synthesizer:
     """
 
     def __init__(self, package: ModelPackage, *, device: str = "cpu") -> None:
+        from medsight.inference.synth_gan import GAN_ARCH, build_gan_generator
         from medsight.models.device import select_device
 
         spec = package.spec
-        if spec.task is not Task.SYNTHESIS or spec.architecture.name != DIFFUSION_ARCH:
+        arch = spec.architecture.name
+        if spec.task is not Task.SYNTHESIS or arch not in (DIFFUSION_ARCH, GAN_ARCH):
             raise InvalidInputError(
                 f"model {package.id}",
                 f"is a {spec.task.value} model ({spec.architecture.name}), not a synthesis model",
@@ -167,13 +171,15 @@ class Synthesizer:
         self._package = package
         self._diffusion = dict(spec.extra.get("diffusion", {}))
         self._device = select_device(device)
-        net = build_diffusion_unet(spec.architecture.args)
+        self._gan = arch == GAN_ARCH
+        build = build_gan_generator if self._gan else build_diffusion_unet
+        net = build(spec.architecture.args)
         try:
             net.load_state_dict(package.state_dict(), strict=True)
         except RuntimeError as exc:
             raise PackageError(
                 package.path / "weights.safetensors",
-                f"weights do not fit architecture {DIFFUSION_ARCH!r}: {str(exc).splitlines()[0]}",
+                f"weights do not fit architecture {arch!r}: {str(exc).splitlines()[0]}",
             ) from None
         self._net = net.to(self._device).eval()
 
@@ -181,6 +187,11 @@ class Synthesizer:
     def package(self) -> ModelPackage:
         """The synthesis package."""
         return self._package
+
+    @property
+    def method(self) -> str:
+        """``"gan"`` or ``"ddpm"``: how the package's network makes an image."""
+        return "gan" if self._gan else "ddpm"
 
     @property
     def timesteps(self) -> int:
@@ -228,14 +239,16 @@ class Synthesizer:
         ----------
         steps : int, optional
             DDIM steps, at most the training schedule's length (default 50, or the schedule's
-            length when shorter).
+            length when shorter).  DDPM packages only.
         guidance : float
             Classifier-free guidance scale; 1 uses the class-conditional prediction only.
+            DDPM packages only.
 
         Raises
         ------
         InvalidInputError
-            ``n`` or ``steps`` out of range, or an unknown label.
+            ``n`` or ``steps`` out of range, an unknown label, or ``steps`` / ``guidance``
+            given to a GAN package.
         """
         import torch
 
@@ -243,6 +256,8 @@ class Synthesizer:
             raise InvalidInputError("n", f"must be at least 1, got {n}")
         index = self.label_index(label)
         spec = self._package.spec
+        if self._gan:
+            return self._sample_gan(n, index, seed, steps, guidance, batch_size)
         timesteps = self.timesteps
         steps = min(DEFAULT_STEPS, timesteps) if steps is None else steps
         if not 1 <= steps <= timesteps:
@@ -277,15 +292,74 @@ class Synthesizer:
             images.append(Image(pixels, spatial_ndim=2, modality=modality, meta=meta))
         return images
 
+    def _images(self, arr: np.ndarray, index: int, seed: int, **extra: Any) -> list[Image]:
+        spec = self._package.spec
+        channels = int(arr.shape[1])
+        modality = spec.input.modalities[0] if spec.input.modalities else None
+        images = []
+        for i in range(len(arr)):
+            pixels = arr[i, 0] if channels == 1 else np.moveaxis(arr[i], 0, -1)
+            meta = {
+                "synthetic": True,
+                "model": spec.name,
+                "model_version": spec.version,
+                "seed": int(seed),
+                "index": i,
+                "label": self.labels[index],
+                "label_index": index,
+                **extra,
+                "spacing_known": False,
+            }
+            images.append(Image(pixels, spatial_ndim=2, modality=modality, meta=meta))
+        return images
+
+    def _sample_gan(
+        self, n: int, index: int, seed: int, steps: int | None, guidance: float, batch_size: int
+    ) -> list[Image]:
+        import torch
+
+        if steps is not None or guidance != 1.0:
+            raise InvalidInputError(
+                "--steps / --guidance",
+                f"apply to diffusion models; {self._package.id} is a GAN (one forward pass)",
+                hint="leave them out for a GAN package",
+            )
+        latent = int(self._package.spec.architecture.args["latent_dim"])
+        gen = torch.Generator().manual_seed(int(seed))
+        z = torch.randn((n, latent), generator=gen)  # on CPU: the same on any device
+        outs = []
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                zb = z[start : start + batch_size].to(self._device)
+                labels = torch.full((len(zb),), index, dtype=torch.long, device=self._device)
+                outs.append(self._net(zb, labels).float().cpu())
+        spec = self._package.spec
+        args = spec.preprocessing.intensity_args
+        arr = from_unit_range(
+            torch.cat(outs).numpy(), spec.extra, float(args["mean"]), float(args["std"])
+        )
+        return self._images(arr, index, seed, steps=None, guidance=None)
+
     def features(self, images: list[Image], *, timestep: int = 0) -> np.ndarray:
         """The network's own feature vector per image ``(n, d)``: the U-Net's middle block,
         averaged over space, on the image (lightly noised at ``timestep``; 0: clean) with the
         "no class" condition.  An encoder for Frechet distances when no classifier is given.
+
+        Raises
+        ------
+        InvalidInputError
+            A GAN package: its generator has no encoder (give a classifier as the encoder).
         """
         import torch
 
         from medsight.transforms.preprocess import to_network_input
 
+        if self._gan:
+            raise InvalidInputError(
+                f"model {self._package.id}",
+                "is a GAN: its generator cannot encode images for a Frechet distance",
+                hint="give a classification package as the encoder (evaluate_synthesizer encoder=)",
+            )
         spec = self._package.spec
         null = int(spec.architecture.args["num_class_embeds"]) - 1
         grabbed: list[torch.Tensor] = []

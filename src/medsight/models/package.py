@@ -260,6 +260,8 @@ class ModelPackage:
 
 def _calibration_line(spec: ModelSpec) -> str:
     cal = spec.calibration
+    if cal is None and spec.ensemble is not None:
+        return "per member: temperature scaling, then the probabilities averaged (see Ensemble)"
     if cal is None:
         return f"temperature {spec.temperature}" if spec.temperature else "none"
     text = cal.method.value
@@ -352,6 +354,15 @@ def render_model_card(spec: ModelSpec) -> str:
             f"- Operating thresholds: {thresholds}",
             f"- Calibration: {_calibration_line(spec)}",
         ]
+    if spec.ensemble is not None:
+        ens = spec.ensemble
+        lines.append(
+            f"- Ensemble: {len(ens.members)} members ({ens.method}; seeds "
+            f"{[m.seed for m in ens.members]}), calibrated probabilities averaged, each "
+            f"member's temperature ({', '.join(f'{m.temperature:.3g}' for m in ens.members)}) "
+            f"fitted on its own validation cases; threshold fitted on the {ens.threshold_fitted_on}"
+            f"; {ens.explanations}"
+        )
     if spec.extra.get("noise"):
         lines.append(f"- Noise model: {json.dumps(spec.extra['noise'])}")
     lines += [

@@ -35,6 +35,7 @@ _BUILTIN: dict[str, str] = {
     # classification
     "classifier": "monai.networks.nets:Classifier",  # small strided CNN, suits 28-64 px inputs
     "smallcnn": "medsight.models.smallcnn:SmallCNN",  # MONAI conv blocks; encoder + head
+    "ensemble": "medsight.models.ensemble:EnsembleNet",  # seed / fold ensemble of the above
     "resnet10": "monai.networks.nets:resnet10",
     "resnet18": "monai.networks.nets:resnet18",
     "resnet34": "monai.networks.nets:resnet34",

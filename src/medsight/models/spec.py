@@ -45,6 +45,8 @@ __all__ = [
     "CalibrationMethod",
     "CalibrationSpec",
     "Code",
+    "EnsembleMember",
+    "EnsembleSpec",
     "GroupThresholds",
     "InputSpec",
     "Intensity",
@@ -301,6 +303,26 @@ class TrainingDataSummary(_Frozen):
     size_median: list[int] | None = None
 
 
+class EnsembleMember(_Frozen):
+    """One member of a seed / fold ensemble (:mod:`medsight.models.ensemble`)."""
+
+    index: int = Field(ge=0)
+    seed: int | None = None
+    fold: int | None = None  # k-fold ensembles: the fold this member held out
+    temperature: float = Field(gt=0)  # fitted on the member's own validation / held-out fold
+    val_auc: float | None = None  # the member's validation metric (AUC, macro where several)
+    n_val: int = Field(0, ge=0)
+
+
+class EnsembleSpec(_Frozen):
+    """How an ensemble package was made: its members and where its threshold was fitted."""
+
+    method: str = Field(pattern=r"^(seeds|folds)$")
+    members: list[EnsembleMember] = Field(min_length=2)
+    threshold_fitted_on: str = ""  # e.g. "pooled out-of-fold predictions (n=546)"
+    explanations: str = ""  # how the OOD gate and Grad-CAM use the members
+
+
 class ModelSpec(_Frozen):
     """The whole ``model.json``."""
 
@@ -322,6 +344,7 @@ class ModelSpec(_Frozen):
     intended_use: str = ""
     limitations: str = ""
     seed: int | None = None
+    ensemble: EnsembleSpec | None = None  # architecture "ensemble": its members
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("task")
@@ -367,9 +390,37 @@ class ModelSpec(_Frozen):
             )
         ):
             raise ValueError("temperature and calibration disagree; set temperature to null")
+        _check_ensemble(self)
         return self
 
     @property
     def label_names(self) -> list[str]:
         """Label names in index order."""
         return [label.name for label in sorted(self.labels, key=lambda lab: lab.index)]
+
+
+def _check_ensemble(spec: ModelSpec) -> None:
+    """An ``ensemble`` architecture and the ``ensemble`` field describe the same members."""
+    is_ensemble = spec.architecture.name.lower() == "ensemble"
+    if spec.ensemble is None:
+        if is_ensemble:
+            raise ValueError("architecture 'ensemble' needs the ensemble field (its members)")
+        return
+    if not is_ensemble:
+        raise ValueError("the ensemble field needs architecture 'ensemble'")
+    members = spec.architecture.args.get("members", [])
+    temps = [float(t) for t in spec.architecture.args.get("temperatures", [])]
+    listed = spec.ensemble.members
+    if len(members) != len(listed) or [m.index for m in listed] != list(range(len(listed))):
+        raise ValueError(
+            f"ensemble lists {len(listed)} members (indices 0..n-1 in order); the architecture "
+            f"has {len(members)}"
+        )
+    if len(temps) != len(listed) or any(
+        abs(t - m.temperature) > 1e-9 for t, m in zip(temps, listed, strict=True)
+    ):
+        raise ValueError("ensemble member temperatures disagree with the architecture's")
+    if spec.calibration is not None or spec.temperature is not None:
+        raise ValueError(
+            "an ensemble is calibrated per member; set calibration and temperature to null"
+        )

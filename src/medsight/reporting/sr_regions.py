@@ -206,8 +206,8 @@ def segment_outline_groups(
 ) -> list[Any]:
     """TID 1410 groups outlining a segment of a single-image SEG on its source image.
 
-    Viewers that draw TID 1500 measurements from spatial coordinates (OHIF's SR viewport and
-    measurement panel need an SCOORD) cannot read a segment reference; these Planar ROI
+    Viewers that draw TID 1500 measurements from spatial coordinates (OHIF's SR viewport
+    draws SCOORDs only) cannot read a segment reference; these Planar ROI
     groups, one per connected part of the segment, give its outline as a closed ``POLYLINE``
     SCOORD on the source image and share the finding's Tracking Unique Identifier, so they
     describe the same finding as its TID 1411 group (which keeps the measurements).  A segment
@@ -221,9 +221,7 @@ def segment_outline_groups(
     def group(item: Dataset, name: str) -> Any:  # a functional group, per frame or shared
         return item.get(name) or shared.get(name) or [Dataset()]
 
-    frames: dict[tuple[str, int], Any] = {}
-    pixels = segmentation.pixel_array
-    pixels = pixels[None] if pixels.ndim == 2 else pixels
+    frames: dict[tuple[str, int], int] = {}  # (source SOP instance, frame) -> SEG frame index
     for n, item in enumerate(segmentation.get("PerFrameFunctionalGroupsSequence", [])):
         number = group(item, "SegmentIdentificationSequence")[0].get("ReferencedSegmentNumber")
         refs = group(item, "DerivationImageSequence")[0].get("SourceImageSequence") or []
@@ -231,11 +229,13 @@ def segment_outline_groups(
             continue
         ref = refs[0]
         key = (str(ref.ReferencedSOPInstanceUID), int(ref.get("ReferencedFrameNumber", 1)))
-        frames[key] = pixels[n]
+        frames[key] = n
     by_uid = {str(ds.SOPInstanceUID): ds for ds in source}
     if len(frames) != 1 or next(iter(frames))[0] not in by_uid:
         return []
-    ((uid, frame), mask), *_ = frames.items()
+    ((uid, frame), index), *_ = frames.items()
+    pixels = segmentation.pixel_array
+    mask = pixels if pixels.ndim == 2 else pixels[index]
     if segmentation.get("SegmentationType") == "FRACTIONAL":
         mask = mask > int(segmentation.MaximumFractionalValue) / 2
     multiframe = int(by_uid[uid].get("NumberOfFrames", 1)) > 1

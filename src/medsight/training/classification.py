@@ -5,6 +5,7 @@ The run folder (``ClassifyConfig.out``) holds, stage by stage::
     config.json        the typed config of the run
     checkpoint.pt      model, optimiser, scheduler, early stopping, best weights (each epoch)
     training_log.csv   epoch, loss, validation metric, learning rate, seconds
+    val_logits.npz     the best epoch's validation logits by case (for ensembles)
     model/             the ModelPackage (weights, model.json, MODEL_CARD.md)
 
 Each epoch draws its shuffling, augmentation and dropout from generators seeded by
@@ -87,6 +88,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CLASSIFICATION_TASKS",
+    "VAL_LOGITS_FILE",
     "default_arch_args",
     "operating_thresholds",
     "predict_logits",
@@ -95,6 +97,9 @@ __all__ = [
 ]
 
 CLASSIFICATION_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL)
+
+#: The run folder's validation logits of the best epoch (case ids, patient ids, logits, y).
+VAL_LOGITS_FILE = "val_logits.npz"
 
 
 def _provenance(cfg: ClassifyConfig, ds: Dataset) -> tuple[str, str]:
@@ -339,7 +344,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     >>> pkg.spec.task.value, sorted(pkg.spec.thresholds), pkg.spec.calibration.reliability.n
     ('binary', ['1'], 16)
     >>> sorted(p.name for p in (d / "run").iterdir())
-    ['checkpoint.pt', 'config.json', 'package', 'training_log.csv']
+    ['checkpoint.pt', 'config.json', 'package', 'training_log.csv', 'val_logits.npz']
     """
     started = time.process_time()
     out, ckpt_path = open_run_folder(cfg, _MAY_CHANGE_ON_RESUME)
@@ -443,6 +448,9 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
         for epoch in range(start, cfg.epochs):
             if stopped:
                 break
+            spent = sum(r["seconds"] for r in log)
+            if cfg.time_budget_s is not None and log and spent >= cfg.time_budget_s:
+                break  # a wall-clock budget (architecture search): spent by the last epoch
             t0 = time.perf_counter()
             set_encoder_frozen(net, epoch < cfg.freeze_epochs)
             torch.manual_seed(cfg.seed * 100_003 + epoch + draw_offset)  # dropout
@@ -612,6 +620,10 @@ def _package(
 ) -> ModelPackage:
     multilabel = task is Task.MULTILABEL
     logits = predict_logits(net, val.x)
+    # the validation logits by case, for ensembles (medsight.training.ensemble) and audits
+    ids = {"case_ids": np.asarray(val.case_ids, dtype=str),
+           "patient_ids": np.asarray(val.patient_ids, dtype=str)}  # fmt: skip
+    np.savez(Path(cfg.out) / VAL_LOGITS_FILE, logits=logits, y=val.y, **ids)
     calibration = fit_calibration(logits, val.y, task, seed=cfg.seed or 0)
     proba = calibration.probabilities(logits)
     names = [ds.label_names.get(i, str(i)) for i in range(proba.shape[1])]

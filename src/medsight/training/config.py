@@ -81,6 +81,8 @@ class ClassifyConfig(BaseModel):
     group: str | None = None  # the attribute, e.g. "sex"
     balance: Balance = Balance.NONE
     group_thresholds: bool = False
+    # stop after the epoch that brings the training seconds to this (architecture search)
+    time_budget_s: float | None = Field(None, gt=0)
 
     @field_validator("label_meanings")
     @classmethod

@@ -22,6 +22,7 @@ uninterrupted one; resuming with settings that change the result is refused.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -62,16 +63,18 @@ from medsight.training.common import (
 from medsight.transforms.arrays import case_arrays
 from medsight.transforms.preprocess import normalize_intensity
 
-__all__ = ["SynthConfig", "SynthMethod", "train_synthesizer"]
+__all__ = ["SynthConfig", "SynthData", "SynthMethod", "prepare_data", "train_synthesizer"]
 
 _LABELLED = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL)
 _NULL_CLASS_RATE = 0.1  # images trained without their class (classifier-free guidance)
 
 
 class SynthMethod(StrEnum):
-    """The generative model (``gan`` is planned; only ``ddpm`` trains today)."""
+    """The generative model: a class-conditional DDPM, or a class-conditional GAN
+    (:mod:`medsight.training.synth_gan`)."""
 
     DDPM = "ddpm"
+    GAN = "gan"
 
 
 class SynthConfig(BaseModel):
@@ -103,7 +106,7 @@ class SynthConfig(BaseModel):
     resume: bool = False
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
-    name: str | None = None  # package name; default "<dataset>-ddpm"
+    name: str | None = None  # package name; default "<dataset>-<method>"
     license: str | None = None  # of the training data; default from the adapter when known
 
     @field_validator("widths")
@@ -193,32 +196,29 @@ def _eta(started: float, done: int, start: int, total: int) -> str:
     return f"{left / 60:.1f} min" if left >= 60 else f"{left:.0f} s"
 
 
-def train_synthesizer(cfg: SynthConfig, log: Callable[[str], Any] = print) -> ModelPackage:
-    """Train a class-conditional DDPM on the training split; write the synthesis package.
+@dataclasses.dataclass(frozen=True)
+class SynthData:
+    """The training and validation arrays of a synthesis run (intensities in ``[-1, 1]``)."""
 
-    Parameters
-    ----------
-    log : callable
-        Receives progress lines (step, losses, ETA).
+    ds: Dataset
+    names: list[str]
+    sample: Any  # the first training Image (channels, modality)
+    prep: PreprocessingSpec
+    out_dtype: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
 
-    Returns
-    -------
-    ModelPackage
-        ``cfg.out / "package"``, verified.
+
+def prepare_data(cfg: SynthConfig) -> SynthData:
+    """Load, split and scale the data of ``cfg`` (shared by the DDPM and GAN runners).
 
     Raises
     ------
     InvalidInputError
-        The data set is not labelled by class, is 3D, or a checkpoint's settings differ.
+        The data set is not labelled by class, is 3D, or lacks training / validation cases.
     """
-    from monai.networks.schedulers import DDPMScheduler
-
-    started_cpu = time.process_time()
-    out, ckpt_path = open_run_folder(cfg, _MAY_CHANGE_ON_RESUME)
-    device = select_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
     ds = load_dataset(cfg.data)
     if ds.task not in _LABELLED:
         raise InvalidInputError(
@@ -248,6 +248,44 @@ def train_synthesizer(cfg: SynthConfig, log: Callable[[str], Any] = print) -> Mo
     )  # fmt: skip
     x_train, y_train = _arrays(train_cases, prep, n_classes)
     x_val, y_val = _arrays(val_cases, prep, n_classes)
+    return SynthData(ds, names, sample, prep, out_dtype, x_train, y_train, x_val, y_val)
+
+
+def train_synthesizer(cfg: SynthConfig, log: Callable[[str], Any] = print) -> ModelPackage:
+    """Train a class-conditional DDPM on the training split; write the synthesis package.
+
+    Parameters
+    ----------
+    log : callable
+        Receives progress lines (step, losses, ETA).
+
+    Returns
+    -------
+    ModelPackage
+        ``cfg.out / "package"``, verified.
+
+    Raises
+    ------
+    InvalidInputError
+        The data set is not labelled by class, is 3D, or a checkpoint's settings differ.
+    """
+    from monai.networks.schedulers import DDPMScheduler
+
+    started_cpu = time.process_time()
+    out, ckpt_path = open_run_folder(cfg, _MAY_CHANGE_ON_RESUME)
+    device = select_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    data = prepare_data(cfg)
+    if cfg.method is SynthMethod.GAN:
+        from medsight.training.synth_gan import train_gan
+
+        return train_gan(cfg, data, out, ckpt_path, device, started_cpu, log)
+    ds, names, sample = data.ds, data.names, data.sample
+    prep, out_dtype = data.prep, data.out_dtype
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+    n_classes = len(names)
 
     arch = ArchitectureSpec(
         name=DIFFUSION_ARCH, args=diffusion_unet_args(sample.n_channels, n_classes, cfg.widths)
@@ -317,7 +355,11 @@ def _package(
     x_val: np.ndarray,
     rows: list[dict[str, Any]],
     started_cpu: float,
+    *,
+    method_extra: dict[str, Any] | None = None,
+    metrics: list[MetricValue] | None = None,
 ) -> ModelPackage:
+    """Write the synthesis package; ``method_extra`` / ``metrics`` default to the DDPM's."""
     counts = Counter(names[int(k)] for k in y_train)
     modality = next(iter(ds)).image().modality
     license_ = cfg.license or ds.license
@@ -326,7 +368,7 @@ def _package(
         source += f"; {ds.source}"
     last = rows[-1] if rows else {"val_loss": float("nan")}
     spec = ModelSpec(
-        name=cfg.name or f"{ds.name}-ddpm",
+        name=cfg.name or f"{ds.name}-{cfg.method.value}",
         version="0.1.0",
         task=Task.SYNTHESIS,
         architecture=arch,
@@ -345,7 +387,8 @@ def _package(
             class_counts=dict(sorted(counts.items())),
             size_median=list(prep.size or []),
         ),
-        metrics=[
+        metrics=metrics
+        or [
             MetricValue(
                 name="val_noise_mse", value=float(last["val_loss"]), split="val", n=len(x_val)
             )
@@ -358,21 +401,27 @@ def _package(
             "(synthetic, model id, seed) wherever medsight writes them."
         ),
         limitations=(
-            "A small DDPM trained for a few thousand steps: images can be blurry, lack rare "
-            "findings, or copy training images (check `medsight evaluate` memorisation "
-            "numbers before sharing outputs). The class is a condition, not a guarantee: a "
-            "sample can look like another class. It does not analyse patient images."
+            f"A small {cfg.method.value.upper()} trained for a few thousand steps: images can "
+            "be blurry, lack rare findings, or copy training images (check `medsight "
+            "evaluate` memorisation numbers before sharing outputs). The class is a "
+            "condition, not a guarantee: a sample can look like another class. It does not "
+            "analyse patient images."
         ),
         seed=cfg.seed,
         extra={
-            "diffusion": {
-                "method": cfg.method.value,
-                "num_train_timesteps": cfg.timesteps,
-                "schedule": "linear_beta",
-                "prediction_type": "epsilon",
-                "null_class": len(names),
-                "ema": cfg.ema,
-            },
+            **(
+                method_extra
+                or {
+                    "diffusion": {
+                        "method": cfg.method.value,
+                        "num_train_timesteps": cfg.timesteps,
+                        "schedule": "linear_beta",
+                        "prediction_type": "epsilon",
+                        "null_class": len(names),
+                        "ema": cfg.ema,
+                    }
+                }
+            ),
             "output_dtype": out_dtype,
             "steps_run": rows[-1]["step"] if rows else 0,
             "cpu_seconds": time.process_time() - started_cpu,

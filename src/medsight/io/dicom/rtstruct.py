@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from pydicom.dataset import Dataset
 from medsight.core.errors import InvalidInputError, UnreadableFileError, short_reason
 from medsight.core.image import DicomReference, Image
 from medsight.io.dicom.headers import RTSTRUCT_SOP_CLASS, captured_warnings, read_dataset
+from medsight.io.dicom.seg import ObjectOnSeries
 
 if TYPE_CHECKING:
     from medsight.io.dicom.series import DicomSeries
@@ -129,35 +129,12 @@ def _references(ds: Dataset) -> tuple[set[str], set[str], set[str]]:
 
 
 @dataclasses.dataclass
-class RTStructSeries:
-    """An RT Structure Set found in a study, rasterised on its referenced series' grid.
+class RTStructSeries(ObjectOnSeries):
+    """An RT Structure Set found in a study, rasterised on its referenced series' grid."""
 
-    Duck-types :class:`medsight.io.dicom.series.DicomSeries` for the study listing (key,
-    header, modality, description, files, shape, problems, identities).
-    """
-
-    key: str
-    header: Dataset
-    path: Path
     referenced_series: DicomSeries | None = None
-    problems: list[str] = dataclasses.field(default_factory=list)
-    identities: tuple[tuple[str, str], ...] = ()
-    spatial_ndim: int = 3
-    n_channels: int = 1
-    temporal: None = None
-    frames_without_positions: bool = False
     #: Series UIDs sharing the frame of reference when the structure set names no series.
     ambiguous: tuple[str, ...] = ()
-
-    @property
-    def series_instance_uid(self) -> str:
-        """SeriesInstanceUID of the structure set."""
-        return str(self.header.get("SeriesInstanceUID", ""))
-
-    @property
-    def study_instance_uid(self) -> str:
-        """StudyInstanceUID."""
-        return str(self.header.get("StudyInstanceUID", ""))
 
     @property
     def modality(self) -> str:
@@ -170,11 +147,6 @@ class RTStructSeries:
         return str(
             self.header.get("SeriesDescription", "") or self.header.get("StructureSetLabel", "")
         )
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        """The structure set file."""
-        return (self.path,)
 
     @property
     def rois(self) -> list[dict[str, Any]]:

@@ -108,8 +108,8 @@ def _referenced_instances(ds: Dataset) -> tuple[set[str], set[str]]:
 
 
 @dataclasses.dataclass
-class SegmentationSeries:
-    """A DICOM SEG found in a study, read with highdicom on its source series' grid.
+class ObjectOnSeries:
+    """A one-file DICOM object whose voxels lie on another series' grid (SEG, RTSTRUCT).
 
     Duck-types :class:`medsight.io.dicom.series.DicomSeries` for the study listing (key,
     header, modality, description, files, shape, problems, identities).
@@ -118,7 +118,6 @@ class SegmentationSeries:
     key: str
     header: Dataset
     path: Path
-    source_series: DicomSeries | None = None
     problems: list[str] = dataclasses.field(default_factory=list)
     identities: tuple[tuple[str, str], ...] = ()
     spatial_ndim: int = 3
@@ -128,13 +127,25 @@ class SegmentationSeries:
 
     @property
     def series_instance_uid(self) -> str:
-        """SeriesInstanceUID of the SEG."""
+        """SeriesInstanceUID of the object."""
         return str(self.header.get("SeriesInstanceUID", ""))
 
     @property
     def study_instance_uid(self) -> str:
         """StudyInstanceUID."""
         return str(self.header.get("StudyInstanceUID", ""))
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The object's one file."""
+        return (self.path,)
+
+
+@dataclasses.dataclass
+class SegmentationSeries(ObjectOnSeries):
+    """A DICOM SEG found in a study, read with highdicom on its source series' grid."""
+
+    source_series: DicomSeries | None = None
 
     @property
     def modality(self) -> str:
@@ -145,11 +156,6 @@ class SegmentationSeries:
     def description(self) -> str:
         """SeriesDescription, else the Content Label."""
         return str(self.header.get("SeriesDescription", "") or self.header.get("ContentLabel", ""))
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        """The SEG file."""
-        return (self.path,)
 
     @property
     def segments(self) -> list[dict[str, Any]]:

@@ -528,34 +528,24 @@ def build_series(
     volumes = _build_image_series(images)
     out: list[DicomSeries | SegmentationSeries | RTStructSeries] = list(volumes)
     keys = {v.key for v in volumes}
-    for path, ds in segs:
+    for path, ds in [*segs, *structs]:  # objects on another series' grid: one entry each
         key = str(ds.get("SeriesInstanceUID", f"(no series UID) {path}"))
-        if key in keys:  # several SEG instances in one series: one entry each
+        if key in keys:  # several instances in one series: one entry each
             key = f"{key}/{ds.get('SOPInstanceUID', path.name)}"
         keys.add(key)
-        seg = SegmentationSeries(
+        kind = SegmentationSeries if is_segmentation(ds) else RTStructSeries
+        obj = kind(
             key=key,
             header=ds,
             path=path,
             identities=((str(ds.get("PatientID", "")), str(ds.get("StudyInstanceUID", ""))),),
         )
-        seg.problems.extend(_header_problems([ds]))
-        link_source(seg, volumes)
-        out.append(seg)
-    for path, ds in structs:
-        key = str(ds.get("SeriesInstanceUID", f"(no series UID) {path}"))
-        if key in keys:  # several structure sets in one series: one entry each
-            key = f"{key}/{ds.get('SOPInstanceUID', path.name)}"
-        keys.add(key)
-        rt = RTStructSeries(
-            key=key,
-            header=ds,
-            path=path,
-            identities=((str(ds.get("PatientID", "")), str(ds.get("StudyInstanceUID", ""))),),
-        )
-        rt.problems.extend(_header_problems([ds]))
-        link_referenced(rt, volumes)
-        out.append(rt)
+        obj.problems.extend(_header_problems([ds]))
+        if isinstance(obj, SegmentationSeries):
+            link_source(obj, volumes)
+        else:
+            link_referenced(obj, volumes)
+        out.append(obj)
     return out
 
 
