@@ -119,6 +119,12 @@ def test_risk_runs_with_every_variable_else_withheld_naming_the_missing(
     record = run("fhir", fhir=_bundle(tmp_path / "b.json"))  # age 54 on the 2004 study date
     assert record.models[0].status == "ran" and 0 <= record.findings[0].probability <= 1
     assert any("matched on identifier = DICOM Patient ID '1CT1'" in w for w in record.warnings)
+    shown = {row["fact"]: row for row in record.clinical_context}  # in the report, with source
+    assert shown["age"]["value"].startswith("54 years") and "b.json" in shown["age"]["source"]
+    assert shown["sex"]["value"] == "female" and "Patient/" in shown["sex"]["source"]
+    page = (tmp_path / "fhir" / "report.html").read_text()
+    assert "Clinical context from the patient's record" in page and "54 years" in page
+    assert bare.clinical_context == []
     same = run("same", attributes={"sex": "F", "age": "54"})
     assert same.findings[0].probability == pytest.approx(record.findings[0].probability)
     with pytest.raises(InvalidInputError, match="contradicts the patient's record"):

@@ -538,6 +538,7 @@ def _run_study(
         outputs=outputs,
         comparison=comparison.section if comparison else None,
         guidelines=suggestions,
+        clinical_context=_context_rows(clinical),
     )
     with stage("output: report JSON / HTML"):
         write_report(report, out)
@@ -559,6 +560,15 @@ def _patient_record(study: Study, options: _Options) -> tuple[dict[str, str], An
     check_attributes(attributes, clinical)
     notes = [note, *(f"clinical record: {w}" for w in clinical.warnings)]
     return attributes, clinical, "; ".join(notes)
+
+
+def _context_rows(clinical: Any) -> list[dict[str, str]]:
+    """The record's facts for the report (none without a record)."""
+    if clinical is None:
+        return []
+    from medsight.clinical.context import context_rows
+
+    return context_rows(clinical)
 
 
 #: One package run on one image, with its overlay picture (rows, columns, RGB).

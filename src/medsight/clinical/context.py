@@ -173,6 +173,50 @@ class ClinicalContext(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+def context_rows(context: ClinicalContext) -> list[dict[str, str]]:
+    """The facts of ``context`` as report rows: fact, value and the FHIR resource it came from.
+
+    Examples
+    --------
+    >>> src = FactSource(location="record.json", resource="Patient/p1")
+    >>> ctx = ClinicalContext(patient_id="P1", patient_source=src,
+    ...                       reference_date=dt.date(2026, 1, 1), age_years=64, sex=Sex.FEMALE)
+    >>> [(r["fact"], r["value"]) for r in context_rows(ctx)]
+    [('patient', 'P1'), ('age', '64 years (on 2026-01-01)'), ('sex', 'female')]
+    >>> context_rows(ctx)[0]["source"]
+    'Patient/p1 at record.json'
+    """
+    rows = [{"fact": "patient", "value": context.patient_id, "source": str(context.patient_source)}]
+
+    def add(fact: str, value: str, source: FactSource) -> None:
+        rows.append({"fact": fact, "value": value, "source": str(source)})
+
+    if context.age_years is not None:
+        add(
+            "age",
+            f"{context.age_years} years (on {context.reference_date})",
+            context.patient_source,
+        )
+    if context.sex is not None:
+        add("sex", context.sex.value, context.patient_source)
+    if context.smoking is not None:
+        smoke = context.smoking
+        add("smoking", smoke.status.value + (f" ({smoke.recorded})" if smoke.recorded else ""),
+            smoke.source)  # fmt: skip
+        if smoke.pack_years is not None:
+            add("pack-years", f"{smoke.pack_years:g}", smoke.pack_years_source or smoke.source)
+    for cond in context.conditions:
+        name = cond.text or ", ".join(c.display or c.code for c in cond.codes)
+        status = f" ({cond.clinical_status})" if cond.clinical_status else ""
+        add("condition", name + status, cond.source)
+    for rep in context.prior_reports:
+        value = " ".join(x for x in (rep.date, rep.title) if x) + (
+            f": {rep.conclusion}" if rep.conclusion else ""
+        )
+        add("prior report", value, rep.source)
+    return rows
+
+
 def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 

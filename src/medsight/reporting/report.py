@@ -100,6 +100,8 @@ class Report(BaseModel):
     #: Guideline suggestions (decision support, not a diagnosis) and the guidelines not
     #: applied with what was missing (:mod:`medsight.clinical.guideline_facts`).
     guidelines: list[GuidelineSuggestion] = Field(default_factory=list)
+    #: What the patient's record said (fact, value, source), when one was given (``--fhir``).
+    clinical_context: list[dict[str, str]] = Field(default_factory=list)
     disclaimer: str = DISCLAIMER
 
 
