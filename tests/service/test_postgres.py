@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,30 +11,12 @@ from medsight.service import create_app
 from medsight.service.store import Store
 
 from .conftest import login, wait_job
-from .pacs_servers import free_port
-from .pg_server import pg_bin, run_postgres
+from .pg_fixture import postgres_url  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def postgres_url():
-    bindir = pg_bin()
-    if bindir is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("PostgreSQL is missing (scripts/system-deps.sh installs postgresql)")
-        pytest.skip("PostgreSQL not installed")
-    pytest.importorskip("psycopg")
-    workdir = Path(tempfile.mkdtemp(prefix="medsight-pg-"))  # 0700, under the shared /tmp
-    workdir.chmod(0o711)  # let the postgres user reach its data folder (names are random)
-    try:
-        with run_postgres(bindir, workdir, free_port()) as url:
-            yield url
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def test_service_on_postgres(settings, postgres_url, ct_bytes):
+def test_service_on_postgres(settings, postgres_url, ct_bytes):  # noqa: F811
     cfg = settings.model_copy(update={"database_url": postgres_url})
     with TestClient(create_app(cfg)) as client:
         admin = login(client)
@@ -54,7 +32,7 @@ def test_service_on_postgres(settings, postgres_url, ct_bytes):
         assert [i["job_id"] for i in items] == [job["id"]]
 
 
-def test_concurrent_claims_on_postgres(postgres_url):
+def test_concurrent_claims_on_postgres(postgres_url):  # noqa: F811
     """Eight threads claim from one queue: every job is taken exactly once."""
     store = Store(postgres_url)
     for i in range(40):
