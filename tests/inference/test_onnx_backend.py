@@ -10,8 +10,15 @@ import pytest
 
 from medsight.core import Image
 from medsight.core.errors import InvalidInputError
+from medsight.inference import onnx_backend
 from medsight.inference.classify import Predictor
-from medsight.inference.onnx_backend import OPSET, export_onnx, use_backend
+from medsight.inference.onnx_backend import (
+    OPSET,
+    export_onnx,
+    machine_fingerprint,
+    resolve_backend,
+    use_backend,
+)
 from medsight.inference.segment import Segmenter
 from medsight.models import ModelPackage
 from medsight.models.demo import demo_classifier, demo_denoiser
@@ -61,9 +68,29 @@ def test_export_records_opset_dynamic_batch_and_parity(exported):
     assert 0.0 <= par["max_abs_diff"] <= par["allowed_abs_diff"] == 1e-4 * par["output_scale"]
     assert par["decision_agreement"] == 1.0
     assert par["inputs"].startswith("synthetic: 16 seeded standard-normal inputs of shape [1, 16")
-    # no timing measurement is recorded: torch stays the default
-    assert pkg.spec.extra["backends"]["default"] == "torch"
-    assert Predictor(pkg).backend == "torch"
+    # the default is the backend measured faster at export, on this kind of machine
+    rec = pkg.spec.extra["backends"]
+    timing = rec["timing"]
+    assert timing["on"] == machine_fingerprint() and timing["inputs"] == 16
+    assert set(timing["median_s"]) == {"torch", "onnx"}
+    assert rec["default"] == ("onnx" if timing["onnx_share_of_torch"] <= 0.9 else "torch")
+    assert Predictor(pkg).backend == rec["default"]
+
+
+def test_measured_default_holds_only_on_that_kind_of_machine(exported, tmp_path, monkeypatch):
+    pkg, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(pkg.path, copy)
+    raw = json.loads((copy / "model.json").read_text())
+    raw["extra"]["backends"]["default"] = "onnx"
+    (copy / "model.json").write_text(json.dumps(raw))
+    assert resolve_backend(ModelPackage.load(copy)) == "onnx"
+    other = dict(machine_fingerprint(), cpus=999)
+    monkeypatch.setattr(onnx_backend, "machine_fingerprint", lambda: other)
+    assert resolve_backend(ModelPackage.load(copy)) == "torch"  # measured elsewhere
+    monkeypatch.undo()
+    (copy / "model.onnx").unlink()
+    assert resolve_backend(ModelPackage.load(copy)) == "torch"  # the file is gone
 
 
 def test_onnx_predictor_matches_torch_on_another_batch_size(exported):
@@ -79,7 +106,8 @@ def test_onnx_predictor_matches_torch_on_another_batch_size(exported):
         assert a.label == b.label
     with use_backend("onnx"):  # what --backend sets for code that builds its own Predictor
         assert Predictor(pkg).backend == "onnx"
-    assert Predictor(pkg).backend == "torch"
+    with use_backend("torch"):
+        assert Predictor(pkg).backend == "torch"
 
 
 def test_int8_model_is_kept_only_within_the_bound(exported):

@@ -19,9 +19,11 @@ package on an evaluation set is not measured yet: it gets the reference-input pr
 
 Backend selection (:func:`resolve_backend`): an explicit ``backend=`` argument, else the one set
 by :func:`use_backend` (the CLI's ``--backend``), else the default recorded in the package
-(``extra["backends"]["default"]``, written only from a recorded timing measurement), else
-``"torch"``.  ONNX Runtime runs on its CPU execution provider with
-``intra_op_num_threads`` = ``torch.get_num_threads()`` unless a thread count is given.
+(``extra["backends"]["default"]``: the backend measured faster at export, torch and ONNX
+Runtime timed interleaved on the reference inputs, :func:`time_backends`; it holds only on the
+kind of machine it was measured on, :func:`machine_fingerprint`), else ``"torch"``.  ONNX
+Runtime runs on its CPU execution provider with ``intra_op_num_threads`` =
+``torch.get_num_threads()`` unless a thread count is given.
 
 Families: classification (binary, multi-class, ordinal, multi-label) and segmentation export;
 the others are refused with the reason (:func:`export_support`).
@@ -132,7 +134,13 @@ def resolve_backend(package: ModelPackage | None, backend: str | None = None) ->
     measured default, else ``"torch"``."""
     chosen = backend or _selected.get()
     if chosen is None and package is not None:
-        chosen = package.spec.extra.get("backends", {}).get("default")
+        recorded = package.spec.extra.get("backends", {})
+        timing = recorded.get("timing")
+        # a measured default holds only on the kind of machine it was measured on
+        if timing is None or timing.get("on") == machine_fingerprint():
+            chosen = recorded.get("default")
+        if chosen is not None and chosen != "torch" and not (package.path / ONNX_FILE).is_file():
+            chosen = None  # the recorded file is gone: torch
     chosen = chosen or "torch"
     if chosen not in BACKENDS:
         raise InvalidInputError("backend", f"{chosen!r} is not one of {', '.join(BACKENDS)}")
@@ -311,6 +319,57 @@ def _onnx_outputs(net: OnnxNetwork, x: NDArray[np.float32], batch: int = 16) -> 
     return np.concatenate([net.run(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
+#: ONNX Runtime becomes a package's default only when it took at most this share of torch's time.
+FASTER_SHARE = 0.9
+
+
+def machine_fingerprint() -> dict[str, Any]:
+    """What a backend timing depends on: processor, core count and torch's thread count."""
+    import platform
+
+    import torch
+
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def time_backends(
+    net: torch.nn.Module, session: OnnxNetwork, x: NDArray[np.float32], rounds: int = 5
+) -> dict[str, Any]:
+    """Median time of torch and ONNX Runtime on ``x`` (interleaved rounds, one warm-up each).
+
+    The result names the faster backend (ONNX only when it takes at most :data:`FASTER_SHARE`
+    of torch's time) and the machine it was measured on; :func:`resolve_backend` uses it as the
+    package's default on that kind of machine only.
+    """
+    import statistics
+    import time
+
+    runs: dict[str, list[float]] = {"torch": [], "onnx": []}
+    calls = {"torch": lambda: _torch_outputs(net, x), "onnx": lambda: _onnx_outputs(session, x)}
+    for fn in calls.values():  # warm-up
+        fn()
+    for r in range(rounds):
+        for name in ("torch", "onnx") if r % 2 == 0 else ("onnx", "torch"):
+            t = time.perf_counter()
+            calls[name]()
+            runs[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    share = med["onnx"] / med["torch"] if med["torch"] > 0 else float("inf")
+    return {
+        "inputs": len(x),
+        "rounds": rounds,
+        "median_s": med,
+        "onnx_share_of_torch": share,
+        "faster": "onnx" if share <= FASTER_SHARE else "torch",
+        "on": machine_fingerprint(),
+    }
+
+
 def _write_spec_extra(root: Path, backends: dict[str, Any]) -> None:
     """Set ``extra["backends"]`` in ``model.json`` in place (atomic rename), nothing else."""
     raw = json.loads((root / SPEC_FILE).read_text(encoding="utf-8"))
@@ -430,10 +489,14 @@ def export_onnx(
             backends["onnx_int8"] = _quantize(pkg, tmp, int8, net, x, threads, evaluation)
             if not backends["onnx_int8"]["kept"]:
                 int8.unlink(missing_ok=True)
-        # torch stays the default unless a timing measurement recorded in the package says so
-        backends.setdefault("default", "torch")
-        backends.setdefault(
-            "default_reason", "torch: no timing measurement of the backends is recorded"
+        # the default is the backend measured faster here, on the package's reference inputs
+        timing = time_backends(net, session, x)
+        backends["timing"] = timing
+        backends["default"] = timing["faster"]
+        backends["default_reason"] = (
+            f"{timing['faster']}: ONNX Runtime took {timing['onnx_share_of_torch']:.2f} of "
+            f"torch's time on {timing['inputs']} reference inputs (ONNX is the default only "
+            f"at <= {FASTER_SHARE:g}); applies on machines like the one measured"
         )
         target = pkg.path
         if out is not None:
