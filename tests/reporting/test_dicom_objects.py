@@ -87,6 +87,8 @@ def test_sr_tid1500_is_valid_and_holds_the_measurements(shared_data, tmp_path, d
     image_groups = (
         back.content.get_observer_contexts() and back.content.get_image_measurement_groups()
     )
+    # the classification finding's group; the segment's long axis (a Length) is the other
+    image_groups = [g for g in image_groups if g.finding_type.meaning == NEOPLASM.meaning]
     assert len(image_groups) == 1
     evaluation = image_groups[0].get_qualitative_evaluations()[0]
     assert evaluation.value.meaning == "Present"

@@ -4,13 +4,15 @@ Upload an MR study, let a tiny segmentation package analyse it (the job writes a
 a TID 1500 SR), log in on the worklist, follow its OHIF link and check that the viewport
 renders the image, that the SEG and SR series are in the study browser, that the SEG opens as
 a segmentation (its segment in the segmentation panel and its overlay in the viewport) and that
-the SR opens with the segment's outline (its TID 1410 SCOORD) drawn where the overlay was.
+the SR opens with the segment's outline (its TID 1410 SCOORD) drawn where the overlay was, and
+that loading the SR into OHIF's measurement tracking lists the finding's long axis (a Length
+with the cornerstone tracking identifier) in the measurement panel, in mm, with the SR's value.
 
 The package is the trained tiny one with hand-set weights (:func:`bright_package`), so its
-mask is large and deterministic.  OHIF 3.12 draws the SR's outline in the SR viewport but does
-not list it in the tracked-measurements panel: that needs a "rehydratable" measurement, i.e. a
-cornerstone tool Tracking Identifier or a graphic its adapters register (an Image Region
-POLYLINE of 4-5 points, a rectangle; a POINT, a probe), which a free outline is not.
+mask is large and deterministic.  OHIF 3.12 lists in its tracked-measurements panel only
+"rehydratable" measurements (cornerstone-dicom-sr ``isRehydratable``: a cornerstone tool
+Tracking Identifier or a graphic its adapters register), which the free outline is not; the
+long-axis group is (:func:`medsight.reporting.sr_regions.long_axis_group`).
 
 OHIF renders with WebGL; headless Chromium with ``--disable-gpu`` gets it from SwiftShader
 (``--use-angle=swiftshader --enable-unsafe-swiftshader``).  Needs the OHIF build
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from pathlib import Path
 
@@ -139,6 +142,33 @@ def _analysed_study(base: str, source: Path) -> tuple[str, dict[str, str], str, 
     return uid, numbers, label, np.asarray(seg.pixel_array) > 0
 
 
+def _sr_lengths(base: str, uid: str) -> list[float]:
+    """The Length values (mm) of the study's SR long-axis groups, read back over DICOMweb."""
+    import highdicom as hd
+
+    from medsight.reporting.sr_regions import CORNERSTONE_LENGTH
+
+    token = httpx.post(
+        f"{base}/api/auth/login", data={"username": "admin", "password": ADMIN_PASSWORD}
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    series = httpx.get(f"{base}/dicomweb/studies/{uid}/series", headers=auth).json()
+    sr_series = next(s for s in series if s["00080060"]["Value"] == ["SR"])
+    resp = httpx.get(
+        f"{base}/dicomweb/studies/{uid}/series/{sr_series['0020000E']['Value'][0]}",
+        headers=auth,
+    )
+    ((data, _),) = read_parts(resp.content, resp.headers["content-type"])
+    sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(io.BytesIO(data)))
+    return [
+        float(m.value)
+        for g in sr.content.get_image_measurement_groups()
+        if g.tracking_identifier == CORNERSTONE_LENGTH
+        for m in g.get_measurements()
+        if m.unit.value == "mm"
+    ]
+
+
 def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
@@ -245,5 +275,30 @@ def test_ohif_opens_the_study_with_the_ai_seg_and_sr(served, tmp_path, pydicom_f
         assert all(abs(a - b) <= 0.5 * scale + 4 for a, b in zip(drawn, expected, strict=True)), (
             f"the SR outline's box {drawn} is not the SEG's {expected}"
         )
+        # the SR's long axis in the measurement panel: OHIF finds the SR rehydratable and asks
+        # "Do you want to continue tracking measurements for this study?" (else: its LOAD
+        # button, then the question); yes: its Length is listed in mm
+        (length,) = _sr_lengths(served, uid)
+        question = page.get_by_text("Do you want to continue tracking measurements", exact=False)
+        try:
+            question.first.wait_for(state="visible", timeout=15_000)
+        except Exception:  # no prompt: load the SR from its viewport badge
+            page.get_by_text("LOAD", exact=True).first.click(timeout=15_000)
+            question.first.wait_for(state="visible", timeout=15_000)
+        page.get_by_role("button", name="Yes").first.click(timeout=10_000)
+        panel_button = page.locator("[data-cy=trackedMeasurements-btn]")
+        if panel_button.count():
+            panel_button.first.click()
+        panel = page.locator("[data-cy=trackedMeasurements-panel], [data-cy=measurements-panel]")
+        deadline, listed = time.monotonic() + 30, []
+        while not listed:
+            text = " ".join(panel.all_inner_texts())
+            listed = [float(v) for v in re.findall(r"(\d+(?:\.\d+)?)\s*mm\b", text)]
+            if time.monotonic() > deadline:
+                page.screenshot(path=str(tmp_path / "ohif-measurements.png"))
+                shot = tmp_path / "ohif-measurements.png"
+                raise AssertionError(f"no measurement in mm in the panel: {text!r} ({shot})")
+            time.sleep(0.5)
+        assert any(abs(v - length) <= 0.01 + 0.005 * length for v in listed), (listed, length)
         assert not [f for f in failed if "/dicomweb/" in f], failed
         browser.close()

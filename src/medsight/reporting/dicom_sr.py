@@ -3,7 +3,9 @@
 * Segmentation findings become Volumetric ROI measurement groups (TID 1411) that reference
   their segment in the DICOM SEG, with their measurements (UCUM units) and finding site; on a
   single image also Planar ROI groups (TID 1410) with the segment's outline as an SCOORD
-  under the same Tracking Unique Identifier (viewers such as OHIF need spatial coordinates).
+  under the same Tracking Unique Identifier (viewers such as OHIF need spatial coordinates),
+  and a long-axis group: the longest in-plane diameter in mm on the slice of largest area, a
+  Length that OHIF's measurement panel lists (:mod:`medsight.reporting.sr_regions`).
 * Classification findings become image-level groups (TID 1501) with a qualitative evaluation
   (present / absent at the model's operating point) and the probability as a measurement.
 * Detection findings become Planar / Volumetric ROI groups (TID 1410 / 1411) whose image region
@@ -30,7 +32,11 @@ from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, FindingKind
 from medsight.reporting.coding_schemes import declare_coding_schemes
 from medsight.reporting.dicom_seg import hd_code
-from medsight.reporting.sr_regions import region_group, segment_outline_groups
+from medsight.reporting.sr_regions import (
+    long_axis_group,
+    region_group,
+    segment_outline_groups,
+)
 
 __all__ = ["build_sr"]
 
@@ -186,6 +192,15 @@ def build_sr(
                 algorithm=_algorithm(finding),
                 finding_type=hd_code(finding.finding),
             )
+            long_axis = long_axis_group(  # RECIST-style long axis, a Length OHIF lists
+                segmentation=segmentation,
+                segment_number=number,
+                source=source,
+                algorithm=_algorithm(finding),
+                finding_type=hd_code(finding.finding),
+                finding_sites=sites,
+            )
+            groups += [long_axis] if long_axis is not None else []
         else:
             measurements = _measurements(finding)
             if finding.probability is not None:

@@ -14,7 +14,17 @@ becomes, with its measurements, the score and a present / absent evaluation:
 
 A segmentation finding on a single image also gets Planar ROI groups outlining its segment
 (closed ``POLYLINE`` SCOORDs from the SEG's frame, :func:`segment_outline_groups`), since
-viewers such as OHIF draw and list only measurements that carry spatial coordinates.
+viewers such as OHIF draw only measurements that carry spatial coordinates.
+
+A segmentation finding also gets its long axis (RECIST style, :func:`long_axis_group`): the
+longest in-plane diameter (maximum Feret diameter, mm) of its largest connected part on the
+SEG frame of largest area, as a TID 1501 group holding one ``Length`` NUM (SCT 410668003, mm)
+INFERRED FROM the diameter's two-point ``POLYLINE`` SCOORD on the source instance: the layout
+dcmjs (TID 300) writes and OHIF's measurement panel lists.  Its Tracking Identifier is
+:data:`CORNERSTONE_LENGTH`, the cornerstone interoperability convention (OHIF / cornerstone3D
+adapters pick the tool that rehydrates a group by this text, ``Cornerstone3DTools@^0.1.0:``
+plus the tool name), and it has its own Tracking Unique Identifier (OHIF merges groups that
+share one).
 
 Examples
 --------
@@ -38,6 +48,9 @@ from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, Region
 
 __all__ = [
+    "CORNERSTONE_LENGTH",
+    "feret_diameter",
+    "long_axis_group",
     "pixel_outline",
     "region_group",
     "segment_outline_groups",
@@ -216,28 +229,12 @@ def segment_outline_groups(
     """
     import highdicom as hd
 
-    shared = segmentation.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
-
-    def group(item: Dataset, name: str) -> Any:  # a functional group, per frame or shared
-        return item.get(name) or shared.get(name) or [Dataset()]
-
-    frames: dict[tuple[str, int], int] = {}  # (source SOP instance, frame) -> SEG frame index
-    for n, item in enumerate(segmentation.get("PerFrameFunctionalGroupsSequence", [])):
-        number = group(item, "SegmentIdentificationSequence")[0].get("ReferencedSegmentNumber")
-        refs = group(item, "DerivationImageSequence")[0].get("SourceImageSequence") or []
-        if number is None or int(number) != int(segment_number) or len(refs) != 1:
-            continue
-        ref = refs[0]
-        key = (str(ref.ReferencedSOPInstanceUID), int(ref.get("ReferencedFrameNumber", 1)))
-        frames[key] = n
+    frames = _segment_frames(segmentation, segment_number)
     by_uid = {str(ds.SOPInstanceUID): ds for ds in source}
     if len(frames) != 1 or next(iter(frames))[0] not in by_uid:
         return []
     ((uid, frame), index), *_ = frames.items()
-    pixels = segmentation.pixel_array
-    mask = pixels if pixels.ndim == 2 else pixels[index]
-    if segmentation.get("SegmentationType") == "FRACTIONAL":
-        mask = mask > int(segmentation.MaximumFractionalValue) / 2
+    mask = _frame_mask(segmentation, index)
     multiframe = int(by_uid[uid].get("NumberOfFrames", 1)) > 1
     groups = []
     for line in segment_outlines(mask):
@@ -255,3 +252,170 @@ def segment_outline_groups(
             )
         )
     return groups
+
+
+#: Tracking Identifier of a length measurement in the cornerstone interoperability convention:
+#: OHIF's cornerstone-dicom-sr extension rehydrates (lists in its measurement panel) only groups
+#: whose identifier an adapter of @cornerstonejs/adapters claims, ``Cornerstone3DTools@^0.1.0:``
+#: plus the tool name (adapters/Cornerstone3D/BaseAdapter3D.js, isValidCornerstoneTracking-
+#: Identifier; MeasurementReport.getAdapterForTrackingIdentifier).
+CORNERSTONE_LENGTH = "Cornerstone3DTools@^0.1.0:Length"
+
+#: SNOMED CT "Length" (the concept cornerstone's Length tool and TID 300 use for a distance).
+_LENGTH = ("410668003", "SCT", "Length")
+
+
+def _segment_frames(segmentation: Dataset, segment_number: int) -> dict[tuple[str, int], int]:
+    """``(source SOP instance UID, source frame) -> SEG frame index`` of one segment's frames
+    that derive from exactly one source frame."""
+    shared = segmentation.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
+
+    def group(item: Dataset, name: str) -> Any:  # a functional group, per frame or shared
+        return item.get(name) or shared.get(name) or [Dataset()]
+
+    frames: dict[tuple[str, int], int] = {}
+    for n, item in enumerate(segmentation.get("PerFrameFunctionalGroupsSequence", [])):
+        number = group(item, "SegmentIdentificationSequence")[0].get("ReferencedSegmentNumber")
+        refs = group(item, "DerivationImageSequence")[0].get("SourceImageSequence") or []
+        if number is None or int(number) != int(segment_number) or len(refs) != 1:
+            continue
+        ref = refs[0]
+        key = (str(ref.ReferencedSOPInstanceUID), int(ref.get("ReferencedFrameNumber", 1)))
+        frames[key] = n
+    return frames
+
+
+def _frame_mask(segmentation: Dataset, index: int) -> NDArray[np.bool_]:
+    """The boolean mask ``[row, column]`` of SEG frame ``index`` (a fractional one at 50 %)."""
+    pixels = segmentation.pixel_array
+    mask = pixels if pixels.ndim == 2 else pixels[index]
+    if segmentation.get("SegmentationType") == "FRACTIONAL":
+        return np.asarray(mask > int(segmentation.MaximumFractionalValue) / 2)
+    return np.asarray(mask) > 0
+
+
+def feret_diameter(
+    mask: ArrayLike, spacing: Sequence[float]
+) -> tuple[float, NDArray[np.float64]] | None:
+    """Maximum Feret diameter (mm) of a 2D mask and its two end points in pixel coordinates.
+
+    ``mask`` is indexed ``[row, column]`` and ``spacing`` is DICOM Pixel Spacing ``(row
+    spacing, column spacing)`` in mm.  The diameter is the longest distance between two points
+    of the pixels' union (the caliper length across the lesion's extent): the largest distance,
+    with columns scaled by the column spacing and rows by the row spacing, between two vertices
+    of the convex hull of the pixels' corners.  The end points are ``(column, row)`` DICOM pixel
+    coordinates (top-left corner of the top-left pixel at ``(0, 0)``).  ``None`` for an empty
+    mask.  (skimage's ``regionprops(...).feret_diameter_max`` measures the hull of the
+    iso-contour through the edge mid-points instead, which cuts the corners, and is isotropic.)
+
+    Examples
+    --------
+    >>> m = np.zeros((6, 12), bool); m[1:5, 1:11] = True  # 4 rows x 10 columns
+    >>> length, ends = feret_diameter(m, (2.0, 0.5))  # rows 2 mm apart, columns 0.5 mm
+    >>> round(length, 6), sorted(ends.tolist())
+    (9.433981, [[1.0, 1.0], [11.0, 5.0]])
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    rows, cols = np.nonzero(np.asarray(mask) > 0)
+    if rows.size == 0:
+        return None
+    corners = np.unique(
+        np.concatenate(
+            [np.stack([cols + dc, rows + dr], axis=1) for dc in (0, 1) for dr in (0, 1)]
+        ),
+        axis=0,
+    ).astype(np.float64)
+    try:
+        points = corners[ConvexHull(corners).vertices]
+    except QhullError:  # cannot happen for unit squares' corners; keep all points then
+        points = corners
+    scale = np.array([float(spacing[1]), float(spacing[0])])
+    mm = points * scale
+    d = np.linalg.norm(mm[:, None, :] - mm[None, :, :], axis=2)
+    a, b = np.unravel_index(int(np.argmax(d)), d.shape)
+    return float(d[a, b]), np.array([points[a], points[b]])
+
+
+def long_axis_group(
+    *,
+    segmentation: Dataset,
+    segment_number: int,
+    source: Sequence[Dataset],
+    algorithm: Any,
+    finding_type: Any,
+    finding_sites: Sequence[Any] | None = None,
+) -> Any | None:
+    """The long-axis (longest in-plane diameter) group of a segment, or ``None``.
+
+    On the SEG frame where the segment covers the most pixels, the largest connected part's
+    maximum Feret diameter (:func:`feret_diameter`, with the source instance's Pixel Spacing)
+    becomes a TID 1501 group (module docstring) with a ``Length`` NUM in mm, INFERRED FROM the
+    diameter's two-point ``POLYLINE`` on that source instance (and frame).  Withheld
+    (``None``) when the segment is empty, its frames do not each come from one known source
+    instance, or that instance has no Pixel Spacing (no unit is guessed).
+    """
+    import highdicom as hd
+    from scipy import ndimage
+
+    frames = _segment_frames(segmentation, segment_number)
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in source}
+    best: tuple[int, tuple[str, int], NDArray[np.bool_]] | None = None
+    for key, index in frames.items():
+        if key[0] not in by_uid:
+            return None
+        mask = _frame_mask(segmentation, index)
+        area = int(mask.sum())
+        if area and (best is None or area > best[0]):
+            best = (area, key, mask)
+    if best is None:
+        return None
+    _, (uid, frame), mask = best
+    image = by_uid[uid]
+    spacing = image.get("PixelSpacing") or _frame_spacing(image, frame)
+    if not spacing or len(spacing) != 2 or min(float(v) for v in spacing) <= 0:
+        return None
+    parts, n = ndimage.label(mask)
+    sizes = ndimage.sum(mask, parts, index=range(1, n + 1))
+    largest = parts == 1 + int(np.argmax(sizes))
+    measured = feret_diameter(largest, [float(v) for v in spacing])
+    if measured is None:
+        return None
+    length, ends = measured
+    multiframe = int(image.get("NumberOfFrames", 1)) > 1
+    region = hd.sr.ImageRegion(
+        "POLYLINE",
+        ends,
+        hd.sr.SourceImageForRegion.from_source_image(
+            image, referenced_frame_numbers=[frame] if multiframe else None
+        ),
+    )
+    region.RelationshipType = "INFERRED FROM"  # TID 300 row 8 (TID 320): the NUM's source
+    measurement = hd.sr.Measurement(
+        name=hd.sr.CodedConcept(*_LENGTH),
+        value=round(length, 2),
+        unit=hd.sr.CodedConcept("mm", "UCUM", "millimeter"),
+    )
+    # the SCOORD is the NUM's only content item: OHIF reads a NUM's spatial reference through
+    # dcmjs' single-item sequence accessors (NUM.ContentSequence.ValueType), so the algorithm
+    # identification stays on the group, not on the NUM
+    measurement[0].ContentSequence = hd.sr.ContentSequence([region])
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=CORNERSTONE_LENGTH),
+        finding_type=finding_type,
+        algorithm_id=algorithm,
+        finding_sites=finding_sites,
+        measurements=[measurement],
+    )
+
+
+def _frame_spacing(image: Dataset, frame: int) -> Any:
+    """Pixel Spacing of one frame of an enhanced (multi-frame) instance, or ``None``."""
+    for name in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        items = image.get(name) or []
+        item = items[frame - 1] if name.startswith("PerFrame") and len(items) >= frame else None
+        item = item if item is not None else (items[0] if items and "Shared" in name else None)
+        measures = (item.get("PixelMeasuresSequence") or [None])[0] if item else None
+        if measures is not None and measures.get("PixelSpacing"):
+            return measures.PixelSpacing
+    return None
