@@ -87,3 +87,22 @@ def test_sr_has_the_long_axis_length_that_ohif_rehydrates(pydicom_file, tmp_path
     assert ends in ([(10.0, 30.0), (20.0, 34.0)], [(10.0, 34.0), (20.0, 30.0)])
     ref = scoord.ContentSequence[0].ReferencedSOPSequence[0]
     assert ref.ReferencedSOPInstanceUID == img.source.sop_instance_uids[0]
+
+
+def test_enhanced_frame_spacing_per_frame_else_shared_else_none():
+    from pydicom.dataset import Dataset
+
+    from medsight.reporting.sr_regions import _frame_spacing
+
+    def measures(spacing):
+        item, pm = Dataset(), Dataset()
+        pm.PixelSpacing = spacing
+        item.PixelMeasuresSequence = [pm]
+        return item
+
+    image = Dataset()
+    image.SharedFunctionalGroupsSequence = [measures([0.5, 0.5])]
+    image.PerFrameFunctionalGroupsSequence = [Dataset(), measures([0.8, 0.9])]
+    assert [float(v) for v in _frame_spacing(image, 2)] == [0.8, 0.9]  # its own frame's
+    assert [float(v) for v in _frame_spacing(image, 1)] == [0.5, 0.5]  # else the shared one
+    assert _frame_spacing(Dataset(), 1) is None  # none at all: the long axis is withheld

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -323,18 +324,24 @@ def _onnx_outputs(net: OnnxNetwork, x: NDArray[np.float32], batch: int = 16) -> 
 FASTER_SHARE = 0.9
 
 
-def machine_fingerprint() -> dict[str, Any]:
-    """What a backend timing depends on: processor, core count and torch's thread count."""
+@functools.cache
+def _processor() -> dict[str, Any]:
+    """The machine, processor and core count (``platform.processor()`` runs ``uname -p`` each
+    call, and backend resolution asks on every Predictor built: asked once per process)."""
     import platform
-
-    import torch
 
     return {
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
     }
+
+
+def machine_fingerprint() -> dict[str, Any]:
+    """What a backend timing depends on: processor, core count and torch's thread count."""
+    import torch
+
+    return _processor() | {"torch_threads": torch.get_num_threads()}
 
 
 def time_backends(

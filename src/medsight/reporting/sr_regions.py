@@ -265,18 +265,22 @@ CORNERSTONE_LENGTH = "Cornerstone3DTools@^0.1.0:Length"
 _LENGTH = ("410668003", "SCT", "Length")
 
 
+def _functional_group(ds: Dataset, item: Dataset | None, name: str) -> Any:
+    """Functional group ``name`` of a per-frame ``item``, else the shared one, else
+    ``[Dataset()]``."""
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    return (item.get(name) if item is not None else None) or shared.get(name) or [Dataset()]
+
+
 def _segment_frames(segmentation: Dataset, segment_number: int) -> dict[tuple[str, int], int]:
     """``(source SOP instance UID, source frame) -> SEG frame index`` of one segment's frames
     that derive from exactly one source frame."""
-    shared = segmentation.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
-
-    def group(item: Dataset, name: str) -> Any:  # a functional group, per frame or shared
-        return item.get(name) or shared.get(name) or [Dataset()]
-
     frames: dict[tuple[str, int], int] = {}
     for n, item in enumerate(segmentation.get("PerFrameFunctionalGroupsSequence", [])):
-        number = group(item, "SegmentIdentificationSequence")[0].get("ReferencedSegmentNumber")
-        refs = group(item, "DerivationImageSequence")[0].get("SourceImageSequence") or []
+        ident = _functional_group(segmentation, item, "SegmentIdentificationSequence")
+        number = ident[0].get("ReferencedSegmentNumber")
+        derivation = _functional_group(segmentation, item, "DerivationImageSequence")
+        refs = derivation[0].get("SourceImageSequence") or []
         if number is None or int(number) != int(segment_number) or len(refs) != 1:
             continue
         ref = refs[0]
@@ -411,11 +415,6 @@ def long_axis_group(
 
 def _frame_spacing(image: Dataset, frame: int) -> Any:
     """Pixel Spacing of one frame of an enhanced (multi-frame) instance, or ``None``."""
-    for name in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
-        items = image.get(name) or []
-        item = items[frame - 1] if name.startswith("PerFrame") and len(items) >= frame else None
-        item = item if item is not None else (items[0] if items and "Shared" in name else None)
-        measures = (item.get("PixelMeasuresSequence") or [None])[0] if item else None
-        if measures is not None and measures.get("PixelSpacing"):
-            return measures.PixelSpacing
-    return None
+    per_frame = image.get("PerFrameFunctionalGroupsSequence") or []
+    item = per_frame[frame - 1] if len(per_frame) >= frame else None
+    return _functional_group(image, item, "PixelMeasuresSequence")[0].get("PixelSpacing")
