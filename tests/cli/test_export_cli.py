@@ -37,8 +37,12 @@ def test_export_then_evaluate_with_the_onnx_backend(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "opset 18, dynamic batch" in out and "decision agreement 1.0000" in out
-    assert "default backend: torch" in out
     spec = json.loads((pkg.path / "model.json").read_text())
+    # the default is whichever backend was measured faster here (machine-dependent on a tiny net)
+    timing = spec["extra"]["backends"]["timing"]
+    chosen = spec["extra"]["backends"]["default"]
+    assert chosen == ("onnx" if timing["onnx_share_of_torch"] <= 0.9 else "torch")
+    assert f"default backend: {chosen}: ONNX Runtime took" in out
     parity = spec["extra"]["backends"]["onnx"]["parity"]
     assert parity["max_abs_diff"] <= parity["allowed_abs_diff"] <= 1e-4 * parity["output_scale"]
     q = spec["extra"]["backends"]["onnx_int8"]  # int8 measured as an AUC drop on the val split
