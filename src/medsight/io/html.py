@@ -56,6 +56,9 @@ def template_names(package: str = DEFAULT_PACKAGE) -> list[str]:
 def environment() -> Any:
     """The shared :class:`jinja2.Environment` (autoescape, ``StrictUndefined``).
 
+    Its ``probability`` filter writes a probability or score the one way every output does
+    (two decimals, ``>0.99`` / ``<0.01`` at the extremes, never ``1.00``).
+
     It loads ``"package:file"`` from ``package``'s ``templates/`` folder (package data).
     """
     import jinja2
@@ -77,12 +80,21 @@ def environment() -> Any:
             return None
         return resource.read_text("utf-8") if resource.is_file() else None
 
-    return _Environment(
+    env = _Environment(
         loader=jinja2.FunctionLoader(load),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    env.filters["probability"] = _probability
+    return env
+
+
+def _probability(p: float | None) -> str:
+    """The ``probability`` filter: :func:`medsight.models.reliability.format_probability`."""
+    from medsight.models.reliability import format_probability
+
+    return "" if p is None else format_probability(p)
 
 
 def render(template_name: str, /, **context: Any) -> str:

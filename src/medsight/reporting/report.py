@@ -154,7 +154,8 @@ def impression(findings: list[Finding], withheld: Sequence[tuple[str, str]] = ()
             parts.append(f"{name} {verdict}{prob}")
         elif f.kind == FindingKind.DETECTION:
             label = f" ({note})" if (note := finding_note(f)) else ""
-            details = [f"score {f.probability:.2f}"] if f.probability is not None else []
+            score = f.probability
+            details = [f"score {format_probability(score)}"] if score is not None else []
             details += [
                 f"{m.concept.meaning.lower()} {m.value:.3g} {m.unit_text}" for m in f.measurements
             ]

@@ -47,6 +47,7 @@ from sqlalchemy import select
 
 from medsight.core.findings import Finding, FindingKind
 from medsight.core.significance import Significance, Urgency, triage_urgency
+from medsight.models.reliability import format_probability
 from medsight.service.models import FeedbackRow, JobRow, StudyRow
 from medsight.service.store import Store
 
@@ -67,9 +68,10 @@ class Triage:
 
 
 def _describe(f: Finding, urgency: Urgency | None = None) -> str:
-    parts = [f"probability {f.probability:.2f}" if f.probability is not None else "segmented"]
-    if f.kind == FindingKind.DETECTION and f.probability is not None:  # a localised lesion
-        parts = [f"detected, score {f.probability:.2f}"]
+    p = format_probability(f.probability) if f.probability is not None else None
+    parts = [f"probability {p}" if p is not None else "segmented"]
+    if f.kind == FindingKind.DETECTION and p is not None:  # a localised lesion
+        parts = [f"detected, score {p}"]
     if urgency is not None:
         parts.append(urgency.value)
     return f"{f.finding.meaning or f.note} ({', '.join(parts)})"

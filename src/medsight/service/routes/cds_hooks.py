@@ -63,6 +63,7 @@ from medsight.clinical.guideline_facts import SUGGESTION_HEADING, GuidelineSugge
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding
 from medsight.core.significance import Significance, Urgency, triage_urgency
+from medsight.models.reliability import format_probability
 from medsight.reporting.report import DISCLAIMER, Report
 from medsight.service.cds_auth import ReplayGuard, verify_ehr_jwt
 from medsight.service.deps import Services, ServicesDep, get_current_user
@@ -288,7 +289,8 @@ def _md(text: object) -> str:
 
 
 def _summary(finding: Finding) -> str:
-    parts = [f"probability {finding.probability:.2f}" if finding.probability is not None else ""]
+    p = finding.probability
+    parts = [f"probability {format_probability(p)}" if p is not None else ""]
     urgency = triage_urgency(finding.significance, finding.urgency)
     if urgency is not None:
         parts.append(urgency.value)

@@ -14,7 +14,15 @@
     if (text) e.textContent = text;
     return e;
   };
-  const fmt = (v) => (v === null || v === undefined ? "-" : Number(v).toFixed(3));
+  // three decimals, never "1.000" / "0.000" for a value that is not exactly that (a clinician
+  // reads 1.000 as certainty): "> 0.999" / "< 0.001" at the extremes
+  const fmt = (v) => {
+    if (v === null || v === undefined) return "-";
+    const x = Number(v);
+    if (x > 0.999 && x < 1) return "> 0.999";
+    if (x < 0.001 && x > 0) return "< 0.001";
+    return x.toFixed(3);
+  };
   const signed = (v) => (v >= 0 ? "+" : "") + Number(v).toFixed(3);
   async function post(url, body) {
     const resp = await fetch(url, {
