@@ -169,3 +169,122 @@ def test_a_second_patient_under_a_stored_study_uid_is_refused(client, admin, ct_
     body = resp.json()
     assert body["stored"] == 1 and len(body["skipped"]) == 1
     assert "belongs to patient PAT-A" in body["skipped"][0] and "PAT-B" in body["skipped"][0]
+
+
+def _multipart(files: list[tuple[str, bytes]], boundary: str = "medsight-test-boundary") -> bytes:
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        f"Content-Type: application/dicom\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for name, data in files
+    ]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def _drive(client, headers: dict, body: bytes, cut: int | None, seen: list) -> list[dict]:
+    """Send ``body`` to POST /api/studies straight through ASGI, in 64 KiB chunks; with ``cut``
+    the client disconnects after ``cut`` bytes, else right after the whole body (while the
+    server stores).  ``seen`` gets the incoming area's part files at the moment of leaving."""
+    chunks = [body[i : i + 65536] for i in range(0, len(body) if cut is None else cut, 65536)]
+    incoming = client.app.state.services.settings.home / "incoming"
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if chunks:
+            chunk = chunks.pop(0)
+            more = cut is not None or bool(chunks)
+            return {"type": "http.request", "body": chunk, "more_body": more}
+        seen.extend((p.name, p.stat().st_size) for p in incoming.rglob("*.part"))
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    auth = headers["Authorization"].encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/studies",
+        "raw_path": b"/api/studies",
+        "root_path": "",
+        "query_string": b"analyse=true",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", auth),
+            (b"content-type", b"multipart/form-data; boundary=medsight-test-boundary"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": dict(client.app_state),
+    }
+    client.portal.call(client.app, scope, receive, send)
+    return sent
+
+
+def _study_copy(ct_bytes: bytes, study_uid: str, pad: int = 0) -> bytes:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(io.BytesIO(ct_bytes))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    if pad:
+        ds.add_new(0x00090010, "LO", "MEDSIGHT TEST")  # a private block: a large instance,
+        ds.add_new(0x00091000, "OB", b"\0" * pad)  # so the body spans many chunks
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+def _stored(settings) -> set[str]:
+    studies = settings.home / "studies"
+    return (
+        {p.relative_to(studies).as_posix() for p in studies.rglob("*")}
+        if studies.exists()
+        else set()
+    )
+
+
+@pytest.mark.parametrize("when", ["mid-body", "while-storing"])
+def test_client_disconnect_leaves_nothing_of_that_upload(client, admin, ct_bytes, settings, when):
+    from pydicom.uid import generate_uid
+
+    earlier, fresh = generate_uid(), generate_uid()
+    first = _post(client, admin, [("files", ("a.dcm", _study_copy(ct_bytes, earlier)))])
+    assert first.status_code == 201, first.text
+    before, jobs_before = _stored(settings), client.get("/api/jobs", headers=admin).json()
+    body = _multipart(
+        [
+            ("b.dcm", _study_copy(ct_bytes, earlier)),  # more of the stored study
+            ("c.dcm", _study_copy(ct_bytes, fresh, pad=40_000)),
+            ("d.dcm", _study_copy(ct_bytes, fresh, pad=400_000)),
+        ]
+    )
+    seen: list = []
+    cut = len(body) * 2 // 3 if when == "mid-body" else None
+    sent = _drive(client, admin, body, cut, seen)
+    if when == "mid-body":  # it streamed into the incoming area until the client left
+        assert sorted(name for name, _ in seen) == ["00000.part", "00001.part", "00002.part"]
+        assert 0 < max(seen)[1] < 400_000  # the last file only partly there
+    assert sent[0]["status"] == 499  # nobody reads it; no 201, no 5xx
+    assert _stored(settings) == before  # the earlier upload stays, nothing of this one
+    assert not any((settings.home / "incoming").iterdir())
+    assert client.get(f"/api/studies/{fresh}", headers=admin).status_code == 404
+    assert client.get(f"/api/studies/{earlier}", headers=admin).json()["n_files"] == 1
+    assert client.get("/api/jobs", headers=admin).json() == jobs_before
+    audit = (settings.home / "audit" / "service.jsonl").read_text()
+    assert '"upload_cancelled"' in audit
+    # the same body, sent in full, is stored and queued
+    resp = client.post(
+        "/api/studies",
+        content=body,
+        headers={**admin, "Content-Type": "multipart/form-data; boundary=medsight-test-boundary"},
+    )
+    assert resp.status_code == 201 and resp.json()["stored"] == 3, resp.text
+    assert sorted(resp.json()["studies"]) == sorted([earlier, fresh])
+    assert not any((settings.home / "incoming").iterdir())

@@ -4,7 +4,9 @@ Files are stored under names made from their own UIDs (``<series>/<sop>.dcm``), 
 names a client sent, and a UID must be digits and dots, so nothing can land outside the folder.
 A zip member whose name is absolute or climbs out (``../``) rejects the whole upload, and so do
 zip bombs (more than ``max_unzipped_bytes`` or ``max_files``).  Files that are not DICOM are
-listed and skipped; an upload with no DICOM at all is an error.
+listed and skipped; an upload with no DICOM at all is an error.  :class:`Ingested` lists the
+files an upload newly created, so :func:`discard_ingested` can take back exactly those when the
+client cancels before the upload is recorded (files of earlier uploads are never touched).
 
 Examples
 --------
@@ -34,6 +36,7 @@ __all__ = [
     "Ingested",
     "StudyFacts",
     "content_digest",
+    "discard_ingested",
     "ingest_streams",
     "save_dataset",
     "valid_uid",
@@ -60,11 +63,12 @@ class StudyFacts:
 
 @dataclasses.dataclass
 class Ingested:
-    """What an upload added: studies by UID, and the names that were skipped with why."""
+    """What an upload added: studies by UID, the names skipped with why, the files created."""
 
     studies: dict[str, StudyFacts] = dataclasses.field(default_factory=dict)
     stored: int = 0
     skipped: list[str] = dataclasses.field(default_factory=list)
+    created: list[Path] = dataclasses.field(default_factory=list)
 
 
 def save_dataset(ds: Dataset, studies_dir: Path, into: Ingested) -> None:
@@ -86,8 +90,11 @@ def save_dataset(ds: Dataset, studies_dir: Path, into: Ingested) -> None:
             "patient",
         )
     target = studies_dir / study / series / f"{sop}.dcm"
+    existed = target.exists()
     with atomic_path(target) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
+    if not existed:
+        into.created.append(target)
     facts = into.studies.setdefault(study, StudyFacts(uid=study, patient_id=patient))
     facts.modalities.add(str(ds.get("Modality", "OT")))
     facts.description = facts.description or str(ds.get("StudyDescription", ""))[:256]
@@ -183,6 +190,40 @@ def ingest_streams(
         why = "; ".join(into.skipped[:5]) or "no files"
         raise InvalidInputError("upload", f"holds no DICOM instance ({why})")
     return into
+
+
+def discard_ingested(into: Ingested, studies_dir: Path) -> int:
+    """Remove the files ``into`` created (and folders left empty); returns how many went.
+
+    Instances that were already stored before this upload (the same SOP Instance UID sent
+    again) stay: they belong to an earlier, completed upload.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> made = root / "1.2" / "1.3" / "1.4.dcm"
+    >>> made.parent.mkdir(parents=True); _ = made.write_bytes(b"x")
+    >>> discard_ingested(Ingested(created=[made]), root), any(root.iterdir())
+    (1, False)
+    """
+    removed = 0
+    for path in into.created:
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+        series_dir = path.parent
+        if series_dir.parent.parent != studies_dir:  # not <studies>/<study>/<series>/: keep
+            continue
+        for folder in (series_dir, series_dir.parent):
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+    into.created.clear()
+    return removed
 
 
 def content_digest(study_dir: Path) -> str:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from medsight.core.errors import InvalidInputError
 from medsight.service.deps import Auditor, CurrentUser, RadiologistUser, ServicesDep
 from medsight.service.errors import UploadTooLargeError
-from medsight.service.ingest import ingest_streams, valid_uid
+from medsight.service.ingest import discard_ingested, ingest_streams, valid_uid
 from medsight.service.jobs import record_studies, submit
 from medsight.service.schemas import JobOut, SubmitIn, UploadOut
 from medsight.service.settings import Urgency
+from medsight.service.upload_body import (
+    UploadCancelled,
+    discard_incoming,
+    new_incoming,
+    receive_files,
+)
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
+log = logging.getLogger(__name__)
 
 
 async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -29,6 +37,25 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
         if seen > limit:
             raise UploadTooLargeError("upload", f"is larger than the limit of {limit} bytes")
         yield chunk
+
+
+async def _client_gone(request: Request, wait_s: float = 0.02) -> bool:
+    """Whether the client has disconnected, once its body is read (waits ``wait_s`` at most).
+
+    Not ``Request.is_disconnected()``: behind the app's HTTP middleware its zero-time poll
+    is always cancelled before a queued disconnect arrives, so it never says yes.
+    """
+    with anyio.move_on_after(wait_s):
+        return (await request.receive())["type"] == "http.disconnect"
+    return False
+
+
+def _cancelled(audit: Auditor, received: int, removed: int) -> Response:
+    """Log and audit an upload the client gave up on; the answer goes nowhere (499)."""
+    log.info("upload cancelled by the client: %d bytes received, %d files taken back",
+             received, removed)  # fmt: skip
+    audit("upload_cancelled", bytes=received, removed=removed)
+    return Response(status_code=499)
 
 
 def _check_uid(uid: str) -> str:
@@ -49,10 +76,14 @@ async def upload(
 ) -> UploadOut:
     """Store DICOM files (multipart field ``files``; each a DICOM file or a zip of them).
 
-    Size limits apply while the body streams in (413); path-traversing zip members, damaged
-    zips and uploads without any DICOM instance get a 400.  With ``analyse`` each study is
-    queued for the chosen ``packages`` (default: all); a study already analysed with the
-    same packages and the same instances is not queued again.
+    The body streams into the store's incoming area (``<home>/incoming``), which is emptied
+    when the request ends.  Size limits apply while the body streams in (413);
+    path-traversing zip members, damaged zips and uploads without any DICOM instance get a
+    400.  A client that disconnects (a cancelled upload) before the answer leaves nothing:
+    a partial body is dropped, and instances this request already stored are taken back
+    before any study row or job is made (audited as ``upload_cancelled``).  With
+    ``analyse`` each study is queued for the chosen ``packages`` (default: all); a study
+    already analysed with the same packages and the same instances is not queued again.
     """
     settings = services.settings
     length = request.headers.get("content-length")
@@ -60,29 +91,32 @@ async def upload(
         raise UploadTooLargeError("upload", f"is larger than {settings.max_upload_bytes} bytes")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInputError("upload", "send multipart/form-data with one or more 'files'")
-    parser = MultiPartParser(
-        request.headers,
-        _limited(request, settings.max_upload_bytes),
-        max_files=settings.max_upload_files,
-        max_fields=100,
-    )
+    folder = new_incoming(settings.home)
     try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise InvalidInputError("upload", f"malformed multipart body ({exc.message})") from exc
-    files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-    if not files:
-        raise InvalidInputError("upload", "no 'files' field with a file in it")
-    try:
-        ingested = await run_in_threadpool(
-            ingest_streams,
-            [(f.filename or "file", f.file) for f in files],
-            settings.home / "studies",
-            max_unzipped_bytes=settings.max_unzipped_bytes,
+        received = await receive_files(
+            request.headers,
+            _limited(request, settings.max_upload_bytes),
+            folder,
             max_files=settings.max_upload_files,
         )
+        if not received:
+            raise InvalidInputError("upload", "no 'files' field with a file in it")
+        with contextlib.ExitStack() as stack:
+            streams = [(f.filename, stack.enter_context(f.path.open("rb"))) for f in received]
+            ingested = await run_in_threadpool(
+                ingest_streams,
+                streams,
+                settings.home / "studies",
+                max_unzipped_bytes=settings.max_unzipped_bytes,
+                max_files=settings.max_upload_files,
+            )
+    except UploadCancelled as gone:
+        return _cancelled(audit, gone.received, 0)
     finally:
-        await form.close()
+        discard_incoming(folder)
+    if await _client_gone(request):  # cancelled while the server unpacked and stored
+        removed = await run_in_threadpool(discard_ingested, ingested, settings.home / "studies")
+        return _cancelled(audit, int(length) if length and length.isdigit() else 0, removed)
     studies = record_studies(services, ingested, source="upload", urgency=urgency)
     jobs = []
     for facts in studies:
