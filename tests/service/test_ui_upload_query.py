@@ -1,14 +1,19 @@
 """The upload and query/retrieve pages in headless Chromium against ``medsight serve``.
 
 Drop DICOM files (and a file that is not DICOM) on the upload page and watch the progress reach
-100 % and the study appear; search a real Orthanc from the query page, retrieve a study and
-follow its analysis.  Marked ``integration`` (Chromium, Playwright, Orthanc).
+100 % and the study appear; cancel an upload that a throttling proxy keeps in flight and check
+that the page says what was kept and the server kept nothing else; search a real Orthanc from
+the query page, retrieve a study and follow its analysis.  Marked ``integration`` (Chromium,
+Playwright, Orthanc).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +110,123 @@ def test_upload_page_drop_progress_and_study_link(
         page.wait_for_selector("#study[data-ready=yes]")
         assert page.locator("#series option").count() == 2  # both files in one study
         page.screenshot(path=str(tmp_path / "after-upload.png"), full_page=True)
+
+
+@contextlib.contextmanager
+def _throttling_proxy(target: str, upload_bytes_per_s: int) -> Iterator[str]:
+    """A loopback TCP proxy to ``target`` (``http://host:port``) that forwards what the browser
+    sends at ``upload_bytes_per_s`` per connection (answers pass at full speed), so an upload
+    stays in flight long enough to be cancelled.  Yields its base URL; stopped on exit."""
+    host, port = target.removeprefix("http://").split(":")
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    open_sockets: list[socket.socket] = [listener]
+
+    def pump(src: socket.socket, dst: socket.socket, rate: int | None) -> None:
+        try:
+            while not stop.is_set():
+                data = src.recv(16384)
+                if not data:
+                    break
+                if rate:
+                    time.sleep(len(data) / rate)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:  # one side gone: close both, as a disconnecting client would
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                browser, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((host, int(port)))
+            open_sockets.extend([browser, server])
+            for args in ((browser, server, upload_bytes_per_s), (server, browser, None)):
+                threading.Thread(target=pump, args=args, daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        thread.join(timeout=5)
+
+
+def test_upload_cancel_keeps_the_finished_files_only(
+    tmp_path, tiny_package, pydicom_file, debian_tool
+):
+    source = pydicom_file("MR_small.dcm")
+    uid = pydicom.dcmread(source, stop_before_pixels=True).StudyInstanceUID
+    home = tmp_path / "home"
+    incoming = home / "incoming"
+    big = 6 * 2**20  # 12 s each through the proxy: cancelled long before
+    with (
+        _serve(home, [tiny_package.path]) as server,
+        _throttling_proxy(server, 512 * 1024) as base,
+        _logged_in_page(debian_tool, base) as page,
+    ):
+        page.goto(f"{base}/ui/upload")
+        assert page.locator("#cancel").is_disabled()
+        transfer = page.evaluate_handle(
+            """([b64, big]) => {
+              const dt = new DataTransfer();
+              const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+              dt.items.add(new File([bytes], "small.dcm"));
+              for (const name of ["big1.dcm", "big2.dcm", "big3.dcm"])
+                dt.items.add(new File([new Uint8Array(big)], name));
+              dt.items.add(new File([bytes], "late.dcm"));  // waits for a free slot
+              return dt;
+            }""",
+            [base64.b64encode(source.read_bytes()).decode(), big],
+        )
+        page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+        _wait(page, "document.querySelector('#files tr.ok') !== null")
+        deadline = time.monotonic() + 20  # the three big ones are streaming in on the server
+        while len([p for p in incoming.rglob("*.part") if p.stat().st_size > 0]) < 3:
+            assert time.monotonic() < deadline, list(incoming.rglob("*"))
+            time.sleep(0.05)
+        assert not page.locator("#cancel").is_disabled()
+        page.click("#cancel")
+        _wait(page, "document.getElementById('upload').dataset.cancelled === '1'")
+        assert page.evaluate("document.getElementById('upload').dataset.finished") is None
+        assert page.locator("#cancel").is_disabled()
+        summary = page.inner_text("#summary")
+        assert summary.startswith("cancelled: 1 of 5 files uploaded"), summary
+        rows = {
+            r.locator("td").first.inner_text(): (r.get_attribute("class"), r.inner_text())
+            for r in page.locator("#files tbody tr").all()
+        }
+        assert rows["small.dcm"][0] == "ok" and "stored 1" in rows["small.dcm"][1]
+        for name in ("big1.dcm", "big2.dcm", "big3.dcm"):
+            assert rows[name][0] == "cancelled" and "cancelled at" in rows[name][1]
+        assert rows["late.dcm"][0] == "cancelled" and "not sent" in rows["late.dcm"][1]
+        assert page.inner_text("#studies .study-state") == "upload cancelled: not analysed"
+        # the server: the aborted requests leave nothing; the finished one stays, not analysed
+        deadline = time.monotonic() + 20
+        while any(incoming.iterdir()):
+            assert time.monotonic() < deadline, list(incoming.rglob("*"))
+            time.sleep(0.05)
+        stored = [p.relative_to(home / "studies") for p in (home / "studies").rglob("*.dcm")]
+        assert len(stored) == 1 and stored[0].parts[0] == uid
+        token = httpx.post(
+            f"{server}/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{server}/api/studies/{uid}", headers=auth).json()["n_files"] == 1
+        assert httpx.get(f"{server}/api/jobs", headers=auth).json() == []
+        audit = [json.loads(line) for line in (home / "audit" / "service.jsonl").open()]
+        actions = [a["action"] for a in audit]
+        assert actions.count("upload_cancelled") == 3 and actions.count("upload_study") == 1
+        page.screenshot(path=str(tmp_path / "cancelled.png"), full_page=True)
 
 
 def test_query_page_lists_orthanc_study_and_retrieves(

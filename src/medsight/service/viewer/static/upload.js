@@ -1,6 +1,8 @@
 // medsight upload page: drag-and-drop or pick DICOM files, folders or zips; each file is sent
 // to POST /api/studies on its own (progress per file from XMLHttpRequest upload events, and in
-// total); the studies are queued for analysis once all their files are in.
+// total); the studies are queued for analysis once all their files are in.  Cancel aborts the
+// requests in flight (the server keeps nothing of an unfinished request) and sends no more; what
+// had been uploaded before stays, is listed, and is not queued for analysis.
 (function () {
   "use strict";
   const root = document.getElementById("upload");
@@ -8,7 +10,7 @@
   const $ = (id) => document.getElementById(id);
   const maxBytes = Number(root.dataset.maxBytes);
   const PARALLEL = 3;
-  let queue = [], active = 0, sent = 0, total = 0, failed = 0, batch = 0;
+  let queue = [], active = 0, total = 0, failed = 0, batch = 0, stopped = false;
   const studies = new Map(); // study uid -> list item
 
   function size(n) {
@@ -20,8 +22,24 @@
     $("total").value = pct;
     $("total-label").textContent = `${pct}%`;
     const done = queue.filter((t) => t.done).length;
-    $("summary").textContent = `${done}/${queue.length} files done` + (failed ? `, ${failed} failed` : "");
-    if (queue.length && done === queue.length) {
+    const finished = queue.length > 0 && done === queue.length;
+    $("cancel").disabled = finished || !queue.length;
+    if (stopped) {
+      const kept = queue.filter((t) => t.state === "ok");
+      const bytes = kept.reduce((a, t) => a + t.file.size, 0);
+      $("summary").textContent = `cancelled: ${kept.length} of ${queue.length} files uploaded ` +
+        `(${size(bytes)} of ${size(total)})` + (failed ? `, ${failed} failed` : "") +
+        "; the server kept nothing of the others";
+    } else {
+      $("summary").textContent = `${done}/${queue.length} files done` + (failed ? `, ${failed} failed` : "");
+    }
+    if (!finished) return;
+    if (stopped) {
+      root.dataset.cancelled = String(batch);
+      studies.forEach((s) => {
+        if (!s.queued) s.state.textContent = "upload cancelled: not analysed";
+      });
+    } else {
       root.dataset.finished = String(batch);
       analyseAll();
     }
@@ -42,16 +60,28 @@
     task.row = tr;
     $("files").querySelector("tbody").appendChild(tr);
   }
-  function finish(task, ok, text) {
+  // state: "ok", "failed" or "cancelled" (a cancelled file counts as not uploaded at all)
+  function finish(task, state, text) {
     task.done = true;
-    task.loaded = task.file.size;
-    task.bar.value = ok ? 100 : task.bar.value;
-    task.row.className = ok ? "ok" : "failed";
+    task.state = state;
+    task.xhr = null;
+    task.loaded = state === "cancelled" ? 0 : task.file.size;
+    if (state === "ok") task.bar.value = 100;
+    task.row.className = state;
     task.result.textContent = text;
-    if (!ok) failed += 1;
-    active -= 1;
+    if (state === "failed") failed += 1;
+    if (task.started) active -= 1;
     updateTotal();
     next();
+  }
+  function cancelAll() {
+    if (stopped) return;
+    stopped = true;
+    for (const task of queue) {
+      if (task.done) continue;
+      if (task.xhr) task.xhr.abort(); // its abort event finishes the task
+      else finish(task, "cancelled", "cancelled: not sent");
+    }
   }
   function addStudy(uid) {
     if (studies.has(uid)) return;
@@ -80,12 +110,13 @@
   function send(task) {
     active += 1;
     if (task.file.size > maxBytes) {
-      finish(task, false, `too big: ${size(task.file.size)}, the limit is ${size(maxBytes)}`);
+      finish(task, "failed", `too big: ${size(task.file.size)}, the limit is ${size(maxBytes)}`);
       return;
     }
     const form = new FormData();
     form.append("files", task.file, task.name);
     const xhr = new XMLHttpRequest();
+    task.xhr = xhr;
     xhr.open("POST", "/api/studies?analyse=false");
     xhr.upload.addEventListener("progress", (e) => {
       if (!e.lengthComputable) return;
@@ -99,20 +130,24 @@
         body.studies.forEach(addStudy);
         let text = `stored ${body.stored}`;
         if (body.skipped.length) text += `; skipped: ${body.skipped.join("; ")}`;
-        finish(task, true, text);
+        finish(task, "ok", text);
       } else if (xhr.status === 413) {
-        finish(task, false, `too big: ${message(xhr)}`);
+        finish(task, "failed", `too big: ${message(xhr)}`);
       } else if (xhr.status === 401) {
-        finish(task, false, "not logged in (log in again)");
+        finish(task, "failed", "not logged in (log in again)");
       } else {
-        finish(task, false, message(xhr));
+        finish(task, "failed", message(xhr));
       }
     });
-    xhr.addEventListener("error", () => finish(task, false, "network error"));
+    xhr.addEventListener("error", () => finish(task, "failed", "network error"));
+    xhr.addEventListener("abort", () => {
+      const pct = task.bar.value;
+      finish(task, "cancelled", `cancelled at ${pct}% sent: the server keeps nothing of it`);
+    });
     xhr.send(form);
   }
   function next() {
-    while (active < PARALLEL) {
+    while (!stopped && active < PARALLEL) {
       const task = queue.find((t) => !t.started);
       if (!task) return;
       task.started = true;
@@ -137,12 +172,12 @@
   function add(files) {
     if (!files.length) return;
     if (queue.length && queue.every((t) => t.done)) { // a new batch after a finished one
-      queue = []; total = 0; failed = 0;
+      queue = []; total = 0; failed = 0; stopped = false;
       $("files").querySelector("tbody").textContent = "";
     }
     batch += 1;
     files.forEach(({ file, name }) => {
-      const task = { file, name, loaded: 0, done: false, started: false };
+      const task = { file, name, loaded: 0, done: false, started: false, state: "", xhr: null };
       total += file.size;
       queue.push(task);
       row(task);
@@ -171,6 +206,7 @@
       } else resolve([]);
     });
   }
+  $("cancel").addEventListener("click", cancelAll);
   const drop = $("drop");
   ["dragenter", "dragover"].forEach((type) => drop.addEventListener(type, (e) => {
     e.preventDefault();
