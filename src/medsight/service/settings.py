@@ -14,6 +14,7 @@ A settings file (TOML) for a site with Orthanc and a FHIR server might read::
     dimse_port = 11112
     dimse_allowed_aes = ["ORTHANC", "CT01"]
     dimse_destination = "ORTHANC@pacs:4242"
+    dimse_qr_peer = "ORTHANC@pacs:4242"
     fhir_url = "http://fhir:8080/fhir"
 
     [[rules]]
@@ -35,18 +36,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medsight.core.errors import InvalidInputError
 from medsight.core.significance import Urgency  # the referrer's priority; also findings' urgency
 
 __all__ = ["Role", "RoutingRule", "ServiceSettings", "Urgency", "load_settings"]
+
+#: ``AE@host:port``: an AE title of 1-16 characters (no backslash, no control), a host, a port.
+_PEER = re.compile(r"^([^\\\x00-\x1f@]{1,16})@([^\s@:]+):(\d{1,5})$")
 
 
 class Role(StrEnum):
@@ -107,6 +112,14 @@ class ServiceSettings(BaseSettings):
         default_factory=list, description="calling AE titles the SCP accepts; empty = any"
     )
     dimse_destination: str | None = Field(None, description="AE@host:port for C-STORE results")
+    dimse_qr_peer: str | None = Field(
+        None,
+        description=(
+            "AE@host:port of a PACS queried with C-FIND and retrieved from with C-MOVE (the "
+            "query/retrieve page and /api/pacs); C-MOVE also needs dimse_port, and the PACS "
+            "must know ae_title at dimse_host:dimse_port as a move destination"
+        ),
+    )
     fhir_url: str | None = Field(None, description="FHIR base URL the Bundle is POSTed to")
     cds_jwks: dict[str, Path] = Field(
         default_factory=dict,
@@ -116,6 +129,16 @@ class ServiceSettings(BaseSettings):
     viewer_dist: Path | None = Field(
         None, description="OHIF build (dist/) served at /ohif/; default .cache/ohif/current/dist"
     )
+
+    @field_validator("dimse_qr_peer")
+    @classmethod
+    def _peer(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        found = _PEER.match(value.strip())
+        if found is None or not found.group(1).strip() or not 0 < int(found.group(3)) < 65536:
+            raise ValueError(f"{value!r} is not AE@host:port (e.g. ORTHANC@pacs:4242)")
+        return value.strip()
 
     def resolved_database_url(self) -> str:
         """The store's URL: ``database_url`` or ``sqlite:///<home>/medsight.db``."""

@@ -133,7 +133,10 @@ def pacs_page(request: Request, services: ServicesDep) -> Response:
     if user is None:
         return _to_login()
     services.audit.record(user.username, user.role.value, "view_pacs")
-    return _page("pacs.html", user=user, configured=bool(services.settings.dicomweb_url))
+    from medsight.service.pacs.query import configured_sources
+
+    sources = [s.value for s in configured_sources(services.settings)]
+    return _page("pacs.html", user=user, configured=bool(sources), sources=sources)
 
 
 @router.get("/studies/{uid}")

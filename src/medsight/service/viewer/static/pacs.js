@@ -1,5 +1,8 @@
 // medsight query/retrieve page: search the PACS (GET /api/pacs/studies), retrieve a study
-// (POST /api/pacs/pull, which queues its analysis) and follow the job's state.
+// (POST /api/pacs/pull, which queues its analysis) and follow the job's state.  A DIMSE
+// retrieve answers with a pull job (kind "pull": C-MOVE sub-operation counts) followed at
+// /api/pacs/pulls/{id} until the C-STORE SCP has queued the study.  With both a DICOMweb and a
+// DIMSE PACS configured the form's "source" picks one; the retrieve uses the search's source.
 (function () {
   "use strict";
   const form = document.getElementById("query");
@@ -36,10 +39,25 @@
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
-  async function retrieve(row, button, state, here) {
+  function counts(p) {
+    return `${p.completed} completed, ${p.failed} failed, ${p.warning} warning`;
+  }
+  // follow a DIMSE pull job; resolves to its final state
+  async function followPull(pull, state) {
+    for (;;) {
+      state.textContent = `C-MOVE ${pull.state}: ${counts(pull)}`;
+      if (pull.state === "done" || pull.state === "failed") return pull;
+      await new Promise((r) => setTimeout(r, 500));
+      const resp = await fetch(`/api/pacs/pulls/${pull.id}`);
+      if (!resp.ok) return { state: "failed", error: await detail(resp), completed: 0, failed: 0, warning: 0 };
+      pull = await resp.json();
+    }
+  }
+  async function retrieve(row, button, state, here, source) {
     button.disabled = true;
     state.textContent = "retrieving...";
-    const resp = await fetch("/api/pacs/pull", {
+    const query = source ? `?source=${encodeURIComponent(source)}` : "";
+    const resp = await fetch(`/api/pacs/pull${query}`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ study_uid: row.study_uid }),
@@ -49,7 +67,18 @@
       button.disabled = false;
       return;
     }
-    const job = await resp.json();
+    let job = await resp.json();
+    if (job.kind === "pull") {
+      const pull = await followPull(job, state);
+      if (pull.state === "failed") {
+        state.textContent = `retrieve failed: ${pull.error}`;
+        button.disabled = false;
+        return;
+      }
+      link(here, row.study_uid);
+      if (!pull.job) { state.textContent = pull.message; return; }
+      job = pull.job;
+    }
     link(here, row.study_uid);
     follow(job.id, state, row.study_uid);
   }
@@ -60,6 +89,7 @@
     $("query-status").textContent = "searching...";
     const body = $("pacs-studies").querySelector("tbody");
     body.textContent = "";
+    const source = params.get("source") || "";
     const resp = await fetch(`/api/pacs/studies?${params}`);
     if (!resp.ok) { $("query-status").textContent = await detail(resp); return; }
     const rows = await resp.json();
@@ -83,7 +113,7 @@
       const state = document.createElement("span");
       state.className = "job-state";
       if (row.job) state.textContent = ` analysis ${row.job.state}`;
-      button.addEventListener("click", () => retrieve(row, button, state, here));
+      button.addEventListener("click", () => retrieve(row, button, state, here, source));
       action.appendChild(button);
       action.appendChild(state);
       body.appendChild(tr);
