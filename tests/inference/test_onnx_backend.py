@@ -15,6 +15,7 @@ from medsight.inference.classify import Predictor
 from medsight.inference.onnx_backend import (
     OPSET,
     export_onnx,
+    export_support,
     machine_fingerprint,
     resolve_backend,
     use_backend,
@@ -152,9 +153,16 @@ def test_parity_failure_is_refused_and_writes_nothing(tmp_path):
 
 
 def test_unsupported_family_and_missing_or_changed_export_are_refused(tmp_path, exported):
-    den = demo_denoiser(tmp_path / "den")
-    with pytest.raises(InvalidInputError, match="cannot be exported to ONNX: the denoiser"):
-        export_onnx(den)
+    risk = demo_classifier(tmp_path, "risk")  # a package whose model.json says task risk
+    raw = json.loads((risk.path / "model.json").read_text())
+    raw["task"] = "risk"
+    (risk.path / "model.json").write_text(json.dumps(raw))
+    before = sorted(p.name for p in risk.path.iterdir())
+    with pytest.raises(InvalidInputError, match="cannot be exported to ONNX: a risk model is not"):
+        export_onnx(ModelPackage.load(risk.path))
+    assert sorted(p.name for p in risk.path.iterdir()) == before  # nothing written
+    assert "tabular covariates" in export_support("risk")[1]
+    assert all(export_support(t)[0] for t in ("denoising", "detection", "synthesis"))
     plain = demo_classifier(tmp_path, "plain")
     with pytest.raises(InvalidInputError, match="has no onnx export"):
         Predictor(plain, backend="onnx")
@@ -167,3 +175,22 @@ def test_unsupported_family_and_missing_or_changed_export_are_refused(tmp_path, 
     with pytest.raises(InvalidInputError, match="does not match its sha256"):
         Predictor(copy, backend="onnx")
     assert json.loads((copy / "model.json").read_text())["extra"]["backends"]["onnx"]["opset"]
+
+
+def test_an_export_the_exporter_fails_on_is_one_clear_refusal(tmp_path, monkeypatch):
+    import torch
+
+    den = demo_denoiser(tmp_path / "den")
+    before = (den.path / "model.json").read_text()
+
+    def fails(*args, **kwargs):
+        raise RuntimeError(
+            "Failed to export the model with torch.export. \x1b[96mThis is step 1/3\x1b[0m\n"
+            "## Exception summary\n\n<class 'UserError'>: data-dependent control flow\n"
+        )
+
+    monkeypatch.setattr(torch.onnx, "export", fails)
+    with pytest.raises(InvalidInputError, match="'unet' cannot be exported to ONNX: <class"):
+        export_onnx(den)
+    assert not (den.path / "model.onnx").exists()
+    assert (den.path / "model.json").read_text() == before

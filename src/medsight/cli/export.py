@@ -1,9 +1,14 @@
 """``medsight export PKG --format onnx``: an ONNX file beside the package's weights.
 
-The export (opset, dynamic batch axis), its parity with torch on the package's reference inputs
-and the optional int8 model are recorded in ``model.json`` (see
-:mod:`medsight.inference.onnx_backend`); an export that fails parity is refused and writes
-nothing.  Run it with ``medsight evaluate ... --backend onnx``.
+Every family but risk exports: classifiers, segmentation, denoisers, detectors (RetinaNet's
+head outputs) and synthesis packages (one DDPM U-Net step, or a GAN generator).  The export
+(opset, dynamic axes), its parity with torch on the package's reference inputs (max absolute
+difference and the family's decision: labels, voxels, boxes after NMS, a few sampling steps)
+and the optional int8 model (classifiers and segmentation) are recorded in ``model.json`` (see
+:mod:`medsight.inference.onnx_backend`); an export that fails parity, or that the exporter
+cannot trace, is refused and writes nothing.  Run it with ``medsight evaluate ... --backend
+onnx`` or ``medsight analyze ... --backend onnx``; without ``--backend`` the backend measured
+faster at export is used.
 """
 
 from __future__ import annotations
@@ -72,10 +77,18 @@ def export(
     )
     rec = result.record["onnx"]
     par = rec["parity"]
+    first_axes = rec["dynamic_axes"].get(rec.get("inputs", ["input"])[0], {})
+    spatial = any("spatial" in v for v in first_axes.values())
+    agreement = par["decision_agreement"]
+    decided = (
+        f"decision agreement {agreement:.4f} ({par['decision']})"
+        if agreement is not None
+        else f"decision: {par['decision']}"
+    )
     typer.echo(
-        f"wrote {result.package / rec['file']} (opset {rec['opset']}, dynamic batch): max abs "
-        f"difference {par['max_abs_diff']:.3g}, decision agreement {par['decision_agreement']:.4f}"
-        f" on {par['inputs']}"
+        f"wrote {result.package / rec['file']} (opset {rec['opset']}, dynamic batch"
+        f"{' and spatial axes' if spatial else ''}): max abs difference "
+        f"{par['max_abs_diff']:.3g}, {decided} on {par['inputs']}"
     )
     q = result.record.get("onnx_int8")
     if q is not None:

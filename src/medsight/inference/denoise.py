@@ -79,7 +79,7 @@ def denoise_scope_problems(
 
 
 def denoise_slices(
-    net: torch.nn.Module,
+    net: torch.nn.Module | Any,
     slices: NDArray[Any],
     multiple: int,
     device: torch.device | str = "cpu",
@@ -89,7 +89,8 @@ def denoise_slices(
     """Denoise a stack of same-sized 2D slices ``(n, i, j)`` in their own units.
 
     Each slice is scaled by its robust percentiles, reflect-padded to ``multiple``, run
-    through ``net`` (``z + net(z)`` when ``residual``), cropped and scaled back.
+    through ``net`` (``z + net(z)`` when ``residual``), cropped and scaled back.  ``net`` is
+    the torch U-Net or its ONNX session (:class:`~medsight.inference.onnx_backend.OnnxNetwork`).
     """
     import torch
 
@@ -129,22 +130,37 @@ class Denoiser:
         A package of task ``denoising``.
     device : str
         ``auto``, ``cpu`` or ``cuda[:i]``.
+    backend : {"torch", "onnx"}, optional
+        Default: :func:`medsight.inference.onnx_backend.resolve_backend` (``--backend``, else
+        the package's measured default, else torch).  ONNX runs the exported U-Net on CPU with
+        the same scaling, padding and residual around it.
 
     Raises
     ------
     InvalidInputError
-        The package is not a denoiser.
+        The package is not a denoiser, or ``backend`` names an export it lacks or one whose
+        file changed.
     """
 
     def __init__(
-        self, package: ModelPackage | str | os.PathLike[str], device: str = "auto"
+        self,
+        package: ModelPackage | str | os.PathLike[str],
+        device: str = "auto",
+        *,
+        backend: str | None = None,
     ) -> None:
+        from medsight.inference.onnx_backend import onnx_network, resolve_backend
         from medsight.models.device import select_device
 
         pkg = ModelPackage.of_task(package, Task.DENOISING, "a denoiser (task denoising)")
         self._package = pkg
         self._device = select_device(device)
-        self._net = pkg.build_network().float().to(self._device)
+        self.backend = resolve_backend(pkg, backend)
+        self._net: Any
+        if self.backend == "torch":
+            self._net = pkg.build_network().float().to(self._device)
+        else:  # the exported U-Net (dynamic batch, height and width), verified by its sha256
+            self._net = onnx_network(pkg, self.backend)
         self._multiple = pad_multiple(pkg.spec)
         self._residual = bool(pkg.spec.extra.get("residual", True))
 

@@ -114,20 +114,33 @@ class Detector:
         A package of task ``detection``.
     device : str
         ``auto``, ``cpu`` or ``cuda[:i]``.
+    backend : {"torch", "onnx"}, optional
+        Default: :func:`medsight.inference.onnx_backend.resolve_backend` (``--backend``, else
+        the package's measured default, else torch).  ONNX runs the exported RetinaNet (its
+        class and box maps per pyramid level) on CPU; MONAI's anchors, box decoding, score
+        floor and NMS run on its outputs as on torch's.
 
     Raises
     ------
     InvalidInputError
-        The package is not a detector.
+        The package is not a detector, or ``backend`` names an export it lacks or one whose
+        file changed.
     """
 
     def __init__(
-        self, package: ModelPackage | str | os.PathLike[str], device: str = "auto"
+        self,
+        package: ModelPackage | str | os.PathLike[str],
+        device: str = "auto",
+        *,
+        backend: str | None = None,
     ) -> None:
+        from medsight.inference.onnx_backend import onnx_network, resolve_backend
+        from medsight.inference.onnx_families import onnx_head_module
         from medsight.models.device import select_device
         from medsight.models.retinanet import build_detector
 
         pkg = ModelPackage.of_task(package, Task.DETECTION, "a detector (task detection)")
+        self.backend = resolve_backend(pkg, backend)
         self._package = pkg
         self._device = select_device(device)
         settings = dict(pkg.spec.extra.get("detector", {}))
@@ -140,6 +153,8 @@ class Detector:
             detections_per_img=int(settings.get("max_detections", 100)),
             patch_size=settings.get("patch_size"),
         ).to(self._device)
+        if self.backend != "torch":  # the exported heads; anchors, decoding and NMS stay here
+            self._detector.network = onnx_head_module(onnx_network(pkg, self.backend))
         self._sliding = settings.get("patch_size") is not None
         self._detector.eval()
 
@@ -194,13 +209,17 @@ class Detector:
         """:meth:`detect` for several images (one forward pass per image)."""
         import torch
 
+        from medsight.inference.cache import model_lock
+
         spec = self._package.spec
         out: list[list[Detection]] = []
         for image in images:
             self._check(image)
             x = to_network_input(image, spec.preprocessing)
             scale = network_scale(image.shape, spec.preprocessing.size)
-            with torch.no_grad():
+            # MONAI's detector keeps the last image shape's anchors on itself between calls:
+            # a cached Detector shared by threads runs one image at a time
+            with torch.no_grad(), model_lock(self._detector):
                 result = self._detector(
                     [torch.from_numpy(x).to(self._device)], use_inferer=self._sliding
                 )[0]

@@ -7,9 +7,10 @@ in ``model.json`` under ``extra["backends"]``.  An export whose outputs differ f
 more than the tolerance, or whose decisions disagree, is refused and nothing is written.
 
 Reference inputs are the package's ``reference_inputs.npz`` (array ``x``, preprocessed network
-inputs ``(N, C, *spatial)``) when it has one; otherwise seeded standard-normal inputs of the
-declared shape (the classifier's resize size, the segmentation plan's patch size), and the
-record says which.
+inputs ``(N, C, *spatial)``, and for a diffusion step ``timesteps`` and ``class_labels``) when
+it has one; otherwise seeded synthetic inputs of the declared shape (the classifier's resize
+size, the segmentation plan's patch size, the detector's size or patch, two slice sizes for a
+denoiser), and the record says which.
 
 Optional int8 dynamic quantisation (``onnxruntime.quantization.quantize_dynamic``) is kept only
 when the measured drop stays within :data:`QUANT_BOUND`: a classifier's AUC drop on an
@@ -25,12 +26,17 @@ kind of machine it was measured on, :func:`machine_fingerprint`), else ``"torch"
 Runtime runs on its CPU execution provider with ``intra_op_num_threads`` =
 ``torch.get_num_threads()`` unless a thread count is given.
 
-Families: classification (binary, multi-class, ordinal, multi-label) and segmentation export;
-the others are refused with the reason (:func:`export_support`).
+Families: classification (binary, multi-class, ordinal, multi-label), segmentation, denoising
+(dynamic height and width too), detection (RetinaNet's head outputs; anchors, box decoding and
+NMS stay in torch) and synthesis (one DDPM U-Net step with its timestep and class inputs, the
+DDIM loop in Python; or a GAN generator) export, each with its own reference inputs and
+decision check (:mod:`medsight.inference.onnx_families`).  Risk packages are refused with the
+reason (:func:`export_support`, :data:`REFUSED`), and so is any export the exporter fails on:
+one :class:`InvalidInputError`, nothing written.
 
 Examples
 --------
->>> export_support("detection")[0]
+>>> export_support("risk")[0]
 False
 >>> resolve_backend(None, "onnx")
 'onnx'
@@ -62,14 +68,18 @@ from medsight.models.spec import Task
 if TYPE_CHECKING:
     import torch
 
+    from medsight.inference.onnx_families import ExportPlan
+
 __all__ = [
     "BACKENDS",
     "OPSET",
     "PARITY_TOLERANCE",
     "QUANT_BOUND",
+    "REFUSED",
     "ExportResult",
     "OnnxNetwork",
     "export_onnx",
+    "export_plan",
     "export_support",
     "onnx_network",
     "resolve_backend",
@@ -93,15 +103,13 @@ ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 REFERENCE_FILE = "reference_inputs.npz"
 _CLASSIFY = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL)
-_REFUSED = {
-    Task.DETECTION: "RetinaNet's anchors, box decoding and non-maximum suppression run in "
-    "MONAI's detector outside the network; an ONNX file of the head outputs alone could not be "
-    "run by medsight's detection path",
-    Task.DENOISING: "the denoiser runs whole slices of any size (dynamic spatial axes); only a "
-    "dynamic batch axis is exported so far",
-    Task.SYNTHESIS: "diffusion sampling is an iterative loop around the network, not one "
-    "forward pass",
-    Task.RISK: "risk models combine image features with tabular covariates outside one network",
+_FAMILIES = (Task.DENOISING, Task.DETECTION, Task.SYNTHESIS)
+#: Why the remaining families are not exported.
+REFUSED = {
+    Task.RISK: "a risk model is not one network: the clinical encoding of its tabular "
+    "covariates (fitted on training data) and the visit padding run in Python around the "
+    "fusion network, and its image embeddings come from a separate encoder pass, so no single "
+    "ONNX graph holds the prediction",
     Task.NONE: "the package predicts nothing",
 }
 
@@ -111,11 +119,19 @@ _selected: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 def export_support(task: Task | str) -> tuple[bool, str]:
-    """Whether packages of ``task`` can be exported, and why not."""
+    """Whether packages of ``task`` can be exported, and why not.
+
+    Examples
+    --------
+    >>> export_support("detection")
+    (True, '')
+    >>> export_support("risk")[1].split(":")[0]
+    'a risk model is not one network'
+    """
     t = Task(task)
-    if t in _CLASSIFY or t is Task.SEGMENTATION:
+    if t in _CLASSIFY or t is Task.SEGMENTATION or t in _FAMILIES:
         return True, ""
-    return False, _REFUSED.get(t, f"{t.value} packages are not supported")
+    return False, REFUSED.get(t, f"{t.value} packages are not supported")
 
 
 @contextlib.contextmanager
@@ -155,6 +171,10 @@ def _sha256(path: Path) -> str:
 class OnnxNetwork:
     """An ONNX Runtime session that takes and returns tensors like the torch network.
 
+    Inputs are given in the exported order, or by name (a DDPM step's ``timesteps=`` and
+    ``class_labels=``, as MONAI's U-Net takes them); float arrays go in as float32, integer
+    ones as int64.
+
     Parameters
     ----------
     path : path
@@ -162,6 +182,9 @@ class OnnxNetwork:
     threads : int, optional
         ``intra_op_num_threads`` (default ``torch.get_num_threads()``).
     """
+
+    #: Like a torch module in eval mode (code that saves and restores ``training`` works).
+    training = False
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -176,21 +199,56 @@ class OnnxNetwork:
         self.session = ort.InferenceSession(
             str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
-        self._input = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self._input = self.input_names[0]
+
+    def _feed(self, arrays: tuple[Any, ...], named: dict[str, Any]) -> dict[str, NDArray[Any]]:
+        values = dict(zip(self.input_names, arrays, strict=False))
+        values |= {k: v for k, v in named.items() if v is not None}
+        missing = [k for k in self.input_names if k not in values]
+        unknown = [k for k in values if k not in self.input_names]
+        if missing or unknown or len(arrays) > len(self.input_names):
+            raise InvalidInputError(
+                self.path,
+                f"takes the inputs {self.input_names}; got {len(arrays)} positional and "
+                f"{sorted(named)} named",
+            )
+        feed = {}
+        for k, v in values.items():
+            a = np.asarray(v)
+            a = a.astype(np.float32 if a.dtype.kind == "f" else np.int64, copy=False)
+            feed[k] = np.ascontiguousarray(a)
+        return feed
 
     def run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """The first output for a float32 batch ``(N, C, *spatial)``."""
-        feed = {self._input: np.ascontiguousarray(x, dtype=np.float32)}
-        return np.asarray(self.session.run(None, feed)[0])
+        return self.run_all(x)[0]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Tensor in, tensor out (CPU), so sliding windows and batching work unchanged."""
+    def run_all(self, *arrays: NDArray[Any], **named: NDArray[Any]) -> list[NDArray[Any]]:
+        """Every output, for the inputs in order or by name."""
+        return [np.asarray(o) for o in self.session.run(None, self._feed(arrays, named))]
+
+    def __call__(self, *tensors: torch.Tensor, **named: torch.Tensor | None) -> torch.Tensor:
+        """Tensors in, the first output as a tensor on the first input's device, so sliding
+        windows, batching and sampling loops work unchanged."""
         import torch
 
-        return torch.from_numpy(self.run(x.detach().cpu().numpy()))
+        def arr(t: torch.Tensor) -> NDArray[Any]:
+            return t.detach().cpu().numpy()
+
+        device = (tensors[0] if tensors else next(iter(named.values()))).device  # type: ignore[union-attr]
+        outs = self.run_all(
+            *(arr(t) for t in tensors),
+            **{k: arr(v) for k, v in named.items() if v is not None},
+        )
+        return torch.from_numpy(outs[0]).to(device)
 
     def eval(self) -> OnnxNetwork:
         """No-op (an ONNX session is always in inference mode)."""
+        return self
+
+    def train(self, mode: bool = True) -> OnnxNetwork:
+        """No-op (an ONNX session cannot train); here so ``net.train(was_training)`` works."""
         return self
 
 
@@ -245,9 +303,6 @@ def _single_output(net: torch.nn.Module) -> torch.nn.Module:
 
 def _network_and_shape(package: ModelPackage) -> tuple[torch.nn.Module, tuple[int, ...]]:
     spec = package.spec
-    ok, why = export_support(spec.task)
-    if not ok:
-        raise InvalidInputError(package.path, f"cannot be exported to ONNX: {why}")
     if spec.task is Task.SEGMENTATION:
         from medsight.models.dynunet import register_segmentation_networks
         from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
@@ -302,22 +357,79 @@ def _compare(
     }
 
 
+def _torch_run(
+    net: torch.nn.Module, group: tuple[NDArray[Any], ...], batch: int = 16
+) -> list[NDArray[Any]]:
+    """Every output of ``net`` on one group of inputs (one array per input), in batches."""
+    import torch
+
+    chunks: list[list[NDArray[Any]]] = []
+    with torch.no_grad():
+        for i in range(0, len(group[0]), batch):
+            out = net(*(torch.from_numpy(np.ascontiguousarray(a[i : i + batch])) for a in group))
+            outs = out if isinstance(out, tuple | list) else (out,)
+            chunks.append([o.float().numpy() for o in outs])
+    return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+
+
+def _onnx_run(
+    net: OnnxNetwork, group: tuple[NDArray[Any], ...], batch: int = 16
+) -> list[NDArray[Any]]:
+    chunks = [
+        net.run_all(*(a[i : i + batch] for a in group)) for i in range(0, len(group[0]), batch)
+    ]
+    return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+
+
 def _torch_outputs(
     net: torch.nn.Module, x: NDArray[np.float32], batch: int = 16
 ) -> NDArray[np.float32]:
-    import torch
-
-    with torch.no_grad():
-        return np.concatenate(
-            [
-                net(torch.from_numpy(np.ascontiguousarray(x[i : i + batch]))).float().numpy()
-                for i in range(0, len(x), batch)
-            ]
-        )
+    return _torch_run(net, (x,), batch)[0]
 
 
 def _onnx_outputs(net: OnnxNetwork, x: NDArray[np.float32], batch: int = 16) -> NDArray[np.float32]:
-    return np.concatenate([net.run(x[i : i + batch]) for i in range(0, len(x), batch)])
+    return _onnx_run(net, (x,), batch)[0]
+
+
+def export_plan(pkg: ModelPackage, n: int | None = None, seed: int = 0) -> ExportPlan:
+    """What :func:`export_onnx` traces and checks for ``pkg`` (see
+    :mod:`medsight.inference.onnx_families` for the families beyond classification and
+    segmentation).
+
+    Raises
+    ------
+    InvalidInputError
+        The family cannot be exported (:func:`export_support`), or the reference inputs do not
+        fit the network.
+    """
+    from medsight.inference.onnx_families import ExportPlan, family_plan
+
+    spec = pkg.spec
+    ok, why = export_support(spec.task)
+    if not ok:
+        raise InvalidInputError(pkg.path, f"cannot be exported to ONNX: {why}")
+    if spec.task not in _CLASSIFY and spec.task is not Task.SEGMENTATION:
+        ref = pkg.path / REFERENCE_FILE
+        return family_plan(pkg, n, seed, ref if ref.is_file() else None)
+    net, shape = _network_and_shape(pkg)
+    x, source = _reference_inputs(
+        pkg, shape, n or (2 if spec.task is Task.SEGMENTATION else 16), seed
+    )
+
+    def decide(ref: Any, out: Any, session: Any) -> dict[str, Any]:
+        agree = _decisions(pkg, ref[0][0]) == _decisions(pkg, out[0][0])
+        return {"decision_agreement": float(agree.mean())}
+
+    return ExportPlan(
+        module=net,
+        groups=[(x,)],
+        source=source,
+        input_names=("input",),
+        output_names=("output",),
+        dynamic=({0: "batch"},),
+        decide=decide,
+        decision="the voxel label" if spec.task is Task.SEGMENTATION else "the predicted labels",
+    )
 
 
 #: ONNX Runtime becomes a package's default only when it took at most this share of torch's time.
@@ -345,19 +457,28 @@ def machine_fingerprint() -> dict[str, Any]:
 
 
 def time_backends(
-    net: torch.nn.Module, session: OnnxNetwork, x: NDArray[np.float32], rounds: int = 5
+    net: torch.nn.Module,
+    session: OnnxNetwork,
+    x: NDArray[np.float32] | list[tuple[NDArray[Any], ...]],
+    rounds: int = 5,
 ) -> dict[str, Any]:
     """Median time of torch and ONNX Runtime on ``x`` (interleaved rounds, one warm-up each).
 
-    The result names the faster backend (ONNX only when it takes at most :data:`FASTER_SHARE`
-    of torch's time) and the machine it was measured on; :func:`resolve_backend` uses it as the
-    package's default on that kind of machine only.
+    ``x`` is one input batch, or groups of inputs (one array per network input, as in
+    :class:`~medsight.inference.onnx_families.ExportPlan`).  The result names the faster
+    backend (ONNX only when it takes at most :data:`FASTER_SHARE` of torch's time) and the
+    machine it was measured on; :func:`resolve_backend` uses it as the package's default on
+    that kind of machine only.
     """
     import statistics
     import time
 
+    groups = [(x,)] if isinstance(x, np.ndarray) else list(x)
     runs: dict[str, list[float]] = {"torch": [], "onnx": []}
-    calls = {"torch": lambda: _torch_outputs(net, x), "onnx": lambda: _onnx_outputs(session, x)}
+    calls = {
+        "torch": lambda: [_torch_run(net, g) for g in groups],
+        "onnx": lambda: [_onnx_run(session, g) for g in groups],
+    }
     for fn in calls.values():  # warm-up
         fn()
     for r in range(rounds):
@@ -368,7 +489,7 @@ def time_backends(
     med = {k: statistics.median(v) for k, v in runs.items()}
     share = med["onnx"] / med["torch"] if med["torch"] > 0 else float("inf")
     return {
-        "inputs": len(x),
+        "inputs": sum(len(g[0]) for g in groups),
         "rounds": rounds,
         "median_s": med,
         "onnx_share_of_torch": share,
@@ -384,6 +505,67 @@ def _write_spec_extra(root: Path, backends: dict[str, Any]) -> None:
     tmp = root / f".{SPEC_FILE}.{uuid.uuid4().hex[:8]}"
     tmp.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, root / SPEC_FILE)
+
+
+def _exporter_reason(exc: BaseException) -> str:
+    """The informative line of an exporter error: its "Exception summary" when it has one
+    (torch.onnx's errors open with boilerplate), else its first line; colour codes removed."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln]
+    if "## Exception summary" in lines:
+        after = lines[lines.index("## Exception summary") + 1 :]
+        if after:
+            return after[0][:300]
+    return (lines or [type(exc).__name__])[0][:300]
+
+
+def _trace(pkg: ModelPackage, plan: ExportPlan, path: Path) -> None:
+    """``torch.onnx.export`` of ``plan.module`` to ``path`` (dynamo, :data:`OPSET`), checked;
+    any exporter failure is one :class:`InvalidInputError` naming the architecture."""
+    import onnx
+    import torch
+
+    batch = torch.export.Dim("batch")
+    shapes = []
+    for name, axes in zip(plan.input_names, plan.dynamic, strict=True):
+        dims: dict[int, Any] = {}
+        for axis, what in axes.items():
+            if what == "batch":
+                dims[axis] = batch
+            else:
+                free = torch.export.Dim(f"{name}_{axis}", min=1)
+                dims[axis] = free if int(what) == 1 else int(what) * free
+        shapes.append(dims)
+    first = plan.groups[0]
+    rows = 2 if len(first[0]) >= 2 else 1
+    example = tuple(
+        torch.from_numpy(np.ascontiguousarray(np.concatenate([a[:rows]] * (3 - rows))[:2]))
+        for a in first
+    )
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                plan.module,
+                example,
+                str(path),
+                input_names=list(plan.input_names),
+                output_names=list(plan.output_names),
+                dynamic_shapes=tuple(shapes),
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # the exporter's many error types: one clear refusal
+        line = _exporter_reason(exc)
+        raise InvalidInputError(
+            pkg.path,
+            f"architecture {pkg.spec.architecture.name!r} cannot be exported to ONNX: {line}",
+            hint="nothing was written; torch remains the backend",
+        ) from exc
 
 
 def export_onnx(
@@ -424,60 +606,50 @@ def export_onnx(
     InvalidInputError
         Unsupported family, parity failure, or ``out`` exists.
     """
-    import onnx
     import torch
 
     pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
     if quantize not in (None, "int8"):
         raise InvalidInputError("quantize", f"{quantize!r} is not supported (only int8)")
-    net, shape = _network_and_shape(pkg)
-    n = n_reference or (2 if pkg.spec.task is Task.SEGMENTATION else 16)
-    x, source = _reference_inputs(pkg, shape, n, seed)
+    if quantize and pkg.spec.task not in _CLASSIFY and pkg.spec.task is not Task.SEGMENTATION:
+        raise InvalidInputError(
+            "quantize",
+            f"int8 is offered for classification and segmentation packages only (where its "
+            f"accuracy drop is measured), not {pkg.spec.task.value}",
+            hint="export without --quantize",
+        )
+    if out is not None and Path(out).exists():
+        raise InvalidInputError(out, "already exists", hint="choose a new folder")
+    plan = export_plan(pkg, n_reference, seed)
+    net = plan.module
     with tempfile.TemporaryDirectory(prefix="medsight-onnx-") as tmpdir:
         tmp = Path(tmpdir) / ONNX_FILE
-        example = torch.from_numpy(x[:2] if len(x) >= 2 else np.concatenate([x, x]))
-        try:
-            with torch.no_grad():
-                torch.onnx.export(
-                    net,
-                    (example,),
-                    str(tmp),
-                    input_names=["input"],
-                    output_names=["output"],
-                    dynamic_shapes=({0: torch.export.Dim("batch")},),
-                    opset_version=OPSET,
-                    dynamo=True,
-                    external_data=False,
-                    verbose=False,
-                )
-            onnx.checker.check_model(str(tmp))
-        except Exception as exc:  # the exporter's many error types: one clear refusal
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise InvalidInputError(
-                pkg.path,
-                f"architecture {pkg.spec.architecture.name!r} cannot be exported to ONNX: {first}",
-            ) from exc
+        _trace(pkg, plan, tmp)
         session = OnnxNetwork(tmp, threads)
-        ref = _torch_outputs(net, x)
-        parity = _compare(pkg, ref, _onnx_outputs(session, x))
-        scale = max(1.0, float(np.max(np.abs(ref))))
+        ref = [_torch_run(net, g) for g in plan.groups]
+        got = [_onnx_run(session, g) for g in plan.groups]
+        pairs = [
+            (a, b) for ra, rb in zip(ref, got, strict=True) for a, b in zip(ra, rb, strict=True)
+        ]
+        diff = max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in pairs)
+        scale = max([1.0] + [float(np.max(np.abs(a))) for a, _ in pairs])
+        parity: dict[str, Any] = {"max_abs_diff": diff} | plan.decide(ref, got, session)
+        agreement = parity["decision_agreement"]
         parity |= {
+            "decision": plan.decision,
             "output_scale": scale,
             "tolerance": tolerance,
             "allowed_abs_diff": tolerance * scale,
             "min_agreement": min_agreement,
-            "inputs": source,
+            "inputs": plan.source,
         }
-        if (
-            parity["max_abs_diff"] > tolerance * scale
-            or parity["decision_agreement"] < min_agreement
-        ):
+        if diff > tolerance * scale or (agreement is not None and agreement < min_agreement):
+            shown = "not applicable" if agreement is None else f"{agreement:.4f}"
             raise InvalidInputError(
                 pkg.path,
-                f"ONNX export fails parity with torch: max abs difference "
-                f"{parity['max_abs_diff']:.3g} (allowed {tolerance:g} x output scale "
-                f"{scale:.3g}), decision agreement "
-                f"{parity['decision_agreement']:.4f} (at least {min_agreement:g} needed)",
+                f"ONNX export fails parity with torch: max abs difference {diff:.3g} (allowed "
+                f"{tolerance:g} x output scale {scale:.3g}), decision agreement {shown} (at "
+                f"least {min_agreement:g} needed; decision: {plan.decision})",
                 hint="nothing was written; report the architecture, or raise --tolerance",
             )
         backends: dict[str, Any] = dict(pkg.spec.extra.get("backends", {}))
@@ -485,7 +657,10 @@ def export_onnx(
             "file": ONNX_FILE,
             "sha256": _sha256(tmp),
             "opset": OPSET,
-            "dynamic_axes": {"input": {"0": "batch"}, "output": {"0": "batch"}},
+            "inputs": list(plan.input_names),
+            "outputs": list(plan.output_names),
+            "dynamic_axes": plan.dynamic_record()
+            | {name: {"0": "batch"} for name in plan.output_names},
             "exporter": f"torch.onnx.export (dynamo) torch {torch.__version__}",
             "parity": parity,
             "provider": "CPUExecutionProvider",
@@ -493,11 +668,12 @@ def export_onnx(
         backends.pop("onnx_int8", None)
         int8 = Path(tmpdir) / INT8_FILE
         if quantize == "int8":
+            x = plan.groups[0][0]
             backends["onnx_int8"] = _quantize(pkg, tmp, int8, net, x, threads, evaluation)
             if not backends["onnx_int8"]["kept"]:
                 int8.unlink(missing_ok=True)
         # the default is the backend measured faster here, on the package's reference inputs
-        timing = time_backends(net, session, x)
+        timing = time_backends(net, session, plan.groups)
         backends["timing"] = timing
         backends["default"] = timing["faster"]
         backends["default_reason"] = (

@@ -33,6 +33,7 @@ True
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -53,8 +54,11 @@ __all__ = [
     "PredictionType",
     "Synthesizer",
     "build_diffusion_unet",
+    "ddim_sample",
+    "ddim_scheduler",
     "diffusion_unet_args",
     "from_unit_range",
+    "synthesis_network",
     "synthesis_spec_for_tests",
 ]
 
@@ -145,10 +149,14 @@ class Synthesizer:
 
     Parameters
     ----------
-    package : ModelPackage
+    package : ModelPackage or path
         A package whose task is ``synthesis``.
     device : str
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    backend : {"torch", "onnx"}, optional
+        Default: :func:`medsight.inference.onnx_backend.resolve_backend` (``--backend``, else
+        the package's measured default, else torch).  ONNX runs the exported U-Net step (or
+        GAN generator) on CPU; the DDIM loop is the same either way.
 
     Raises
     ------
@@ -156,32 +164,30 @@ class Synthesizer:
         The package is not a synthesis package.
     """
 
-    def __init__(self, package: ModelPackage, *, device: str = "cpu") -> None:
-        from medsight.inference.synth_gan import GAN_ARCH, build_gan_generator
+    def __init__(
+        self,
+        package: ModelPackage | str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        backend: str | None = None,
+    ) -> None:
+        from medsight.inference.onnx_backend import onnx_network, resolve_backend
         from medsight.models.device import select_device
 
+        if not isinstance(package, ModelPackage):
+            package = ModelPackage.load(package)
         spec = package.spec
-        arch = spec.architecture.name
-        if spec.task is not Task.SYNTHESIS or arch not in (DIFFUSION_ARCH, GAN_ARCH):
-            raise InvalidInputError(
-                f"model {package.id}",
-                f"is a {spec.task.value} model ({spec.architecture.name}), not a synthesis model",
-                hint="train one with `medsight train synth`",
-            )
         self._package = package
         self._diffusion = dict(spec.extra.get("diffusion", {}))
         self._device = select_device(device)
-        self._gan = arch == GAN_ARCH
-        build = build_gan_generator if self._gan else build_diffusion_unet
-        net = build(spec.architecture.args)
-        try:
-            net.load_state_dict(package.state_dict(), strict=True)
-        except RuntimeError as exc:
-            raise PackageError(
-                package.path / "weights.safetensors",
-                f"weights do not fit architecture {arch!r}: {str(exc).splitlines()[0]}",
-            ) from None
+        net, self._gan = synthesis_network(package)
         self._net = net.to(self._device).eval()
+        self.backend = resolve_backend(package, backend)
+        # the sampling network: torch, or the ONNX export of the same U-Net step / generator
+        # (features() always runs the torch network: it hooks the U-Net's middle block)
+        self._step: Any = self._net
+        if self.backend != "torch":
+            self._step = onnx_network(package, self.backend)
 
     @property
     def package(self) -> ModelPackage:
@@ -332,7 +338,7 @@ class Synthesizer:
             for start in range(0, n, batch_size):
                 zb = z[start : start + batch_size].to(self._device)
                 labels = torch.full((len(zb),), index, dtype=torch.long, device=self._device)
-                outs.append(self._net(zb, labels).float().cpu())
+                outs.append(self._step(zb, labels).float().cpu())
         spec = self._package.spec
         args = spec.preprocessing.intensity_args
         arr = from_unit_range(
@@ -381,36 +387,90 @@ class Synthesizer:
             handle.remove()
         return torch.cat(grabbed).numpy().astype(np.float64)
 
-    def _scheduler(self, steps: int) -> Any:
-        from monai.networks.schedulers import DDIMScheduler
-
-        d = self._diffusion
-        sched = DDIMScheduler(
-            num_train_timesteps=int(d.get("num_train_timesteps", 1000)),
-            schedule=str(d.get("schedule", "linear_beta")),
-            prediction_type=str(d.get("prediction_type", PredictionType.EPSILON.value)),
-            clip_sample=True,
-        )
-        sched.set_timesteps(steps)
-        return sched
-
     def _denoise(self, x: torch.Tensor, index: int, steps: int, guidance: float) -> torch.Tensor:
-        import torch
-
-        sched = self._scheduler(steps)
         null = int(self._package.spec.architecture.args["num_class_embeds"]) - 1
-        b = len(x)
-        x = x.to(self._device)
-        cond = torch.full((b,), index, dtype=torch.long, device=self._device)
-        with torch.no_grad():
-            for t in sched.timesteps:
-                tt = torch.full((b,), int(t), dtype=torch.long, device=self._device)
-                out = self._net(x, timesteps=tt, class_labels=cond)
-                if guidance != 1.0:
-                    free = self._net(x, timesteps=tt, class_labels=torch.full_like(cond, null))
-                    out = free + guidance * (out - free)
-                x, _ = sched.step(out, int(t), x)
-        return x.float().cpu()
+        return ddim_sample(
+            self._step, x, index, steps, guidance, self._diffusion, null, self._device
+        )
+
+
+def synthesis_network(package: ModelPackage) -> tuple[torch.nn.Module, bool]:
+    """The torch network of a synthesis package (weights loaded, eval mode) and whether it is
+    a GAN generator (else a DDPM U-Net).
+
+    Raises
+    ------
+    InvalidInputError
+        The package is not a synthesis package, or its weights do not fit.
+    """
+    from medsight.inference.synth_gan import GAN_ARCH, build_gan_generator
+
+    spec = package.spec
+    arch = spec.architecture.name
+    if spec.task is not Task.SYNTHESIS or arch not in (DIFFUSION_ARCH, GAN_ARCH):
+        raise InvalidInputError(
+            f"model {package.id}",
+            f"is a {spec.task.value} model ({spec.architecture.name}), not a synthesis model",
+            hint="train one with `medsight train synth`",
+        )
+    build = build_gan_generator if arch == GAN_ARCH else build_diffusion_unet
+    net = build(spec.architecture.args)
+    try:
+        net.load_state_dict(package.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise PackageError(
+            package.path / "weights.safetensors",
+            f"weights do not fit architecture {arch!r}: {str(exc).splitlines()[0]}",
+        ) from None
+    return net.eval(), arch == GAN_ARCH
+
+
+def ddim_scheduler(diffusion: Mapping[str, Any], steps: int) -> Any:
+    """MONAI's ``DDIMScheduler`` on the training schedule ``diffusion``, set to ``steps``."""
+    from monai.networks.schedulers import DDIMScheduler
+
+    sched = DDIMScheduler(
+        num_train_timesteps=int(diffusion.get("num_train_timesteps", 1000)),
+        schedule=str(diffusion.get("schedule", "linear_beta")),
+        prediction_type=str(diffusion.get("prediction_type", PredictionType.EPSILON.value)),
+        clip_sample=True,
+    )
+    sched.set_timesteps(steps)
+    return sched
+
+
+def ddim_sample(
+    net: Any,
+    x: torch.Tensor,
+    index: int | None,
+    steps: int,
+    guidance: float,
+    diffusion: Mapping[str, Any],
+    null: int | None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Run ``steps`` DDIM steps (``eta=0``) from the noise ``x`` for class ``index``.
+
+    ``net(x, timesteps=, class_labels=)`` is the U-Net step: the torch network or its ONNX
+    session (:class:`~medsight.inference.onnx_backend.OnnxNetwork` takes the same named
+    inputs).  ``index`` None: an unconditional network (no class labels, no guidance);
+    ``null`` is the "no class" index classifier-free guidance uses.
+    """
+    import torch
+
+    sched = ddim_scheduler(diffusion, steps)
+    b = len(x)
+    x = x.to(device)
+    cond = None if index is None else torch.full((b,), index, dtype=torch.long, device=device)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            tt = torch.full((b,), int(t), dtype=torch.long, device=device)
+            out = net(x, timesteps=tt, class_labels=cond)
+            if guidance != 1.0 and cond is not None and null is not None:
+                free = net(x, timesteps=tt, class_labels=torch.full_like(cond, null))
+                out = free + guidance * (out - free)
+            x, _ = sched.step(out, int(t), x)
+    return x.float().cpu()
 
 
 def synthesis_spec_for_tests(labels: list[str], *, size: list[int]) -> Any:
