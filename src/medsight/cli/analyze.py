@@ -122,8 +122,9 @@ def analyze(
         str | None,
         typer.Option(
             "--backend",
-            help="torch, onnx or onnx-int8 for classifiers and segmentation models (after "
-            "medsight export; a model without that export is skipped with the reason). "
+            help="torch, onnx or onnx-int8 (every family but risk; int8 for classifiers and "
+            "segmentation; after medsight export; a model without that export is skipped "
+            "with the reason). "
             "Default: each package's measured default, else torch.",
         ),
     ] = None,

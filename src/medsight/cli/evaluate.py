@@ -78,7 +78,8 @@ def evaluate(
         str | None,
         typer.Option(
             "--backend",
-            help="torch, onnx or onnx-int8 (classifiers, segmentation; after medsight export). "
+            help="torch, onnx or onnx-int8 (every family but risk, int8 for classifiers and "
+            "segmentation; after medsight export). "
             "Default: the package's measured default, else torch.",
         ),
     ] = None,

@@ -11,7 +11,11 @@ list of :class:`Detection` in the index space of ``image`` (the axes of
 applied, MONAI's ``RetinaNetDetector`` decodes the anchors, runs its box selector (score floor,
 NMS) and the boxes are mapped back to the input's index space and clipped to the image.  A
 package trained on patches (``extra.detector.patch_size``: large images such as CT, at their
-own resolution) runs MONAI's sliding-window inferer over the whole image.
+own resolution) runs MONAI's sliding-window inferer over the whole image.  With the ONNX
+backend (``backend="onnx"``, ``--backend onnx`` or the default measured at export) only
+RetinaNet's forward pass runs in ONNX Runtime (its head outputs,
+:func:`medsight.inference.onnx_families.onnx_head_module`); the anchors, box decoding, score
+floor and NMS are MONAI's, as on torch.
 
 Coordinates: MONAI boxes are in pixel-edge coordinates of the network input (``0`` is the
 outer edge of the first pixel); a resize scales edges by ``size / shape`` per axis, so
