@@ -236,6 +236,11 @@ def test_partial_move_is_an_error_and_keeps_what_arrived(orthanc, settings, pydi
     cfg = _qr_settings(settings, orthanc, rules=[RoutingRule(modality="MR")])
     with TestClient(create_app(cfg)) as client:
         admin = login(client)
+        both = {"patient_id": "QR-PART-*"}  # two Orthanc studies; past the limit, a C-CANCEL
+        rows = client.get("/api/pacs/studies", params=both, headers=admin).json()
+        assert sorted(r["patient_id"] for r in rows) == ["QR-PART-1", "QR-PART-2"]
+        rows = client.get("/api/pacs/studies", params={**both, "limit": 1}, headers=admin).json()
+        assert len(rows) == 1 and rows[0]["study_uid"] == uid
         resp = client.post("/api/pacs/pull", json={"study_uid": uid}, headers=admin)
         assert resp.status_code == 202, resp.text
         pull = _wait_pull(client, admin, resp.json())
