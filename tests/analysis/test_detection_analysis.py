@@ -245,8 +245,11 @@ def test_dicom_through_the_pipeline_gives_sc_sr_regions_and_fhir(
     assert {k: v for k, v in done.dicom_errors.items() if k != "dciodvfy"} == {}
     outputs = done.report.outputs
     sr = hd.sr.srread(tmp_path / "ct_report" / outputs["DICOM SR"])
-    groups = sr.content.get_planar_roi_measurement_groups()
-    assert [g.roi.value[0].tolist() for g in groups] == [[35.5, 46.5], [87.5, 87.5]]
+    groups = sr.content.get_image_measurement_groups()  # cornerstone RectangleROI groups:
+    nums = [next(i for i in g[0].ContentSequence if i.ValueType == "NUM") for g in groups]
+    scoords = [num.ContentSequence[0] for num in nums]  # the first NUM holds the SCOORD
+    firsts = [[float(v) for v in s.GraphicData[:2]] for s in scoords]
+    assert firsts == [[35.5, 46.5], [87.5, 87.5]]
     assert (tmp_path / "ct_report" / outputs["DICOM SC " + pkg.id]).is_file()
     bundle = json.loads((tmp_path / "ct_report" / "fhir_bundle.json").read_text())
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]

@@ -38,9 +38,37 @@ def _det(region, score=0.9, code=MASS, n=1, source=None, significance=None, meas
     )
 
 
-def test_2d_sr_holds_scoord_regions_on_the_source_instance(pydicom_file, tmp_path, debian_tool):
+def _as_cornerstone_reads_it(group) -> dict:
+    """What the cornerstone3D adapters take from a TID 1501 group (MeasurementReport.
+    getSetupMeasurementData as bundled by OHIF 3.12): the tracking identifier, the first NUM's
+    SCOORD (points as (column, row) pairs) and the NUM values by their concept's meaning."""
+    items = list(group[0].ContentSequence)
+    (tracking,) = [i for i in items if i.ConceptNameCodeSequence[0].CodeMeaning
+                   == "Tracking Identifier"]  # fmt: skip
+    nums = [i for i in items if i.ValueType == "NUM"]
+    (scoord,) = [i for i in nums[0].ContentSequence if i.ValueType == "SCOORD"]
+    values = {
+        n.ConceptNameCodeSequence[0].CodeMeaning: (
+            float(n.MeasuredValueSequence[0].NumericValue),
+            n.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue,
+        )
+        for n in nums
+    }
+    return {
+        "tool": tracking.TextValue,
+        "first": nums[0].ConceptNameCodeSequence[0].CodeMeaning,
+        "relationship": scoord.RelationshipType,
+        "graphic": scoord.GraphicType,
+        "points": np.reshape(scoord.GraphicData, (-1, 2)).tolist(),
+        "image": scoord.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID,
+        "values": values,
+    }
+
+
+def test_2d_sr_regions_are_cornerstone_tools_ohif_rehydrates(pydicom_file, tmp_path, debian_tool):
     debian_tool("dciodvfy")
-    img = read_image(pydicom_file("CT_small.dcm"))  # one CT slice
+    img = read_image(pydicom_file("CT_small.dcm"))  # one CT slice, 0.661468 mm square pixels
+    mm = 0.661468
     findings = [
         _det(
             Region((30, 40), (10, 6)),
@@ -63,22 +91,76 @@ def test_2d_sr_holds_scoord_regions_on_the_source_instance(pydicom_file, tmp_pat
     sr.save_as(tmp_path / "sr.dcm")
     assert dciodvfy(tmp_path / "sr.dcm")[0] == []
     back = hd.sr.srread(tmp_path / "sr.dcm")
-    groups = back.content.get_planar_roi_measurement_groups()
-    assert len(groups) == 3 and len(back.content.get_image_measurement_groups()) == 1
-    shapes = [(g.roi.graphic_type.value, g.roi.value.tolist()) for g in groups]
+    assert back.content.get_planar_roi_measurement_groups() == []
+    groups = back.content.get_image_measurement_groups()
+    assert len(groups) == 4
+    tools = [_as_cornerstone_reads_it(g) for g in groups[:3]]
+    assert [t["tool"] for t in tools] == [
+        "Cornerstone3DTools@^0.1.0:RectangleROI",
+        "Cornerstone3DTools@^0.1.0:CircleROI",
+        "Cornerstone3DTools@^0.1.0:EllipticalROI",
+    ]
     # DICOM pixel coordinates: (column, row), voxel index i -> i + 0.5 (PS3.3 C.18.6.1)
-    assert shapes == [
+    assert [(t["graphic"], t["points"]) for t in tools] == [
         ("POLYLINE", [[25.5, 37.5], [35.5, 37.5], [35.5, 43.5], [25.5, 43.5], [25.5, 37.5]]),
         ("CIRCLE", [[60.5, 60.5], [64.5, 60.5]]),
         ("ELLIPSE", [[90.5, 14.5], [90.5, 26.5], [87.5, 20.5], [93.5, 20.5]]),  # major first
     ]
-    for g in groups:
-        ref = g.roi.ContentSequence[0].ReferencedSOPSequence[0]
-        assert ref.ReferencedSOPInstanceUID == img.source.sop_instance_uids[0]
+    for t in tools:
+        assert t["relationship"] == "INFERRED FROM"
+        assert t["image"] == img.source.sop_instance_uids[0]
+    # geometric NUMs first (dcmjs' TID 300 order), in mm from the Pixel Spacing
+    assert [t["first"] for t in tools] == ["Perimeter", "Perimeter", "Area"]
+    box, circle, ellipse = (t["values"] for t in tools)
+    assert box["Perimeter"] == pytest.approx((2 * (10 + 6) * mm, "mm"), abs=0.005)
+    assert box["Area"] == pytest.approx((10 * 6 * mm * mm, "mm2"), abs=0.005)
+    assert circle["Radius"] == pytest.approx((4 * mm, "mm"), abs=0.005)
+    assert circle["Area"] == pytest.approx((np.pi * (4 * mm) ** 2, "mm2"), abs=0.005)
+    assert ellipse["Area"] == pytest.approx((np.pi * 3 * mm * 6 * mm, "mm2"), abs=0.005)
+    # the finding's own measurements, score and evaluation stay
+    assert box["Width"] == (6.6, "mm") and box["Probability"] == (0.91, "1")
+    assert circle["Diameter"] == (5.3, "mm") and ellipse["Probability"] == (0.6, "1")
+    for g in groups[:3]:
         assert g.get_qualitative_evaluations()[0].value.meaning == "Present"
-    values = {m.name.meaning: (m.value, m.unit.value) for m in groups[0].get_measurements()}
-    assert values == {"Width": (6.6, "mm"), "Probability": (0.91, "1")}
-    assert groups[1].finding_type.meaning == "Calcification"
+    assert [g.finding_type.meaning for g in groups[:3]] == ["Mass", "Calcification", "Mass"]
+    assert len({g.tracking_uid for g in groups}) == 4  # OHIF merges groups sharing one
+
+
+def test_2d_region_without_pixel_spacing_stays_a_planar_roi(pydicom_file, tmp_path):
+    img = read_image(pydicom_file("CT_small.dcm"))
+    (source,) = source_datasets(img)
+    del source.PixelSpacing  # no mm: no perimeter or area is guessed
+    build_sr([_det(Region((30, 40), (10, 6)), source=img.source)], [source]).save_as(
+        tmp_path / "sr.dcm"
+    )
+    (group,) = hd.sr.srread(tmp_path / "sr.dcm").content.get_planar_roi_measurement_groups()
+    assert group.roi.graphic_type.value == "POLYLINE"
+    assert group.roi.value.tolist()[0] == [25.5, 37.5]
+    assert group.tracking_identifier == "Mass #1"
+    values = {m.name.meaning: m.value for m in group.get_measurements()}
+    assert values == {"Probability": 0.9}
+
+
+def test_cornerstone_region_shapes_follow_the_pixel_spacing():
+    from medsight.reporting.sr_regions import cornerstone_region
+
+    # a circle in pixels on 0.5 x 2.0 mm pixels is an ellipse 8 mm across, 2 mm down
+    oval = cornerstone_region(Region((10, 10), (4, 4), "ellipse"), (0.5, 2.0))
+    assert oval.graphic_type == "ELLIPSE"
+    assert oval.points.tolist() == [[8.5, 10.5], [12.5, 10.5], [10.5, 8.5], [10.5, 12.5]]
+    ((name, area, unit),) = oval.measures
+    assert name[2] == "Area" and unit[0] == "mm2"
+    assert area == pytest.approx(np.pi * 4.0 * 1.0, abs=0.005)  # pi * a * b, semi-axes in mm
+    # rows 3 mm apart: a box 4 columns x 2 rows of 1 x 3 mm pixels is 4 mm x 6 mm
+    box = cornerstone_region(Region((5, 5), (4, 2)), (3.0, 1.0))
+    assert [value for _, value, _ in box.measures] == [20.0, 24.0]
+    for region, spacing, problem in [
+        (Region((5, 5), (4, 0)), (1.0, 1.0), "no extent"),
+        (Region((5, 5), (4, 2)), (0.0, 1.0), "two positive"),
+        (Region((5, 5, 5), (4, 2, 2)), (1.0, 1.0), "3D"),
+    ]:
+        with pytest.raises(InvalidInputError, match=problem):
+            cornerstone_region(region, spacing)
 
 
 def test_3d_sr_holds_scoord3d_in_patient_coordinates(shared_data, tmp_path, debian_tool):

@@ -8,9 +8,11 @@
   Length that OHIF's measurement panel lists (:mod:`medsight.reporting.sr_regions`).
 * Classification findings become image-level groups (TID 1501) with a qualitative evaluation
   (present / absent at the model's operating point) and the probability as a measurement.
-* Detection findings become Planar / Volumetric ROI groups (TID 1410 / 1411) whose image region
-  is an SCOORD (2D) or SCOORD3D (3D, patient coordinates) of their box or circle, with their
-  size, the score and present / absent (:mod:`medsight.reporting.sr_regions`).
+* Detection findings become, in 2D, groups in the layout of cornerstone's RectangleROI /
+  CircleROI / EllipticalROI tools (an SCOORD with perimeter and area in mm, which OHIF's
+  measurement panel lists) and, in 3D, Volumetric ROI groups (TID 1411) with an SCOORD3D in
+  patient coordinates; with their size, the score and present / absent
+  (:mod:`medsight.reporting.sr_regions`).
 * Change findings (a finding compared with a prior study) become image-level groups whose
   source images are a current and a prior instance; the prior study's instances are evidence,
   which highdicom files under PertinentOtherEvidenceSequence (another StudyInstanceUID).

@@ -3,10 +3,22 @@
 A detection finding's :class:`~medsight.core.findings.Region` (index space of its image)
 becomes, with its measurements, the score and a present / absent evaluation:
 
-* **2D**: a Planar ROI group (TID 1410) whose region is an SCOORD on the source instance
-  (``CIRCLE`` for a circle, ``ELLIPSE`` for an ellipse, a closed ``POLYLINE`` for a box), in
-  DICOM pixel coordinates: ``(column, row)`` with the top-left corner of the top-left pixel at
-  ``(0, 0)`` (PS3.3 C.18.6.1), so the centre of voxel index ``(i, j)`` is ``(i + 0.5, j + 0.5)``.
+* **2D**: a TID 1501 group in the layout that the cornerstone3D adapters (OHIF's measurement
+  tracking) rehydrate, so OHIF lists the box, circle or ellipse in its measurement panel
+  (:func:`cornerstone_region`): Tracking Identifier ``Cornerstone3DTools@^0.1.0:`` plus the
+  tool (``RectangleROI``, ``CircleROI``, ``EllipticalROI``), the finding's own Tracking Unique
+  Identifier, and first the tool's geometric NUMs in dcmjs' TID 300 order (a box and a circle:
+  Perimeter, Area, and Radius for a circle; an ellipse: Area), the first of them INFERRED FROM
+  the region's SCOORD on the source instance, then the finding's measurements, its score and
+  evaluation.  The SCOORD is a closed 5-point ``POLYLINE`` for a box (top-left, top-right,
+  bottom-right, bottom-left, top-left), a ``CIRCLE`` (centre, a point on the circle) for a
+  circle on square pixels, else an ``ELLIPSE`` (the longer axis' end points first, in mm).
+  Points are DICOM pixel coordinates ``(column, row)`` with the top-left corner of the
+  top-left pixel at ``(0, 0)`` (PS3.3 C.18.6.1), so the centre of voxel index ``(i, j)`` is
+  ``(i + 0.5, j + 0.5)``.  Perimeter, area and radius are in mm from the instance's Pixel
+  Spacing; an instance without one (or a region of no extent) gets the plain TID 1410 Planar
+  ROI group with the same SCOORD instead, since no unit is guessed (OHIF then draws it in the
+  SR viewport but does not list it).
 * **3D**: a Volumetric ROI group (TID 1411) with an SCOORD3D volume surface in patient
   coordinates (LPS mm, through the image's affine) and its frame of reference: an
   ``ELLIPSOID`` for an ellipsoid, and for a box the two ``POLYGON`` faces at its lower and upper
@@ -37,6 +49,8 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +62,12 @@ from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding, Region
 
 __all__ = [
+    "CORNERSTONE_CIRCLE",
+    "CORNERSTONE_ELLIPSE",
     "CORNERSTONE_LENGTH",
+    "CORNERSTONE_RECTANGLE",
+    "ToolRegion",
+    "cornerstone_region",
     "feret_diameter",
     "long_axis_group",
     "pixel_outline",
@@ -73,6 +92,82 @@ def pixel_outline(region: Region) -> tuple[str, NDArray[np.float64]]:
         return "ELLIPSE", np.array(major + minor if w > h else minor + major)
     x0, x1, y0, y1 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
     return "POLYLINE", np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]])
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolRegion:
+    """A 2D region as a cornerstone tool's SR content: what :func:`cornerstone_region` gives.
+
+    ``measures`` are ``(concept, value, unit)`` with concepts and units as ``(code value,
+    scheme, meaning)``, in the order dcmjs writes them (the first one holds the SCOORD).
+    """
+
+    tracking_identifier: str
+    graphic_type: str
+    points: NDArray[np.float64]
+    measures: tuple[tuple[tuple[str, str, str], float, tuple[str, str, str]], ...]
+
+
+def cornerstone_region(region: Region, spacing: Sequence[float]) -> ToolRegion:
+    """The cornerstone tool, SCOORD and geometric NUMs of a 2D region (module docstring).
+
+    ``spacing`` is DICOM Pixel Spacing ``(row spacing, column spacing)`` in mm.  A circle on
+    anisotropic pixels is an ellipse in mm, so it becomes an ``EllipticalROI``.
+
+    Raises
+    ------
+    InvalidInputError
+        The region is not 2D, has no extent along an axis, or the spacing is not two
+        positive values.
+
+    Examples
+    --------
+    >>> box = cornerstone_region(Region((10, 20), (4, 2)), (0.5, 1.0))
+    >>> box.tracking_identifier, box.graphic_type
+    ('Cornerstone3DTools@^0.1.0:RectangleROI', 'POLYLINE')
+    >>> box.points[:3].tolist()
+    [[8.5, 19.5], [12.5, 19.5], [12.5, 21.5]]
+    >>> [(name[2], value, unit[0]) for name, value, unit in box.measures]
+    [('Perimeter', 10.0, 'mm'), ('Area', 4.0, 'mm2')]
+    >>> oval = cornerstone_region(Region((10, 20), (6, 6), "ellipse"), (0.5, 1.0))
+    >>> oval.tracking_identifier  # a circle in pixels, 6 mm across and 3 mm down
+    'Cornerstone3DTools@^0.1.0:EllipticalROI'
+    >>> oval.points.tolist()  # the longer axis (across) first
+    [[7.5, 20.5], [13.5, 20.5], [10.5, 17.5], [10.5, 23.5]]
+    """
+    if region.ndim != 2:
+        raise InvalidInputError("region", f"is {region.ndim}D; an SCOORD needs 2D")
+    if len(spacing) != 2 or min(float(v) for v in spacing) <= 0:
+        raise InvalidInputError("Pixel Spacing", f"{list(spacing)} is not two positive values")
+    if min(region.size) <= 0:
+        raise InvalidInputError("region", f"size {region.size} has no extent to measure")
+    row_mm, col_mm = (float(v) for v in spacing)
+    cx, cy = region.center[0] + 0.5, region.center[1] + 0.5
+    w, h = region.size
+    wm, hm = w * col_mm, h * row_mm  # extent in mm along columns and rows
+    if region.shape == "box":
+        x0, x1, y0, y1 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
+        points = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+        measures = ((_PERIMETER, 2 * (wm + hm), _MM), (_AREA, wm * hm, _MM2))
+        return ToolRegion(CORNERSTONE_RECTANGLE, "POLYLINE", np.array(points), _rounded(measures))
+    if math.isclose(w, h) and math.isclose(row_mm, col_mm):
+        r = wm / 2
+        measures = (
+            (_PERIMETER, 2 * math.pi * r, _MM),
+            (_AREA, math.pi * r * r, _MM2),
+            (_RADIUS, r, _MM),
+        )
+        points = [[cx, cy], [cx + w / 2, cy]]
+        return ToolRegion(CORNERSTONE_CIRCLE, "CIRCLE", np.array(points), _rounded(measures))
+    across = [[cx - w / 2, cy], [cx + w / 2, cy]]
+    down = [[cx, cy - h / 2], [cx, cy + h / 2]]
+    points = across + down if wm >= hm else down + across  # the longer axis (mm) first
+    measures = ((_AREA, math.pi * wm * hm / 4, _MM2),)
+    return ToolRegion(CORNERSTONE_ELLIPSE, "ELLIPSE", np.array(points), _rounded(measures))
+
+
+def _rounded(measures: Any) -> Any:
+    return tuple((name, round(float(value), 2), unit) for name, value, unit in measures)
 
 
 def _world(affine: NDArray[np.float64], points: ArrayLike) -> NDArray[np.float64]:
@@ -145,11 +240,22 @@ def region_group(
         "qualitative_evaluations": evaluations,
     }
     if region.ndim == 2:
-        graphic, points = pixel_outline(region)
         frames = finding.source.frame_numbers[:1] if finding.source else ()
         image = hd.sr.SourceImageForRegion.from_source_image(
             source[0], referenced_frame_numbers=list(frames) or None
         )
+        spacing = source[0].get("PixelSpacing") or _frame_spacing(source[0], (*frames, 1)[0])
+        measurable = (
+            spacing is not None
+            and len(spacing) == 2
+            and min(float(v) for v in spacing) > 0
+            and min(region.size) > 0
+        )
+        if measurable:
+            return _tool_group(
+                cornerstone_region(region, [float(v) for v in spacing]), image, common
+            )
+        graphic, points = pixel_outline(region)  # no mm to give: the plain TID 1410 group
         return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             referenced_region=hd.sr.ImageRegion(graphic, points, image), **common
         )
@@ -176,6 +282,43 @@ def region_group(
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         referenced_volume_surface=surface, **common
     )
+
+
+def _tool_group(shape: ToolRegion, image: Any, common: dict[str, Any]) -> Any:
+    """The TID 1501 group of a cornerstone tool region (module docstring): geometric NUMs
+    first, the first INFERRED FROM the SCOORD, then the finding's own content."""
+    import highdicom as hd
+
+    region = hd.sr.ImageRegion(shape.graphic_type, shape.points, image)
+    region.RelationshipType = "INFERRED FROM"  # TID 300 row 8 (TID 320): the NUM's source
+    geometric = [
+        hd.sr.Measurement(
+            name=hd.sr.CodedConcept(*name), value=value, unit=hd.sr.CodedConcept(*unit)
+        )
+        for name, value, unit in shape.measures
+    ]
+    # the SCOORD is the first NUM's only content item (cornerstone's adapters read the group's
+    # first NUM and the SCOORD in it; long_axis_group has the same layout)
+    geometric[0][0].ContentSequence = hd.sr.ContentSequence([region])
+    tracking = common["tracking_identifier"]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=_tracking_uid(tracking), identifier=shape.tracking_identifier
+        ),
+        finding_type=common["finding_type"],
+        algorithm_id=common["algorithm_id"],
+        finding_sites=common["finding_sites"],
+        measurements=geometric + list(common["measurements"] or []),
+        qualitative_evaluations=common["qualitative_evaluations"],
+    )
+
+
+def _tracking_uid(tracking: Any) -> str:
+    """The Tracking Unique Identifier (DCM 112040) of a highdicom TrackingIdentifier."""
+    for item in tracking:
+        if item.ConceptNameCodeSequence[0].CodeValue == "112040":
+            return str(item.UID)
+    raise InvalidInputError("tracking identifier", "has no Tracking Unique Identifier")
 
 
 def segment_outlines(mask: ArrayLike) -> list[NDArray[np.float64]]:
@@ -260,6 +403,19 @@ def segment_outline_groups(
 #: plus the tool name (adapters/Cornerstone3D/BaseAdapter3D.js, isValidCornerstoneTracking-
 #: Identifier; MeasurementReport.getAdapterForTrackingIdentifier).
 CORNERSTONE_LENGTH = "Cornerstone3DTools@^0.1.0:Length"
+#: Tracking Identifiers of cornerstone's rectangle, circle and ellipse tools (their adapters in
+#: @cornerstonejs/adapters, Cornerstone3D/RectangleROI.js, CircleROI.js, EllipticalROI.js, as
+#: bundled by OHIF 3.12): the SR layouts dcmjs' TID300 Polyline, Circle and Ellipse write.
+CORNERSTONE_RECTANGLE = "Cornerstone3DTools@^0.1.0:RectangleROI"
+CORNERSTONE_CIRCLE = "Cornerstone3DTools@^0.1.0:CircleROI"
+CORNERSTONE_ELLIPSE = "Cornerstone3DTools@^0.1.0:EllipticalROI"
+
+#: SNOMED CT concepts and UCUM units of dcmjs' MeasurementBuilder (TID 300 NUMs).
+_PERIMETER = ("131191004", "SCT", "Perimeter")
+_AREA = ("42798000", "SCT", "Area")
+_RADIUS = ("131190003", "SCT", "Radius")
+_MM = ("mm", "UCUM", "millimeter")
+_MM2 = ("mm2", "UCUM", "square millimeter")
 
 #: SNOMED CT "Length" (the concept cornerstone's Length tool and TID 300 use for a distance).
 _LENGTH = ("410668003", "SCT", "Length")
