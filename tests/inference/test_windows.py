@@ -111,3 +111,41 @@ def test_onnx_network_runs_the_windows(tmp_path):
     out = sliding_window_logits(OnnxNetwork(path), x, (8, 8, 8), sw_batch_size=4)
     ref = sliding_window_logits(net, x, (8, 8, 8), sw_batch_size=4)
     assert float((out - ref)[torch.isfinite(ref)].abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("n", "p", "overlap"), [(20, 8, 0.5), (21, 8, 0.5), (8, 8, 0.5), (37, 12, 0.25), (9, 8, 0.9)]
+)
+def test_axis_starts_are_monais_window_grid(n, p, overlap):
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    from medsight.inference.windows import axis_starts, window_count
+
+    interval = _get_scan_interval((n, 5), (p, 5), 2, (overlap, overlap))
+    ref = sorted({s[0].start for s in dense_patch_slices((n, 5), (p, 5), interval)})
+    assert axis_starts(n, p, overlap) == ref
+    assert window_count((n, 5), (p, 5), overlap) == len(
+        dense_patch_slices((n, 5), (p, 5), interval)
+    )
+
+
+def test_aligned_crop_runs_only_the_uncropped_grids_windows_that_see_foreground():
+    from medsight.inference.windows import aligned_box
+
+    net = _net(3)
+    x = torch.full((1, 1, 40, 36, 44), -1.0)
+    x[0, 0, 18:22, 3:6, 30:33] = torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(3))
+    roi = (8, 8, 8)
+    box = aligned_box(x[0], roi, 0.5)
+    assert box is not None
+    stats: dict = {}
+    out = sliding_window_logits(net, x, roi, crop=True, aligned=True, stats=stats)
+    full: dict = {}
+    ref = sliding_window_logits(net, x, roi, crop=False, skip_background=False, stats=full)
+    assert stats["crop"] == [(s.start, s.stop) for s in box] == [(12, 28), (0, 12), (24, 40)]
+    assert stats["windows_total"] == full["windows_total"] == 9 * 8 * 10
+    assert stats["windows_run"] + stats["windows_reused"] == 18  # 3 x 2 x 3 grid windows inside
+    # every window that overlaps the foreground is inside the box: its logits are unchanged
+    fg = (slice(None), slice(None), slice(18, 22), slice(3, 6), slice(30, 33))
+    assert float((out[fg] - ref[fg]).abs().max()) < 1e-5

@@ -82,6 +82,8 @@ def sliding_window_probs(
     device: torch.device | str = "cpu",
     sw_batch_size: int = 8,
     crop: bool = False,
+    aligned: bool = False,
+    stats: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """Softmax probabilities ``(n_classes, *spatial)`` of ``(C, *spatial)`` input.
 
@@ -90,7 +92,9 @@ def sliding_window_probs(
     the windows cover only the foreground box and windows that are all background run once
     (:func:`medsight.inference.windows.sliding_window_logits`, the rule is stated there);
     ``crop=False`` (the default here, e.g. training's validation) is MONAI's
-    ``sliding_window_inference`` result.
+    ``sliding_window_inference`` result.  ``aligned`` selects the grid-aligned crop (what a
+    call asking for features uses); ``stats`` is filled by the un-mirrored pass (see
+    :func:`~medsight.inference.windows.sliding_window_logits`).
     """
     import torch
 
@@ -103,7 +107,7 @@ def sliding_window_probs(
         flips = [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
     total = None
     with torch.no_grad():
-        for f in flips:
+        for i, f in enumerate(flips):
             xf = torch.flip(x, f) if f else x
             logits = sliding_window_logits(
                 net,
@@ -113,6 +117,8 @@ def sliding_window_probs(
                 sw_batch_size=sw_batch_size,
                 crop=crop,
                 skip_background=crop,
+                aligned=aligned,
+                stats=stats if i == 0 else None,
             )
             if isinstance(logits, (tuple, list)):
                 logits = logits[0]
@@ -142,7 +148,10 @@ class Segmenter:
     crop : bool
         Windows only over the foreground box, background windows run once
         (:mod:`medsight.inference.windows`); ``False``: MONAI's sliding window over the whole
-        input.  A call asking for ``features`` never crops (the OOD reference saw every window).
+        input.  A call asking for ``features`` (the OOD gate) crops to the grid-aligned box
+        instead: the OOD reference pooled the features of every window of the uncropped grid,
+        and the windows left out are all background, counted as one background window each,
+        so the pooled features are unchanged.
 
     Raises
     ------
@@ -187,6 +196,39 @@ class Segmenter:
         self.postprocess = postprocess
         self.crop = crop
 
+    def _pooled_features(self, net: Any, rows: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+        """The mean feature row over every window of the *uncropped* window grid.
+
+        ``rows`` holds one row per window the network ran, the un-mirrored pass first (every
+        mirrored pass cuts its own windows: only the first pass counts).  Windows the pass did
+        not run (outside the grid-aligned crop, or all-background windows reused) all had the
+        same constant input, the background value: their row is computed once here and counted
+        once per such window, so the result equals the uncropped run's mean (up to float
+        round-off).
+        """
+        import torch
+
+        from medsight.inference.features import capture
+
+        total = stats.get("windows_total")
+        run = stats.get("windows_run")
+        passes = 2**self.plan.spatial_ndim if self.tta else 1
+        first = rows[: run if run is not None else (total or len(rows) // passes)]
+        missing = 0 if total is None else total - len(first)
+        if missing <= 0:
+            return first.mean(axis=0)
+        channels = int(self.package.spec.input.channels)
+        blank = torch.full(
+            (1, channels, *self.plan.patch_size),
+            float(stats["background"]),
+            dtype=torch.float32,
+            device=self.device,
+        )
+        with capture(net, "segmentation") as grab, torch.no_grad():
+            net(blank)
+        background_row = grab.vectors()[0]
+        return (first.sum(axis=0) + missing * background_row) / total
+
     def _as_image(self, image: Image | str | os.PathLike[str]) -> Image:
         if isinstance(image, Image):
             return image
@@ -221,22 +263,24 @@ class Segmenter:
             if self.torch_net is None:
                 self.torch_net = self.package.build_network().to(self.device)
             net = self.torch_net
+        stats: dict[str, Any] = {}
         with contextlib.ExitStack() as stack:
             grab = stack.enter_context(capture(net, "segmentation")) if features else None
-            # the OOD reference was built from every window: with features, crop nothing
+            # with features: the grid-aligned crop, so the pooled features stay those of the
+            # uncropped window grid (see _pooled_features)
             probs = sliding_window_probs(
                 net,
                 prepared.array,
                 self.plan,
                 tta=self.tta,
                 device=self.device,
-                crop=self.crop and not features,
+                crop=self.crop,
+                aligned=features,
+                stats=stats,
             )
         vector = None
-        if grab is not None:  # every mirrored pass cuts the same windows: keep the first pass
-            rows = grab.vectors()
-            passes = 2**self.plan.spatial_ndim if self.tta else 1
-            vector = rows[: max(1, len(rows) // passes)].mean(axis=0)
+        if grab is not None:
+            vector = self._pooled_features(net, grab.vectors(), stats)
         back = restore_array(probs.cpu().numpy(), prepared)
         mask = np.argmax(back, axis=0).astype(np.int16)
         applied: tuple[int, ...] = ()

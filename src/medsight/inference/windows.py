@@ -19,6 +19,16 @@ MONAI's blending (it calls MONAI on what is left) and removes that work, in thre
 3. **Cached Gaussian importance map** (built once per patch size and device) and windows
    batched (``sw_batch_size`` at a time).
 
+**Grid-aligned crop** (``aligned=True``; what a call asking for features uses): the crop is
+the bounding box of the windows of the *uncropped* window grid that overlap the foreground's
+extent on every axis (:func:`aligned_box`).  MONAI's window grid on that box is then exactly
+those windows (checked; when it is not, nothing is cropped), so every window that runs is one
+the uncropped run would have run on the same input, and every window outside the box is all
+background.  The foreground voxels' probabilities are the uncropped run's (every window
+overlapping them is inside the box), and features pooled over the windows are unchanged when
+the windows outside the box are counted as the one background window (``stats`` gives the
+counts: ``windows_total`` of the uncropped grid, ``windows_run``, ``windows_reused``).
+
 With ``crop=False`` and no window entirely background the result is MONAI's, up to float
 round-off (a test checks it against MONAI within 1e-5).  ``net`` may be any callable from
 ``(N, C, *patch)`` tensors to logits, e.g. :class:`medsight.inference.onnx_backend.OnnxNetwork`
@@ -43,7 +53,15 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["background_value", "foreground_box", "gaussian_map", "sliding_window_logits"]
+__all__ = [
+    "aligned_box",
+    "axis_starts",
+    "background_value",
+    "foreground_box",
+    "gaussian_map",
+    "sliding_window_logits",
+    "window_count",
+]
 
 _FG_TOL = 1e-6
 
@@ -83,6 +101,71 @@ def foreground_box(
         hit = np.flatnonzero(fg.any(axis=other))
         margin = int(p) // 2
         box.append(slice(max(0, int(hit[0]) - margin), min(n, int(hit[-1]) + 1 + margin)))
+    return tuple(box)
+
+
+def axis_starts(n: int, p: int, overlap: float) -> list[int]:
+    """Where MONAI's sliding windows of size ``p`` start along an axis of ``n`` voxels
+    (``n >= p``): steps of ``int(p (1 - overlap))`` (at least 1; ``p`` when ``p == n``), the
+    last window moved back to end at the edge (``monai.data.utils.dense_patch_slices``).
+
+    >>> axis_starts(20, 8, 0.5)
+    [0, 4, 8, 12]
+    >>> axis_starts(21, 8, 0.5)
+    [0, 4, 8, 12, 13]
+    """
+    step = p if p == n else max(1, int(p * (1 - overlap)))
+    starts = []
+    for idx in range(-(-n // step)):
+        s = idx * step
+        starts.append(s - max(s + p - n, 0))
+        if s + p >= n:
+            break
+    return starts
+
+
+def window_count(shape: Sequence[int], patch: Sequence[int], overlap: float) -> int:
+    """Number of windows of MONAI's grid on ``shape`` (every axis at least its patch size).
+
+    >>> window_count((20, 21), (8, 8), 0.5)
+    20
+    """
+    return int(
+        np.prod([len(axis_starts(n, p, overlap)) for n, p in zip(shape, patch, strict=True)])
+    )
+
+
+def aligned_box(
+    array: Any, patch_size: Sequence[int], overlap: float, background: float | None = None
+) -> tuple[slice, ...] | None:
+    """The grid-aligned crop (see the module notes): the bounding box of the uncropped grid's
+    windows that overlap the foreground's extent on every axis.
+
+    Returns None when there is no background value, no foreground, an axis shorter than its
+    patch (MONAI pads such an input), or MONAI's grid on the box would not be those windows.
+
+    >>> a = np.zeros((1, 40, 40), np.float32); a[0, 21, 3] = 1.0
+    >>> aligned_box(a, (8, 8), 0.5)
+    (slice(16, 28, None), slice(0, 8, None))
+    """
+    a = np.asarray(array.detach().cpu() if hasattr(array, "detach") else array)
+    if background is None:
+        background = background_value(a)
+        if background is None:
+            return None
+    fg = np.any(np.abs(a - background) > _FG_TOL, axis=0)
+    if not fg.any() or any(n < int(p) for n, p in zip(fg.shape, patch_size, strict=True)):
+        return None
+    box = []
+    for axis, (n, p) in enumerate(zip(fg.shape, (int(q) for q in patch_size), strict=True)):
+        other = tuple(i for i in range(fg.ndim) if i != axis)
+        hit = np.flatnonzero(fg.any(axis=other))
+        lo, hi = int(hit[0]), int(hit[-1])
+        used = [s for s in axis_starts(n, p, overlap) if s <= hi and s + p > lo]
+        start, stop = used[0], used[-1] + p
+        if [start + s for s in axis_starts(stop - start, p, overlap)] != used:
+            return None
+        box.append(slice(start, stop))
     return tuple(box)
 
 
@@ -160,6 +243,7 @@ def sliding_window_logits(
     sw_batch_size: int = 8,
     crop: bool = True,
     skip_background: bool = True,
+    aligned: bool = False,
     stats: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """Gaussian-blended sliding-window logits ``(1, n_classes, *spatial)`` of ``(1, C, *spatial)``.
@@ -172,9 +256,14 @@ def sliding_window_logits(
         One image with its batch axis.
     crop, skip_background : bool
         The foreground crop and the exact reuse of background windows (see the module notes).
+    aligned : bool
+        With ``crop``: the grid-aligned crop (:func:`aligned_box`) instead of the foreground box
+        plus half a patch.
     stats : dict, optional
         Filled with ``crop`` (the box as (start, stop) pairs, None when uncropped),
-        ``windows_run`` and ``windows_reused``.
+        ``background`` (the value, or None), ``windows_total`` (windows of the uncropped grid),
+        ``windows_run`` (None when no window was checked for background: every window of the
+        run ran) and ``windows_reused``.
     """
     import torch
     from monai.inferers import sliding_window_inference
@@ -183,7 +272,13 @@ def sliding_window_logits(
     if x.ndim != len(roi) + 2 or x.shape[0] != 1:
         raise ValueError(f"expected (1, C, *spatial) with {len(roi)} spatial axes, got {x.shape}")
     background = background_value(x[0]) if (crop or skip_background) else None
-    box = foreground_box(x[0], roi, background) if crop and background is not None else None
+    box = None
+    if crop and background is not None:
+        box = (
+            aligned_box(x[0], roi, overlap, background)
+            if aligned
+            else foreground_box(x[0], roi, background)
+        )
     sub = x if box is None else x[(slice(None), slice(None), *box)]
     predictor: Callable[[Any], Any] = net
     skipper = None
@@ -204,6 +299,11 @@ def sliding_window_logits(
     logits = _first(logits)
     if stats is not None:
         stats["crop"] = None if box is None else [(s.start, s.stop) for s in box]
+        stats["background"] = background
+        shape = tuple(x.shape[2:])
+        stats["windows_total"] = (
+            window_count(shape, roi, overlap) if min(np.subtract(shape, roi)) >= 0 else None
+        )
         stats["windows_run"] = skipper.run if skipper is not None else None
         stats["windows_reused"] = skipper.skipped if skipper is not None else 0
     if box is None:
