@@ -6,7 +6,9 @@ renders the image, that the SEG and SR series are in the study browser, that the
 a segmentation (its segment in the segmentation panel and its overlay in the viewport) and that
 the SR opens with the segment's outline (its TID 1410 SCOORD) drawn where the overlay was, and
 that loading the SR into OHIF's measurement tracking lists the finding's long axis (a Length
-with the cornerstone tracking identifier) in the measurement panel, in mm, with the SR's value.
+with the cornerstone tracking identifier) in the measurement panel, in mm, with the SR's value;
+and that a detection finding's box in an SR (cornerstone's RectangleROI layout) is listed there
+with its area in mm2.
 
 The package is the trained tiny one with hand-set weights (:func:`bright_package`), so its
 mask is large and deterministic.  OHIF 3.12 lists in its tracked-measurements panel only
@@ -27,6 +29,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -201,6 +204,64 @@ def _click_if_there(page, name: str, timeout_ms: float) -> None:
     button.first.click()
 
 
+def _tracked_values(page, pattern: str, tmp_path: Path) -> list[float]:
+    """Accept OHIF's offer to track the SR's measurements and read the numbers matching
+    ``pattern`` from its measurement panel.
+
+    OHIF finds the SR rehydratable and asks "Do you want to continue tracking measurements for
+    this study?" (else: its LOAD button, then the question); yes: the panel lists them.
+    """
+    question = page.get_by_text("Do you want to continue tracking measurements", exact=False)
+    try:
+        question.first.wait_for(state="visible", timeout=15_000)
+    except Exception:  # no prompt: load the SR from its viewport badge
+        page.get_by_text("LOAD", exact=True).first.click(timeout=15_000)
+        question.first.wait_for(state="visible", timeout=15_000)
+    page.get_by_role("button", name="Yes").first.click(timeout=10_000)
+    panel_button = page.locator("[data-cy=trackedMeasurements-btn]")
+    if panel_button.count():
+        panel_button.first.click()
+    panel = page.locator("[data-cy=trackedMeasurements-panel], [data-cy=measurements-panel]")
+    deadline, listed = time.monotonic() + 30, []
+    while not listed:
+        text = " ".join(panel.all_inner_texts())
+        listed = [float(v) for v in re.findall(pattern, text)]
+        if time.monotonic() > deadline:
+            shot = tmp_path / "ohif-measurements.png"
+            page.screenshot(path=str(shot))
+            raise AssertionError(f"nothing like {pattern!r} in the panel: {text!r} ({shot})")
+        time.sleep(0.5)
+    return listed
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    """The longest run of True along any row of ``mask`` (a drawn edge, not text)."""
+    best = 0
+    for row in mask:
+        padded = np.concatenate([[0], row.astype(np.int8), [0]])
+        edges = np.flatnonzero(np.diff(padded))
+        if edges.size:
+            best = max(best, int((edges[1::2] - edges[::2]).max()))
+    return best
+
+
+def _log_in(page, base: str) -> None:
+    page.goto(f"{base}/ui/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/ui/worklist")
+
+
+def _viewport(page) -> Any:
+    """OHIF's first viewport once it shows, with the start-up dialogs dismissed."""
+    viewport = page.locator(".cornerstone-viewport-element").first
+    viewport.wait_for(state="visible", timeout=60_000)
+    _click_if_there(page, "Skip all", 5_000)  # OHIF's onboarding tour
+    _click_if_there(page, "Confirm and hide", 2_000)  # "for investigational use only"
+    return viewport
+
+
 def test_ohif_opens_the_study_with_the_ai_seg_and_sr(served, tmp_path, pydicom_file, debian_tool):
     chromium = debian_tool("chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -213,19 +274,12 @@ def test_ohif_opens_the_study_with_the_ai_seg_and_sr(served, tmp_path, pydicom_f
             "response",
             lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
         )
-        page.goto(f"{served}/ui/login")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", ADMIN_PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url("**/ui/worklist")
+        _log_in(page, served)
         link = page.locator(f'a.ohif[href="/ohif/viewer?StudyInstanceUIDs={uid}"]')
         assert link.count() == 1
         link.click()
         page.wait_for_url("**/ohif/viewer?StudyInstanceUIDs=*")
-        viewport = page.locator(".cornerstone-viewport-element").first
-        viewport.wait_for(state="visible", timeout=60_000)
-        _click_if_there(page, "Skip all", 5_000)  # OHIF's onboarding tour
-        _click_if_there(page, "Confirm and hide", 2_000)  # "for investigational use only"
+        viewport = _viewport(page)
         # the image renders: the viewport is far from one flat colour
         deadline = time.monotonic() + 30
         while (before := _pixels(viewport.screenshot())).std() < 10:
@@ -275,30 +329,76 @@ def test_ohif_opens_the_study_with_the_ai_seg_and_sr(served, tmp_path, pydicom_f
         assert all(abs(a - b) <= 0.5 * scale + 4 for a, b in zip(drawn, expected, strict=True)), (
             f"the SR outline's box {drawn} is not the SEG's {expected}"
         )
-        # the SR's long axis in the measurement panel: OHIF finds the SR rehydratable and asks
-        # "Do you want to continue tracking measurements for this study?" (else: its LOAD
-        # button, then the question); yes: its Length is listed in mm
+        # the SR's long axis in the measurement panel: its Length is listed in mm
         (length,) = _sr_lengths(served, uid)
-        question = page.get_by_text("Do you want to continue tracking measurements", exact=False)
-        try:
-            question.first.wait_for(state="visible", timeout=15_000)
-        except Exception:  # no prompt: load the SR from its viewport badge
-            page.get_by_text("LOAD", exact=True).first.click(timeout=15_000)
-            question.first.wait_for(state="visible", timeout=15_000)
-        page.get_by_role("button", name="Yes").first.click(timeout=10_000)
-        panel_button = page.locator("[data-cy=trackedMeasurements-btn]")
-        if panel_button.count():
-            panel_button.first.click()
-        panel = page.locator("[data-cy=trackedMeasurements-panel], [data-cy=measurements-panel]")
-        deadline, listed = time.monotonic() + 30, []
-        while not listed:
-            text = " ".join(panel.all_inner_texts())
-            listed = [float(v) for v in re.findall(r"(\d+(?:\.\d+)?)\s*mm\b", text)]
-            if time.monotonic() > deadline:
-                page.screenshot(path=str(tmp_path / "ohif-measurements.png"))
-                shot = tmp_path / "ohif-measurements.png"
-                raise AssertionError(f"no measurement in mm in the panel: {text!r} ({shot})")
-            time.sleep(0.5)
+        listed = _tracked_values(page, r"(\d+(?:\.\d+)?)\s*mm\b", tmp_path)
         assert any(abs(v - length) <= 0.01 + 0.005 * length for v in listed), (listed, length)
         assert not [f for f in failed if "/dicomweb/" in f], failed
+        browser.close()
+
+
+def test_ohif_lists_a_detection_box_with_its_area(served, tmp_path, pydicom_file, debian_tool):
+    """A detection finding's box, written as cornerstone's RectangleROI (sr_regions), is
+    rehydrated into OHIF's measurement panel with its area in mm2 (a TID 1410 Planar ROI is
+    drawn but not listed)."""
+    from medsight.core.codes import MASS
+    from medsight.core.findings import Finding, FindingKind, Region
+    from medsight.io import read_image
+    from medsight.reporting.dicom_sr import build_sr
+    from medsight.reporting.sources import source_datasets
+
+    chromium = debian_tool("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    source = pydicom_file("MR_small.dcm")  # 64 x 64, 0.3125 mm square pixels
+    img = read_image(source)
+    box = Finding(
+        MASS,
+        "toy-det",
+        "0.1",
+        kind=FindingKind.DETECTION,
+        probability=0.9,
+        positive=True,
+        region=Region((20, 30), (16, 12)),  # 16 columns x 12 rows: 5 mm x 3.75 mm
+        source=img.source,
+    )
+    out = io.BytesIO()
+    build_sr([box], source_datasets(img), series_number=77).save_as(out)
+    token = httpx.post(
+        f"{served}/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+    ).json()["access_token"]
+    files = [("files", ("mr.dcm", source.read_bytes())), ("files", ("sr.dcm", out.getvalue()))]
+    resp = httpx.post(
+        f"{served}/api/studies?analyse=false",
+        files=files,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert resp.status_code == 201 and resp.json()["stored"] == 2, resp.text
+    (uid,) = resp.json()["studies"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        _log_in(page, served)
+        page.goto(f"{served}/ohif/viewer?StudyInstanceUIDs={uid}")
+        viewport = _viewport(page)
+        sr_thumb = page.get_by_text("S:77", exact=True)
+        sr_thumb.wait_for(timeout=20_000)
+        sr_thumb.dblclick()
+        areas = _tracked_values(page, r"(\d+(?:\.\d+)?)\s*mm(?:2|\u00b2)", tmp_path)
+        panel = page.locator("[data-cy=trackedMeasurements-panel], [data-cy=measurements-panel]")
+        listed = " ".join(panel.all_inner_texts())
+        page.screenshot(path=str(tmp_path / "ohif-box.png"))
+        assert "Mass" in listed, listed  # the finding type, cornerstone's description
+        # cornerstone recomputes the area from the rehydrated corners: 18.75 mm2, or with the
+        # cornerstone3D of OHIF 3.12, which takes a rectangle's width and height from its top
+        # and bottom edges (cornerstone3D issue 2630, fixed by pull request 2721), 5 x 5 mm
+        assert len(areas) == 1 and areas[0] in (18.75, 25.0), (areas, listed)
+        # the tracked box is drawn in yellow on the image: 16 x 12 image pixels, so the
+        # corners went in as (column, row) in the order cornerstone reads them
+        rgb = _pixels(viewport.screenshot())
+        yellow = (rgb[..., 0] > 170) & (rgb[..., 1] > 170) & (rgb[..., 2] < 90)
+        scale = min(rgb.shape[0], rgb.shape[1]) / 64  # OHIF fits the 64 x 64 image
+        across, down = _longest_run(yellow), _longest_run(yellow.T)
+        assert abs(across - 16 * scale) <= 0.5 * scale + 4, (across, 16 * scale)
+        assert abs(down - 12 * scale) <= 0.5 * scale + 4, (down, 12 * scale)
         browser.close()
