@@ -21,6 +21,16 @@ def _shared_data_dir() -> Path:
     return Path(env) if env else PROJECT_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    """Each test starts with an empty process-wide model cache (medsight.inference.cache), so
+    no test gets a predictor another test built (a spy on a constructor, a patched build)."""
+    from medsight.inference.cache import clear
+
+    clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder of real public data sets (``../shared/data``)."""

@@ -30,12 +30,13 @@ def analyze_classification(
     import torch
 
     from medsight.explain import explain_classifier
+    from medsight.inference.cache import cached_model
     from medsight.inference.classify import Predictor
     from medsight.inference.features import capture
     from medsight.models.reliability import is_weak, reliability_statement
 
     spec = package.spec
-    predictor = Predictor(package)
+    predictor = cached_model(Predictor, package)  # built once per package (service reuse)
     x = predictor.preprocess(image)
     plaus = assess(input_statistics(x), spec.extra.get("input_reference"))
     with capture(predictor.network, "classifier") as grab:

@@ -25,6 +25,7 @@ def analyze_denoising(
     package: ModelPackage, image: Image, options: RunOptions | None = None
 ) -> ModelOutput:
     """Denoise ``image``; no findings, the denoised image in ``derived``."""
+    from medsight.inference.cache import cached_model
     from medsight.inference.denoise import Denoiser, denoise_scope_problems
 
     problems = denoise_scope_problems(package.spec, image)
@@ -36,5 +37,5 @@ def analyze_denoising(
         input_statistics(scale_to_unit(np.squeeze(first))[0]),
         package.spec.extra.get("input_reference"),
     )
-    derived = Denoiser(package)(image, check_scope=False)
+    derived = cached_model(Denoiser, package)(image, check_scope=False)
     return ModelOutput([], plausibility=plaus, derived=derived)

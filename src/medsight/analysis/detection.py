@@ -120,6 +120,7 @@ def analyze_detection(
     package: ModelPackage, image: Image, options: RunOptions | None = None
 ) -> ModelOutput:
     """Detect lesions in ``image`` (already inside the package's intended use) as Findings."""
+    from medsight.inference.cache import cached_model
     from medsight.inference.detect import Detector
     from medsight.models.plausibility import assess, input_statistics
     from medsight.reporting.detection_marks import render_detections
@@ -139,7 +140,7 @@ def analyze_detection(
         spacing=image.spacing.tolist() if known else None,
         reference_spacing=(spec.training_data.spacing_median if spec.training_data else None),
     )
-    detections = Detector(package).detect(image, min_score=float(threshold))
+    detections = cached_model(Detector, package).detect(image, min_score=float(threshold))
     labels = {lab.index: lab for lab in spec.labels}
     site = spec.extra.get("finding_site")
     spacing = image.spacing.tolist() if known else None

@@ -58,9 +58,10 @@ def analyze_risk(
     package: ModelPackage, image: Image, options: RunOptions | None = None
 ) -> ModelOutput:
     """A RISK Finding for this image and the record in ``options.clinical``, or withheld."""
+    from medsight.inference.cache import cached_model
     from medsight.inference.risk import RiskPredictor
 
-    predictor = RiskPredictor(package)
+    predictor = cached_model(RiskPredictor, package)
     record: dict[str, Any] = dict(getattr(options, "attributes", None) or {})
     clinical = getattr(options, "clinical", None)
     if isinstance(clinical, Mapping):

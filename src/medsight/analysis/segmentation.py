@@ -23,6 +23,7 @@ def analyze_segmentation(
     """Segment ``image`` (already inside the package's intended use) into a mask and Findings."""
     options = options or RunOptions()
     from medsight.clinical.measurements import measure_mask
+    from medsight.inference.cache import cached_model
     from medsight.inference.segment import Segmenter
     from medsight.transforms.preprocess import normalize_intensity
 
@@ -35,7 +36,7 @@ def analyze_segmentation(
         spacing=image.spacing.tolist() if spacing_known(image) else None,  # pixels: no mm
         reference_spacing=(spec.training_data.spacing_median if spec.training_data else None),
     )
-    result = Segmenter(package, tta=options.tta)(image, features=True)
+    result = cached_model(Segmenter, package, tta=options.tta)(image, features=True)
     mask = result.mask
     findings = []
     values = set(np.unique(np.asarray(mask.array)).tolist())

@@ -72,6 +72,9 @@ def worker(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     settings = load_settings(settings_file)
     settings.ensure_home()
+    from medsight.inference.cache import configure as configure_model_cache
+
+    configure_model_cache(settings.model_cache)  # built models reused across jobs
     fn = load_analyse(analyse) if analyse else default_analyse
     store = Store(settings.resolved_database_url())
     audit = AuditTrail(settings.home / "audit" / "service.jsonl")

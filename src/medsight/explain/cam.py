@@ -1,13 +1,27 @@
-"""Grad-CAM and occlusion sensitivity for classifiers, through MONAI's implementations.
+"""Grad-CAM and occlusion sensitivity for classifiers.
 
-The network sees a preprocessed tensor (resized, normalised); the map MONAI returns lives on
-that tensor's grid.  :func:`explain_classifier` resizes it back to the original Image, so the
-heatmap is an Image with exactly the input's shape and affine and can be overlaid or stored.
+The network sees a preprocessed tensor (resized, normalised); the map lives on that tensor's
+grid.  :func:`explain_classifier` resizes it back to the original Image, so the heatmap is an
+Image with exactly the input's shape and affine and can be overlaid or stored.
+
+Occlusion sensitivity is MONAI's ``OcclusionSensitivity`` (forward passes only).  Grad-CAM is
+:func:`grad_cam`, MONAI's ``GradCAM`` arithmetic (channel weights = spatial mean of the
+gradient of the class score at the target layer, ReLU of the weighted sum of its activation,
+MONAI's linear upsampling) with per-call state: MONAI's ``GradCAM`` registers a forward and a
+backward hook on the target layer that it never removes and that store every later forward
+pass's activation on the hook object.  On a network shared between threads (the service's
+model cache, :mod:`medsight.inference.cache`) that leaks one hook pair per explanation and lets
+one thread's forward pass overwrite another's activation.  :func:`grad_cam` instead hooks the
+layer for one forward pass of the calling thread only, takes the gradient with
+``torch.autograd.grad`` (nothing is accumulated in the parameters' ``.grad``) and removes the
+hook before it returns, so concurrent calls on one network give each exactly its own map.
 """
 
 from __future__ import annotations
 
+import threading
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +30,7 @@ from medsight.core.errors import InvalidInputError
 from medsight.core.image import Image
 from medsight.transforms.preprocess import resize
 
-__all__ = ["ExplainMethod", "explain_classifier", "last_conv_layer"]
+__all__ = ["ExplainMethod", "explain_classifier", "grad_cam", "last_conv_layer"]
 
 
 class ExplainMethod(StrEnum):
@@ -44,8 +58,63 @@ def last_conv_layer(network: torch.nn.Module) -> str:
     return name
 
 
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
+def _module(network: torch.nn.Module, name: str) -> torch.nn.Module:
+    for module_name, module in network.named_modules():
+        if module_name == name:
+            return module
+    raise InvalidInputError(f"target layer {name!r}", "is not a layer of the network")
+
+
+def grad_cam(
+    network: torch.nn.Module, tensor: torch.Tensor, class_index: int, target_layer: str
+) -> torch.Tensor:
+    """The raw Grad-CAM map ``(N, 1, *spatial)`` of ``tensor`` on its own grid.
+
+    The same arithmetic as MONAI's ``GradCAM`` with ``postprocessing`` the identity, without
+    its permanent hooks (see the module notes): safe to call from several threads on one
+    network.  The target layer's output is cloned for the rest of the forward pass, so an
+    in-place operation after the layer cannot change the activation the map is made of.
+
+    Examples
+    --------
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Flatten(),
+    ...     torch.nn.Linear(2 * 8 * 8, 3))
+    >>> heat = grad_cam(net.eval(), torch.rand(1, 1, 8, 8), 2, "0")
+    >>> tuple(heat.shape), bool((heat >= 0).all()), len(net[0]._forward_hooks)
+    ((1, 1, 8, 8), True, 0)
+    """
+    from monai.visualize.visualizer import default_upsampler
+
+    from medsight.inference.classify import logits_of
+
+    layer = _module(network, target_layer)
+    thread = threading.get_ident()
+    seen: list[torch.Tensor] = []
+
+    def keep(_module: Any, _args: Any, output: Any) -> Any:
+        if threading.get_ident() != thread or seen or not isinstance(output, torch.Tensor):
+            return None  # another thread's forward pass through the shared layer
+        seen.append(output)
+        return output.clone()
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        x = tensor.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = logits_of(network(x))
+            if not seen:
+                raise InvalidInputError(
+                    f"target layer {target_layer!r}", "produced no tensor output for Grad-CAM"
+                )
+            acti = seen[0]
+            score = logits[:, class_index].squeeze()
+            (grad,) = torch.autograd.grad(score.sum(), acti)
+    finally:
+        handle.remove()
+    b, c, *spatial = grad.shape
+    weights = grad.reshape(b, c, -1).mean(2).reshape(b, c, *[1] * len(spatial))
+    acti_map = torch.relu((weights * acti.detach()).sum(1, keepdim=True))
+    return default_upsampler(tuple(tensor.shape[2:]))(acti_map)  # type: ignore[no-any-return]
 
 
 def explain_classifier(
@@ -83,19 +152,12 @@ def explain_classifier(
         raise InvalidInputError(
             "tensor", f"shape {tuple(tensor.shape)} is not (1, C, *spatial) for this image"
         )
-    network = network.eval()
+    if network.training:  # a shared (cached) network is in eval mode: write nothing to it
+        network.eval()
     if method == ExplainMethod.GRAD_CAM:
-        from monai.visualize import GradCAM
-
-        # MONAI's default post-processing maps (min, max) to (1, 0), i.e. it flips the map;
-        # keep the raw map and normalise below so that 1 means "most evidence".
-        cam = GradCAM(
-            network,
-            target_layers=target_layer or last_conv_layer(network),
-            postprocessing=_identity,
-        )
-        with torch.enable_grad():
-            heat = cam(tensor.detach().clone().requires_grad_(True), class_idx=class_index)
+        # the raw map (MONAI's default post-processing would flip it), normalised below so
+        # that 1 means "most evidence"
+        heat = grad_cam(network, tensor, class_index, target_layer or last_conv_layer(network))
         heat_np = heat.detach()[0, 0].cpu().numpy()
     else:
         from monai.visualize import OcclusionSensitivity

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,7 @@ class Predictor:
         from medsight.models.device import select_device
 
         self._pkg = package if isinstance(package, ModelPackage) else ModelPackage.load(package)
+        self._switch = threading.Lock()  # a cached Predictor is shared between threads
         spec = self._pkg.spec
         if spec.task is Task.SEGMENTATION:
             raise InvalidInputError(self._pkg.path, "is a segmentation model, not a classifier")
@@ -123,11 +125,13 @@ class Predictor:
         """The loaded torch network (eval mode), e.g. for saliency maps or feature hooks.
 
         On an ONNX backend this loads the torch network and switches the Predictor to torch,
-        so hooks on it see every later forward pass.
+        so hooks on it see every later forward pass (once, whichever thread asks first).
         """
         if self._backend != "torch":
-            self._net = self._pkg.build_network().to(self._device)
-            self._backend = "torch"
+            with self._switch:
+                if self._backend != "torch":
+                    self._net = self._pkg.build_network().to(self._device)
+                    self._backend = "torch"
         return self._net  # type: ignore[no-any-return]
 
     def _check(self, image: Image) -> None:
@@ -153,11 +157,12 @@ class Predictor:
         from medsight.models.calibration import calibrated_probabilities
 
         spec = self._pkg.spec
+        net = self._net  # one network for the whole call, even if another thread switches it
         outs = []
         with self._torch.no_grad():
             for i in range(0, len(x), batch_size):
                 batch = self._torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))
-                outs.append(logits_of(self._net(batch.to(self._device))).float().cpu().numpy())
+                outs.append(logits_of(net(batch.to(self._device))).float().cpu().numpy())
         logits = np.concatenate(outs).astype(np.float64)
         return calibrated_probabilities(logits, spec.task, spec.calibration, spec.temperature)
 

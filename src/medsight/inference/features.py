@@ -7,7 +7,10 @@
   averaged over every sliding window the input was cut into.
 
 :func:`capture` hooks the layer for the duration of a ``with`` block; the vectors collected
-feed :class:`medsight.models.ood.OodReference`.
+feed :class:`medsight.models.ood.OodReference`.  The hook records only the forward passes of
+the thread that opened the block: a cached network is shared by the service's threads
+(:mod:`medsight.inference.cache`), and a hook on a shared module is called by every thread's
+forward pass.
 
 Examples
 --------
@@ -22,6 +25,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -67,15 +71,22 @@ def feature_layer(net: torch.nn.Module, kind: str) -> tuple[str, torch.nn.Module
 
 
 class FeatureGrab:
-    """Feature vectors collected while hooked; one row per network input (or per window)."""
+    """Feature vectors collected while hooked; one row per network input (or per window).
+
+    Only forward passes run by the thread that created the grab are recorded (another thread
+    running the same shared network at the same time calls the hook too).
+    """
 
     def __init__(self, layer: str, kind: str) -> None:
         self.layer = layer
         self.kind = kind
         self._rows: list[NDArray[np.float64]] = []
+        self._thread = threading.get_ident()
 
     def hook(self, module: Any, args: tuple[Any, ...], output: Any) -> None:
-        """A forward hook (module, inputs, output)."""
+        """A forward hook (module, inputs, output); ignores other threads' forward passes."""
+        if threading.get_ident() != self._thread:
+            return
         if self.kind == "classifier":
             x = args[0].detach().float()
             self._rows.append(x.reshape(len(x), -1).cpu().numpy().astype(np.float64))

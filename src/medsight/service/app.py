@@ -81,6 +81,9 @@ def create_app(
     from medsight.service.viewer import ohif, pages
 
     settings.ensure_home()
+    from medsight.inference.cache import configure as configure_model_cache
+
+    configure_model_cache(settings.model_cache)  # built models reused across analyses
     store = Store(settings.resolved_database_url())
     _bootstrap_admin(store, settings)
     catalog = PackageCatalog(settings.packages)

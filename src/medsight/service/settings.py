@@ -47,6 +47,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medsight.core.errors import InvalidInputError
 from medsight.core.significance import Urgency  # the referrer's priority; also findings' urgency
+from medsight.inference.cache import DEFAULT_SIZE
 
 __all__ = ["Role", "RoutingRule", "ServiceSettings", "Urgency", "load_settings"]
 
@@ -93,6 +94,14 @@ class ServiceSettings(BaseSettings):
     max_upload_files: int = Field(5000, gt=0)
     max_unzipped_bytes: int = Field(2 * 2**30, gt=0)
     run_worker: bool = True
+    model_cache: int = Field(
+        DEFAULT_SIZE,
+        ge=0,
+        description=(
+            "built models (predictors) kept in memory for reuse by every analysis and what-if "
+            "call, least recently used dropped first; 0 = build the models anew every time"
+        ),
+    )
     worker_poll_s: float = Field(0.5, gt=0)
     max_attempts: int = Field(3, ge=1, description="a job whose worker died this often fails")
     job_lease_s: float = Field(

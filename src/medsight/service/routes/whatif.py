@@ -32,13 +32,14 @@ router = APIRouter(prefix="/api", tags=["what-if"])
 
 
 def _risk_predictor(services: ServicesDep, package_id: str) -> Any:
+    from medsight.inference.cache import cached_model
     from medsight.inference.risk import RiskPredictor
     from medsight.models.spec import Task
 
     package = services.catalog.resolve([package_id])[0]
     if package.spec.task is not Task.RISK:
         raise InvalidInputError("package", f"{package_id} is not a risk model")
-    return RiskPredictor(package)
+    return cached_model(RiskPredictor, package)
 
 
 @router.get("/jobs/{job_id}/whatif")

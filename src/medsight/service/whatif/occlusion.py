@@ -175,9 +175,10 @@ def sensitivity_map(package: ModelPackage, image: Image, class_index: int, k: in
     import torch
 
     from medsight.explain import explain_classifier
+    from medsight.inference.cache import cached_model
     from medsight.inference.classify import Predictor
 
-    predictor = Predictor(package)
+    predictor = cached_model(Predictor, package)
     work = image
     if image.spatial_ndim == 3 and package.spec.input.spatial_ndim == 2 and image.shape[2] == 1:
         work = _as_2d(image)

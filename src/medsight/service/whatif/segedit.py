@@ -394,13 +394,15 @@ def edit_segmentation(
             raise ConflictError(f"model {package.id}", "its mask is not on the study's grid")
 
     def probabilities() -> NDArray[Any]:
+        from medsight.inference.cache import cached_model
         from medsight.inference.segment import Segmenter
 
         assert source is not None
         work = source
         if source.spatial_ndim == 3 and package.spec.input.spatial_ndim == 2:
             work = source.with_array(np.asarray(source.array)[:, :, 0], spatial_ndim=2)
-        probs = Segmenter(package, device="cpu")(work, probabilities=True).probabilities
+        segmenter = cached_model(Segmenter, package, device="cpu")
+        probs = segmenter(work, probabilities=True).probabilities
         assert probs is not None
         return probs
 
