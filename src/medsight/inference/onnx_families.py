@@ -411,7 +411,8 @@ def _synth_plan(pkg: ModelPackage, n: int, seed: int, reference: Path | None) ->
     groups = [tuple(a.astype(np.float32 if a.dtype.kind == "f" else np.int64) for a in made)]
 
     def decide(ref: Any, out: Any, session: OnnxNetwork) -> dict[str, Any]:
-        tol = 1e-4
+        from medsight.inference.onnx_backend import PARITY_TOLERANCE as tol
+
         if spec.architecture.name == GAN_ARCH:
             return {"decision_agreement": _agreement(ref[0][0], out[0][0], spec, tol)}
         gen = torch.Generator().manual_seed(seed)
