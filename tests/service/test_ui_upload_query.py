@@ -209,7 +209,8 @@ def test_upload_cancel_keeps_the_finished_files_only(
         for name in ("big1.dcm", "big2.dcm", "big3.dcm"):
             assert rows[name][0] == "cancelled" and "cancelled at" in rows[name][1]
         assert rows["late.dcm"][0] == "cancelled" and "not sent" in rows["late.dcm"][1]
-        assert page.inner_text("#studies .study-state") == "upload cancelled: not analysed"
+        state = page.inner_text("#studies .study-state")
+        assert state == "upload cancelled: not queued for analysis"
         # the server: the aborted requests leave nothing; the finished one stays, not analysed
         deadline = time.monotonic() + 20
         while any(incoming.iterdir()):
@@ -227,6 +228,22 @@ def test_upload_cancel_keeps_the_finished_files_only(
         actions = [a["action"] for a in audit]
         assert actions.count("upload_cancelled") == 3 and actions.count("upload_study") == 1
         page.screenshot(path=str(tmp_path / "cancelled.png"), full_page=True)
+        # a new drop after the cancel is a new batch that uploads and queues as usual
+        again = page.evaluate_handle(
+            """(b64) => {
+              const dt = new DataTransfer();
+              const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+              dt.items.add(new File([bytes], "again.dcm"));
+              return dt;
+            }""",
+            base64.b64encode(_series_of_five(source)[0]).decode(),
+        )
+        page.dispatch_event("#drop", "drop", {"dataTransfer": again})
+        _wait(page, "document.getElementById('upload').dataset.finished === '2'")
+        assert page.locator("#files tbody tr").count() == 1
+        assert page.inner_text("#summary") == "1/1 files done"
+        _wait(page, "document.querySelector('#studies .study-state').textContent"
+                    ".startsWith('analysis ')")  # fmt: skip
 
 
 def test_query_page_lists_orthanc_study_and_retrieves(

@@ -6,7 +6,9 @@ in the store's own volume and what is half-received can be seen and removed.  Th
 ingests the parts and then removes the folder with :func:`discard_incoming`, whatever
 happened.  A client that goes away mid-body (a cancelled upload, a closed tab) raises
 :class:`UploadCancelled`: the folder is removed before it propagates, so a cancelled request
-leaves nothing behind and never reaches the study store.
+leaves nothing behind and never reaches the study store.  Only a server killed mid-upload can
+leave a folder; :func:`sweep_incoming` removes those once nothing has written to them for a day
+(the upload route calls it, so no start-up step is needed and concurrent workers are safe).
 
 Examples
 --------
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -42,6 +45,7 @@ __all__ = [
     "discard_incoming",
     "new_incoming",
     "receive_files",
+    "sweep_incoming",
 ]
 
 
@@ -71,6 +75,36 @@ def new_incoming(home: Path) -> Path:
 def discard_incoming(folder: Path) -> None:
     """Remove one request's incoming folder and everything in it (missing is fine)."""
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_incoming(home: Path, older_than_s: float = 86400.0) -> int:
+    """Remove request folders under ``home/incoming`` with nothing written for
+    ``older_than_s`` seconds (left by a server that was killed); returns how many went.
+
+    A folder's age is that of its newest entry, so a slow upload still streaming is kept.
+
+    Examples
+    --------
+    >>> import os, tempfile, pathlib
+    >>> home = pathlib.Path(tempfile.mkdtemp())
+    >>> old, new = new_incoming(home), new_incoming(home)
+    >>> os.utime(old, (0, 0))
+    >>> sweep_incoming(home), old.exists(), new.exists()
+    (1, False, True)
+    """
+    root, removed = home / "incoming", 0
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    for folder in root.iterdir():
+        try:
+            newest = max(p.stat().st_mtime for p in [folder, *folder.iterdir()])
+        except (FileNotFoundError, NotADirectoryError):  # gone meanwhile, or not a request's
+            continue
+        if newest < cutoff:
+            discard_incoming(folder)
+            removed += 1
+    return removed
 
 
 @dataclasses.dataclass

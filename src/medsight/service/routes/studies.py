@@ -24,6 +24,7 @@ from medsight.service.upload_body import (
     discard_incoming,
     new_incoming,
     receive_files,
+    sweep_incoming,
 )
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
@@ -91,6 +92,7 @@ async def upload(
         raise UploadTooLargeError("upload", f"is larger than {settings.max_upload_bytes} bytes")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInputError("upload", "send multipart/form-data with one or more 'files'")
+    sweep_incoming(settings.home)  # what a killed server left mid-upload, a day ago or more
     folder = new_incoming(settings.home)
     try:
         received = await receive_files(

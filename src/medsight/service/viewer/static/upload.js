@@ -36,8 +36,8 @@
     if (!finished) return;
     if (stopped) {
       root.dataset.cancelled = String(batch);
-      studies.forEach((s) => {
-        if (!s.queued) s.state.textContent = "upload cancelled: not analysed";
+      studies.forEach((s) => { // the studies this batch added files to
+        if (s.batch === batch) s.state.textContent = "upload cancelled: not queued for analysis";
       });
     } else {
       root.dataset.finished = String(batch);
@@ -84,7 +84,11 @@
     }
   }
   function addStudy(uid) {
-    if (studies.has(uid)) return;
+    const known = studies.get(uid);
+    if (known) {
+      known.batch = batch;
+      return;
+    }
     const li = document.createElement("li");
     const a = document.createElement("a");
     a.href = `/ui/studies/${uid}`;
@@ -96,7 +100,7 @@
     state.className = "study-state";
     li.appendChild(state);
     $("studies").appendChild(li);
-    studies.set(uid, { li, state, queued: false });
+    studies.set(uid, { li, state, queued: false, batch });
   }
   function message(xhr) {
     try {
