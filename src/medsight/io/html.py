@@ -91,8 +91,8 @@ def environment() -> Any:
 
 
 def _probability(p: float | None) -> str:
-    """The ``probability`` filter: :func:`medsight.models.reliability.format_probability`."""
-    from medsight.models.reliability import format_probability
+    """The ``probability`` filter: :func:`medsight.core.display.format_probability`."""
+    from medsight.core.display import format_probability
 
     return "" if p is None else format_probability(p)
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from medsight.core.display import format_probability
 from medsight.models.spec import MetricValue, ModelSpec, Task
 
 __all__ = [
@@ -65,20 +66,6 @@ WEAK_AUC = 0.80
 
 _ACCURACY = ("accuracy", "subset_accuracy")
 _AUC = ("auc", "auc_macro")
-
-
-def format_probability(p: float) -> str:
-    """Two decimals, but ``>0.99`` / ``<0.01`` at the extremes (never ``1.00`` or ``0.00``).
-
-    >>> [format_probability(p) for p in (1.0, 0.9951, 0.99, 0.5, 0.0049, 0.0)]
-    ['>0.99', '>0.99', '0.99', '0.50', '<0.01', '<0.01']
-    """
-    p = float(p)
-    if p > 0.99:
-        return ">0.99"
-    if p < 0.01:
-        return "<0.01"
-    return f"{p:.2f}"
 
 
 def validated_metric(spec: ModelSpec, names: tuple[str, ...]) -> MetricValue | None:
