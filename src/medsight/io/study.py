@@ -20,7 +20,7 @@ from medsight.core.errors import (
     UnreadableFileError,
 )
 from medsight.core.image import Image
-from medsight.io.dicom.headers import BadFile, scan
+from medsight.io.dicom.headers import BadFile, gc_paused, scan
 from medsight.io.dicom.rtstruct import RTStructSeries
 from medsight.io.dicom.seg import SegmentationSeries
 from medsight.io.dicom.series import DicomSeries, build_series
@@ -201,13 +201,15 @@ def read_study(
                 tick()
         else:
             dicom_candidates.append(f)
-    good, dicom_bad = scan(dicom_candidates, progress=tick)
+    with gc_paused():  # hundreds of headers kept alive: see io.dicom.headers.gc_paused
+        good, dicom_bad = scan(dicom_candidates, progress=tick)
+        found = build_series(good)
     for b in dicom_bad:  # name the formats medsight does not read instead of "not DICOM"
         why = unsupported_format(b.path)
         if why is not None and "not a DICOM file" in b.problem:
             b = dataclasses.replace(b, problem=f"is not a DICOM file but {why}")
         bad.append(b)
-    for series in build_series(good):
+    for series in found:
         hdr = series.header
         entries.append(
             SeriesEntry(

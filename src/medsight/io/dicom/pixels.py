@@ -8,20 +8,174 @@ MONOCHROME1 so that larger values are always brighter.  Frames come back as
 COLOR through its lookup tables) is always uint8 0-255: palette entries and samples of more
 than 8 bits keep their 8 high-order bits (a 16-bit palette entry ``0xFF00`` is 255), as the LUT
 descriptor's bits per entry (or Bits Stored) says.
+
+Uncompressed monochrome pixels need no decoder: :func:`native_frames` says, from a header read
+by :func:`~medsight.io.dicom.headers.read_header`, where a file's frames lie and how pydicom
+would type them, and :meth:`NativeFrames.read_into` reads one frame straight into a
+preallocated array, the values pydicom's ``pixel_array`` gives (same dtype and byte order,
+unused high bits corrected the same way).  Anything else (compressed, colour, 1-bit, big
+endian 8-bit, a length other than the frames', a file changed since its header was read)
+goes through pydicom as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from medsight.core.errors import UnreadableFileError, UnsupportedFormatError, short_reason
+from medsight.io.dicom.headers import pixel_data_location
 
-__all__ = ["decode_frames", "rescale", "stored_value_range"]
+__all__ = ["NativeFrames", "decode_frames", "native_frames", "rescale", "stored_value_range"]
+
+#: Transfer syntaxes whose pixel data are stored as they are: Implicit VR Little Endian,
+#: Explicit VR Little Endian, Explicit VR Big Endian.
+_NATIVE_SYNTAXES = {
+    "1.2.840.10008.1.2": True,
+    "1.2.840.10008.1.2.1": True,
+    "1.2.840.10008.1.2.2": False,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class NativeFrames:
+    """Where a file's uncompressed monochrome frames lie and how pydicom types them.
+
+    Attributes
+    ----------
+    offset : int
+        Byte offset of the Pixel Data value (the first frame) in the file.
+    frame_bytes : int
+        Bytes per frame (rows x columns x Bits Allocated / 8).
+    dtype : numpy.dtype
+        The dtype of pydicom's ``pixel_array`` for it (byte order included).
+    unused_bits : int
+        Bits Allocated - Bits Stored: shifted out and back, as pydicom does (sign-extending
+        signed values).
+    size, mtime_ns : int
+        The file's size and modification time when its header was read.
+    """
+
+    path: Path
+    offset: int
+    frame_bytes: int
+    frames: int
+    rows: int
+    columns: int
+    dtype: np.dtype
+    unused_bits: int
+    size: int
+    mtime_ns: int
+
+    def read_into(self, out: NDArray[np.generic], frame: int = 0) -> bool:
+        """Read frame ``frame`` into ``out`` (C-contiguous ``(rows, columns)`` of ``dtype``).
+
+        Returns False, with ``out`` undefined, when the file changed since its header was read
+        or holds fewer bytes now: read it the ordinary way then (which reports why).
+        """
+        if out.dtype != self.dtype or out.shape != (self.rows, self.columns):
+            raise ValueError(f"out must be {self.dtype} {(self.rows, self.columns)}")
+        if not 0 <= frame < self.frames:
+            raise IndexError(f"frame {frame} of {self.frames}")
+        try:
+            with open(self.path, "rb") as fp:
+                st = os.fstat(fp.fileno())
+                if (st.st_size, st.st_mtime_ns) != (self.size, self.mtime_ns):
+                    return False
+                fp.seek(self.offset + frame * self.frame_bytes)
+                got = fp.readinto(out.view(np.uint8))
+        except OSError:
+            return False
+        if got != self.frame_bytes:
+            return False
+        if self.unused_bits:
+            np.left_shift(out, self.unused_bits, out=out)
+            np.right_shift(out, self.unused_bits, out=out)
+        return True
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def native_frames(ds: Dataset, path: str | os.PathLike[str]) -> NativeFrames | None:
+    """How to read the pixels of ``ds`` (a header from ``read_header``) without pydicom, or None.
+
+    Only the plain case: a native transfer syntax, one Pixel Data element found where pydicom
+    reads it, MONOCHROME1/2 with one sample, 8, 16 or 32 bits allocated (not 8-bit big
+    endian), valid Bits Stored / Pixel Representation, a valid Number of Frames, and a value
+    exactly as long as its frames (plus the padding byte of an odd length).  Anything else:
+    None, and the file is decoded by pydicom (:func:`decode_frames`) as it always was.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> from medsight.io.dicom.headers import read_dataset, read_header
+    >>> path = get_testdata_file("CT_small.dcm")
+    >>> nf = native_frames(read_header(path), path)
+    >>> out = np.empty((nf.rows, nf.columns), dtype=nf.dtype)
+    >>> nf.read_into(out), bool(np.array_equal(out, decode_frames(read_dataset(path), path)[0]))
+    (True, True)
+    """
+    location = pixel_data_location(ds)
+    meta = getattr(ds, "file_meta", None)
+    little = _NATIVE_SYNTAXES.get(str(meta.get("TransferSyntaxUID", ""))) if meta else None
+    if location is None or little is None:
+        return None
+    if str(ds.get("PhotometricInterpretation", "")) not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    allocated, stored = _int(ds.get("BitsAllocated")), _int(ds.get("BitsStored"))
+    representation = _int(ds.get("PixelRepresentation"))
+    rows, columns = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    if (
+        _int(ds.get("SamplesPerPixel")) != 1
+        or allocated not in (8, 16, 32)
+        or (allocated == 8 and not little)  # pydicom swaps 8-bit OW pairs: left to it
+        or stored is None
+        or not 1 <= stored <= allocated
+        or representation not in (0, 1)
+        or rows is None
+        or columns is None
+        or not (0 < rows <= 0xFFFF and 0 < columns <= 0xFFFF)
+    ):
+        return None
+    if "NumberOfFrames" in ds:
+        frames = _int(ds.get("NumberOfFrames"))
+        if frames is None or frames < 1:
+            return None
+    elif "PerFrameFunctionalGroupsSequence" in ds:
+        return None  # frames counted from the functional groups by decode_frames
+    else:
+        frames = 1
+    frame_bytes = rows * columns * allocated // 8
+    expected = frame_bytes * frames
+    if location.length not in (expected, expected + expected % 2):
+        return None  # short (pydicom says how) or with excess bytes (pydicom warns)
+    dtype = np.dtype(f"{'ui'[representation]}{allocated // 8}")
+    if little != (sys.byteorder == "little"):
+        dtype = dtype.newbyteorder("S")
+    return NativeFrames(
+        Path(path),
+        location.offset,
+        frame_bytes,
+        frames,
+        rows,
+        columns,
+        dtype,
+        allocated - stored,
+        location.size,
+        location.mtime_ns,
+    )
 
 
 def decode_frames(ds: Dataset, path: str | os.PathLike[str]) -> NDArray[np.generic]:

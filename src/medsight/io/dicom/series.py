@@ -42,8 +42,19 @@ from pydicom.dataset import Dataset
 from medsight.core.errors import GeometryError
 from medsight.core.geometry import affine_from_parts
 from medsight.core.image import DicomReference, Image
-from medsight.io.dicom.headers import captured_warnings, header_problems, read_dataset
-from medsight.io.dicom.pixels import decode_frames, rescale, stored_value_range
+from medsight.io.dicom.headers import (
+    captured_warnings,
+    gc_paused,
+    header_problems,
+    read_dataset,
+)
+from medsight.io.dicom.pixels import (
+    NativeFrames,
+    decode_frames,
+    native_frames,
+    rescale,
+    stored_value_range,
+)
 from medsight.io.dicom.rtstruct import RTStructSeries, is_rtstruct, link_referenced
 from medsight.io.dicom.seg import SegmentationSeries, is_segmentation, link_source
 from medsight.io.dicom.suv import suv_meta
@@ -87,6 +98,8 @@ class SliceInfo:
     spacing_source: str | None = None  # the attribute pixel_spacing came from
     spacing_notes: tuple[str, ...] = ()  # what a user should know about that spacing
     timing: SliceTiming | None = None  # echo / temporal position / times (channel meaning)
+    #: Where the file's uncompressed frames lie (read without pydicom); None: decode the file.
+    native: NativeFrames | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclasses.dataclass
@@ -161,21 +174,47 @@ class DicomSeries:
         progress : callable, optional
             Called once per file read.
         """
-        decoded: dict[Path, NDArray[Any]] = {}
-        datasets: dict[Path, Dataset] = {}
-        # Each file is parsed once more, now with its pixels (its header was checked when the
-        # series was scanned), and decoded; files are read and decoded in a thread pool
-        # (file reads and the numpy / pylibjpeg decoders run outside the GIL).
-        for path, ds, arr in _read_decoded(self.files):
-            datasets[path] = ds
+        # The first file is parsed whole (its header gives the photometric interpretation and
+        # the stored range, its pixels the dtype and frame shape).  Files whose uncompressed
+        # frames fit that are read straight into the stack (NativeFrames, no second parse);
+        # the others are parsed once more with their pixels (their headers were checked when
+        # the series was scanned) and decoded.  Both run in a thread pool (file reads and the
+        # numpy / pylibjpeg decoders run outside the GIL).
+        with gc_paused():
+            return self._load(progress)
+
+    def _load(self, progress: Callable[[], None] | None) -> Image:
+        files = self.files
+        _, first_ds, first_arr = _read_one(files[0])
+        if progress is not None:
+            progress()
+        decoded: dict[Path, NDArray[Any]] = {files[0]: first_arr}
+        direct = {
+            s.path
+            for s in self.slices
+            if s.native is not None
+            and s.path != files[0]
+            and s.native.dtype == first_arr.dtype
+            and (s.native.rows, s.native.columns) == first_arr.shape[1:]
+        }
+        for path, _, arr in _read_decoded([f for f in files[1:] if f not in direct]):
             decoded[path] = arr
             if progress is not None:
                 progress()
-        first_arr = decoded[self.slices[0].path]
         stack = np.empty((len(self.slices), *first_arr.shape[1:]), dtype=first_arr.dtype)
+        pending = []
         for n, s in enumerate(self.slices):  # (n, rows, cols[, samples]), preallocated
+            if s.path in decoded:
+                stack[n] = decoded[s.path][s.frame if s.frame is not None else 0]
+            else:
+                pending.append((n, s))
+        for n, s in _read_direct(stack, pending):  # changed since scanned: the ordinary way
+            if s.path not in decoded:
+                decoded[s.path] = _read_one(s.path)[2]
             stack[n] = decoded[s.path][s.frame if s.frame is not None else 0]
-        first_ds = datasets[self.slices[0].path]
+        if progress is not None:
+            for _ in direct:
+                progress()
         photometric = str(first_ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
         colour = stack.ndim == 4
         if not colour:
@@ -235,6 +274,26 @@ def _read_one(path: Path) -> tuple[Path, Dataset, NDArray[Any]]:
 
 #: Files read and decoded at once by :meth:`DicomSeries.load` (1: no thread pool).
 LOAD_THREADS = min(8, os.cpu_count() or 1)
+
+
+def _read_direct(
+    stack: NDArray[Any], pending: Sequence[tuple[int, SliceInfo]]
+) -> list[tuple[int, SliceInfo]]:
+    """Read each pending slice's frame into ``stack[n]``; return those that could not be."""
+
+    def one(item: tuple[int, SliceInfo]) -> bool:
+        n, s = item
+        assert s.native is not None
+        return s.native.read_into(stack[n], s.frame if s.frame is not None else 0)
+
+    if LOAD_THREADS <= 1 or len(pending) < 4:
+        done = list(map(one, pending))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
+            done = list(pool.map(one, pending))
+    return [item for item, ok in zip(pending, done, strict=True) if not ok]
 
 
 def _read_decoded(files: Sequence[Path]) -> Iterator[tuple[Path, Dataset, NDArray[Any]]]:
@@ -398,6 +457,7 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
     if "NumberOfFrames" not in ds and len(ds.get("PerFrameFunctionalGroupsSequence") or []) > 1:
         n_frames = len(ds.PerFrameFunctionalGroupsSequence)  # see _frame_count_problems
     base_key = _order_key(ds)
+    native = native_frames(ds, path)
     spacing, source, notes = pixel_spacing_of(ds)
     spacing_info = (source, tuple(notes))
     slope = _number(ds.get("RescaleSlope"), 1.0)
@@ -446,6 +506,7 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
                     (_number(temporal, 0.0), *base_key, float(f)),
                     *(("PixelSpacing", ()) if frame_ps else spacing_info),
                     timing=slice_timing(ds, item, shared0),
+                    native=native,
                 )
             )
         return out
@@ -471,6 +532,7 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
                     intercept,
                     (*base_key, float(f)),
                     *spacing_info,
+                    native=native,
                 )
                 for f in range(n_frames)
             ]
@@ -489,6 +551,7 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
                 intercept,
                 (*base_key, float(f)),
                 *spacing_info,
+                native=native,
             )
             for f in range(n_frames)
         ]
@@ -507,6 +570,7 @@ def slices_of(path: Path, ds: Dataset) -> list[SliceInfo]:
             base_key,
             *spacing_info,
             timing=slice_timing(ds),
+            native=native,
         )
     ]
 
