@@ -349,3 +349,45 @@ def test_threads_sharing_a_detector_of_different_image_shapes(
     work = [lambda im=im: [boxes(shared, im) for _ in range(5)] for im in images]
     for k, per_round in enumerate(_run_threads(work)):
         assert all(r == alone[k] for r in per_round)
+
+
+def test_serve_settings_size_the_process_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from medsight.service.app import create_app
+    from medsight.service.settings import ServiceSettings
+
+    monkeypatch.setenv(model_cache.ENV_SIZE, "3")  # MEDSIGHT_MODEL_CACHE, as the cache reads it
+    settings = ServiceSettings(home=tmp_path / "home", run_worker=False)
+    assert settings.model_cache == 3
+    try:
+        create_app(settings)
+        assert model_cache.default_cache().size == 3
+        create_app(settings.model_copy(update={"model_cache": 0}))
+        folder = _package_folder(tmp_path)
+        assert cached_model(_Built, folder) is not cached_model(_Built, folder)
+    finally:
+        model_cache.configure(model_cache.DEFAULT_SIZE)
+    with pytest.raises(ValidationError):
+        ServiceSettings(home=tmp_path / "home", model_cache=-1)
+
+
+def test_threads_sharing_a_risk_encoder_embed_their_own_images() -> None:
+    # RiskNet.embed hooks its encoder's last linear layer for the call
+    from medsight.models.fusion import RiskNet
+
+    torch.manual_seed(0)
+    encoder = {
+        "name": "classifier",
+        "args": {"in_shape": [1, 16, 16], "classes": 2, "channels": [4, 8], "strides": [2, 2]},
+    }
+    net = RiskNet(arch="image", embed_dim=128, clin_dim=1, hidden=4, encoder=encoder).eval()
+    rng = np.random.default_rng(1)
+    inputs = [torch.from_numpy(rng.normal(0, 1, (1 + k, 1, 16, 16)).astype("f4")) for k in range(4)]
+    alone = [net.embed(x) for x in inputs]
+    work = [lambda x=x: [net.embed(x) for _ in range(40)] for x in inputs]
+    for k, per_round in enumerate(_run_threads(work)):
+        for got in per_round:
+            torch.testing.assert_close(got, alone[k], rtol=0, atol=0)

@@ -36,6 +36,7 @@ torch.Size([2])
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import torch
@@ -124,9 +125,17 @@ class RiskNet(nn.Module):
         if not linear:
             raise InvalidInputError("risk model encoder", "has no linear layer for features")
         grabbed: list[torch.Tensor] = []
-        handle = linear[-1].register_forward_hook(lambda m, a, o: grabbed.append(a[0]))
+        thread = threading.get_ident()
+
+        def keep(_module: nn.Module, args: tuple[Any, ...], _output: Any) -> None:
+            # a cached RiskPredictor is shared by threads: not another thread's forward pass
+            if threading.get_ident() == thread:
+                grabbed.append(args[0])
+
+        handle = linear[-1].register_forward_hook(keep)
         try:
-            self.encoder.eval()
+            if self.encoder.training:
+                self.encoder.eval()
             self.encoder(x)
         finally:
             handle.remove()
