@@ -33,6 +33,7 @@ def _register() -> None:
     from medsight.cli import serve as serve_cli
     from medsight.cli import synth as synth_cli
     from medsight.cli import train as train_cli
+    from medsight.cli import user as user_cli
 
     info.register(app)
     analyze.register(app)
@@ -46,6 +47,7 @@ def _register() -> None:
     synth_cli.register(app)
     guideline_cli.register(app)
     batch_cli.register(app)
+    user_cli.register(app)
 
 
 @app.callback()

@@ -8,7 +8,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from medsight import __version__
-from medsight.service.auth import create_token, create_user, revoke
+from medsight.core.errors import InvalidInputError
+from medsight.service.auth import (
+    PASSWORD_POLICY,
+    create_token,
+    create_user,
+    list_users,
+    require,
+    revoke,
+    set_active,
+    set_password,
+    set_role,
+)
 from medsight.service.deps import COOKIE, AdminUser, Auditor, CurrentUser, ServicesDep
 from medsight.service.errors import InvalidLoginError, UnsupportedMediaError
 from medsight.service.schemas import TokenOut
@@ -110,10 +121,10 @@ def post_logout(request: Request, services: ServicesDep, user: CurrentUser) -> d
 
 
 class NewUser(BaseModel):
-    """A user to create."""
+    """A user to create (the password policy is checked by the service, with its message)."""
 
     username: str = Field(max_length=64)
-    password: str = Field(min_length=8, max_length=256)
+    password: str = Field(min_length=1, max_length=256, description=PASSWORD_POLICY)
     role: Role = Role.VIEWER
 
 
@@ -122,7 +133,85 @@ def post_user(body: NewUser, services: ServicesDep, user: AdminUser, audit: Audi
     """Create a user (admin)."""
     create_user(services.store, body.username, body.password, body.role)
     audit("create_user", username=body.username, new_role=body.role.value)
-    return {"username": body.username, "role": body.role.value}
+    return {"username": body.username, "role": body.role.value, "active": True}
+
+
+@router.get("/users")
+def get_users(services: ServicesDep, user: AdminUser) -> dict:
+    """Every account with its role, whether it is active and its valid tokens (admin)."""
+    return {
+        "password_policy": PASSWORD_POLICY,
+        "users": [
+            {
+                "username": u.username,
+                "role": u.role.value,
+                "active": u.active,
+                "created": u.created.isoformat(),
+                "sessions": u.sessions,
+            }
+            for u in list_users(services.store)
+        ],
+    }
+
+
+class UserChange(BaseModel):
+    """What to change of an account: ``role`` and ``active`` (admin), ``password`` (the user
+    themselves with ``old_password``, or an admin resetting someone else's)."""
+
+    role: Role | None = None
+    active: bool | None = None
+    password: str | None = Field(None, min_length=1, max_length=256, description=PASSWORD_POLICY)
+    old_password: str | None = Field(None, max_length=256)
+
+
+@router.patch("/users/{username}")
+def patch_user(
+    username: str,
+    body: UserChange,
+    request: Request,
+    services: ServicesDep,
+    user: CurrentUser,
+    audit: Auditor,
+) -> dict:
+    """Change a role, enable/disable (admin; never the last active admin) or a password.
+
+    Users change their own password with ``old_password``; an admin may reset another user's
+    without it. A changed password ends the user's other login sessions; disabling ends all.
+    """
+    own = username == user.username
+    if not own or body.role is not None or body.active is not None:
+        require(user, Role.ADMIN)
+    if body.password is not None:
+        if own and body.old_password is None:
+            raise InvalidInputError(
+                "old_password", "is required to change your own password", hint=PASSWORD_POLICY
+            )
+        header = request.headers.get("authorization", "")
+        current = header.removeprefix("Bearer ").strip() or request.cookies.get(COOKIE, "")
+        set_password(
+            services.store,
+            username,
+            body.password,
+            old=body.old_password if own else None,
+            keep_token=current if own else None,
+        )
+        audit("change_password", username=username, by_admin=not own)
+    if body.role is not None:
+        set_role(services.store, username, body.role)
+        audit("change_role", username=username, new_role=body.role.value)
+    if body.active is not None:
+        set_active(services.store, username, body.active)
+        audit("enable_user" if body.active else "disable_user", username=username)
+    info = next(u for u in list_users(services.store) if u.username == username)
+    return {"username": info.username, "role": info.role.value, "active": info.active}
+
+
+@router.delete("/users/{username}")
+def delete_user(username: str, services: ServicesDep, user: AdminUser, audit: Auditor) -> dict:
+    """Disable an account (admin): its row stays so the audit trail still names it."""
+    set_active(services.store, username, False)
+    audit("disable_user", username=username)
+    return {"username": username, "active": False}
 
 
 class NewToken(BaseModel):
