@@ -154,6 +154,25 @@ def test_location_is_where_pydicom_reads_pixel_data(pydicom_file):
         assert (location.offset, location.length) == (raw.value_tell, raw.length), name
 
 
+def test_in_memory_parse_equals_a_parse_of_the_file(tmp_path, pydicom_file):
+    path = pydicom_file("CT_small.dcm")
+    mine = read_header(path)
+    ref = pydicom.dcmread(path, stop_before_pixels=True, defer_size=headers._DEFER_BYTES)
+    assert (mine.filename, mine.buffer, mine.fileobj_type) == (ref.filename, None, open)
+    assert mine.timestamp == ref.timestamp and mine.preamble == ref.preamble
+    assert mine.file_meta == ref.file_meta and mine == ref
+    # a header longer than the bytes parsed in memory: parsed from the file, the same way
+    big = pydicom.dcmread(path)
+    big.add_new(0x0040A160, "UT", "x" * (headers._HEAD_BYTES + 10))  # Text Value
+    long_path = _write(big, tmp_path / "long.dcm")
+    with open(long_path, "rb") as fp:
+        assert headers._parse_in_memory(fp, long_path, 0.0) is None
+    long_header = read_header(long_path)
+    assert long_header.TextValue == big.TextValue
+    assert pixel_data_location(long_header) is not None
+    assert np.array_equal(_direct(long_path), _pydicom_frames(long_path))
+
+
 # --- native pixels ------------------------------------------------------------------------
 def _direct(path: Path) -> np.ndarray:
     nf = native_frames(read_header(path), path)

@@ -19,7 +19,10 @@ on the rest of the file (ambiguous VRs) are always converted.  The length check 
 walk pydicom's parse stopped at (the Pixel Data element) instead of walking the file a second
 time whenever that parse provably took the same path (no warning, the transfer syntax's
 encoding, the dataset where the file meta says), and it records where the Pixel Data value
-lies (:func:`pixel_data_location`) so native pixels can be read without a second parse.
+lies (:func:`pixel_data_location`) so native pixels can be read without a second parse.  The
+header itself is parsed from the file's first 64 KiB in memory when that provably gives what
+a parse of the file gives (:func:`_parse_in_memory`), and the cyclic garbage collector is
+paused while a series is scanned (:func:`gc_paused`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import dataclasses
 import functools
 import gc
 import hashlib
+import io
 import os
 import re
 import threading
@@ -470,6 +474,67 @@ def _check_lengths(
     return pixel_data[0] if resumed and len(pixel_data) == 1 and not others else None
 
 
+#: Bytes of a file parsed in memory first (most headers end before; see _parse_in_memory).
+_HEAD_BYTES = 1 << 16
+
+
+def _parse_in_memory(fp: BinaryIO, p: Path, mtime: float) -> tuple[FileDataset, int] | None:
+    """The header parsed from the file's first bytes in memory, and where it stopped, or None.
+
+    pydicom parses from memory about a quarter faster than from a file.  The result is kept
+    only when it is provably what a parse of the file gives: no warning, no error, a preamble,
+    and the parse stopped at a Pixel Data element inside those bytes (so every element before
+    it was read whole, none deferred).  It then gets the attributes a parse of the path sets
+    (file name, no buffer, modification time).  Otherwise None: the file is parsed as before.
+    """
+    head = fp.read(_HEAD_BYTES)
+    fp.seek(0)
+    buffer = io.BytesIO(head)
+    try:
+        with warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(buffer, stop_before_pixels=True, defer_size=_DEFER_BYTES)
+    except Exception:
+        return None
+    stop = buffer.tell()
+    if records or ds.preamble is None or stop + 8 > len(head):
+        return None
+    order = "little" if ds.original_encoding[1] else "big"
+    tag = int.from_bytes(head[stop : stop + 2], order) << 16
+    tag |= int.from_bytes(head[stop + 2 : stop + 4], order)
+    if tag not in _PIXEL_TAGS:
+        return None
+    ds.filename = os.fspath(p)
+    ds.buffer = None
+    ds.fileobj_type = open
+    ds.timestamp = mtime
+    return ds, stop
+
+
+def _parse_file(fp: BinaryIO, p: Path) -> tuple[FileDataset, list[str]]:
+    """The header parsed from the open file, and pydicom's warnings, with clear errors."""
+    try:
+        with captured_warnings() as caught:
+            ds = _dcmread(fp, pixels=False)
+    except InvalidDicomError:
+        raise UnreadableFileError(p, "is not a DICOM file") from None
+    except (
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+    ) as exc:
+        raise UnreadableFileError(
+            p, f"truncated or corrupt DICOM header: {short_reason(exc)}"
+        ) from None
+    except MemoryError:
+        raise UnreadableFileError(p, "header claims an impossible size") from None
+    return ds, caught
+
+
 def read_header(path: str | os.PathLike[str]) -> FileDataset:
     """Parse a DICOM header (no pixel data), with clear errors.
 
@@ -499,27 +564,15 @@ def read_header(path: str | os.PathLike[str]) -> FileDataset:
             p, f"truncated or corrupt DICOM header: {short_reason(exc)}"
         ) from None
     with fp:
+        parsed = _parse_in_memory(fp, p, stat.st_mtime)
+        if parsed is not None:
+            ds, stop = parsed
+            caught: list[str] = []
+        else:
+            ds, caught = _parse_file(fp, p)
+            stop = fp.tell()
         try:
-            with captured_warnings() as caught:
-                ds = _dcmread(fp, pixels=False)
-        except InvalidDicomError:
-            raise UnreadableFileError(p, "is not a DICOM file") from None
-        except (
-            EOFError,
-            OSError,
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            OverflowError,
-        ) as exc:
-            raise UnreadableFileError(
-                p, f"truncated or corrupt DICOM header: {short_reason(exc)}"
-            ) from None
-        except MemoryError:
-            raise UnreadableFileError(p, "header claims an impossible size") from None
-        try:
-            location = _check_lengths(ds, p, size, fp, fp.tell(), clean=not caught)
+            location = _check_lengths(ds, p, size, fp, stop, clean=not caught)
         except MedsightError:
             raise
         except Exception as exc:  # an element that fails to parse while walking the file
