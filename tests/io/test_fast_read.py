@@ -265,6 +265,8 @@ def test_changed_file_is_read_the_ordinary_way(tmp_path, pydicom_file):
     path.write_bytes(pydicom_file("CT_small.dcm").read_bytes())
     nf = native_frames(read_header(path), path)
     out = np.empty((nf.rows, nf.columns), dtype=nf.dtype)
+    assert nf.read_into(out, frame=1) is False  # no such frame
+    assert nf.read_into(out) is True
     os.utime(path, ns=(nf.mtime_ns + 10**9, nf.mtime_ns + 10**9))
     assert nf.read_into(out) is False
     path.write_bytes(path.read_bytes()[:-10])

@@ -170,7 +170,7 @@ def pixel_data_location(ds: Dataset) -> PixelDataLocation | None:
 
 #: Remembered value checks: raw element key -> its problem lines (see :func:`_check_values`).
 _VALUE_MEMO: dict[Hashable, tuple[str, ...]] = {}
-_VALUE_MEMO_MAX = 50_000
+_VALUE_MEMO_MAX = 20_000
 _VALUE_MEMO_LOCK = threading.Lock()
 #: Raw values up to this many bytes are part of the memo key; longer ones by a digest.
 _VALUE_INLINE = 256

@@ -77,13 +77,14 @@ class NativeFrames:
     def read_into(self, out: NDArray[np.generic], frame: int = 0) -> bool:
         """Read frame ``frame`` into ``out`` (C-contiguous ``(rows, columns)`` of ``dtype``).
 
-        Returns False, with ``out`` undefined, when the file changed since its header was read
-        or holds fewer bytes now: read it the ordinary way then (which reports why).
+        Returns False, with ``out`` undefined, when the file changed since its header was read,
+        holds fewer bytes now or has no such frame: read it the ordinary way then (which
+        reports why).
         """
         if out.dtype != self.dtype or out.shape != (self.rows, self.columns):
             raise ValueError(f"out must be {self.dtype} {(self.rows, self.columns)}")
         if not 0 <= frame < self.frames:
-            raise IndexError(f"frame {frame} of {self.frames}")
+            return False  # the ordinary way says what is wrong
         try:
             with open(self.path, "rb") as fp:
                 st = os.fstat(fp.fileno())
