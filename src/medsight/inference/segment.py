@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,6 +191,7 @@ class Segmenter:
             self.device = select_device("cpu")
             self.net = onnx_network(pkg, self.backend)
             self.torch_net = None  # loaded when a call asks for features
+        self._torch_lock = threading.Lock()  # a cached Segmenter is shared between threads
         self.tta = tta
         rules: dict[str, Any] = pkg.spec.extra.get("postprocessing", {})
         self.lcc_labels = tuple(int(k) for k, v in rules.items() if v == "largest_component")
@@ -261,7 +263,9 @@ class Segmenter:
         net = self.net
         if features:  # the feature hook needs the torch network
             if self.torch_net is None:
-                self.torch_net = self.package.build_network().to(self.device)
+                with self._torch_lock:  # built once, whichever thread asks first
+                    if self.torch_net is None:
+                        self.torch_net = self.package.build_network().to(self.device)
             net = self.torch_net
         stats: dict[str, Any] = {}
         with contextlib.ExitStack() as stack:
