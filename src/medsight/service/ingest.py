@@ -4,7 +4,10 @@ Files are stored under names made from their own UIDs (``<series>/<sop>.dcm``), 
 names a client sent, and a UID must be digits and dots, so nothing can land outside the folder.
 A zip member whose name is absolute or climbs out (``../``) rejects the whole upload, and so do
 zip bombs (more than ``max_unzipped_bytes`` or ``max_files``).  Files that are not DICOM are
-listed and skipped; an upload with no DICOM at all is an error.  :class:`Ingested` lists the
+listed and skipped; an upload with no DICOM at all is an error.  Each file is first checked by
+:func:`medsight.io.dicom.headers.read_header` (pydicom alone reads a truncated file without a
+word and would store it cut short), so a truncated file is skipped as truncated, before any
+check of its UIDs could blame them instead.  :class:`Ingested` lists the
 files an upload newly created, so :func:`discard_ingested` can take back exactly those when the
 client cancels before the upload is recorded (files of earlier uploads are never touched).
 
@@ -118,13 +121,31 @@ def _stored_patient(study_dir: Path) -> str | None:
 
 
 def _read(name: str, fh: BinaryIO, studies_dir: Path, into: Ingested) -> None:
+    import os
+    import tempfile
+
+    from medsight.core.errors import UnreadableFileError
+    from medsight.io.dicom.headers import read_header
+
+    studies_dir.mkdir(parents=True, exist_ok=True)
+    fd, spooled = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=studies_dir)
     try:
-        ds = pydicom.dcmread(fh)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := fh.read(1 << 20):
+                out.write(chunk)
+        read_header(spooled)  # the real reason first: empty, not DICOM, truncated
+        ds = pydicom.dcmread(spooled)
+        if len(ds) == 0:
+            raise InvalidInputError("DICOM", "ends after its file meta information (truncated)")
         save_dataset(ds, studies_dir, into)
+    except UnreadableFileError as exc:  # says "truncated or corrupt" where that is the reason
+        into.skipped.append(f"{name}: not a readable DICOM file ({exc.problem})")
     except InvalidInputError as exc:
         into.skipped.append(f"{name}: {exc.problem}")
     except Exception as exc:
         into.skipped.append(f"{name}: not a readable DICOM file ({type(exc).__name__})")
+    finally:
+        Path(spooled).unlink(missing_ok=True)
 
 
 def _check_member(name: str) -> None:

@@ -2,7 +2,10 @@
 // to POST /api/studies on its own (progress per file from XMLHttpRequest upload events, and in
 // total); the studies are queued for analysis once all their files are in.  Cancel aborts the
 // requests in flight (the server keeps nothing of an unfinished request) and sends no more; what
-// had been uploaded before stays, is listed, and is not queued for analysis.
+// had been uploaded before stays, is listed, and is not queued for analysis.  While files are
+// still being sent, leaving or reloading the page asks first (beforeunload): a reload would stop
+// the upload half-way.  A file stored with some of its content skipped (a zip with damaged or
+// non-DICOM members) is shown as a warning, not as a plain success.
 (function () {
   "use strict";
   const root = document.getElementById("upload");
@@ -14,7 +17,11 @@
   const studies = new Map(); // study uid -> list item
 
   function size(n) {
+    if (n < 1024) return `${n} bytes`;
     return n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
+  }
+  function busy() { // files not yet sent or in flight (their upload would stop with the page)
+    return queue.some((t) => !t.done);
   }
   function updateTotal() {
     const loaded = queue.reduce((a, t) => a + t.loaded, 0);
@@ -25,13 +32,16 @@
     const finished = queue.length > 0 && done === queue.length;
     $("cancel").disabled = finished || !queue.length;
     if (stopped) {
-      const kept = queue.filter((t) => t.state === "ok");
+      const kept = queue.filter((t) => t.state === "ok" || t.state === "partial");
       const bytes = kept.reduce((a, t) => a + t.file.size, 0);
       $("summary").textContent = `cancelled: ${kept.length} of ${queue.length} files uploaded ` +
         `(${size(bytes)} of ${size(total)})` + (failed ? `, ${failed} failed` : "") +
         "; the server kept nothing of the others";
     } else {
-      $("summary").textContent = `${done}/${queue.length} files done` + (failed ? `, ${failed} failed` : "");
+      const partial = queue.filter((t) => t.state === "partial").length;
+      $("summary").textContent = `${done}/${queue.length} files done` +
+        (failed ? `, ${failed} failed` : "") + (partial ? `, ${partial} with skipped content` : "");
+      $("summary").className = failed || partial ? "warning" : "";
     }
     if (!finished) return;
     if (stopped) {
@@ -60,13 +70,14 @@
     task.row = tr;
     $("files").querySelector("tbody").appendChild(tr);
   }
-  // state: "ok", "failed" or "cancelled" (a cancelled file counts as not uploaded at all)
+  // state: "ok", "partial" (stored, some of it skipped), "failed" or "cancelled" (a cancelled
+  // file counts as not uploaded at all)
   function finish(task, state, text) {
     task.done = true;
     task.state = state;
     task.xhr = null;
     task.loaded = state === "cancelled" ? 0 : task.file.size;
-    if (state === "ok") task.bar.value = 100;
+    if (state === "ok" || state === "partial") task.bar.value = 100;
     task.row.className = state;
     task.result.textContent = text;
     if (state === "failed") failed += 1;
@@ -133,8 +144,11 @@
         const body = JSON.parse(xhr.responseText);
         body.studies.forEach(addStudy);
         let text = `stored ${body.stored}`;
-        if (body.skipped.length) text += `; skipped: ${body.skipped.join("; ")}`;
-        finish(task, "ok", text);
+        if (body.skipped.length) {
+          text = `warning: stored ${body.stored}, skipped ${body.skipped.length}: ` +
+            body.skipped.join("; ");
+        }
+        finish(task, body.skipped.length ? "partial" : "ok", text);
       } else if (xhr.status === 413) {
         finish(task, "failed", `too big: ${message(xhr)}`);
       } else if (xhr.status === 401) {
@@ -211,6 +225,11 @@
     });
   }
   $("cancel").addEventListener("click", cancelAll);
+  window.addEventListener("beforeunload", (e) => {
+    if (!busy()) return;
+    e.preventDefault(); // the browser asks "leave the page?" (its own words, not ours)
+    e.returnValue = "";
+  });
   const drop = $("drop");
   ["dragenter", "dragover"].forEach((type) => drop.addEventListener(type, (e) => {
     e.preventDefault();
