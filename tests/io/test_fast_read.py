@@ -315,3 +315,32 @@ def test_series_loads_the_same_with_and_without_direct_reads(tmp_path, pydicom_f
     assert np.array_equal(a, b)
     assert fast.meta == slow.meta
     assert np.array_equal(fast.affine, slow.affine)
+
+
+def test_many_direct_reads_in_threads_equal_one_at_a_time(tmp_path, monkeypatch):
+    """Enough files (130) for the direct reads to be shared among threads."""
+    import medsight.io.dicom.series as series_mod
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    series_uid = generate_uid()
+    for k in range(130):
+        arr = np.full((4, 6), k, dtype=np.int16)
+        attrs = {"BitsAllocated": 16, "BitsStored": 16, "HighBit": 15, "PixelRepresentation": 1}
+        path = _variant(folder, f"{k:03d}.dcm", arr, **attrs)
+        ds = pydicom.dcmread(path)
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        ds.Modality = "MR"
+        ds.SeriesInstanceUID = series_uid
+        ds.ImagePositionPatient = [0.0, 0.0, float(129 - k)]  # file order reversed
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [1.0, 1.0]
+        ds.save_as(path)
+    entry = read_study(folder).series[0].dicom
+    assert all(s.native is not None for s in entry.slices)
+    monkeypatch.setattr(series_mod, "LOAD_THREADS", 4)
+    threaded = np.asarray(entry.load().array)
+    monkeypatch.setattr(series_mod, "LOAD_THREADS", 1)
+    single = np.asarray(entry.load().array)
+    assert threaded.shape == (6, 4, 130) and np.array_equal(threaded, single)
+    assert threaded[0, 0].tolist() == list(range(129, -1, -1))  # slice order by position

@@ -279,21 +279,28 @@ LOAD_THREADS = min(8, os.cpu_count() or 1)
 def _read_direct(
     stack: NDArray[Any], pending: Sequence[tuple[int, SliceInfo]]
 ) -> list[tuple[int, SliceInfo]]:
-    """Read each pending slice's frame into ``stack[n]``; return those that could not be."""
+    """Read each pending slice's frame into ``stack[n]``; return those that could not be.
 
-    def one(item: tuple[int, SliceInfo]) -> bool:
-        n, s = item
-        assert s.native is not None
-        return s.native.read_into(stack[n], s.frame if s.frame is not None else 0)
+    A read is a copy from the page cache, mostly: threads help only with many files (slow
+    storage), each thread taking a share of at least 64 reads.
+    """
 
-    if LOAD_THREADS <= 1 or len(pending) < 4:
-        done = list(map(one, pending))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+    def some(items: Sequence[tuple[int, SliceInfo]]) -> list[tuple[int, SliceInfo]]:
+        failed = []
+        for n, s in items:
+            assert s.native is not None
+            if not s.native.read_into(stack[n], s.frame if s.frame is not None else 0):
+                failed.append((n, s))
+        return failed
 
-        with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
-            done = list(pool.map(one, pending))
-    return [item for item, ok in zip(pending, done, strict=True) if not ok]
+    k = min(LOAD_THREADS, len(pending) // 64)
+    if k <= 1:
+        return some(pending)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=k) as pool:
+        shares = list(pool.map(some, [pending[i::k] for i in range(k)]))
+    return sorted((item for share in shares for item in share), key=lambda item: item[0])
 
 
 def _read_decoded(files: Sequence[Path]) -> Iterator[tuple[Path, Dataset, NDArray[Any]]]:
