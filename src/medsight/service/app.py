@@ -78,7 +78,7 @@ def create_app(
     """Build the app: store, audit trail, package catalog, worker, routes and viewer."""
     from medsight.service.routes import cds_hooks, dicomweb, jobs, pacs, studies, system, worklist
     from medsight.service.routes import whatif as whatif_routes
-    from medsight.service.viewer import ohif, pages
+    from medsight.service.viewer import accounts, ohif, pages
 
     settings.ensure_home()
     from medsight.inference.cache import configure as configure_model_cache
@@ -147,5 +147,6 @@ def create_app(
         app.include_router(module.router)
     app.include_router(jobs.summary_router)
     app.include_router(whatif_routes.router)
+    app.include_router(accounts.router)
     pages.mount_static(app)
     return app
