@@ -159,7 +159,9 @@ PAGES = {
     "medsight.service.viewer:upload.html": lambda tmp: _viewer(
         "upload.html", tmp, max_bytes=1, max_mib=1
     ),
-    "medsight.service.viewer:pacs.html": lambda tmp: _viewer("pacs.html", tmp, configured=False),
+    "medsight.service.viewer:pacs.html": lambda tmp: _viewer(
+        "pacs.html", tmp, configured=True, sources=["dicomweb", "dimse"]
+    ),
 }
 PACKAGES = ["medsight.io", "medsight.reporting", "medsight.service.viewer"]
 
