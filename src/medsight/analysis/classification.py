@@ -2,8 +2,9 @@
 
 One Finding per reported label (the positive class of a binary model, the predicted grade or
 class of an ordinal / multi-class model, every label of a multi-label model) with its
-calibrated probability and the decision at the package's operating threshold, and a Grad-CAM
-heat map for it.  A binary model reports its actionable class (a label of unknown meaning
+calibrated probability and the decision at the package's operating threshold (carried on the
+Finding for the finding's own label, per-group where one decided), and a Grad-CAM heat map
+for it.  A binary model reports its actionable class (a label of unknown meaning
 otherwise, else the last), whatever its index: BreastMNIST's class 0 is "malignant".
 """
 
@@ -43,6 +44,9 @@ def analyze_classification(
         proba = predictor.predict_arrays(x[None])[0]
     features = grab.vectors()
     operating = ""  # per-group thresholds only for a group the caller named, never guessed
+    names = spec.label_names
+    # the binary threshold on the second label (index 1), as predict_labels applies it
+    cut = spec.thresholds.get(names[1], 0.5) if spec.task is Task.BINARY else None
     if spec.group_thresholds is not None:
         attribute = spec.group_thresholds.attribute
         value = options.attributes.get(attribute)
@@ -54,6 +58,8 @@ def analyze_classification(
             value = record_from_context(options.clinical, cats).get("sex")
         decided, used = predictor.decide_by_group(proba[None], [value])
         decision, operating = decided[0], f"; decided at the {used[0]}"
+        group_cut = spec.group_thresholds.threshold_for(value)
+        cut = group_cut if group_cut is not None and spec.task is Task.BINARY else cut
     else:
         decision = predictor.decide(proba[None])[0]
     labels = sorted(spec.labels, key=lambda lab: lab.index)
@@ -65,6 +71,15 @@ def analyze_classification(
     else:  # multi-class / ordinal: the predicted class or grade
         reported = [(labels[int(decision)], True)]
     site = spec.extra.get("finding_site")
+
+    def own_threshold(index: int) -> float | None:
+        """The operating threshold for label ``index`` itself (None: arg-max decision)."""
+        if spec.task is Task.BINARY and cut is not None:
+            return float(cut) if index == 1 else 1.0 - float(cut)  # p0 > 1 - t <=> p1 < t
+        if spec.task is Task.MULTILABEL:
+            return float(spec.thresholds.get(names[index], 0.5))
+        return None
+
     findings = [
         Finding(
             finding=label_code(lab, package),
@@ -80,6 +95,7 @@ def analyze_classification(
             urgency=lab.urgency,
             reliability=reliability_statement(spec, float(proba[lab.index]), lab.index),
             weak_model=is_weak(spec),
+            threshold=own_threshold(lab.index),
         )
         for lab, positive in reported
     ]

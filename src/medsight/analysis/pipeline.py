@@ -46,7 +46,28 @@ from medsight.models.spec import Task
 from medsight.reporting.report import ModelRun, Report, ReportImage, impression, write_report
 from medsight.reporting.sources import source_header_problems
 
-__all__ = ["AnalysisResult", "StudyOutcome", "analyze", "analyze_studies"]
+__all__ = ["AnalysisResult", "NoModelApplies", "StudyOutcome", "analyze", "analyze_studies"]
+
+
+class NoModelApplies(InvalidInputError):
+    """No model ran or withheld on the study: each was skipped or failed (``runs`` says why).
+
+    ``study`` holds the study's facts as the report shows them, so a caller (the service) can
+    still write a report saying that no model applies when every model was skipped.
+    """
+
+    def __init__(
+        self,
+        where: str | os.PathLike[str] | None,
+        problem: str,
+        *,
+        hint: str | None = None,
+        runs: Sequence[ModelRun] = (),
+        study: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.runs = list(runs)
+        self.study = dict(study or {})
+        super().__init__(where, problem, hint=hint)
 
 
 @dataclasses.dataclass
@@ -486,7 +507,12 @@ def _run_study(
         outputs.update(fmri.outputs)
     if not any(r.status in ("ran", "withheld") for r in runs):
         reasons = "; ".join(f"{r.model_id}: {r.reason}" for r in runs)
-        raise InvalidInputError(path, f"no model could run on this input ({reasons})")
+        raise NoModelApplies(
+            path,
+            f"no model could run on this input ({reasons})",
+            runs=runs,
+            study=_study_facts(list(study)),
+        )
     withheld = [(r.model_id, r.reason) for r in runs if r.status == "withheld"]
     summary = impression(findings, withheld=withheld)
     dicom_errors: dict[str, list[str]] = {}

@@ -167,6 +167,11 @@ class Finding:
         Calibrated probability in [0, 1] (classification findings).
     positive : bool, optional
         The decision at the model's operating threshold.
+    threshold : float, optional
+        That operating threshold, for this finding's own label (a binary model whose
+        threshold is stored on the other label has ``1 - t`` here; a per-group threshold when
+        one decided), so the decision is read beside its operating point.  ``None``: not
+        known (arg-max decisions, findings made before it was recorded); nothing is said.
     measurements : tuple of Measurement
     site : Code, optional
         Anatomic site (finding site).
@@ -214,11 +219,16 @@ class Finding:
     weak_model: bool = False
     region: Region | None = None
     prior_source: DicomReference | None = None
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:
             raise InvalidInputError(
                 f"finding {self.finding.meaning}", f"probability {self.probability} not in [0, 1]"
+            )
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise InvalidInputError(
+                f"finding {self.finding.meaning}", f"threshold {self.threshold} not in [0, 1]"
             )
         object.__setattr__(self, "kind", FindingKind(self.kind))
         object.__setattr__(self, "measurements", tuple(self.measurements))

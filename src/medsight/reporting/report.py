@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medsight import __version__
 from medsight.clinical.guideline_facts import GuidelineSuggestion
 from medsight.core.findings import Finding, FindingKind
+from medsight.core.operating import operating_text, probability_pair, threshold_phrase
 from medsight.io.atomic import write_text_atomic
 from medsight.io.html import write_html
 from medsight.models.reliability import format_probability
@@ -27,12 +28,14 @@ from medsight.reporting.fhir_regions import region_text
 
 __all__ = [
     "DISCLAIMER",
+    "NO_MODEL_APPLIES",
     "ModelRun",
     "Report",
     "ReportImage",
     "finding_note",
     "headline_metrics",
     "impression",
+    "no_model_impression",
     "write_index",
     "write_report",
 ]
@@ -41,6 +44,9 @@ DISCLAIMER = (
     "Preliminary AI output for research use. It is not a diagnosis and requires review by a "
     "qualified clinician before any clinical use."
 )
+
+#: How the impression of a study no model is made for begins (the worklist shows it).
+NO_MODEL_APPLIES = "No model applies to this study"
 
 #: This package's templates (``medsight/reporting/templates/``), for :mod:`medsight.io.html`.
 _TEMPLATES = "medsight.reporting:"
@@ -132,6 +138,9 @@ def impression(findings: list[Finding], withheld: Sequence[tuple[str, str]] = ()
     ...             positive=True)
     >>> impression([f])
     'AI suggests: Neoplasm present (probability 0.91).'
+    >>> import dataclasses
+    >>> impression([dataclasses.replace(f, probability=0.06, threshold=0.052)])
+    'AI suggests: Neoplasm present (probability 0.06, positive at the operating threshold 0.05).'
     """
     abstained = ""
     if withheld:
@@ -148,9 +157,9 @@ def impression(findings: list[Finding], withheld: Sequence[tuple[str, str]] = ()
         if f.kind == FindingKind.CLASSIFICATION:
             verdict = "present" if f.positive else "not suggested"
             prob = ""
-            if f.probability is not None:
+            if f.probability is not None:  # the decision beside its operating point
                 weak = ", from a weak model" if f.weak_model else ""
-                prob = f" (probability {format_probability(f.probability)}{weak})"
+                prob = f" ({operating_text(f.probability, f.threshold, f.positive)}{weak})"
             parts.append(f"{name} {verdict}{prob}")
         elif f.kind == FindingKind.DETECTION:
             label = f" ({note})" if (note := finding_note(f)) else ""
@@ -167,6 +176,20 @@ def impression(findings: list[Finding], withheld: Sequence[tuple[str, str]] = ()
             )
             parts.append(f"{name}{label}: {values}" if values else f"{name}{label} segmented")
     return "AI suggests: " + "; ".join(parts) + "." + abstained
+
+
+def no_model_impression(runs: Sequence[ModelRun]) -> str:
+    """The impression of a study every model skipped: none is made for it (not a failure).
+
+    Examples
+    --------
+    >>> no_model_impression([ModelRun(model_id="m", task="binary", status="skipped",
+    ...                               reason="made for US, not CT")])
+    'No model applies to this study; no AI finding was made. Skipped: m (made for US, not CT).'
+    """
+    skipped = "; ".join(f"{r.model_id} ({r.reason})" for r in runs)
+    tail = f" Skipped: {skipped}." if skipped else ""
+    return f"{NO_MODEL_APPLIES}; no AI finding was made.{tail}"
 
 
 def headline_metrics(metrics: list[MetricValue], limit: int = 6) -> list[MetricValue]:
@@ -224,6 +247,8 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
         headline_metrics=headline_metrics,
         finding_note=finding_note,
         format_probability=format_probability,
+        probability_pair=probability_pair,
+        threshold_phrase=threshold_phrase,
         region_text=region_text,
     )
     return json_path, html_path

@@ -1,8 +1,11 @@
 """``create_app(settings)``: the FastAPI app with its store, audit trail, worker and SCP.
 
-Nothing is created at import time.  The worker thread (and the C-STORE SCP, when
-``dimse_port`` is set) start with the app's lifespan and stop with it; ``analyse`` and
-``deliver`` can be injected (tests slow the analysis down or record deliveries).
+Every response but the static assets' is sent ``Cache-Control: no-store`` (and ``Pragma:
+no-cache``): pages and API answers carry patient identifiers, which must not stay in the
+browser's cache after logout.  Nothing is created at import time.  The worker thread (and
+the C-STORE SCP, when ``dimse_port`` is set) start with the app's lifespan and stop with it;
+``analyse`` and ``deliver`` can be injected (tests slow the analysis down or record
+deliveries).
 
 Examples
 --------
@@ -48,6 +51,14 @@ _UI_CSP = (
     "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
+
+
+#: Path prefixes of static assets (the viewer's CSS / JavaScript, the OHIF build): cacheable.
+#: Everything else (pages, API answers, reports, DICOMweb) may carry patient data and is sent
+#: with ``Cache-Control: no-store``, so after logging out the browser's Back button shows no
+#: cached worklist (unless its route chose a policy itself: the viewer's slice images are
+#: ``private``, cached by this browser only, so the slider stays fast).
+_CACHEABLE = ("/ui/static/", "/ohif/")
 
 
 def _bootstrap_admin(store: Store, settings: ServiceSettings) -> None:
@@ -135,6 +146,10 @@ def create_app(
         if request.url.path.startswith("/ui"):
             response.headers.setdefault("Content-Security-Policy", _UI_CSP)
             response.headers.setdefault("X-Frame-Options", "DENY")
+        cacheable = request.url.path.startswith(_CACHEABLE)
+        if not cacheable and "cache-control" not in response.headers:  # a route's own wins
+            response.headers["Cache-Control"] = "no-store"  # pages, API, reports: patient data
+            response.headers["Pragma"] = "no-cache"
         return response
 
     @app.exception_handler(MedsightError)

@@ -8,6 +8,10 @@ rename and marking the job done) that result stays and the new one is dropped, s
 one result folder, written once.  While a job runs, a side thread renews its
 heartbeat; the loop also requeues jobs whose heartbeat is older than ``job_lease_s`` (their
 worker died: ``kill -9``, power loss), see :meth:`~medsight.service.store.Store.recover`.
+A study no model is made for (every model skipped it: another modality, dimensionality ...)
+is not a failure: its job ends done with a report saying that no model applies and why each
+was skipped; a model that failed keeps the job failed.  Reports and errors name the study by
+its UID, never by the server's folder.
 ``analyse`` is injected (default: :func:`medsight.analysis.pipeline.analyze`) so tests can slow
 it down or make it fail.
 
@@ -19,7 +23,6 @@ workers' jobs are written to the audit trail (``requeue_job`` / ``fail_job``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -30,15 +33,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from medsight.analysis.pipeline import AnalysisResult
+from medsight.analysis.pipeline import AnalysisResult, NoModelApplies
 from medsight.core.errors import MedsightError, short_reason
 from medsight.models.package import ModelPackage
+from medsight.reporting.report import Report, no_model_impression, write_report
 from medsight.service.audit import AuditTrail
 from medsight.service.catalog import PackageCatalog
 from medsight.service.models import JobRow
 from medsight.service.settings import ServiceSettings
 from medsight.service.store import Store
-from medsight.service.worklist import assess
+from medsight.service.worklist import job_columns
 
 __all__ = ["Analyse", "Deliver", "Worker", "default_analyse", "result_dir", "study_dir"]
 
@@ -53,6 +57,11 @@ def default_analyse(study: Path, out: Path, packages: Sequence[ModelPackage]) ->
     from medsight.analysis.pipeline import analyze
 
     return analyze(study, out, packages)
+
+
+def _study_name(uid: str) -> str:
+    """How reports and errors of the service name a study (never by its folder)."""
+    return f"study {uid}"
 
 
 def study_dir(settings: ServiceSettings, uid: str) -> Path:
@@ -130,18 +139,27 @@ class Worker:
         for stale in final.parent.glob(f".{job.id}.*.partial"):  # earlier, dead attempts
             shutil.rmtree(stale, ignore_errors=True)
         self._record("analyse_study", job)
+        folder = study_dir(self.settings, job.study_uid)
         try:
             packages = self.catalog.resolve(job.packages_key.split(","))
-            result = self.analyse(study_dir(self.settings, job.study_uid), partial, packages)
-        except MedsightError as err:  # named relative to the home folder, not the disk layout
-            error = str(err).replace(str(self.settings.home), "$MEDSIGHT_HOME")
-            self.store.finish(job.id, error=error, worker=self.id)
+            result = self.analyse(folder, partial, packages)
+        except NoModelApplies as err:
+            if not err.runs or any(r.status != "skipped" for r in err.runs):  # a model failed
+                self.store.finish(job.id, error=self._error_text(err, job), worker=self.id)
+                return
+            result = self._no_model_report(job, err, partial)  # not a malfunction: done
+        except MedsightError as err:
+            self.store.finish(job.id, error=self._error_text(err, job), worker=self.id)
             return
         except Exception as exc:  # a bug must fail the job, not kill the worker
             log.exception("job %s failed", job.id)
             self.store.finish(job.id, error=f"internal error: {short_reason(exc)}", worker=self.id)
             return
         findings = result.report.findings
+        if result.report.input != _study_name(job.study_uid):  # the study, not a server path
+            write_report(
+                result.report.model_copy(update={"input": _study_name(job.study_uid)}), partial
+            )
         if not self.store.beat(job.id, self.id):  # requeued meanwhile: another worker owns it
             log.warning("job %s was taken over; dropping this attempt's result", job.id)
             shutil.rmtree(partial, ignore_errors=True)
@@ -158,14 +176,31 @@ class Worker:
             delivery = self.deliver(job, final)
             if delivery:
                 self._record("deliver_results", job)
-        triage = assess(findings)  # by the labels' clinical meaning, not "any positive"
+        triage = job_columns(findings)  # by the labels' clinical meaning, not "any positive"
         self.store.finish(  # one update: "done" means analysed and delivery attempted
             job.id,
-            **dataclasses.asdict(triage),
+            **triage,
             impression=result.report.impression,
             delivery=delivery,
             worker=self.id,
         )
+
+    def _error_text(self, err: MedsightError, job: JobRow) -> str:
+        """The failure as the job shows it: the study named by its UID, not its folder."""
+        folder = str(study_dir(self.settings, job.study_uid))
+        text = str(err).replace(folder, _study_name(job.study_uid))
+        return text.replace(str(self.settings.home), "$MEDSIGHT_HOME")  # any other server path
+
+    def _no_model_report(self, job: JobRow, err: NoModelApplies, out: Path) -> AnalysisResult:
+        """A report saying that no model applies, each model listed with why it was skipped."""
+        report = Report(
+            input=_study_name(job.study_uid),
+            study=err.study,
+            models=err.runs,
+            impression=no_model_impression(err.runs),
+        )
+        write_report(report, out)
+        return AnalysisResult(report, out, {})
 
     def recover(self) -> list[str]:
         """Requeue jobs whose worker stopped renewing their heartbeat."""

@@ -14,7 +14,8 @@ A study's findings are triaged by what their labels mean clinically
 The order is: **priority** (the higher of the referrer's order urgency and the urgency of the
 flagged findings: an urgent malignancy on a routine order is read with the urgent studies),
 then flagged before unknown significance before the rest, then **suspicion** (the highest
-probability among findings that are not normal / benign / anatomy), then oldest first.
+probability among findings that are not normal / benign / anatomy; none, shown as a dash, when
+no such finding has a probability or the study is not analysed yet), then oldest first.
 Priority comes before the flag on purpose: a flag of *routine* urgency (an adrenal incidentaloma,
 moderate retinopathy) does not jump a study the referrer ordered stat, while an urgent finding
 lifts its study into the urgent tier, where flagged-first reprioritisation (what shortened report
@@ -46,14 +47,27 @@ from collections.abc import Iterable
 from sqlalchemy import select
 
 from medsight.core.findings import Finding, FindingKind
+from medsight.core.operating import operating_text
 from medsight.core.significance import Significance, Urgency, triage_urgency
 from medsight.models.reliability import format_probability
-from medsight.service.models import FeedbackRow, JobRow, StudyRow
+from medsight.reporting.report import NO_MODEL_APPLIES
+from medsight.service.models import FeedbackRow, JobRow, JobState, StudyRow
 from medsight.service.store import Store
 
-__all__ = ["Triage", "WorklistItem", "assess", "triage_key", "worklist"]
+__all__ = [
+    "NO_SUSPICION",
+    "Triage",
+    "WorklistItem",
+    "assess",
+    "job_columns",
+    "triage_key",
+    "worklist",
+]
 
 _URGENCY_RANK = {u.value: u.rank for u in Urgency}
+#: The job's suspicion column when there is no probability to rank by (the column is NOT NULL:
+#: a negative value, below any probability, read back as ``None``).
+NO_SUSPICION = -1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +83,37 @@ class Triage:
 
 def _describe(f: Finding, urgency: Urgency | None = None) -> str:
     p = format_probability(f.probability) if f.probability is not None else None
-    parts = [f"probability {p}" if p is not None else "segmented"]
+    # the decision beside its operating point: "probability 0.06, positive at the ... 0.05"
+    parts = [operating_text(f.probability, f.threshold, f.positive) or "segmented"]
     if f.kind == FindingKind.DETECTION and p is not None:  # a localised lesion
         parts = [f"detected, score {p}"]
     if urgency is not None:
         parts.append(urgency.value)
     return f"{f.finding.meaning or f.note} ({', '.join(parts)})"
+
+
+def _counted(findings: Iterable[Finding]) -> list[Finding]:
+    """The findings that add suspicion: not normal, benign or anatomy."""
+    return [f for f in findings if f.significance is None or not f.significance.dismissible]
+
+
+def job_columns(findings: Iterable[Finding]) -> dict[str, object]:
+    """The triage of ``findings`` as the job's store columns (what the worker writes).
+
+    The suspicion column is :data:`NO_SUSPICION` when no finding that adds suspicion has a
+    probability (every model withheld or skipped, segmentation only, benign only): the
+    worklist then shows a dash, not a probability the AI never gave.
+
+    Examples
+    --------
+    >>> job_columns([])["suspicion"] == NO_SUSPICION
+    True
+    """
+    findings = list(findings)
+    columns: dict[str, object] = dataclasses.asdict(assess(findings))
+    if not any(f.probability is not None for f in _counted(findings)):
+        columns["suspicion"] = NO_SUSPICION
+    return columns
 
 
 def assess(findings: Iterable[Finding]) -> Triage:
@@ -105,7 +144,7 @@ def assess(findings: Iterable[Finding]) -> Triage:
     unknown = [
         f for f in findings if f.present and f.significance in (None, Significance.INDETERMINATE)
     ]
-    counted = [f for f in findings if f.significance is None or not f.significance.dismissible]
+    counted = _counted(findings)
     reasons = []
     if flagged:
         reasons.append("flagged: " + ", ".join(_describe(f, u) for f, u in flagged))
@@ -129,7 +168,7 @@ class WorklistItem:
     urgency: str
     status: str
     flagged: bool
-    suspicion: float
+    suspicion: float | None  # None: no probability (not analysed yet, or none given)
     received: dt.datetime
     job_id: str | None
     reviewed: bool
@@ -139,6 +178,7 @@ class WorklistItem:
     flag_urgency: str = ""
     flag_reason: str = ""
     unknown_significance: bool = False
+    no_model: bool = False  # analysed, but no model applies to the study (each was skipped)
     priority: str = dataclasses.field(init=False, default="")  # max(urgency, flag_urgency)
 
     def __post_init__(self) -> None:
@@ -152,7 +192,7 @@ def triage_key(item: WorklistItem) -> tuple[int, int, float, dt.datetime]:
     return (
         -_URGENCY_RANK.get(item.priority, 0),
         0 if item.flagged else 1 if item.unknown_significance else 2,
-        -item.suspicion,
+        -(NO_SUSPICION if item.suspicion is None else item.suspicion),
         item.received,
     )
 
@@ -173,13 +213,15 @@ def worklist(
     items = []
     for st in studies:
         job = jobs.get(st.uid)
+        done = job is not None and job.state == JobState.DONE
+        suspicion = job.suspicion if job is not None and done else None
         item = WorklistItem(
             study_uid=st.uid,
             modalities=st.modalities,
             urgency=st.urgency,
             status=job.state if job else "new",
             flagged=bool(job and job.flagged),
-            suspicion=job.suspicion if job else 0.0,
+            suspicion=suspicion if suspicion is not None and suspicion >= 0 else None,
             received=st.received,
             job_id=job.id if job else None,
             reviewed=bool(job and job.id in reviewed),
@@ -189,6 +231,7 @@ def worklist(
             flag_urgency=job.flag_urgency if job else "",
             flag_reason=job.flag_reason if job else "",
             unknown_significance=bool(job and job.unknown_significance),
+            no_model=bool(done and job and job.impression.startswith(NO_MODEL_APPLIES)),
         )
         if modality and modality.upper() not in item.modalities.upper().split(","):
             continue

@@ -62,8 +62,8 @@ from sqlalchemy import select
 from medsight.clinical.guideline_facts import SUGGESTION_HEADING, GuidelineSuggestion
 from medsight.core.errors import InvalidInputError
 from medsight.core.findings import Finding
+from medsight.core.operating import operating_text
 from medsight.core.significance import Significance, Urgency, triage_urgency
-from medsight.models.reliability import format_probability
 from medsight.reporting.report import DISCLAIMER, Report
 from medsight.service.cds_auth import ReplayGuard, verify_ehr_jwt
 from medsight.service.deps import Services, ServicesDep, get_current_user
@@ -289,8 +289,8 @@ def _md(text: object) -> str:
 
 
 def _summary(finding: Finding) -> str:
-    p = finding.probability
-    parts = [f"probability {format_probability(p)}" if p is not None else ""]
+    # the decision beside its operating point (medsight.core.operating)
+    parts = [operating_text(finding.probability, finding.threshold, finding.positive)]
     urgency = triage_urgency(finding.significance, finding.urgency)
     if urgency is not None:
         parts.append(urgency.value)

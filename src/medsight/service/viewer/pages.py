@@ -16,10 +16,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from medsight.core.errors import MedsightError
+from medsight.core.operating import probability_pair, threshold_phrase
 from medsight.io.html import render
 from medsight.service.auth import User, authenticate, revoke
 from medsight.service.deps import COOKIE, ServicesDep
 from medsight.service.models import JobState
+from medsight.service.settings import Role
 from medsight.service.worklist import worklist
 
 __all__ = ["mount_static", "router"]
@@ -123,7 +125,14 @@ def upload_page(request: Request, services: ServicesDep) -> Response:
         return _to_login()
     services.audit.record(user.username, user.role.value, "view_upload")
     limit = services.settings.max_upload_bytes
-    return _page("upload.html", user=user, max_bytes=limit, max_mib=limit // 2**20)
+    can_upload = user.role.rank >= Role.RADIOLOGIST.rank  # else the page says why, no drop zone
+    return _page(
+        "upload.html",
+        user=user,
+        max_bytes=limit,
+        max_mib=limit // 2**20,
+        can_upload=can_upload,
+    )
 
 
 @router.get("/pacs")
@@ -175,4 +184,6 @@ def study_page(uid: str, request: Request, services: ServicesDep) -> Response:
         report=report,
         has_mask=has_mask,
         verdicts=verdicts,
+        probability_pair=probability_pair,
+        threshold_phrase=threshold_phrase,
     )
