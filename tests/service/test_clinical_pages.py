@@ -208,7 +208,7 @@ def test_a_study_no_model_is_made_for_ends_done_saying_so(tmp_path, tiny_classif
         html = client.get(f"/api/jobs/{job['id']}/files/report.html", headers=admin).text
         assert "tiny-us@0.0.1</b> (skipped)" in html
         (item,) = client.get("/api/worklist", headers=admin).json()
-        assert item["no_model"] and item["suspicion"] is None
+        assert item["no_model"] and item["suspicion"] is None and job["suspicion"] is None
         _ui_login(client, "admin", ADMIN_PASSWORD)
         row = client.get("/ui/worklist").text.split("<tbody>")[1]
         assert '<td class="status">no model applies' in row and "failed" not in row

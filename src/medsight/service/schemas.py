@@ -32,7 +32,7 @@ class JobOut(BaseModel):
     started: dt.datetime | None
     finished: dt.datetime | None
     flagged: bool
-    suspicion: float
+    suspicion: float | None  # None: no probability to rank by (worklist.NO_SUSPICION stored)
     flag_urgency: str = ""
     flag_reason: str = ""
     unknown_significance: bool = False
@@ -54,7 +54,7 @@ class JobOut(BaseModel):
             started=row.started,
             finished=row.finished,
             flagged=row.flagged,
-            suspicion=row.suspicion,
+            suspicion=row.suspicion if row.suspicion >= 0 else None,
             flag_urgency=row.flag_urgency,
             flag_reason=row.flag_reason,
             unknown_significance=row.unknown_significance,
