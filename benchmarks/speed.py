@@ -21,8 +21,10 @@ ONNX Runtime threads stated in the JSON):
 * ``analyze``: ``analyze`` of the hippocampus DICOM crop with the hippocampus package, in a
   fresh process, first call (cold) and second (warm), per stage.
 
-Usage: ``python benchmarks/speed.py [--quick]``; writes ``benchmarks/results/speed.json``
-(``speed_quick.json`` with ``--quick``: fewer slices, a smaller volume, 1 repeat).
+Usage: ``python benchmarks/speed.py [--quick] [--sections series,analyze]``; writes
+``benchmarks/results/speed.json`` (``speed_quick.json`` with ``--quick``: fewer slices, a
+smaller volume, 1 repeat).  A run of some sections replaces only those in an existing file; each
+section records when and under what load it was measured, and ``runs`` lists the partial runs.
 """
 
 from __future__ import annotations
@@ -322,11 +324,16 @@ from medsight.analysis.pipeline import analyze
 from medsight.models.package import ModelPackage
 imports = time.perf_counter() - t0
 pkg = ModelPackage.load(sys.argv[3])
-out = []
-for run in ("cold", "warm"):
+from medsight.inference.cache import clear
+out = {}
+# cold: first analysis in the process; warm: the next one, the built model reused from the
+# model cache (as the service does); warm_rebuilt: the cache emptied first, the model built again
+for run in ("cold", "warm", "warm_rebuilt"):
+    if run == "warm_rebuilt":
+        clear()
     r = analyze(sys.argv[1], sys.argv[2] + "/" + run, [pkg])
-    out.append(r.timings)
-print(json.dumps({"import_s": imports, "cold": out[0], "warm": out[1]}))
+    out[run] = r.timings
+print(json.dumps({"import_s": imports, **out}))
 """
 
 
@@ -410,12 +417,27 @@ def main() -> None:
         if "analyze" in sections:
             _say("analyze cold / warm")
             result["analyze"] = analyze_latency(tmp / "analyze")
-    result["wall_s"] = time.perf_counter() - t_start
+    result["wall_s"] = wall = time.perf_counter() - t_start
     result["machine"]["load_average_at_end"] = os.getloadavg()
     name = "speed_quick.json" if a.quick else "speed.json"
     out = Path(__file__).parent / "results" / name
+    keys = {"series": "series_read", "classifier": "classifier", "window": "sliding_window"}
+    measured = [keys.get(s, s) for s in sorted(sections)]
+    for key in measured:  # each section says when and under what load it was measured
+        result[key]["measured"] = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average_at_start": result["machine"]["load_average_at_start"],
+            "wall_s_of_the_run": result["wall_s"],
+        }
+    if out.is_file() and len(sections) < 4:  # a subset: the other sections stay as measured
+        previous = json.loads(out.read_text())
+        previous.update({k: result[k] for k in measured})
+        previous.setdefault("runs", []).append(
+            {k: result[k] for k in ("machine", "sections", "wall_s", "repeats", "versions")}
+        )
+        result = previous
     out.write_text(json.dumps(result, indent=1))
-    _say(f"wrote {out} in {result['wall_s']:.0f} s")
+    _say(f"wrote {out} in {wall:.0f} s")
 
 
 if __name__ == "__main__":
