@@ -155,6 +155,7 @@ def test_patient_view_cards_for_stored_findings(client, admin):
     assert "requires review by a qualified clinician" in stat["detail"]
     assert "Volume: 2.5 mL" in stat["detail"] and "calibrated on 500 cases" in stat["detail"]
     assert "Breast US \\<b\\>" in stat["detail"]  # DICOM text escaped in markdown
+    assert "- Probability 0.93 (" in stat["detail"]  # the shared formatter, not "0.93" bare
     assert stat["source"]["topic"]["code"] == "breast-cls@1.2"
     assert stat["links"] == [
         {

@@ -312,7 +312,8 @@ def _detail(finding: Finding, study: StudyRow, job: JobRow) -> str:
         lines.append(f"- Note: {_md(finding.note)}")
     if finding.probability is not None:
         reliability = f" ({_md(finding.reliability)})" if finding.reliability else ""
-        lines.append(f"- Probability: {finding.probability:.2f}{reliability}")
+        decision = operating_text(finding.probability, finding.threshold, finding.positive)
+        lines.append(f"- {decision[0].upper()}{decision[1:]}{reliability}")
     for m in finding.measurements:
         lines.append(f"- {_md(m)}")
     meaning = finding.significance.value if finding.significance else "not stated"
