@@ -79,13 +79,21 @@ def test_whatif_panel_occlusion_risk_and_mask_edit(served, tmp_path, pydicom_fil
         page.wait_for_selector("#whatif[data-ready=yes]")
         _wait(page, "document.getElementById('image').naturalWidth > 0")
         canvas = page.locator("#whatif-canvas")
-        # occlusion: draw a box over the left half of the 384-px view, re-run
+        # occlusion: draw a box over the left half of the 384-px view, re-run; "Draw box"
+        # brings the image into view first (the tools are below it)
+        in_view = """() => { const r = document.getElementById('image').getBoundingClientRect();
+                       return r.top >= 0 && r.bottom <= innerHeight; }"""
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        assert not page.evaluate(in_view)
         page.click("#whatif-draw-box")
+        assert page.evaluate(in_view)
         box = canvas.bounding_box()
         assert box["width"] == page.locator("#image").bounding_box()["width"]
         _drag(page, box, (10, 10), (190, 370))
-        assert "box i 1-" in page.inner_text("#whatif-box")  # 64 px image shown at 384 px
+        # the 64 px image shown at 384 px: the box in image pixels, columns i and rows j
+        assert page.inner_text("#whatif-box") == "box 31 x 61 px at column 1, row 1"
         page.select_option("#whatif-fill", "zero")
+        page.check("#whatif-map-on")
         page.click("#whatif-run")
         _wait(page, "/->/.test(document.getElementById('whatif-occlusion-result').textContent)")
         shown = page.inner_text("#whatif-occlusion-result")
@@ -101,6 +109,15 @@ def test_whatif_panel_occlusion_risk_and_mask_edit(served, tmp_path, pydicom_fil
         ).json()
         label, new = next(iter(occ["changed"]["probabilities"].items()))
         assert f"{label}: " in shown and f"-> {new:.3f}" in shown
+        notes = page.inner_text("#whatif-occlusion-notes")
+        assert occ["caveat"] in notes  # the edited image is unlike the training images
+        (decision,) = occ["decisions"]
+        flips = "flips" if decision["flipped"] else "unchanged"
+        cut = "" if decision["threshold"] is None else f" {decision['threshold']:.3f}"
+        assert f"Decision at the operating threshold{cut} {flips}" in notes
+        assert page.locator("#whatif-map-figure").is_visible()
+        assert "Occlusion sensitivity" in page.inner_text("#whatif-map-figure figcaption")
+        assert page.locator("#whatif-map-figure .whatif-colorbar").is_visible()
         # risk form: baseline, then an older patient -> the risk rises
         risk = page.locator(".whatif-risk")
         risk.locator("input[name=age]").fill("60")

@@ -13,6 +13,13 @@ falls outside the model's intended use or its training data (the OOD check), the
 ``OcclusionSensitivity`` map of the original image (:func:`medsight.explain.explain_classifier`)
 comes back as a PNG.
 
+An occluded image is not like the images the model learnt from (a flat or blurred patch is an
+edit no scanner makes), so a moved probability says what the output depends on, not what the
+finding would be without that region.  Every answer carries that :data:`CAVEAT`, the OOD
+score of the original and of the changed image against the package's threshold (when the
+package has an OOD reference: the same Mahalanobis score that would withhold the answer), and
+per reported label whether the decision at the operating threshold flips.
+
 Examples
 --------
 >>> region_mask((6, 4), Region(box=[1, 0, 3, 2])).astype(int).T
@@ -38,7 +45,23 @@ from medsight.core.image import Image
 from medsight.models.package import ModelPackage
 from medsight.service.whatif.source import JobImage, check_index
 
-__all__ = ["Fill", "Mode", "OcclusionQuery", "Region", "occlude", "region_mask", "run_occlusion"]
+__all__ = [
+    "CAVEAT",
+    "Fill",
+    "Mode",
+    "OcclusionQuery",
+    "Region",
+    "occlude",
+    "region_mask",
+    "run_occlusion",
+]
+
+#: Said with every occlusion answer: the edited image is outside what the model was trained on.
+CAVEAT = (
+    "An occluded image is unlike the images the model was trained on (no scanner makes a "
+    "flat or blurred patch), so the change shows what the model's output depends on, not what "
+    "the finding would be without that region."
+)
 
 
 class Mode(StrEnum):
@@ -144,15 +167,54 @@ def _summary(output: Any) -> dict[str, Any]:
     return {
         "withheld": list(output.withheld),
         "probabilities": dict(output.probabilities),
+        "ood_score": output.ood_score,
+        "ood_threshold": output.ood_threshold,
         "findings": [
             {
                 "label": f.finding.meaning,
                 "code": f"{f.finding.scheme}:{f.finding.value}",
                 "probability": f.probability,
                 "positive": f.positive,
+                # the operating threshold for this label, where the finding carries one
+                "threshold": getattr(f, "threshold", None),
             }
             for f in output.findings
         ],
+    }
+
+
+def _decisions(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per label reported on both images: the decision before and after, and whether it flips."""
+    changed = {f["code"]: f for f in after["findings"]}
+    out = []
+    for f in before["findings"]:
+        g = changed.get(f["code"])
+        if g is None:
+            continue
+        out.append(
+            {
+                "label": f["label"],
+                "code": f["code"],
+                "threshold": f["threshold"] if f["threshold"] is not None else g["threshold"],
+                "before": f["positive"],
+                "after": g["positive"],
+                "flipped": f["positive"] != g["positive"],
+            }
+        )
+    return out
+
+
+def _ood(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    """The OOD scores of both images against the package's threshold (None: no reference)."""
+    threshold = after["ood_threshold"] or before["ood_threshold"]
+    if threshold is None:
+        return None
+    score = after["ood_score"]
+    return {
+        "original": before["ood_score"],
+        "changed": score,
+        "threshold": threshold,
+        "changed_over_threshold": score is not None and score > threshold,
     }
 
 
@@ -230,6 +292,9 @@ def run_occlusion(package: ModelPackage, source: JobImage, query: OcclusionQuery
         "difference": difference,
         "abstained": abstained,
         "message": message,
+        "caveat": CAVEAT,
+        "ood": _ood(before, after),
+        "decisions": [] if abstained else _decisions(before, after),
         "sensitivity_map_png": None,
     }
     if query.sensitivity_map and not before["withheld"]:

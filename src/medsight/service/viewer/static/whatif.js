@@ -1,6 +1,10 @@
 // medsight "What if" panel: occlude / keep a drawn box and re-run the classifier, change a
 // risk model's inputs, brush / erase the AI mask and save it as a new SEG version.
 // Talks only to the what-if API (/api/jobs/{job}/whatif/..., /segmentation/...); plain JS.
+// An occlusion answer is shown with what it cannot say: the edited image is unlike the training
+// images (the service's caveat, and the OOD score against the model's threshold when the model
+// has one), and whether the decision at the operating threshold flips.  The drawn box is
+// described in the image's own pixels (width x height at column, row).
 (function () {
   "use strict";
   const panel = document.getElementById("whatif");
@@ -97,7 +101,7 @@
   window.addEventListener("mouseup", () => {
     if (tool === "box" && drag && box) {
       box = [Math.floor(box[0]), Math.floor(box[1]), Math.ceil(box[2]), Math.ceil(box[3])];
-      $("whatif-box").textContent = `box i ${box[0]}-${box[2]}, j ${box[1]}-${box[3]}`;
+      $("whatif-box").textContent = describeBox(box);
       $("whatif-run").disabled = false;
     }
     if (current) {
@@ -111,8 +115,15 @@
   });
   image.addEventListener("load", fit);
   window.addEventListener("resize", fit);
+  // [i0, j0, i1, j1] (i: columns, j: rows of the slice shown, half-open) in the image's terms
+  function describeBox(b) {
+    const where = `box ${b[2] - b[0]} x ${b[3] - b[1]} px at column ${b[0]}, row ${b[1]}`;
+    const slices = Number($("slice").max || 0);
+    return slices > 0 ? `${where}, slice ${Number($("slice").value) + 1}` : where;
+  }
   function setTool(name) {
     tool = tool === name ? "" : name;
+    if (tool) image.scrollIntoView({ block: "center" }); // the image may be far above the tools
     panel.querySelectorAll("button[data-tool]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.tool === tool)));
     fit();
   }
@@ -152,11 +163,13 @@
           out.textContent = Object.keys(res.difference).map((k) =>
             `${k}: ${fmt(res.original.probabilities[k])} -> ${fmt(res.changed.probabilities[k])} (${signed(res.difference[k])})`).join("; ");
         }
-        const img = $("whatif-map");
-        img.hidden = !res.sensitivity_map_png;
-        if (res.sensitivity_map_png) img.src = `data:image/png;base64,${res.sensitivity_map_png}`;
+        showNotes(res);
+        const fig = $("whatif-map-figure");
+        fig.hidden = !res.sensitivity_map_png;
+        if (res.sensitivity_map_png) $("whatif-map").src = `data:image/png;base64,${res.sensitivity_map_png}`;
       } catch (err) {
         out.textContent = `error ${err.message}`;
+        $("whatif-occlusion-notes").textContent = "";
       }
     });
     const row = el("div", { class: "whatif-row" });
@@ -167,10 +180,43 @@
     row.appendChild(run);
     sec.appendChild(row);
     sec.appendChild(el("p", { id: "whatif-occlusion-result", role: "status" }));
-    const img = el("img", { id: "whatif-map", alt: "occlusion sensitivity map", class: "whatif-map" });
-    img.hidden = true;
-    sec.appendChild(img);
+    sec.appendChild(el("ul", { id: "whatif-occlusion-notes", class: "whatif-notes" }));
+    const fig = el("figure", { id: "whatif-map-figure", class: "whatif-map-figure" });
+    fig.hidden = true;
+    fig.appendChild(el("img", { id: "whatif-map", alt: "occlusion sensitivity map", class: "whatif-map" }));
+    const bar = el("div", { class: "whatif-colorbar-row" });
+    bar.appendChild(el("span", {}, "0"));
+    bar.appendChild(el("span", { class: "whatif-colorbar", "aria-hidden": "true" }));
+    bar.appendChild(el("span", {}, "1"));
+    fig.appendChild(bar);
+    fig.appendChild(el("figcaption", {}, "Occlusion sensitivity of the original image (MONAI): " +
+      "how much the finding's score drops when a patch about 1/7 of the image wide is hidden " +
+      "there; 0 (clear) the least, 1 (red) the most in this image (scaled to its own maximum, " +
+      "not comparable between images). It shows where the model looks, not where the finding is."));
+    sec.appendChild(fig);
     return sec;
+  }
+  // beside the numbers: the decision at the operating threshold, the OOD score, the caveat
+  function showNotes(res) {
+    const notes = $("whatif-occlusion-notes");
+    notes.textContent = "";
+    const yes = (p) => (p ? "positive" : "negative");
+    (res.decisions || []).forEach((d) => {
+      const at = d.threshold === null || d.threshold === undefined
+        ? "at the operating threshold" : `at the operating threshold ${fmt(d.threshold)}`;
+      const text = d.flipped
+        ? `Decision ${at} flips: ${yes(d.before)} -> ${yes(d.after)} (${d.label}).`
+        : `Decision ${at} unchanged: ${yes(d.before)} (${d.label}).`;
+      notes.appendChild(el("li", { class: d.flipped ? "whatif-flip" : "whatif-same" }, text));
+    });
+    if (res.ood && res.ood.changed !== null && res.ood.changed !== undefined) {
+      const over = res.ood.changed_over_threshold;
+      notes.appendChild(el("li", { class: over ? "whatif-ood warning" : "whatif-ood" },
+        `Unlike the training images (OOD score): ${res.ood.changed.toPrecision(3)} for the ` +
+        `edited image, ${res.ood.original === null ? "-" : res.ood.original.toPrecision(3)} for ` +
+        `the original; the model withholds its answer above ${res.ood.threshold.toPrecision(3)}.`));
+    }
+    if (res.caveat) notes.appendChild(el("li", { class: "whatif-caveat warning" }, res.caveat));
   }
 
   // risk --------------------------------------------------------------------------------------
