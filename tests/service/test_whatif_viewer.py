@@ -6,10 +6,13 @@ the mask and save it (the new version is listed, with its measurements), ask a r
 
 from __future__ import annotations
 
+import io
 import time
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image as PILImage
 
 from .conftest import ADMIN_PASSWORD
 from .pacs_servers import serve_medsight
@@ -140,6 +143,22 @@ def test_whatif_panel_occlusion_risk_and_mask_edit(served, tmp_path, pydicom_fil
         assert "mm2" in page.inner_text("#whatif-seg-result")
         _wait(page, "document.getElementById('whatif-mask').naturalWidth > 0")
         assert page.locator("#whatif-mask").is_visible()
+        # the page says which version the overlay and the numbers show; v2 replaces v1 on the
+        # image, in the legend's colour, and the findings table gets v2's measurements
+        shown = page.inner_text("#whatif-seg-shown")
+        assert shown.startswith("Overlay: v2 (edited by admin from v1)") and "mm2" in shown
+        assert page.evaluate("document.getElementById('mask').style.visibility") == "hidden"
+        legend = page.evaluate("document.querySelector('#legend-labels li').dataset.colour")
+        png = httpx.get(
+            f"{served}/api/jobs/{job_id}/segmentation/versions/2/masks/0.png", headers=auth
+        )
+        rgba = np.asarray(PILImage.open(io.BytesIO(png.content)))
+        drawn = rgba[rgba[..., 3] > 0][0][:3]
+        assert "#" + "".join(f"{int(c):02x}" for c in drawn) == legend.lower()
+        seg_row = page.locator("#findings tbody tr", has=page.locator(".whatif-vn"))
+        assert seg_row.count() == 1
+        assert seg_row.locator(".whatif-vn").inner_text().startswith("v2 (edited by admin): ")
+        assert seg_row.locator(".whatif-v1").inner_text().startswith("v1 (model): ")
         page.screenshot(path=str(tmp_path / "whatif.png"), full_page=True)
         browser.close()
     # no script error and no failed request of the page; the browser's own favicon request may

@@ -177,21 +177,26 @@ def version_mask_png(
     audit: Auditor,
     package: Annotated[str | None, Query()] = None,
 ) -> Response:
-    """Slice ``k`` of one version's mask as a transparent overlay PNG (edits in blue)."""
+    """Slice ``k`` of one version's mask as a transparent overlay PNG, each label in its
+    colour as on the model's own mask (so the page's legend holds for every version)."""
     import io
 
     import numpy as np
     from PIL import Image as PILImage
 
+    from medsight.reporting.overlay import label_colour
     from medsight.service.whatif.source import check_index
 
     job = done_job(services, job_id)
     pkg = seg_package(services, job, package)
     arr = np.asarray(version_mask(services, job, pkg, version).array)
     arr = arr[:, :, None] if arr.ndim == 2 else arr
-    plane = arr[:, :, check_index("slice", k, arr.shape[2])].T > 0
+    plane = np.rint(arr[:, :, check_index("slice", k, arr.shape[2])].T).astype(np.int64)
+    colours = {lab.index: lab.color for lab in pkg.spec.labels if lab.color}
     rgba = np.zeros((*plane.shape, 4), dtype=np.uint8)
-    rgba[plane] = (40, 200, 255, 150)
+    for value in np.unique(plane):
+        if value > 0:
+            rgba[plane == value] = (*label_colour(int(value), colours), 150)
     buf = io.BytesIO()
     PILImage.fromarray(rgba).save(buf, format="PNG")
     png = buf.getvalue()

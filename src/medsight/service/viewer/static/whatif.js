@@ -289,12 +289,48 @@
       if (v.url) li.appendChild(el("a", { href: v.url }, "SEG"));
       ul.appendChild(li);
     });
-    latest = list.length > 1 ? list[list.length - 1].version : null;
+    const last = list.length > 1 ? list[list.length - 1] : null;
+    latest = last ? last.version : null;
     showEdited(pkg);
+    showVersion(pkg, last);
   }
   function showEdited(pkg) {
     edited.hidden = !latest;
+    // the edited version replaces the model's mask (drawn in the same label colours, so the
+    // legend holds); both at once would show erased parts of v1 under v2
+    const modelMask = $("mask");
+    if (modelMask) modelMask.style.visibility = latest ? "hidden" : "";
     if (latest) edited.src = `/api/jobs/${job}/segmentation/versions/${latest}/masks/${$("slice").value}.png?package=${encodeURIComponent(pkg)}`;
+  }
+  const numbers = (ms) => (ms || []).map((m) => `${m.concept} ${Number(m.value).toPrecision(3)} ${m.unit}`).join(", ");
+  // say which version the overlay and the findings' numbers show; once an edit is saved, the
+  // findings table gets that version's measurements beside the model's (v1)
+  function showVersion(pkg, last) {
+    const shown = $("whatif-seg-shown");
+    if (!last) {
+      shown.textContent = "Overlay and findings: v1, the model's segmentation.";
+      return;
+    }
+    const from = last.parent_version ? ` from v${last.parent_version}` : "";
+    shown.textContent = `Overlay: v${last.version} (edited by ${last.by}${from}). ` +
+      `Measurements of v${last.version}: ${numbers(last.measurements) || "none"}.`;
+    document.querySelectorAll("#findings tbody tr").forEach((tr) => {
+      const cells = tr.querySelectorAll("td");
+      if (cells.length < 4 || cells[3].textContent.trim() !== pkg) return;
+      const cell = cells[2];
+      if (!cell.dataset.model) { // keep the model's numbers, labelled as v1
+        cell.dataset.model = "v1";
+        const v1 = el("div", { class: "whatif-v1" }, "v1 (model): ");
+        while (cell.firstChild) v1.appendChild(cell.firstChild);
+        cell.appendChild(v1);
+      }
+      let mine = cell.querySelector(".whatif-vn");
+      if (!mine) {
+        mine = el("div", { class: "whatif-vn" });
+        cell.appendChild(mine);
+      }
+      mine.textContent = `v${last.version} (edited by ${last.by}): ${numbers(last.measurements) || "none"}`;
+    });
   }
   function segSection(tools) {
     const sec = el("section", { id: "whatif-seg" });
@@ -322,8 +358,7 @@
         $("whatif-strokes").textContent = "";
         save.disabled = true;
         redraw();
-        out.textContent = `saved v${res.version}: ` + res.measurements.map((m) =>
-          `${m.concept} ${Number(m.value).toPrecision(3)} ${m.unit}`).join(", ");
+        out.textContent = `saved v${res.version}: ` + numbers(res.measurements);
         await loadVersions(pkg.value);
       } catch (err) {
         out.textContent = `error ${err.message}`;
@@ -338,6 +373,7 @@
     sec.appendChild(row);
     if (!panel.dataset.canEdit) sec.appendChild(el("p", {}, "Saving a version needs a reviewer (radiologist)."));
     sec.appendChild(out);
+    sec.appendChild(el("p", { id: "whatif-seg-shown", class: "whatif-shown" }));
     sec.appendChild(el("ul", { id: "whatif-versions" }));
     $("slice").addEventListener("input", () => showEdited(pkg.value));
     loadVersions(pkg.value);
