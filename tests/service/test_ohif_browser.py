@@ -402,3 +402,91 @@ def test_ohif_lists_a_detection_box_with_its_area(served, tmp_path, pydicom_file
         assert abs(across - 16 * scale) <= 0.5 * scale + 4, (across, 16 * scale)
         assert abs(down - 12 * scale) <= 0.5 * scale + 4, (down, 12 * scale)
         browser.close()
+
+
+def _without_geometry(source: Path) -> pydicom.Dataset:
+    """``source`` as a Secondary Capture without any geometry: no Pixel Spacing, orientation,
+    position or Frame of Reference (a photograph, or a PNG converted to DICOM)."""
+    ds = pydicom.dcmread(source)
+    for keyword in (
+        "PixelSpacing",
+        "ImageOrientationPatient",
+        "ImagePositionPatient",
+        "FrameOfReferenceUID",
+        "PositionReferenceIndicator",
+        "SliceThickness",
+        "SpacingBetweenSlices",
+        "SliceLocation",
+    ):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.Modality = "OT"
+    return ds
+
+
+def test_ohif_opens_a_study_whose_seg_has_no_pixel_spacing(
+    served, tmp_path, pydicom_file, debian_tool
+):
+    """A SEG on an image without pixel spacing (no mm, no patient geometry): OHIF 3.12 cannot
+    place it (its loader needs a Plane Orientation, which medsight does not invent), so the
+    viewer opens the study with its image only, renders it with no script error, and states
+    why the segmentation is not there and where it is shown (medsight's study page)."""
+    from medsight.io import read_image
+    from medsight.models.spec import LabelSpec
+    from medsight.reporting.dicom_seg import build_segmentation
+
+    chromium = debian_tool("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    source = tmp_path / "photo.dcm"
+    _without_geometry(pydicom_file("MR_small.dcm")).save_as(source)
+    img = read_image(source)
+    pixels = np.asarray(img.array)
+    mask = (pixels > np.percentile(pixels, 75)).astype(np.uint8)
+    seg = build_segmentation(
+        img.with_array(mask),
+        img,
+        [LabelSpec(index=1, name="bright tissue", color=(255, 0, 0))],
+        algorithm_name="toy-seg",
+        algorithm_version="1",
+        series_number=88,
+    )
+    out = io.BytesIO()
+    seg.save_as(out)
+    token = httpx.post(
+        f"{served}/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+    ).json()["access_token"]
+    files = [("files", ("img.dcm", source.read_bytes())), ("files", ("seg.dcm", out.getvalue()))]
+    resp = httpx.post(
+        f"{served}/api/studies?analyse=false",
+        files=files,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert resp.status_code == 201 and resp.json()["stored"] == 2, resp.text
+    (uid,) = resp.json()["studies"]
+    image_series = pydicom.dcmread(source).SeriesInstanceUID
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        _log_in(page, served)
+        page.goto(f"{served}/ohif/viewer?StudyInstanceUIDs={uid}")
+        assert f"SeriesInstanceUIDs={image_series}" in page.url, page.url  # the image only
+        viewport = _viewport(page)
+        deadline = time.monotonic() + 30
+        while _pixels(viewport.screenshot()).std() < 10:
+            assert time.monotonic() < deadline, f"the OHIF viewport stayed blank: {errors}"
+            time.sleep(0.5)
+        notice = page.locator("#medsight-notice")
+        assert notice.is_visible()
+        text = notice.inner_text()
+        assert "series 88" in text and "no pixel spacing" in text, text
+        assert notice.locator("a").get_attribute("href") == f"/ui/studies/{uid}"
+        page.get_by_text("S:1", exact=True).wait_for(timeout=20_000)  # the image's series
+        assert page.get_by_text("S:88", exact=True).count() == 0  # the SEG is not offered
+        time.sleep(2)  # OHIF would have failed by now
+        assert not errors, errors
+        page.screenshot(path=str(tmp_path / "ohif-no-spacing.png"))
+        browser.close()

@@ -1,4 +1,13 @@
-"""DICOM Segmentation objects (binary SEG) from a label mask on a DICOM series, with highdicom."""
+"""DICOM Segmentation objects (binary SEG) from a label mask on a DICOM series, with highdicom.
+
+A source without patient geometry (no Frame of Reference, Pixel Spacing or orientation: a
+photograph, an uncalibrated ultrasound, a PNG converted to DICOM) gets a SEG without Pixel
+Measures, Plane Orientation and Plane Position functional groups, as the SEG IOD allows: no
+spacing or orientation is invented.  OHIF 3.12 cannot load such a SEG (it reads both groups
+unconditionally); an empty Pixel Measures item would satisfy dciodvfy and OHIF's first read
+but not highdicom's reader (it requires Pixel Spacing there) nor OHIF's orientation check, so
+the service does not offer such a SEG to OHIF instead (:mod:`medsight.service.viewer.ohif`).
+"""
 
 from __future__ import annotations
 

@@ -12,23 +12,45 @@ shipped.  ``app-config.js`` is generated: one DICOMweb data source at ``<origin>
 which the browser reaches with the session cookie of the worklist, so OHIF needs no login of
 its own.  OHIF's service worker (it loads Workbox from a CDN) is replaced by a no-op: nothing
 leaves the hospital.
+
+A segmentation of an image without patient geometry (a photograph, an uncalibrated ultrasound,
+a PNG converted to DICOM: no Pixel Spacing, orientation or Frame of Reference) cannot be placed
+by OHIF 3.12: its SEG viewport reads the shared Pixel Measures item (``TypeError: Cannot
+destructure property 'SpacingBetweenSlices'``, the whole viewer goes black) and its loader
+(cornerstone adapters ``checkOrientation``) a Plane Orientation, which such a SEG rightly does
+not have (:mod:`medsight.reporting.dicom_seg`). medsight does not invent an orientation; the
+viewer route instead opens such a study with its other series only (OHIF's
+``SeriesInstanceUIDs`` filter) and shows a notice saying why and where the segmentation is
+shown (medsight's study page), see :func:`ohif_notice`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable
+from html import escape
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from pydicom.dataset import Dataset
 
 from medsight.core.errors import MedsightError
 from medsight.service.auth import authenticate
 from medsight.service.deps import COOKIE, ServicesDep
 from medsight.service.settings import ServiceSettings
 
-__all__ = ["BASE", "app_config", "ohif_available", "router", "viewer_dist"]
+__all__ = [
+    "BASE",
+    "app_config",
+    "ohif_available",
+    "ohif_notice",
+    "router",
+    "unplaceable_segmentations",
+    "viewer_dist",
+]
 
 BASE = "/ohif/"
 router = APIRouter(include_in_schema=False)
@@ -138,6 +160,88 @@ def _patched(path: str, mtime_ns: int) -> bytes:
     return text.encode("utf-8")
 
 
+def unplaceable_segmentations(headers: Iterable[Dataset]) -> list[Dataset]:
+    """The SEG headers among ``headers`` that OHIF 3.12 cannot place on their image.
+
+    Its SEG loader needs a Plane Orientation (Patient) in the shared or the first per-frame
+    functional group; a SEG on an image without patient geometry has none (the SEG IOD
+    requires it only with a Frame of Reference).
+
+    Examples
+    --------
+    >>> from pydicom.dataset import Dataset
+    >>> seg = Dataset()
+    >>> seg.Modality = "SEG"
+    >>> seg.SharedFunctionalGroupsSequence = [Dataset()]
+    >>> len(unplaceable_segmentations([seg]))
+    1
+    """
+    out = []
+    for header in headers:
+        if header.get("Modality") != "SEG":
+            continue
+        groups = list(header.get("SharedFunctionalGroupsSequence") or [])
+        groups += list(header.get("PerFrameFunctionalGroupsSequence") or [])[:1]
+        if not any("PlaneOrientationSequence" in group for group in groups):
+            out.append(header)
+    return out
+
+
+def _series_split(request: Request, services: ServicesDep, uid: str) -> tuple[list[str], str]:
+    """The study's series OHIF can show, and the notice about the SEGs it cannot ('' if none)."""
+    from medsight.service.dicomweb.index import InstanceIndex, study_files
+
+    state = request.app.state
+    if getattr(state, "dicomweb_index", None) is None:  # shared with the DICOMweb front
+        state.dicomweb_index = InstanceIndex()
+    headers = [
+        i.header
+        for i in state.dicomweb_index.instances(
+            study_files(services.settings, services.store, uid), study=uid
+        )
+    ]
+    hidden = unplaceable_segmentations(headers)
+    hidden_uids = {str(h.SeriesInstanceUID) for h in hidden}
+    shown = list(dict.fromkeys(str(h.SeriesInstanceUID) for h in headers))
+    return [s for s in shown if s not in hidden_uids], ohif_notice(hidden, uid)
+
+
+def ohif_notice(hidden: Iterable[Dataset], uid: str) -> str:
+    """The sentence OHIF shows for SEGs it cannot display ('' when there are none).
+
+    Examples
+    --------
+    >>> from pydicom.dataset import Dataset
+    >>> seg = Dataset()
+    >>> seg.SeriesNumber, seg.SeriesDescription = 88, "medsight AI segmentation"
+    >>> ohif_notice([seg], "1.2.3").split(":")[0]
+    'Segmentation series 88 (medsight AI segmentation) is not shown in OHIF'
+    """
+    names = [
+        f"{h.get('SeriesNumber', '?')} ({h.get('SeriesDescription') or 'no description'})"
+        for h in hidden
+    ]
+    if not names:
+        return ""
+    return (
+        f"Segmentation series {', '.join(names)} {'is' if len(names) == 1 else 'are'} not shown"
+        " in OHIF: the segmented image has no pixel spacing or patient orientation, which OHIF"
+        " needs to place a segmentation (medsight does not invent them). The segmentation of"
+        f" an image without pixel spacing is shown in medsight's own viewer: /ui/studies/{uid}"
+    )
+
+
+def _with_notice(html: bytes, notice: str, uid: str) -> bytes:
+    """The app page with a fixed banner stating ``notice`` (a link to the study page)."""
+    text, _, _ = notice.rpartition(": /ui/studies/")
+    banner = (
+        '<div id="medsight-notice" role="status" style="position:fixed;left:0;right:0;bottom:0;'
+        'z-index:10000;padding:6px 12px;background:#fff3cd;color:#222;font:14px sans-serif">'
+        f'{escape(text)}: <a href="/ui/studies/{escape(uid)}">the study page</a>.</div>'
+    )
+    return html.replace(b"</body>", banner.encode("utf-8") + b"</body>", 1)
+
+
 def _signed_in(request: Request, services: ServicesDep) -> bool:
     token = request.cookies.get(COOKIE)
     if not token:
@@ -178,4 +282,13 @@ def ohif_file(path: str, request: Request, services: ServicesDep) -> Response:
         return RedirectResponse("/ui/login", status_code=303)
     index = root / "index.html"
     html = _patched(str(index), index.stat().st_mtime_ns)
+    study = request.query_params.get("StudyInstanceUIDs", "")
+    if study and "," not in study:
+        shown, notice = _series_split(request, services, study)
+        chosen = any(k.lower().startswith("seriesinstanceuid") for k in request.query_params)
+        if notice and shown and not chosen:  # open it without the SEG OHIF cannot place
+            query = [*request.query_params.multi_items(), ("SeriesInstanceUIDs", ",".join(shown))]
+            return RedirectResponse(f"{BASE}{path}?{urlencode(query)}", status_code=303)
+        if notice:
+            html = _with_notice(html, notice, study)
     return Response(html, media_type="text/html", headers={"Cache-Control": "no-cache"})
