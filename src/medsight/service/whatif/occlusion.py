@@ -206,7 +206,8 @@ def _decisions(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, 
 
 def _ood(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
     """The OOD scores of both images against the package's threshold (None: no reference)."""
-    threshold = after["ood_threshold"] or before["ood_threshold"]
+    threshold = after["ood_threshold"]
+    threshold = before["ood_threshold"] if threshold is None else threshold
     if threshold is None:
         return None
     score = after["ood_score"]
