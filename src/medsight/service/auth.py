@@ -33,6 +33,7 @@ import time
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from medsight.core.errors import InvalidInputError
 from medsight.service.errors import (
@@ -149,19 +150,19 @@ def create_user(store: Store, username: str, password: str, role: Role | str) ->
         raise ConflictError(f"user {username}", "already exists") from exc
 
 
-def _user_row(ses: object, username: str) -> UserRow:
-    row = ses.scalars(select(UserRow).where(UserRow.username == username)).first()  # type: ignore[attr-defined]
+def _user_row(ses: Session, username: str) -> UserRow:
+    row = ses.scalars(select(UserRow).where(UserRow.username == username)).first()
     if row is None:
         raise NotFoundError(f"user {username}", "does not exist")
-    return row  # type: ignore[no-any-return]
+    return row
 
 
 def _is_active(row: UserRow) -> bool:
     return not row.password_hash.startswith(_LOCKED)
 
 
-def _other_active_admins(ses: object, username: str) -> int:
-    rows = ses.scalars(  # type: ignore[attr-defined]
+def _other_active_admins(ses: Session, username: str) -> int:
+    rows = ses.scalars(
         select(UserRow).where(UserRow.role == Role.ADMIN.value, UserRow.username != username)
     )
     return sum(_is_active(r) for r in rows)
