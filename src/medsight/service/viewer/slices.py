@@ -2,6 +2,13 @@
 
 Loaded volumes are cached (a few studies) so scrolling does not re-read the files.
 
+Colour images (RGB, YBR and PALETTE COLOR, which the reader turns into RGB 0-255) are served
+in their own colours, as RGB PNGs: a colour-Doppler ultrasound withheld for its colour shows
+the flow the reason names.  Window and level apply to grey-scale images only; a colour
+series says so in :func:`series_info` (``colour`` and ``window_note``) and its slices ignore
+``center`` / ``width``.  The overlays are separate RGBA PNGs on the same grid, so they blend
+over a colour slice as over a grey one.
+
 Examples
 --------
 >>> import numpy as np
@@ -24,9 +31,47 @@ from medsight.core.errors import InvalidInputError
 from medsight.service.errors import NotFoundError
 from medsight.service.settings import ServiceSettings
 
-__all__ = ["encode_png", "mask_png", "matching_mask", "render_slice", "series_info", "window"]
+__all__ = [
+    "COLOUR_PHOTOMETRIC",
+    "encode_png",
+    "is_colour",
+    "mask_png",
+    "matching_mask",
+    "render_slice",
+    "series_info",
+    "window",
+]
 
 _lock = threading.Lock()
+
+#: Photometric interpretations whose pixels the reader returns as RGB 0-255.
+COLOUR_PHOTOMETRIC = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
+WINDOW_NOTE = (
+    "Colour image: shown in its own colours; window and level apply to grey-scale images only."
+)
+
+
+def is_colour(image: Any) -> bool:
+    """Whether ``image`` (a medsight Image) holds colour pixels: an RGB channel axis from a
+    colour photometric interpretation (not echoes or time points).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medsight.core.image import Image
+    >>> rgb = np.zeros((4, 3, 3), np.uint8)
+    >>> is_colour(Image(rgb, np.eye(4), spatial_ndim=2, meta={"photometric_interpretation": "RGB"}))
+    True
+    >>> is_colour(Image(rgb, np.eye(4), spatial_ndim=2))
+    False
+    """
+    photometric = str(image.meta.get("photometric_interpretation", "")).upper()
+    return (
+        photometric in COLOUR_PHOTOMETRIC
+        and image.has_channels
+        and image.n_channels == 3
+        and image.meta.get("channel_axis") is None
+    )
 
 
 def window(values: NDArray[Any], *, center: float, width: float) -> NDArray[np.uint8]:
@@ -46,11 +91,16 @@ def _volumes(folder: str, _stamp: float) -> list[tuple[dict[str, Any], NDArray[A
             image = entry.load()
         except Exception:
             continue
-        arr = np.asarray(image.array, dtype=np.float32)
-        if image.has_channels:
-            arr = arr.mean(axis=-1)
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
+        colour = is_colour(image)
+        if colour:  # (i, j[, k], 3) uint8 RGB, kept as it is
+            arr = np.clip(np.asarray(image.array), 0, 255).astype(np.uint8)
+            arr = arr[:, :, None, :] if image.spatial_ndim == 2 else arr
+        else:
+            arr = np.asarray(image.array, dtype=np.float32)
+            if image.has_channels:
+                arr = arr.mean(axis=-1)
+            if arr.ndim == 2:
+                arr = arr[:, :, None]
         meta = {
             "affine": np.asarray(image.affine).round(4).tolist(),
             "modality": entry.modality,
@@ -58,9 +108,15 @@ def _volumes(folder: str, _stamp: float) -> list[tuple[dict[str, Any], NDArray[A
             "slices": int(arr.shape[2]),
             "rows": int(arr.shape[1]),
             "columns": int(arr.shape[0]),
+            "colour": colour,
+            "photometric": str(image.meta.get("photometric_interpretation", "")) or None,
         }
-        low, high = np.percentile(arr, [0.5, 99.5])
-        meta["center"], meta["width"] = float((low + high) / 2), float(max(high - low, 1.0))
+        if colour:
+            meta["center"], meta["width"] = 127.5, 255.0
+            meta["window_note"] = WINDOW_NOTE
+        else:
+            low, high = np.percentile(arr, [0.5, 99.5])
+            meta["center"], meta["width"] = float((low + high) / 2), float(max(high - low, 1.0))
         out.append((meta, arr))
     return out
 
@@ -98,7 +154,7 @@ def matching_mask(
     meta, arr = vols[index]
     for mask_file in masks:
         mask = read_image(mask_file)
-        same_shape = _as_3d(np.asarray(mask.array)).shape == arr.shape
+        same_shape = _as_3d(np.asarray(mask.array)).shape == arr.shape[:3]  # colour: (..., 3)
         if same_shape and np.allclose(mask.affine, meta["affine"], atol=1e-3):
             return mask_file
     return None
@@ -123,7 +179,8 @@ def _slice(vols: list[tuple[dict[str, Any], NDArray[Any]]], index: int, k: int) 
     arr = vols[index][1]
     if not 0 <= k < arr.shape[2]:
         raise InvalidInputError("slice", f"{k} is outside 0..{arr.shape[2] - 1}")
-    return arr[:, :, k].T  # (i, j) index order -> rows are j
+    # (i, j) index order -> rows are j; a colour plane keeps its samples last
+    return np.swapaxes(arr[:, :, k], 0, 1)
 
 
 def render_slice(
@@ -135,10 +192,15 @@ def render_slice(
     center: float | None = None,
     width: float | None = None,
 ) -> bytes:
-    """PNG of slice ``k`` of series ``index`` (default window: the series' 0.5-99.5 %)."""
+    """PNG of slice ``k`` of series ``index`` (default window: the series' 0.5-99.5 %).
+
+    A colour series gives an RGB PNG of its own pixels; ``center`` and ``width`` are ignored.
+    """
     vols = _load(settings, uid)
     plane = _slice(vols, index, k)
     meta = vols[index][0]
+    if meta["colour"]:
+        return _png(np.ascontiguousarray(plane))
     return _png(
         window(
             plane, center=meta["center"] if center is None else center, width=width or meta["width"]

@@ -70,6 +70,17 @@
     $("legend").hidden = !(overlayOn && (masked || heated));
     $("heatmaps").hidden = !overlayOn;
   }
+  // colour series (slices.py): shown in their own colours, window/level is for grey only
+  function windowNote(s) {
+    let note = $("window-note");
+    if (!note) {
+      note = document.createElement("span");
+      note.id = "window-note";
+      $("width").parentElement.after(note);
+    }
+    $("center").disabled = $("width").disabled = Boolean(s.colour);
+    note.textContent = s.colour ? s.window_note : "";
+  }
   function selectSeries() {
     const index = Number($("series").value) || 0, s = series[index];
     if (!s) return Promise.resolve();
@@ -79,6 +90,7 @@
       $("slice").value = Math.floor(s.slices / 2);
       $("center").value = Math.round(s.center);
       $("width").value = Math.round(s.width);
+      windowNote(s);
       showLegend();
       draw();
     });
