@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -72,3 +73,15 @@ def test_first_admin_password_file_is_named(tmp_path, monkeypatch):
         assert resp.status_code == 200
     helptext = runner.invoke(app, ["serve", "--help"], terminal_width=200).output
     assert ADMIN_PASSWORD_FILE in helptext
+
+
+def test_a_first_admin_password_outside_the_policy_names_the_setting(tmp_path):
+    from pydantic import SecretStr
+
+    from medsight.core.errors import InvalidInputError
+
+    settings = ServiceSettings(
+        home=tmp_path / "h", run_worker=False, admin_password=SecretStr("ab")
+    )
+    with pytest.raises(InvalidInputError, match=r"MEDSIGHT_ADMIN_PASSWORD\): is too short"):
+        create_app(settings)

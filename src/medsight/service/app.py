@@ -29,9 +29,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from medsight import __version__
-from medsight.core.errors import MedsightError
+from medsight.core.errors import InvalidInputError, MedsightError
 from medsight.service.audit import AuditTrail
-from medsight.service.auth import create_user
+from medsight.service.auth import check_password, create_user
 from medsight.service.catalog import PackageCatalog
 from medsight.service.deps import Services
 from medsight.service.errors import status_for
@@ -71,6 +71,14 @@ def _bootstrap_admin(store: Store, settings: ServiceSettings) -> None:
             return
     if settings.admin_password is not None:
         password = settings.admin_password.get_secret_value()
+        try:
+            check_password(password, "admin")
+        except InvalidInputError as exc:  # name the setting, not a form field
+            raise InvalidInputError(
+                "setting admin_password (MEDSIGHT_ADMIN_PASSWORD)",
+                exc.problem,
+                hint=f"the first admin's password must follow the policy: {exc.hint}",
+            ) from None
     else:
         password = secrets.token_urlsafe(18)
         file = settings.home / ADMIN_PASSWORD_FILE
