@@ -162,6 +162,9 @@ PAGES = {
     "medsight.service.viewer:pacs.html": lambda tmp: _viewer(
         "pacs.html", tmp, configured=True, sources=["dicomweb", "dimse"]
     ),
+    "medsight.service.viewer:analyse_button.html": lambda tmp: _viewer(
+        "analyse_button.html", tmp, study={"uid": EVIL}
+    ),
     "medsight.service.viewer:account.html": lambda tmp: _viewer(
         "account.html", tmp, is_admin=True, policy=EVIL, roles=["viewer", "admin"]
     ),
