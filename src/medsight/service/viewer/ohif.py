@@ -26,11 +26,13 @@ shown (medsight's study page), see :func:`ohif_notice`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Iterable
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -39,14 +41,19 @@ from pydicom.dataset import Dataset
 
 from medsight.core.errors import MedsightError
 from medsight.service.auth import authenticate
-from medsight.service.deps import COOKIE, ServicesDep
+from medsight.service.deps import COOKIE, Services, ServicesDep
 from medsight.service.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from medsight.service.dicomweb.index import InstanceIndex
 
 __all__ = [
     "BASE",
+    "OhifSeries",
     "app_config",
     "ohif_available",
     "ohif_notice",
+    "ohif_series",
     "router",
     "unplaceable_segmentations",
     "viewer_dist",
@@ -160,6 +167,15 @@ def _patched(path: str, mtime_ns: int) -> bytes:
     return text.encode("utf-8")
 
 
+@dataclasses.dataclass(frozen=True)
+class OhifSeries:
+    """A study's series as the OHIF route offers them."""
+
+    shown: tuple[str, ...]  # SeriesInstanceUIDs OHIF is given
+    hidden: tuple[str, ...]  # SEG series it cannot place (see unplaceable_segmentations)
+    notice: str  # why they are left out and where they are shown ('' when none are)
+
+
 def unplaceable_segmentations(headers: Iterable[Dataset]) -> list[Dataset]:
     """The SEG headers among ``headers`` that OHIF 3.12 cannot place on their image.
 
@@ -187,23 +203,34 @@ def unplaceable_segmentations(headers: Iterable[Dataset]) -> list[Dataset]:
     return out
 
 
-def _series_split(request: Request, services: ServicesDep, uid: str) -> tuple[list[str], str]:
-    """The study's series OHIF can show, and the notice about the SEGs it cannot ('' if none)."""
+def ohif_series(services: Services, uid: str, index: InstanceIndex | None = None) -> OhifSeries:
+    """Which series of study ``uid`` OHIF can show, and the notice about the SEGs it cannot.
+
+    For the pages too: the worklist or study page can state ``notice`` beside the OHIF link.
+    ``index``: the DICOMweb front's header cache (a fresh one reads the headers again).
+    """
     from medsight.service.dicomweb.index import InstanceIndex, study_files
+
+    index = index or InstanceIndex()
+    files = study_files(services.settings, services.store, uid)
+    headers = [i.header for i in index.instances(files, study=uid)]
+    hidden = unplaceable_segmentations(headers)
+    hidden_uids = {str(h.SeriesInstanceUID) for h in hidden}
+    series = dict.fromkeys(str(h.SeriesInstanceUID) for h in headers)
+    return OhifSeries(
+        shown=tuple(s for s in series if s not in hidden_uids),
+        hidden=tuple(sorted(hidden_uids)),
+        notice=ohif_notice(hidden, uid),
+    )
+
+
+def _series_split(request: Request, services: Services, uid: str) -> OhifSeries:
+    from medsight.service.dicomweb.index import InstanceIndex
 
     state = request.app.state
     if getattr(state, "dicomweb_index", None) is None:  # shared with the DICOMweb front
         state.dicomweb_index = InstanceIndex()
-    headers = [
-        i.header
-        for i in state.dicomweb_index.instances(
-            study_files(services.settings, services.store, uid), study=uid
-        )
-    ]
-    hidden = unplaceable_segmentations(headers)
-    hidden_uids = {str(h.SeriesInstanceUID) for h in hidden}
-    shown = list(dict.fromkeys(str(h.SeriesInstanceUID) for h in headers))
-    return [s for s in shown if s not in hidden_uids], ohif_notice(hidden, uid)
+    return ohif_series(services, uid, state.dicomweb_index)
 
 
 def ohif_notice(hidden: Iterable[Dataset], uid: str) -> str:
@@ -284,7 +311,8 @@ def ohif_file(path: str, request: Request, services: ServicesDep) -> Response:
     html = _patched(str(index), index.stat().st_mtime_ns)
     study = request.query_params.get("StudyInstanceUIDs", "")
     if study and "," not in study:
-        shown, notice = _series_split(request, services, study)
+        split = _series_split(request, services, study)
+        shown, notice = split.shown, split.notice
         chosen = any(k.lower().startswith("seriesinstanceuid") for k in request.query_params)
         if notice and shown and not chosen:  # open it without the SEG OHIF cannot place
             query = [*request.query_params.multi_items(), ("SeriesInstanceUIDs", ",".join(shown))]
