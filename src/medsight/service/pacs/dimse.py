@@ -32,14 +32,14 @@ __all__ = ["StoreSCP", "echo", "parse_destination", "send_files"]
 log = logging.getLogger(__name__)
 
 
-def parse_destination(text: str) -> tuple[str, str, int]:
-    """``AE@host:port`` -> (AE title, host, port)."""
+def parse_destination(text: str, setting: str = "dimse_destination") -> tuple[str, str, int]:
+    """``AE@host:port`` -> (AE title, host, port); an error names ``setting``."""
     try:
         ae, rest = text.split("@", 1)
         host, port = rest.rsplit(":", 1)
         return ae, host, int(port)
     except ValueError as exc:
-        raise InvalidInputError("dimse_destination", f"{text!r} is not AE@host:port") from exc
+        raise InvalidInputError(setting, f"{text!r} is not AE@host:port") from exc
 
 
 class StoreSCP:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from medsight.core.errors import InvalidInputError
 from medsight.service.errors import DeliveryError
+from medsight.service.pacs.dimse import parse_destination
 
 if TYPE_CHECKING:
     from medsight.service.pacs.query import StudyQuery
@@ -101,13 +102,8 @@ class MoveCounts:
 
 
 def parse_peer(text: str) -> tuple[str, str, int]:
-    """``AE@host:port`` -> (AE title, host, port); the setting named in the error."""
-    try:
-        ae, rest = text.split("@", 1)
-        host, port = rest.rsplit(":", 1)
-        return ae, host, int(port)
-    except ValueError as exc:
-        raise InvalidInputError("dimse_qr_peer", f"{text!r} is not AE@host:port") from exc
+    """``AE@host:port`` -> (AE title, host, port); an error names ``dimse_qr_peer``."""
+    return parse_destination(text, "dimse_qr_peer")
 
 
 def _peer(settings: ServiceSettings) -> str:
