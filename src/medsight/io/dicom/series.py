@@ -28,8 +28,10 @@ Rules (the ones ITK/GDCM and dcm2niix follow, written down):
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -39,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from medsight.core.errors import GeometryError
+from medsight.core.errors import GeometryError, InvalidInputError
 from medsight.core.geometry import affine_from_parts
 from medsight.core.image import DicomReference, Image
 from medsight.io.dicom.headers import (
@@ -178,8 +180,8 @@ class DicomSeries:
         # the stored range, its pixels the dtype and frame shape).  Files whose uncompressed
         # frames fit that are read straight into the stack (NativeFrames, no second parse);
         # the others are parsed once more with their pixels (their headers were checked when
-        # the series was scanned) and decoded.  Both run in a thread pool (file reads and the
-        # numpy / pylibjpeg decoders run outside the GIL).
+        # the series was scanned) and decoded, in worker processes for a long series (the
+        # decoders hold the GIL: see _read_decoded).
         with gc_paused():
             return self._load(progress)
 
@@ -197,7 +199,7 @@ class DicomSeries:
             and s.native.dtype == first_arr.dtype
             and (s.native.rows, s.native.columns) == first_arr.shape[1:]
         }
-        for path, _, arr in _read_decoded([f for f in files[1:] if f not in direct]):
+        for path, arr in _read_decoded([f for f in files[1:] if f not in direct]):
             decoded[path] = arr
             if progress is not None:
                 progress()
@@ -303,15 +305,91 @@ def _read_direct(
     return sorted((item for share in shares for item in share), key=lambda item: item[0])
 
 
-def _read_decoded(files: Sequence[Path]) -> Iterator[tuple[Path, Dataset, NDArray[Any]]]:
-    """``(path, dataset, frames)`` of each file in order; a thread pool for several files."""
+#: Files to decode from which :func:`_read_decoded` uses worker processes (below: threads).
+PROCESS_MIN_FILES = 16
+_ENV_PROCESSES = "MEDSIGHT_DECODE_PROCESSES"
+_pool: Any = None
+_pool_workers = 0
+_pool_lock = threading.Lock()
+
+
+def _decode_processes() -> int:
+    """Worker processes for decoding: ``MEDSIGHT_DECODE_PROCESSES`` (0 or 1: none), else
+    :data:`LOAD_THREADS`."""
+    raw = os.environ.get(_ENV_PROCESSES, "").strip()
+    if raw:
+        try:
+            return max(0, int(raw))
+        except ValueError:
+            raise InvalidInputError(
+                f"environment variable {_ENV_PROCESSES}", f"is {raw!r}, not a whole number"
+            ) from None
+    return LOAD_THREADS
+
+
+def _decode_pool(workers: int) -> Any:
+    """The process pool that decodes compressed files (created once, reused by every load).
+
+    Workers start from a clean server process (``forkserver``; ``spawn`` where there is
+    none), never by forking this one: the service runs threads and torch, which a fork
+    would copy mid-state.
+    """
+    global _pool, _pool_workers
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with _pool_lock:
+        if _pool is None or getattr(_pool, "_broken", False) or _pool_workers != workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if _pool is None:
+                atexit.register(_shutdown_pool)  # before interpreter teardown: no stray noise
+            _pool, _pool_workers = ProcessPoolExecutor(max_workers=workers, mp_context=ctx), workers
+        return _pool
+
+
+def _shutdown_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None
+
+
+def _decoded_frames(path: Path) -> NDArray[Any]:
+    """The decoded frames of one file (what a decoding worker process returns)."""
+    return _read_one(path)[2]
+
+
+def _read_decoded(files: Sequence[Path]) -> Iterator[tuple[Path, NDArray[Any]]]:
+    """``(path, frames)`` of each file in order.
+
+    pydicom's decoders (pylibjpeg's OpenJPEG, libjpeg) hold the GIL, so threads do not decode
+    in parallel: from :data:`PROCESS_MIN_FILES` files on, worker processes decode (measured on
+    2 cores: 48 JPEG 2000 slices 1.64 s in one thread, 1.88 s in two, 0.95 s in two
+    processes).  Fewer files, or one worker, decode here (a thread pool overlaps file reads).
+    A decoding error is raised as the worker raised it, naming the file.
+    """
+    workers = min(_decode_processes(), len(files))
+    if workers > 1 and len(files) >= PROCESS_MIN_FILES:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            pool = _decode_pool(workers)
+            chunk = max(1, len(files) // (4 * workers))
+            yield from zip(files, pool.map(_decoded_frames, files, chunksize=chunk), strict=True)
+            return
+        except BrokenProcessPool:  # a worker died (memory?): decode here, from the start
+            pass
     if LOAD_THREADS <= 1 or len(files) < 4:
-        yield from map(_read_one, files)
+        yield from ((f, _decoded_frames(f)) for f in files)
         return
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
-        yield from pool.map(_read_one, files)
+        yield from zip(files, pool.map(_decoded_frames, files), strict=True)
 
 
 # --- header parsing -----------------------------------------------------------------------
