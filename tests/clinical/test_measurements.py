@@ -162,3 +162,14 @@ def test_cine_frames_give_no_volume_in_ml():
     units = {x.unit.value for x in measure_mask(frames)[0].measurements()}
     assert "mL" not in units and "mm" not in units
     assert measure_mask(Image(m, spacing=(0.3, 0.3, 1.0)))[0].volume_ml is not None
+
+
+def test_an_anatomical_structure_is_a_whole_structure_not_all_lesions():
+    arr = np.zeros((20, 20, 4), np.int16)
+    arr[2:6, 2:6, 1:3] = 1
+    arr[10:14, 10:14, 1:3] = 1  # two parts of one structure
+    found = measure_mask(Image(arr, np.eye(4)), {1: "hippocampus"})[0]
+    assert found.measurements()[0].qualifier == "all lesions"
+    total = found.measurements(anatomy=True)[0]
+    assert total.qualifier == "whole structure"
+    assert total.value == found.measurements()[0].value

@@ -11,6 +11,7 @@ import numpy as np
 from medsight.analysis.output import ModelOutput, RunOptions, label_code, ood_check
 from medsight.core.findings import Finding, FindingKind
 from medsight.core.image import Image, spacing_known
+from medsight.core.significance import Significance
 from medsight.models.package import ModelPackage
 from medsight.models.plausibility import assess, input_statistics
 
@@ -49,7 +50,9 @@ def analyze_segmentation(
                 model_id=spec.name,
                 model_version=spec.version,
                 kind=FindingKind.SEGMENTATION,
-                measurements=measure_mask(mask, {lab.index: lab.name})[0].measurements(),
+                measurements=measure_mask(mask, {lab.index: lab.name})[0].measurements(
+                    anatomy=lab.significance is Significance.ANATOMY
+                ),
                 site=lab.code,
                 segment_number=lab.index,
                 source=image.source,

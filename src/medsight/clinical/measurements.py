@@ -174,10 +174,14 @@ class StructureMeasurements:
         """Total area in mm2 (None for volumetric masks or an unknown spacing)."""
         return self.size if self.spacing_known and self.planar else None
 
-    def measurements(self) -> tuple[Measurement, ...]:
-        """The total volume (or area), and the diameters of the largest lesion."""
+    def measurements(self, *, anatomy: bool = False) -> tuple[Measurement, ...]:
+        """The total volume (or area), and the diameters of the largest lesion.
+
+        ``anatomy``: the label is a normal structure (an organ, the hippocampus), whose total
+        is qualified "whole structure", not "all lesions".
+        """
         _, area, volume = _units(self.spacing_known)
-        q = _qualifier("all lesions", known=self.spacing_known)
+        q = _qualifier("whole structure" if anatomy else "all lesions", known=self.spacing_known)
         total = (
             Measurement(AREA, self.size, area, qualifier=q)
             if self.planar

@@ -48,6 +48,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from medsight.core.errors import InvalidInputError
 from medsight.core.image import Image
+from medsight.core.significance import Significance
 from medsight.models.package import ModelPackage
 from medsight.service.deps import Services
 from medsight.service.errors import ConflictError, NotFoundError
@@ -301,10 +302,12 @@ def version_mask(services: Services, job: JobRow, package: ModelPackage, version
     return read_image(result_dir(services.settings, job.id) / found[version].mask_file)
 
 
-def _measurements(mask: Image, label: int, name: str) -> list[dict[str, Any]]:
+def _measurements(
+    mask: Image, label: int, name: str, anatomy: bool = False
+) -> list[dict[str, Any]]:
     from medsight.clinical.measurements import measure_mask
 
-    found = measure_mask(mask, {label: name})[0].measurements()
+    found = measure_mask(mask, {label: name})[0].measurements(anatomy=anatomy)
     return [
         {
             "concept": m.concept.meaning,
@@ -413,7 +416,11 @@ def edit_segmentation(
     version = versions[-1].version + 1
     mask_image = base.with_array(new_arr)
     measured_on = source.with_array(new_arr.reshape(source.shape)) if source else mask_image
-    measurements = _measurements(measured_on, label, name)
+    anatomy = any(
+        lab.index == label and lab.significance is Significance.ANATOMY
+        for lab in package.spec.labels
+    )
+    measurements = _measurements(measured_on, label, name, anatomy)
     root = result_dir(services.settings, job.id)
     from medsight.analysis.studies import slug
 
@@ -470,7 +477,10 @@ def edit_segmentation(
         shutil.rmtree(folder, ignore_errors=True)
         raise
     before = _measurements(
-        source.with_array(base_arr.reshape(source.shape)) if source else base, label, name
+        source.with_array(base_arr.reshape(source.shape)) if source else base,
+        label,
+        name,
+        anatomy,
     )
     out = _version_dict(_versions(services, job, package)[-1], job.id)
     return out | {"package": package.id, "label_name": name, "measurements_before": before}
