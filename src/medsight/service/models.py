@@ -19,6 +19,7 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "NO_SUSPICION",
     "Base",
     "FeedbackRow",
     "JobRow",
@@ -35,6 +36,12 @@ __all__ = [
 def now() -> dt.datetime:
     """The current UTC time (naive, as SQLite stores it)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+#: The job's suspicion column when there is no probability to rank by (the column is NOT NULL:
+#: a negative value, below any probability, read back as ``None`` by
+#: :attr:`JobRow.ranked_suspicion`).
+NO_SUSPICION = -1.0
 
 
 class JobState(StrEnum):
@@ -104,7 +111,7 @@ class JobRow(Base):
     started: Mapped[dt.datetime | None] = mapped_column(default=None)
     finished: Mapped[dt.datetime | None] = mapped_column(default=None)
     flagged: Mapped[bool] = mapped_column(default=False)
-    suspicion: Mapped[float] = mapped_column(default=0.0)
+    suspicion: Mapped[float] = mapped_column(default=0.0)  # NO_SUSPICION: none to rank by
     # triage by clinical meaning (medsight.service.worklist.assess): the highest urgency of the
     # flagged findings, why the study is flagged, findings of unknown significance
     flag_urgency: Mapped[str] = mapped_column(String(16), default="")
@@ -114,6 +121,11 @@ class JobRow(Base):
     delivery: Mapped[str] = mapped_column(Text, default="")
     worker: Mapped[str] = mapped_column(String(128), default="")
     heartbeat: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    @property
+    def ranked_suspicion(self) -> float | None:
+        """``suspicion``, or None when the job stored :data:`NO_SUSPICION`."""
+        return self.suspicion if self.suspicion >= 0 else None
 
 
 class FeedbackRow(Base):

@@ -54,7 +54,7 @@ class JobOut(BaseModel):
             started=row.started,
             finished=row.finished,
             flagged=row.flagged,
-            suspicion=row.suspicion if row.suspicion >= 0 else None,
+            suspicion=row.ranked_suspicion,
             flag_urgency=row.flag_urgency,
             flag_reason=row.flag_reason,
             unknown_significance=row.unknown_significance,

@@ -51,7 +51,7 @@ from medsight.core.operating import operating_text
 from medsight.core.significance import Significance, Urgency, triage_urgency
 from medsight.models.reliability import format_probability
 from medsight.reporting.report import NO_MODEL_APPLIES
-from medsight.service.models import FeedbackRow, JobRow, JobState, StudyRow
+from medsight.service.models import NO_SUSPICION, FeedbackRow, JobRow, JobState, StudyRow
 from medsight.service.store import Store
 
 __all__ = [
@@ -65,9 +65,6 @@ __all__ = [
 ]
 
 _URGENCY_RANK = {u.value: u.rank for u in Urgency}
-#: The job's suspicion column when there is no probability to rank by (the column is NOT NULL:
-#: a negative value, below any probability, read back as ``None``).
-NO_SUSPICION = -1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,14 +211,13 @@ def worklist(
     for st in studies:
         job = jobs.get(st.uid)
         done = job is not None and job.state == JobState.DONE
-        suspicion = job.suspicion if job is not None and done else None
         item = WorklistItem(
             study_uid=st.uid,
             modalities=st.modalities,
             urgency=st.urgency,
             status=job.state if job else "new",
             flagged=bool(job and job.flagged),
-            suspicion=suspicion if suspicion is not None and suspicion >= 0 else None,
+            suspicion=job.ranked_suspicion if job is not None and done else None,
             received=st.received,
             job_id=job.id if job else None,
             reviewed=bool(job and job.id in reviewed),
