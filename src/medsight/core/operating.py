@@ -27,15 +27,6 @@ from medsight.core.display import format_probability
 __all__ = ["operating_text", "probability_pair", "threshold_phrase"]
 
 
-def _three(p: float) -> str:
-    p = float(p)
-    if p > 0.999:
-        return ">0.999"
-    if p < 0.001:
-        return "<0.001"
-    return f"{p:.3f}"
-
-
 def probability_pair(probability: float, threshold: float | None) -> tuple[str, str]:
     """``probability`` and ``threshold`` as written (``""`` for a missing threshold).
 
@@ -53,7 +44,7 @@ def probability_pair(probability: float, threshold: float | None) -> tuple[str, 
         return format_probability(probability), ""
     p, t = format_probability(probability), format_probability(threshold)
     if p == t:
-        return _three(probability), _three(threshold)
+        return format_probability(probability, 3), format_probability(threshold, 3)
     return p, t
 
 
