@@ -145,12 +145,7 @@ def disable(
     settings_file: _Settings = None,
 ) -> None:
     """Disable a user: no login, their sessions and tokens stop (never the last admin)."""
-    from medsight.service.auth import set_active
-
-    store, trail = _open(home, settings_file)
-    set_active(store, username, False)
-    _audit(trail, "disable_user", username=username)
-    typer.echo(f"disabled user {username}")
+    _set_active(username, False, home, settings_file)
 
 
 @user_app.command("enable")
@@ -160,12 +155,17 @@ def enable(
     settings_file: _Settings = None,
 ) -> None:
     """Enable a disabled user again (with the password they had)."""
+    _set_active(username, True, home, settings_file)
+
+
+def _set_active(username: str, active: bool, home: Path | None, settings_file: Path | None) -> None:
     from medsight.service.auth import set_active
 
     store, trail = _open(home, settings_file)
-    set_active(store, username, True)
-    _audit(trail, "enable_user", username=username)
-    typer.echo(f"enabled user {username}")
+    set_active(store, username, active)
+    verb = "enable" if active else "disable"
+    _audit(trail, f"{verb}_user", username=username)
+    typer.echo(f"{verb}d user {username}")
 
 
 def register(app: typer.Typer) -> None:
