@@ -74,7 +74,8 @@ def one_run(npz: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     synth = train_synthesizer(
         SynthConfig(data=data, out=work / "synth", steps=args.synth_steps, seed=seed,
-                    device=args.device, batch_size=args.batch_size, val_every=args.val_every),
+                    method=args.method, device=args.device, batch_size=args.batch_size,
+                    val_every=args.val_every),
         log=lambda line: None,
     )  # fmt: skip
     t_synth = time.perf_counter() - t0
@@ -82,9 +83,9 @@ def one_run(npz: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
     fake = work / "fake"
     for name, count in counts.items():
         n = max(1, round(args.ratio * count))
+        steps = ["--steps", str(args.sample_steps)] if args.method == "ddpm" else []
         code = main(["synthesize", str(synth.path), "--n", str(n), "--label", name, "--out",
-                     str(fake), "--seed", str(seed), "--steps", str(args.sample_steps),
-                     "--device", args.device])  # fmt: skip
+                     str(fake), "--seed", str(seed), *steps, "--device", args.device])  # fmt: skip
         assert code == 0, f"synthesize failed for {name}"
     t_sample = time.perf_counter() - t0 - t_synth
     result: dict = {"seed": seed, "n_train": sum(counts.values()), "seconds": {}}
@@ -116,7 +117,8 @@ def one_run(npz: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
     )
     rep = evaluate_synthesizer(synth, ds, work / "synth-eval", encoder=packages["real"],
                                n_resamples=args.n_resamples, seed=seed,
-                               steps=args.sample_steps, n_per_class=args.n_per_class,
+                               steps=args.sample_steps if args.method == "ddpm" else None,
+                               n_per_class=args.n_per_class,
                                device=args.device)  # fmt: skip
     result["synthesis"] = {
         "metrics": rep["metrics"],
@@ -142,6 +144,8 @@ def main() -> None:
     p.add_argument("--n-resamples", type=int, default=1000)
     p.add_argument("--n-per-class", type=int, default=200)
     p.add_argument("--device", default="auto")
+    p.add_argument("--method", choices=["ddpm", "gan"], default="ddpm", help="generative model")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--label", default="run")
     p.add_argument("--smoke", action="store_true", help="a minute on CPU: pipeline check only")
     args = p.parse_args()
@@ -150,35 +154,46 @@ def main() -> None:
         args.fractions, args.seeds, args.synth_steps, args.sample_steps = [0.05], [0], 3, 2
         args.epochs, args.n_resamples, args.n_per_class, args.val_every = 1, 20, 8, 3
         args.batch_size, args.device, args.label, cap = 16, "cpu", f"{args.label}-smoke", 32
+        args.threads = 1
+    if args.threads:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(args.threads)
     out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
            "machine": platform.platform(), "sets": {}}  # fmt: skip
+    target = Path(__file__).parent / "results" / f"synth_augmentation_{args.label}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    total = len(args.sets) * len(args.fractions) * len(args.seeds)
+    done, started = 0, time.perf_counter()
     for name in args.sets:
         src = args.data / "medmnist" / f"{name}.npz"
-        per_fraction = {}
+        per_fraction = out["sets"].setdefault(name, {})
         for fraction in args.fractions:
             runs = []
             for seed in args.seeds:
                 with tempfile.TemporaryDirectory() as tmp:
                     npz = _subset(src, Path(tmp) / "data", fraction, seed, cap)
                     runs.append(one_run(npz, Path(tmp), seed, args))
-                print(f"{name} f={fraction} seed={seed}: AUC difference "
-                      f"{runs[-1]['auc_difference']:+.4f}", flush=True)  # fmt: skip
-            diffs = [r["auc_difference"] for r in runs]
-            mean = statistics.fmean(diffs)
-            spread = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
-            per_fraction[str(fraction)] = {
-                "runs": runs,
-                "auc_difference_mean": mean,
-                "auc_difference_sd": spread,
-                "gain": bool(len(diffs) > 1 and mean > spread),
-            }
-        out["sets"][name] = per_fraction
-    target = Path(__file__).parent / "results" / f"synth_augmentation_{args.label}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(out, indent=2), encoding="utf-8")
+                done += 1
+                eta = (time.perf_counter() - started) / done * (total - done)
+                print(
+                    f"[{done}/{total}] {name} f={fraction} seed={seed}: AUC "
+                    f"{runs[-1]['real']['test_auc']['value']:.4f} real, "
+                    f"{runs[-1]['real+synthetic']['test_auc']['value']:.4f} with synthetic "
+                    f"({runs[-1]['auc_difference']:+.4f}); ETA {eta / 60:.0f} min",
+                    flush=True,
+                )
+                diffs = [r["auc_difference"] for r in runs]
+                mean = statistics.fmean(diffs)
+                spread = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+                per_fraction[str(fraction)] = {
+                    "runs": runs,
+                    "auc_difference_mean": mean,
+                    "auc_difference_sd": spread,
+                    "gain": bool(len(diffs) > 1 and mean > spread),
+                }
+                # written after every run: an interrupted benchmark keeps what it measured
+                target.write_text(json.dumps(out, indent=2), encoding="utf-8")
     print(f"wrote {target}")
 
 

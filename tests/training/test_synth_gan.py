@@ -87,3 +87,26 @@ def test_cli_train_synth_gan_then_synthesize_writes_provenance(tmp_path, capsys)
     assert code != 0 and "GAN" in capsys.readouterr().err
     assert main([*args[:-2], "--method", "vae"]) != 0
     assert "not one of: ddpm, gan" in capsys.readouterr().err
+
+
+def test_evaluate_synthesizer_takes_a_gan_package_with_a_classifier_encoder(tmp_path):
+    """A GAN has no sampling steps and no encoder of its own: evaluation samples it in one
+    forward pass, takes a classifier's features and refuses DDIM steps (it used to pass them)."""
+    from medsight.data import load_dataset
+    from medsight.evaluation.synth import evaluate_synthesizer
+    from medsight.training.classification import train_classifier
+    from medsight.training.config import ClassifyConfig
+
+    data = toy_npz(tmp_path / "toy.npz")
+    gan = train_synthesizer(_cfg(data, tmp_path / "gan"), log=lambda _: None)
+    clf = train_classifier(
+        ClassifyConfig(data=data, out=tmp_path / "clf", epochs=1, batch_size=8, progress=False,
+                       threads=1, n_resamples=10, arch_args={"channels": [4, 8]})
+    )  # fmt: skip
+    ds = load_dataset(data)
+    report = evaluate_synthesizer(gan, ds, tmp_path / "eval", encoder=clf, n_resamples=10)
+    assert report["n_synthetic"] == report["n_cases"] == 16
+    assert report["sampling"] == {"seed": 0, "sampler": "GAN generator (one forward pass)"}
+    assert "GAN generator" in (tmp_path / "eval" / "report.html").read_text()
+    with pytest.raises(InvalidInputError, match="GAN"):
+        evaluate_synthesizer(gan, ds, tmp_path / "eval2", encoder=clf, n_resamples=10, steps=5)

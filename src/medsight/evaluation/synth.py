@@ -218,7 +218,13 @@ def evaluate_synthesizer(
     from medsight.io.html import write_html
 
     synth = Synthesizer(package, device=device)
-    steps = min(50, synth.timesteps) if steps is None else steps
+    if synth.method == "gan":
+        if steps is not None:
+            raise InvalidInputError(
+                "steps", f"applies to diffusion models; {synth.package.id} is a GAN"
+            )
+    else:
+        steps = min(50, synth.timesteps) if steps is None else steps
     held, split_name = _held_out(dataset, split)
     train = [c for c in dataset if c.split is Split.TRAIN]
     if not train:
@@ -270,7 +276,9 @@ def evaluate_synthesizer(
         "n_synthetic": len(synthetic),
         "n_train": len(train_images),
         "encoder": encoder_name,
-        "sampling": {"steps": steps, "seed": seed, "sampler": "DDIM, eta 0"},
+        "sampling": {"steps": steps, "seed": seed, "sampler": "DDIM, eta 0"}
+        if synth.method == "ddpm"
+        else {"seed": seed, "sampler": "GAN generator (one forward pass)"},
         "metrics": [
             {"name": "frechet_distance", "value": fd, "low": lo, "high": hi},
             {"name": "frechet_distance_real_train_vs_heldout", "value": floor},
