@@ -1,4 +1,4 @@
-"""Single models vs 3-member seed ensembles on BreastMNIST (official splits, CPU).
+"""Single models vs seed or fold ensembles on a MedMNIST set (official splits, CPU).
 
 Ensemble ``e`` (``e = 0, 1, 2``) is ``train_ensemble(seeds=3)`` with base seed ``3 e``: its
 members are single smallcnn runs with seeds ``3e, 3e+1, 3e+2`` (default config: early
@@ -15,7 +15,14 @@ Usage (from the project root; one heavy job at a time on a shared machine)::
     flock /tmp/medsight-heavy.lock timeout 3000 .venv/bin/python \\
         benchmarks/classification_ensemble.py --data ../shared/data/medmnist [--epochs 40]
 
-Writes ``benchmarks/results/classification_ensemble.json`` after every ensemble.
+``--kind folds --set S``: ensemble ``e`` is ``train_ensemble(folds=5)`` with seed ``e`` (train and
+validation pooled and split into 5 label-stratified folds, each member validated on the fold it
+held out, the ensemble's threshold fitted on the pooled out-of-fold probabilities), compared
+with the default single model of the same seed trained on the official split (what a user gets
+without ``--folds``): paired test differences per seed.
+
+Writes ``benchmarks/results/classification_ensemble.json`` (seeds, BreastMNIST) or
+``classification_ensemble_<kind>_<set>.json`` after every ensemble.
 """
 
 from __future__ import annotations
@@ -60,67 +67,108 @@ def _test_scores(pkg: ModelPackage, x: np.ndarray, y: np.ndarray) -> dict[str, f
     }
 
 
+def _single(spec: str, out: Path, seed: int, args: argparse.Namespace) -> ModelPackage:
+    from medsight.training.classification import train_classifier
+
+    cfg = ClassifyConfig(
+        data=spec, out=out, seed=seed, epochs=args.epochs, threads=args.threads, progress=False
+    )
+    return train_classifier(cfg)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("../shared/data/medmnist"))
+    ap.add_argument("--set", default="breastmnist", help="MedMNIST file name without .npz")
+    ap.add_argument(
+        "--kind",
+        choices=["seeds", "folds"],
+        default="seeds",
+        help="seeds: 3-member seed ensembles on the official split; folds: K-fold ensembles "
+        "on the pooled train+val (threshold on out-of-fold predictions) against a default "
+        "single model of the same seed",
+    )
+    ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--ensembles", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    spec = f"medmnist:{args.data / 'breastmnist.npz'}"
+    spec = f"medmnist:{args.data / (args.set + '.npz')}"
     ds = load_dataset(spec)
     cases, split = select_cases(ds, "test")
+    y = np.array([int(c.label) for c in cases])
+    default_out = args.kind == "seeds" and args.set == "breastmnist"
+    target = (
+        OUT
+        if default_out
+        else OUT.with_name(f"classification_ensemble_{args.kind}_{args.set}.json")
+    )
     work = Path(tempfile.mkdtemp(prefix="ens-bench-"))
     rows: list[dict] = []
     started = time.perf_counter()
+    n_members = 3 if args.kind == "seeds" else args.folds
     for e in range(args.ensembles):
+        base_seed = 3 * e if args.kind == "seeds" else e
         cfg = ClassifyConfig(
             data=spec,
             out=work / f"ens{e}",
-            seed=3 * e,
+            seed=base_seed,
             epochs=args.epochs,
             threads=args.threads,
             progress=False,
         )
         t0 = time.perf_counter()
-        ens = train_ensemble(cfg, seeds=3)
+        if args.kind == "seeds":
+            ens = train_ensemble(cfg, seeds=3)
+        else:
+            ens = train_ensemble(cfg, folds=args.folds)
         seconds = time.perf_counter() - t0
         pred = Predictor(ens)
         x = np.stack([pred.preprocess(c.image()) for c in cases])
-        y = np.array([int(c.label) for c in cases])
         members = []
-        for k in range(3):
+        for k in range(n_members):
             member = ModelPackage.load(work / f"ens{e}" / "members" / str(k) / "package")
-            # members share the preprocessing of the ensemble except for their own training
-            # statistics (the same training split here, so the same numbers)
+            # each member's own preprocessing (fold members standardise with their own
+            # training statistics)
             xm = np.stack([Predictor(member).preprocess(c.image()) for c in cases])
             members.append({"seed": member.spec.seed, **_test_scores(member, xm, y)})
         scores = _test_scores(ens, x, y)
-        rows.append(
-            {
-                "ensemble": e,
-                "seeds": [m["seed"] for m in members],
-                "ensemble_test": scores,
-                "members_test": members,
-                "auc_gain_vs_member_mean": scores["auc"]
-                - float(np.mean([m["auc"] for m in members])),
-                "train_wall_seconds": round(seconds, 1),
-                "val_threshold": ens.spec.thresholds,
-            }
-        )
+        row = {
+            "ensemble": e,
+            "seeds": [m["seed"] for m in members],
+            "ensemble_test": scores,
+            "members_test": members,
+            "auc_gain_vs_member_mean": scores["auc"] - float(np.mean([m["auc"] for m in members])),
+            "train_wall_seconds": round(seconds, 1),
+            "val_threshold": ens.spec.thresholds,
+        }
+        if args.kind == "folds":  # what a user gets without --folds, same seed
+            t1 = time.perf_counter()
+            single = _single(spec, work / f"single{e}", base_seed, args)
+            xs = np.stack([Predictor(single).preprocess(c.image()) for c in cases])
+            row["default_single_test"] = {"seed": base_seed, **_test_scores(single, xs, y)}
+            row["default_single_wall_seconds"] = round(time.perf_counter() - t1, 1)
+            row["auc_gain_vs_default_single"] = scores["auc"] - row["default_single_test"]["auc"]
+            row["accuracy_gain_vs_default_single"] = (
+                scores["accuracy"] - row["default_single_test"]["accuracy"]
+            )
+        rows.append(row)
         singles = [m for r in rows for m in r["members_test"]]
         result = {
             "benchmark": "classification_ensemble",
-            "data": "../shared/data/medmnist/breastmnist.npz (official splits)",
+            "data": f"../shared/data/medmnist/{args.set}.npz (official splits)",
             "split": split,
             "n_test": len(cases),
             "config": {
                 "arch": "smallcnn",
+                "kind": args.kind,
                 "epochs": args.epochs,
                 "threads": args.threads,
-                "members": 3,
-                "threshold": "youden on validation",
+                "members": n_members,
+                "threshold": "youden on validation"
+                if args.kind == "seeds"
+                else "youden on pooled out-of-fold predictions",
             },
             "single": {k: _summary([m[k] for m in singles]) for k in ("auc", "accuracy", "ece")},
             "ensemble": {
@@ -134,9 +182,25 @@ def main() -> None:
             "wall_seconds": round(time.perf_counter() - started, 1),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU",
         }
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(json.dumps({k: result[k] for k in ("single", "ensemble", "n_ensembles")}), flush=True)
+        if args.kind == "folds":
+            result["default_single"] = {
+                k: _summary([r["default_single_test"][k] for r in rows])
+                for k in ("auc", "accuracy", "ece")
+            }
+            for key in ("auc_gain_vs_default_single", "accuracy_gain_vs_default_single"):
+                result[key] = _summary([r[key] for r in rows])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(
+            f"[{e + 1}/{args.ensembles}] {args.set} {args.kind}: ensemble AUC {scores['auc']:.4f}"
+            + (
+                f", default single {row['default_single_test']['auc']:.4f}"
+                if args.kind == "folds"
+                else ""
+            )
+            + f"; {time.perf_counter() - started:.0f} s so far",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
