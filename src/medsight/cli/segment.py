@@ -4,7 +4,9 @@ A thin layer over the segmentation family's runner,
 :func:`medsight.training.seg_runner.run_segmentation`: each stage writes a file into ``DIR``
 (``splits.json`` -> ``plan.json``, edit it to override the plan -> ``preprocessed.npz`` ->
 ``checkpoint_latest.pt`` -> ``package/``) and is reused when it was made from the same inputs,
-so a run can be inspected, edited and resumed.
+so a run can be inspected, edited and resumed.  ``--folds K`` trains a K-fold
+cross-validation ensemble into the same folder (``splits/``, ``members/<k>/``, ``package/``,
+see :mod:`medsight.training.seg_folds`).
 """
 
 from __future__ import annotations
@@ -95,6 +97,17 @@ def segment(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
     name: Annotated[str, typer.Option("--name", help="Package name.")] = "segmentation",
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            min=2,
+            help="Train a K-fold cross-validation ensemble (nnU-Net's recipe): train and "
+            "validation pooled into K patient-grouped folds, one member per fold, written as "
+            "ONE package averaging the members' probabilities; post-processing and metrics "
+            "from the out-of-fold predictions. --time-budget is for the whole ensemble.",
+        ),
+    ] = None,
     label_meaning: Annotated[
         list[str] | None,
         typer.Option(
@@ -138,5 +151,6 @@ def segment(
         ),
         name=name,
         label_meanings=parse_label_meanings(label_meaning or []),
+        folds=folds,
     )
     run_segmentation(run, log=typer.echo)

@@ -4,7 +4,9 @@
 * Segmentation networks with a ``bottleneck`` (MONAI's DynUNet, UNet-like): the per-channel
   mean and log standard deviation of the bottleneck's last convolution, *before* its instance
   normalisation (after it every channel has the same mean and spread by construction),
-  averaged over every sliding window the input was cut into.
+  averaged over every sliding window the input was cut into.  An ensemble
+  (:class:`medsight.models.ensemble.EnsembleNet`) uses its last member's bottleneck, the
+  layer whose reference that member's trainer fitted.
 
 :func:`capture` hooks the layer for the duration of a ``with`` block; the vectors collected
 feed :class:`medsight.models.ood.OodReference`.  The hook records only the forward passes of
@@ -56,7 +58,11 @@ def feature_layer(net: torch.nn.Module, kind: str) -> tuple[str, torch.nn.Module
         if linear:
             return linear[-1]
     elif kind == "segmentation":
-        bottleneck = getattr(net, "bottleneck", None)
+        prefix, owner = "", net
+        members = getattr(net, "members", None)  # an ensemble: its last member's bottleneck
+        if getattr(net, "bottleneck", None) is None and isinstance(members, nn.ModuleList):
+            prefix, owner = f"members.{len(members) - 1}.", members[-1]
+        bottleneck = getattr(owner, "bottleneck", None)
         if bottleneck is not None:
             convs = [
                 (n, m)
@@ -64,7 +70,7 @@ def feature_layer(net: torch.nn.Module, kind: str) -> tuple[str, torch.nn.Module
                 if isinstance(m, nn.Conv2d | nn.Conv3d)
             ]
             if convs:
-                return f"bottleneck.{convs[-1][0]}", convs[-1][1]
+                return f"{prefix}bottleneck.{convs[-1][0]}", convs[-1][1]
     raise InvalidInputError(
         f"network {type(net).__name__}", f"has no layer for {kind} features (OOD scoring)"
     )
@@ -151,7 +157,7 @@ def package_features(
         return np.stack(rows)
     from medsight.inference.classify import Predictor
 
-    predictor = Predictor(package)
+    predictor = Predictor(package, tta=False)  # the identity view, as the reference was fitted
     with capture(predictor.network, "classifier") as grab:
         batch: list[NDArray[np.float32]] = []
         for i, image in enumerate(images):

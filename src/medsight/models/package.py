@@ -354,7 +354,15 @@ def render_model_card(spec: ModelSpec) -> str:
             f"- Operating thresholds: {thresholds}",
             f"- Calibration: {_calibration_line(spec)}",
         ]
-    if spec.ensemble is not None:
+    if spec.ensemble is not None and spec.task is Task.SEGMENTATION:
+        ens = spec.ensemble
+        lines.append(
+            f"- K-fold ensemble: {len(ens.members)} members, member k held out fold k "
+            f"(held-out cases {[m.n_val for m in ens.members]}); their softmax probabilities "
+            f"averaged; post-processing and metrics from the {ens.threshold_fitted_on}; "
+            f"{ens.explanations}"
+        )
+    elif spec.ensemble is not None:
         ens = spec.ensemble
         lines.append(
             f"- Ensemble: {len(ens.members)} members ({ens.method}; seeds "

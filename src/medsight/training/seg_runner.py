@@ -61,6 +61,8 @@ class SegmentationRun(BaseModel):
     max_filters: int | None = Field(None, ge=1)  # planner: cap on the widest layer
     quantize: bool = False  # preprocessed images as uint8 (8-bit sources)
     max_cases: int | None = Field(None, ge=2)  # the first N cases by id (smoke runs)
+    #: K >= 2: a K-fold cross-validation ensemble (:mod:`medsight.training.seg_folds`)
+    folds: int | None = Field(None, ge=2)
 
     @field_validator("arch")
     @classmethod
@@ -117,16 +119,22 @@ def _plan_stage(run: SegmentationRun, dataset: Any, log: Callable[[str], None]) 
 
 
 def _preprocess_stage(
-    run: SegmentationRun, dataset: Any, plan: SegmentationPlan, log: Callable[[str], None]
+    run: SegmentationRun,
+    dataset: Any,
+    plan: SegmentationPlan,
+    log: Callable[[str], None],
+    splits_file: Path | None = None,
 ) -> Path:
-    """``preprocessed.npz``, made again when the plan or the splits it came from changed."""
+    """``preprocessed.npz``, made again when the plan or the splits it came from changed
+    (``splits_file``, default the run's ``splits.json``)."""
     from medsight.training.segmentation import preprocess_dataset
 
     path = run.out / PREPROCESSED_FILE
     info_path = run.out / PREPROCESSED_INFO_FILE
+    splits_text = (splits_file or run.out / SPLITS_FILE).read_text(encoding="utf-8")
     made_from = {
         "plan_sha256": _digest(plan.model_dump_json()),
-        "splits_sha256": _digest((run.out / SPLITS_FILE).read_text(encoding="utf-8")),
+        "splits_sha256": _digest(splits_text),
         "data": run.data,
         "max_cases": run.max_cases,
         "quantize": run.quantize,
@@ -155,8 +163,22 @@ def _preprocess_stage(
     return path
 
 
+def _load_data(run: SegmentationRun) -> Any:
+    """The run's data set (its first ``max_cases`` cases by id when set)."""
+    from medsight.data import load_dataset
+
+    run.out.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(run.data)
+    if run.max_cases is not None:
+        dataset = dataset.with_cases(sorted(dataset, key=lambda c: c.case_id)[: run.max_cases])
+    return dataset
+
+
 def run_segmentation(run: SegmentationRun, log: Callable[[str], None] = print) -> Any:
     """Run (or resume) every stage of a segmentation run; return its :class:`ModelPackage`.
+
+    With ``run.folds`` set, a K-fold ensemble
+    (:func:`medsight.training.seg_folds.run_segmentation_folds`).
 
     Raises
     ------
@@ -164,15 +186,15 @@ def run_segmentation(run: SegmentationRun, log: Callable[[str], None] = print) -
         A plan that does not fit ``arch`` or whose patch its network rejects, a checkpoint
         trained with other settings, cases without masks.
     """
-    from medsight.data import load_dataset
     from medsight.models.package import ModelPackage
     from medsight.models.roles import roles_from_channel_names
     from medsight.training.segmentation import load_preprocessed, train_segmentation
 
-    run.out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(run.data)
-    if run.max_cases is not None:
-        dataset = dataset.with_cases(sorted(dataset, key=lambda c: c.case_id)[: run.max_cases])
+    if run.folds is not None:
+        from medsight.training.seg_folds import run_segmentation_folds
+
+        return run_segmentation_folds(run, log)
+    dataset = _load_data(run)
     dataset = _splits_stage(run, dataset, log).apply(dataset)
     plan = _plan_stage(run, dataset, log)
     pre = _preprocess_stage(run, dataset, plan, log)
