@@ -1,24 +1,29 @@
 """Does synthetic augmentation help?  Label fractions x with / without synthetic x seeds.
 
-For each MedMNIST 2D file, label fraction ``f`` (of the official training split, stratified,
-seeded) and seed:
+For each data set (a MedMNIST 2D file, or ``busi``: the BUSI folder, three classes, resized to
+``--busi-size`` pixels, one grouped hold-out split, see ``_busi_split``), label fraction ``f``
+(of the training split, stratified, seeded) and seed:
 
-1. ``train_synthesizer`` (class-conditional DDPM) on the ``f`` training images only;
+1. ``train_synthesizer`` (``--method``: class-conditional DDPM or GAN) on the ``f`` training
+   images only;
 2. ``medsight synthesize``: ``--ratio`` synthetic images per real training image, per class in
    the real class proportions (one folder with ``synthetic.json``);
 3. ``train_classifier`` without and with ``--synthetic`` (same seed, same real data), both
-   evaluated on the official test split (AUC with bootstrap CI);
+   evaluated on the test split (AUC with bootstrap CI);
 4. ``evaluate_synthesizer`` on the test split with the no-synthetic classifier as the
    Frechet-distance encoder (no ImageNet weights here) and the memorisation check.
 
 The summary gives, per fraction, the paired AUC difference (with - without) per seed, its mean
 and its standard deviation over seeds; a gain is reported only when the mean exceeds the seed
-spread.  Writes ``benchmarks/results/synth_augmentation_<label>.json``.
+spread.  Writes ``benchmarks/results/synth_augmentation_<label>.json`` after every run.
 
-Usage (from the project root; the full run needs a GPU, ``--smoke`` runs in about a minute on
-CPU and only checks the pipeline)::
+Usage (from the project root; the DDPM grid needs a GPU, the GAN grid on BreastMNIST takes about
+an hour on a 2-core CPU, ``--smoke`` runs in about a minute and only checks the pipeline)::
 
     .venv/bin/python benchmarks/synth_augmentation.py --data ../shared/data --device cuda
+    .venv/bin/python benchmarks/synth_augmentation.py --method gan --synth-steps 1500 \\
+        --threads 2 --device cpu --label breastmnist_gan_cpu
+    .venv/bin/python benchmarks/synth_augmentation.py --sets busi --device cuda --label busi
     .venv/bin/python benchmarks/synth_augmentation.py --data ../shared/data --smoke
 """
 
@@ -55,12 +60,91 @@ def _subset(src: Path, dst: Path, fraction: float, seed: int, cap: int | None) -
     return dst / src.name
 
 
+def _busi_split(root: Path, size: int, cap: int | None) -> list[tuple[str, str, str, np.ndarray]]:
+    """BUSI (normal / benign / malignant) as ``(split, class, name, image)`` rows (``image``:
+    ``size x size`` uint8, row-major).
+
+    One seeded, label-stratified hold-out split (seed 0, 10 % val, 20 % test; the fractions
+    of the segmentation benchmarks) after near-duplicate images were joined into one "patient"
+    (:func:`medsight.data.grouping.group_duplicates`: BUSI has no patient ids and repeats
+    frames of one lesion), so no lesion sits on both sides.  Images are resized to ``size``
+    (bilinear) so the generator, the classifier and the evaluation all see the same pixels.
+    """
+    from PIL import Image as PILImage
+
+    from medsight.data import SplitConfig, load_dataset, make_splits
+    from medsight.data.grouping import group_duplicates
+
+    ds = load_dataset(f"folder:{root}?target=class")
+    if cap is not None:  # smoke runs: a few images per class
+        by_class: dict[object, list] = {}
+        for c in ds:
+            by_class.setdefault(c.label, []).append(c)
+        ds = ds.with_cases([c for cs in by_class.values() for c in cs[:cap]])
+    grouped = group_duplicates(ds)
+    ds = make_splits(grouped, SplitConfig(val_fraction=0.1, test_fraction=0.2)).apply(grouped)
+    rows = []
+    for c in ds:
+        a = np.asarray(c.image().array, dtype=np.float64)
+        a = a if a.ndim == 2 else a.mean(axis=-1)
+        lo, hi = float(a.min()), float(a.max())
+        u8 = np.uint8(np.clip((a - lo) / max(hi - lo, 1e-9) * 255 + 0.5, 0, 255))
+        # medsight arrays are x-first; PIL's are row-major
+        small = np.asarray(PILImage.fromarray(u8.T).resize((size, size), PILImage.BILINEAR))
+        rows.append((c.split.value, str(c.attributes["class"]), c.case_id, small))
+    return rows
+
+
+def _busi_subset(rows: list, dst: Path, fraction: float, seed: int) -> str:
+    """A ``folder:`` data set (``dst/<split>/<class>/<name>.png``) with a stratified
+    ``fraction`` of the training rows (validation and test kept whole)."""
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng([seed, 11])
+    train = [r for r in rows if r[0] == "train"]
+    keep: list = [r for r in rows if r[0] != "train"]
+    for cls in sorted({r[1] for r in train}):
+        mine = [r for r in train if r[1] == cls]
+        n = max(2, round(fraction * len(mine)))
+        keep += [mine[i] for i in sorted(rng.choice(len(mine), size=n, replace=False))]
+    for split, cls, name, arr in keep:
+        (dst / split / cls).mkdir(parents=True, exist_ok=True)
+        safe = name.replace("/", "_")
+        PILImage.fromarray(arr).save(dst / split / cls / f"{safe}.png")
+    return f"folder:{dst}?target=class"
+
+
 def _auc(report: dict) -> dict:
     m = next(m for m in report["metrics"] if m["name"] in ("auc", "auc_macro"))
     return {"value": m["value"], "low": m.get("ci_low"), "high": m.get("ci_high")}
 
 
-def one_run(npz: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
+def _uncalibrated_auc(pkg, ds) -> float:
+    """Test AUC of the package's network before its calibration (softmax of the logits).
+
+    A calibration fitted on a small validation split can map an uninformative network to a
+    constant probability (vector scaling with scale 0), which makes the package's AUC exactly
+    0.5 whatever the network's ranking; this number shows the ranking itself.
+    """
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from medsight.core import Split
+    from medsight.inference.classify import Predictor, logits_of
+
+    test = [c for c in ds if c.split is Split.TEST]
+    pred = Predictor(pkg, device="cpu")
+    x = torch.from_numpy(np.stack([pred.preprocess(c.image()) for c in test]))
+    net = pkg.build_network().eval()
+    with torch.no_grad():
+        p = torch.softmax(logits_of(net(x)).float(), dim=1).numpy()
+    y = np.array([int(c.label) for c in test])
+    if p.shape[1] == 2:
+        return float(roc_auc_score(y, p[:, 1]))
+    return float(roc_auc_score(y, p, multi_class="ovr", labels=list(range(p.shape[1]))))
+
+
+def one_run(data: str, work: Path, seed: int, args: argparse.Namespace) -> dict:
     from medsight.cli.app import main
     from medsight.data import load_dataset
     from medsight.evaluation.classification_eval import evaluate_classifier
@@ -69,7 +153,6 @@ def one_run(npz: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
     from medsight.training.config import ClassifyConfig
     from medsight.training.synth import SynthConfig, train_synthesizer
 
-    data = f"medmnist:{npz}"
     ds = load_dataset(data)
     t0 = time.perf_counter()
     synth = train_synthesizer(
@@ -108,12 +191,21 @@ def one_run(npz: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
         pkg = train_classifier(cfg)
         rep = evaluate_classifier(pkg, ds, work / f"{arm}-eval", n_resamples=args.n_resamples,
                                   seed=seed)  # fmt: skip
-        result[arm] = {"test_auc": _auc(rep), "n_synthetic": pkg.spec.extra.get(
-            "synthetic", {}).get("n_used", 0)}  # fmt: skip
+        cal = pkg.spec.calibration
+        result[arm] = {
+            "test_auc": _auc(rep),
+            "test_auc_uncalibrated": _uncalibrated_auc(pkg, ds),
+            "calibration": None if cal is None else cal.method,
+            "best_epoch": pkg.spec.extra.get("best_epoch"),
+            "n_synthetic": pkg.spec.extra.get("synthetic", {}).get("n_used", 0),
+        }
         result["seconds"][arm] = time.perf_counter() - t1
         packages[arm] = pkg
     result["auc_difference"] = (
         result["real+synthetic"]["test_auc"]["value"] - result["real"]["test_auc"]["value"]
+    )
+    result["auc_difference_uncalibrated"] = (
+        result["real+synthetic"]["test_auc_uncalibrated"] - result["real"]["test_auc_uncalibrated"]
     )
     rep = evaluate_synthesizer(synth, ds, work / "synth-eval", encoder=packages["real"],
                                n_resamples=args.n_resamples, seed=seed,
@@ -132,7 +224,8 @@ def one_run(npz: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
-    p.add_argument("--sets", nargs="+", default=["breastmnist"])
+    p.add_argument("--sets", nargs="+", default=["breastmnist"], help="MedMNIST names or busi")
+    p.add_argument("--busi-size", type=int, default=64, help="BUSI images resized to this")
     p.add_argument("--fractions", nargs="+", type=float, default=[0.1, 0.25, 1.0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--ratio", type=float, default=0.5, help="synthetic per real training image")
@@ -166,32 +259,39 @@ def main() -> None:
     total = len(args.sets) * len(args.fractions) * len(args.seeds)
     done, started = 0, time.perf_counter()
     for name in args.sets:
-        src = args.data / "medmnist" / f"{name}.npz"
+        busi = _busi_split(args.data / "busi", args.busi_size, cap) if name == "busi" else None
         per_fraction = out["sets"].setdefault(name, {})
         for fraction in args.fractions:
             runs = []
             for seed in args.seeds:
                 with tempfile.TemporaryDirectory() as tmp:
-                    npz = _subset(src, Path(tmp) / "data", fraction, seed, cap)
-                    runs.append(one_run(npz, Path(tmp), seed, args))
+                    if busi is not None:
+                        data = _busi_subset(busi, Path(tmp) / "busi", fraction, seed)
+                    else:
+                        src = args.data / "medmnist" / f"{name}.npz"
+                        data = f"medmnist:{_subset(src, Path(tmp) / 'data', fraction, seed, cap)}"
+                    runs.append(one_run(data, Path(tmp), seed, args))
                 done += 1
                 eta = (time.perf_counter() - started) / done * (total - done)
                 print(
                     f"[{done}/{total}] {name} f={fraction} seed={seed}: AUC "
                     f"{runs[-1]['real']['test_auc']['value']:.4f} real, "
                     f"{runs[-1]['real+synthetic']['test_auc']['value']:.4f} with synthetic "
-                    f"({runs[-1]['auc_difference']:+.4f}); ETA {eta / 60:.0f} min",
+                    f"({runs[-1]['auc_difference']:+.4f}; uncalibrated "
+                    f"{runs[-1]['auc_difference_uncalibrated']:+.4f}); ETA {eta / 60:.0f} min",
                     flush=True,
                 )
-                diffs = [r["auc_difference"] for r in runs]
-                mean = statistics.fmean(diffs)
-                spread = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
-                per_fraction[str(fraction)] = {
-                    "runs": runs,
-                    "auc_difference_mean": mean,
-                    "auc_difference_sd": spread,
-                    "gain": bool(len(diffs) > 1 and mean > spread),
-                }
+                per_fraction[str(fraction)] = {"runs": runs}
+                for key in ("auc_difference", "auc_difference_uncalibrated"):
+                    diffs = [r[key] for r in runs]
+                    mean = statistics.fmean(diffs)
+                    spread = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+                    suffix = key.removeprefix("auc_difference")
+                    per_fraction[str(fraction)] |= {
+                        f"{key}_mean": mean,
+                        f"{key}_sd": spread,
+                        f"gain{suffix}": bool(len(diffs) > 1 and mean > spread),
+                    }
                 # written after every run: an interrupted benchmark keeps what it measured
                 target.write_text(json.dumps(out, indent=2), encoding="utf-8")
     print(f"wrote {target}")
