@@ -161,6 +161,13 @@ def test_cli_refuses_more_folds_than_patient_groups(tmp_path, capsys):
     assert "--folds" in err and "patient groups" in err and "or fewer" in err
     assert not (tmp_path / "run" / "members").exists()
     assert main([*args, "--folds", "1"]) == 2  # at least 2
+    capsys.readouterr()
+    steps = ["--max-steps", "1", "--val-every", "1", "--modality", "MR"]
+    assert main([*args, *steps, "--folds", "2"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "member 2/2" in printed and "out-of-fold Dice blob" in printed
+    pkg = ModelPackage.load(tmp_path / "run" / "package")
+    assert pkg.spec.ensemble.method == "folds" and len(pkg.spec.ensemble.members) == 2
 
 
 def test_another_number_of_folds_in_the_same_folder_is_refused(tmp_path):

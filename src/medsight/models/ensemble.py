@@ -1,5 +1,9 @@
-"""`EnsembleNet`: several trained classifiers as one network that averages calibrated
+"""`EnsembleNet`: several trained networks as one network that averages calibrated
 probabilities.
+
+Classifiers (:mod:`medsight.training.ensemble`) and segmentation networks
+(:mod:`medsight.training.seg_folds`, temperatures 1: the softmax is over ``dim=1``, the class
+axis of ``(N, K)`` logits and of ``(N, K, *spatial)`` voxel logits alike) use it the same way.
 
 A seed or fold ensemble is stored as one ModelPackage whose architecture is ``ensemble``: the
 arguments list each member's architecture, its temperature (fitted on that member's own

@@ -253,7 +253,7 @@ def run_segmentation_folds(run: SegmentationRun, log: Callable[[str], None] = pr
         session.append(seconds)
         log(f"{tag}: done in {_duration(seconds)}")
     pkg = _write_package(run, plan, data, kfold, dirs)
-    dice = ", ".join(f"{m.name} {m.value:.3f}" for m in pkg.spec.metrics)
+    dice = ", ".join(f"{m.name.removeprefix('dice_')} {m.value:.3f}" for m in pkg.spec.metrics)
     log(f"wrote {pkg.path}; out-of-fold Dice {dice}")
     return pkg
 

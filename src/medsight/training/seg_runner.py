@@ -18,6 +18,10 @@ plan) and resumed:
 ``package/``
     the ModelPackage (weights, ``model.json`` whose preprocessing is the plan's, the OOD
     reference, the model card).
+
+With ``folds=K`` (``--folds K``) the same stages feed a K-fold cross-validation ensemble
+instead of one hold-out run: ``splits/``, ``members/<k>/`` and one ensemble ``package/``
+(:mod:`medsight.training.seg_folds`).
 """
 
 from __future__ import annotations
