@@ -42,7 +42,9 @@ def analyze_classification(
     plaus = assess(input_statistics(x), spec.extra.get("input_reference"))
     with capture(predictor.network, "classifier") as grab:
         proba = predictor.predict_arrays(x[None])[0]
-    features = grab.vectors()
+    # the identity view runs first (Predictor.predict_arrays): its row is the image's own
+    # features, as the OOD reference was fitted; test-time views add rows after it
+    features = grab.vectors()[:1]
     operating = ""  # per-group thresholds only for a group the caller named, never guessed
     names = spec.label_names
     # the binary threshold on the second label (index 1), as predict_labels applies it

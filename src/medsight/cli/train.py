@@ -9,12 +9,12 @@ the commands only parse options.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from medsight.core import Split
-from medsight.training.config import Balance, ClassifyConfig, Imbalance, ThresholdMethod
+from medsight.training.config import Balance, ClassifyConfig, Imbalance, ThresholdMethod, TTAMode
 
 __all__ = ["SSL_ENCODER_FILE", "register", "train_app"]
 
@@ -89,6 +89,14 @@ def classify(
     imbalance: Annotated[Imbalance, typer.Option("--imbalance")] = Imbalance.WEIGHTED_LOSS,
     threshold: Annotated[ThresholdMethod, typer.Option("--threshold")] = ThresholdMethod.YOUDEN,
     no_augment: Annotated[bool, typer.Option("--no-augment")] = False,
+    tta: Annotated[
+        TTAMode,
+        typer.Option(
+            "--tta",
+            help="Test-time flips (those the modality's training augmentation uses): auto = "
+            "only if they raise the validation AUC by more than 0.002; on; off.",
+        ),
+    ] = TTAMode.AUTO,
     max_cases: Annotated[
         int | None, typer.Option("--max-cases", min=2, help="Cap cases per split (smoke tests).")
     ] = None,
@@ -183,6 +191,7 @@ def classify(
         imbalance=imbalance,
         threshold=threshold,
         augment=not no_augment,
+        tta=tta,
         max_cases=max_cases,
         device=device,
         threads=threads,
@@ -234,6 +243,7 @@ def classify(
         if m.name in {"auc", "auc_macro", "accuracy"}
     )
     typer.echo(f"wrote {pkg.path} ({pkg.id}); validation {summary}")
+    _echo_tta(pkg)
 
 
 @train_app.command("pretrain")
@@ -343,6 +353,16 @@ def _search_and_ensemble(
     )
     kind = f" ({pkg.spec.ensemble.method} ensemble)" if pkg.spec.ensemble else ""
     typer.echo(f"wrote {pkg.path} ({pkg.id}){kind}; validation {summary}")
+    _echo_tta(pkg)
+
+
+def _echo_tta(pkg: Any) -> None:
+    """One line on the package's test-time augmentation choice (``--tta``)."""
+    tta = pkg.spec.tta
+    if tta is None:
+        return
+    state = f"on ({', '.join(tta.transforms)})" if tta.enabled else "off"
+    typer.echo(f"test-time augmentation: {state}; {tta.reason}")
 
 
 def register(app: typer.Typer) -> None:

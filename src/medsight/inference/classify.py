@@ -7,6 +7,17 @@ the decision uses the stored operating threshold (binary, multi-label) or the ar
 Image that does not fit the package's input spec (wrong number of spatial axes or channels) is
 refused with a clear error.
 
+Test-time augmentation: where the package's ``tta`` is enabled (:mod:`medsight.models.tta`,
+chosen by its trainer on validation data), :meth:`Predictor.predict_arrays` runs the network
+on each stored view (the identity and flips), averages the probabilities and applies the
+calibration fitted on that average.  The views wrap the network call, so the torch and ONNX
+backends give the same probabilities, and so does everything built on ``predict_arrays``
+(``analyze``, batch runs, ``medsight evaluate``).  Explanations (Grad-CAM, occlusion) and
+feature vectors for the out-of-distribution gate stay on the identity view: they run
+:attr:`Predictor.network` on the input itself, and the identity view runs first, so a
+feature hook sees its rows first.  A package without ``tta`` runs the identity view only, as
+before.
+
 Examples
 --------
 >>> import numpy as np, tempfile, torch
@@ -83,6 +94,10 @@ class Predictor:
     backend : {"torch", "onnx", "onnx-int8"}, optional
         Default: :func:`medsight.inference.onnx_backend.resolve_backend` (``--backend``, else
         the package's measured default, else torch).  ONNX Runtime runs on the CPU.
+    tta : bool
+        Run the package's test-time views where it enables them (default); ``False``: the
+        identity view only (e.g. for feature vectors).  A cached Predictor is keyed by this
+        option (:func:`medsight.inference.cache.cached_model`), so the two never mix.
     """
 
     def __init__(
@@ -90,6 +105,7 @@ class Predictor:
         package: ModelPackage | str | os.PathLike[str],
         device: str = "cpu",
         backend: str | None = None,
+        tta: bool = True,
     ) -> None:
         import torch
 
@@ -102,6 +118,7 @@ class Predictor:
         if spec.task is Task.SEGMENTATION:
             raise InvalidInputError(self._pkg.path, "is a segmentation model, not a classifier")
         self._backend = resolve_backend(self._pkg, backend)
+        self._views = spec.tta.views if tta and spec.tta is not None else [()]
         self._torch = torch
         if self._backend == "torch":
             self._device = select_device(device)
@@ -119,6 +136,11 @@ class Predictor:
     def backend(self) -> str:
         """``"torch"``, ``"onnx"`` or ``"onnx-int8"``: what :meth:`predict_arrays` runs."""
         return self._backend
+
+    @property
+    def views(self) -> list[tuple[int, ...]]:
+        """The test-time views :meth:`predict_arrays` averages (``[()]``: the identity only)."""
+        return list(self._views)
 
     @property
     def network(self) -> torch.nn.Module:
@@ -153,17 +175,25 @@ class Predictor:
         return to_network_input(image, self._pkg.spec.preprocessing)
 
     def predict_arrays(self, x: NDArray[np.float32], batch_size: int = 256) -> NDArray[np.float64]:
-        """Calibrated probabilities ``(N, K)`` for preprocessed inputs ``(N, C, *spatial)``."""
+        """Calibrated probabilities ``(N, K)`` for preprocessed inputs ``(N, C, *spatial)``
+        (averaged over the package's test-time views where it enables them)."""
         from medsight.models.calibration import calibrated_probabilities
+        from medsight.models.tta import mean_probability_logits, view_logits
 
         spec = self._pkg.spec
         net = self._net  # one network for the whole call, even if another thread switches it
-        outs = []
-        with self._torch.no_grad():
-            for i in range(0, len(x), batch_size):
-                batch = self._torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))
-                outs.append(logits_of(net(batch.to(self._device))).float().cpu().numpy())
-        logits = np.concatenate(outs).astype(np.float64)
+
+        def run(inputs: NDArray[np.float32]) -> NDArray[np.float64]:
+            outs = []
+            with self._torch.no_grad():
+                for i in range(0, len(inputs), batch_size):
+                    part = np.ascontiguousarray(inputs[i : i + batch_size])
+                    batch = self._torch.from_numpy(part).to(self._device)
+                    outs.append(logits_of(net(batch)).float().cpu().numpy())
+            return np.concatenate(outs).astype(np.float64)
+
+        per_view = view_logits(run, x, self._views)
+        logits = mean_probability_logits(per_view, multilabel=spec.task is Task.MULTILABEL)
         return calibrated_probabilities(logits, spec.task, spec.calibration, spec.temperature)
 
     def decide(self, proba: NDArray[np.float64]) -> NDArray[np.int64]:

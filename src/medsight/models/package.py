@@ -354,6 +354,10 @@ def render_model_card(spec: ModelSpec) -> str:
             f"- Operating thresholds: {thresholds}",
             f"- Calibration: {_calibration_line(spec)}",
         ]
+        if spec.tta is not None:  # packages written before TTA have no line
+            from medsight.models.tta import card_line
+
+            lines.append(card_line(spec.tta))
     if spec.ensemble is not None and spec.task is Task.SEGMENTATION:
         ens = spec.ensemble
         lines.append(

@@ -38,6 +38,7 @@ from medsight.core.significance import Significance, Urgency, parse_meaning
 from medsight.core.task import Task  # re-exported: one Task for data sets and models
 from medsight.models.group_thresholds import GroupThresholds, check_group_thresholds
 from medsight.models.roles import RoleSpec, check_roles
+from medsight.models.tta import TTASpec
 
 __all__ = [
     "MODEL_TASKS",
@@ -57,6 +58,7 @@ __all__ = [
     "ReliabilitySpec",
     "RoleSpec",
     "Significance",
+    "TTASpec",
     "Task",
     "TrainingDataSummary",
     "Urgency",
@@ -345,6 +347,9 @@ class ModelSpec(_Frozen):
     limitations: str = ""
     seed: int | None = None
     ensemble: EnsembleSpec | None = None  # architecture "ensemble": its members
+    # classifiers: test-time views and the validation choice (medsight.models.tta); None in
+    # packages written before it: the identity view only
+    tta: TTASpec | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("task")
@@ -391,12 +396,27 @@ class ModelSpec(_Frozen):
         ):
             raise ValueError("temperature and calibration disagree; set temperature to null")
         _check_ensemble(self)
+        _check_tta(self)
         return self
 
     @property
     def label_names(self) -> list[str]:
         """Label names in index order."""
         return [label.name for label in sorted(self.labels, key=lambda lab: lab.index)]
+
+
+def _check_tta(spec: ModelSpec) -> None:
+    """Test-time views belong to classifiers and flip only the input's spatial axes."""
+    if spec.tta is None:
+        return
+    if spec.task not in (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL):
+        raise ValueError(f"tta is for classifiers, not {spec.task.value} models")
+    bad = [a for view in spec.tta.flips for a in view if a >= spec.input.spatial_ndim]
+    if bad:
+        raise ValueError(
+            f"tta flips spatial axes {sorted(set(bad))}; the input has "
+            f"{spec.input.spatial_ndim} spatial axes"
+        )
 
 
 def _check_ensemble(spec: ModelSpec) -> None:

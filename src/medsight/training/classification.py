@@ -16,7 +16,9 @@ logits (:func:`~medsight.evaluation.calibration.fit_calibration`: temperature, o
 scaling / isotonic where the temperature fit fails or they do better on held-out folds, with
 the out-of-fold reliability of the reported probability), the operating threshold is chosen on
 the calibrated validation probabilities, and validation metrics get patient-level bootstrap
-CIs.
+CIs.  Before the calibration, test-time flips (those the training augmentation declares) are
+enabled or not by their validation gain (:mod:`medsight.training.tta`, ``--tta``); the
+calibration, threshold and metrics are of the probabilities the package then produces.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from medsight.models.spec import (
     TrainingDataSummary,
     apply_meanings,
 )
+from medsight.models.tta import mean_probability_logits, transform_name, view_logits
 from medsight.training.balance import Balance, cell_counts, cell_weights, group_sample_order
 from medsight.training.common import (
     EarlyStopping,
@@ -81,8 +84,15 @@ from medsight.training.distributed import (
     shutdown,
 )
 from medsight.training.transfer import init_from_package, init_from_ssl, set_encoder_frozen
+from medsight.training.tta import tta_decision
 from medsight.transforms.arrays import CaseArrays, case_arrays
-from medsight.transforms.augment import apply_params, augmentation_for, sample_params
+from medsight.transforms.augment import (
+    AugmentConfig,
+    apply_params,
+    augmentation_for,
+    sample_params,
+    tta_flips,
+)
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +285,7 @@ def _threshold(method: ThresholdMethod, y: NDArray[np.int64], score: NDArray[np.
 
 _MAY_CHANGE_ON_RESUME = {
     "resume", "progress", "epochs", "threads", "device", "n_resamples", "label_meanings",
+    "tta",
 }  # fmt: skip
 
 
@@ -529,7 +540,7 @@ def train_classifier(cfg: ClassifyConfig) -> ModelPackage:
     if dinfo.is_main:  # rank 0 calibrates, validates and writes the package
         pkg = _package(
             cfg, ds, task, net, arch, prep, train, val, log, started, synthetic,
-            unlabelled=n_unlabelled,
+            unlabelled=n_unlabelled, aug=aug,
         )  # fmt: skip
     barrier()
     if not dinfo.is_main:
@@ -617,13 +628,29 @@ def _package(
     started: float,
     synthetic: dict[str, Any] | None = None,
     unlabelled: int = 0,
+    aug: AugmentConfig | None = None,
 ) -> ModelPackage:
     multilabel = task is Task.MULTILABEL
-    logits = predict_logits(net, val.x)
+    # the identity view first, then the test-time flips the training augmentation declares
+    views = tta_flips(aug)
+    per_view = view_logits(lambda x: predict_logits(net, x), val.x, views)
+    logits = per_view[0]
     # the validation logits by case, for ensembles (medsight.training.ensemble) and audits
     ids = {"case_ids": np.asarray(val.case_ids, dtype=str),
            "patient_ids": np.asarray(val.patient_ids, dtype=str)}  # fmt: skip
-    np.savez(Path(cfg.out) / VAL_LOGITS_FILE, logits=logits, y=val.y, **ids)
+    by_view = {"view_logits": per_view, "views": np.asarray([transform_name(v) for v in views])}
+    np.savez(Path(cfg.out) / VAL_LOGITS_FILE, logits=logits, y=val.y, **ids,
+             **(by_view if len(views) > 1 else {}))  # fmt: skip
+    averaged = mean_probability_logits(per_view, multilabel=multilabel)
+    tta = tta_decision(
+        cfg.tta,
+        views,
+        without=_val_metric(task, val.y, logits),
+        with_=_val_metric(task, val.y, averaged) if len(views) > 1 else None,
+        decided_on=f"validation split (n={len(val)})",
+    )
+    if tta.enabled:  # calibration, threshold and metrics of what the package will produce
+        logits = averaged
     calibration = fit_calibration(logits, val.y, task, seed=cfg.seed or 0)
     proba = calibration.probabilities(logits)
     names = [ds.label_names.get(i, str(i)) for i in range(proba.shape[1])]
@@ -677,6 +704,7 @@ def _package(
         group_thresholds=group_thresholds,
         temperature=calibration.params.get("temperature"),  # for temperature-only readers
         calibration=calibration.to_spec(),
+        tta=tta,
         training_data=TrainingDataSummary(
             dataset=ds.name,
             source=source,

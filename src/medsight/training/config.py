@@ -18,9 +18,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medsight.core.significance import parse_meaning
+from medsight.models.tta import TTAMode
 from medsight.training.balance import Balance
 
-__all__ = ["Balance", "ClassifyConfig", "Imbalance", "ThresholdMethod"]
+__all__ = ["Balance", "ClassifyConfig", "Imbalance", "TTAMode", "ThresholdMethod"]
 
 
 class Imbalance(StrEnum):
@@ -59,6 +60,8 @@ class ClassifyConfig(BaseModel):
     imbalance: Imbalance = Imbalance.WEIGHTED_LOSS
     augment: bool = True
     threshold: ThresholdMethod = ThresholdMethod.YOUDEN
+    # test-time flips (medsight.training.tta): auto = only where validation shows a gain
+    tta: TTAMode = TTAMode.AUTO
     init: Path | None = None  # a ModelPackage to start from
     pretrained: Path | None = None  # a self-supervised encoder checkpoint (medsight.training.ssl)
     freeze_epochs: int = Field(0, ge=0)  # epochs with the encoder frozen (head only)

@@ -21,6 +21,13 @@ temperature-scaled probabilities.  Its operating threshold and validation metric
 * folds: the pooled out-of-fold probabilities, each case predicted by the one member that did
   not train on it.
 
+Test-time augmentation is decided once, for the ensemble, on the same data as its threshold
+(:mod:`medsight.training.tta`): each member's run folder keeps its per-view validation logits
+(``view_logits``), the ensemble's metric with the views averaged is compared with the identity
+view's, and ``--tta`` (auto / on / off) decides as for one model; the package's ``tta`` wraps
+the whole ensemble network, so inference averages the members' temperature-scaled
+probabilities over members and views.  The members' own TTA choices are not used.
+
 The package's preprocessing is the last member's; the other members get an input affine that
 maps it onto their own training standardisation.  The OOD gate and Grad-CAM use the network's
 last linear / last convolution layer, which belong to the last member: the gate is that member's
@@ -56,15 +63,18 @@ from medsight.models.spec import (
     PreprocessingSpec,
     Task,
 )
+from medsight.models.tta import TTASpec
 from medsight.training.classification import (
     VAL_LOGITS_FILE,
     _labelled_only,
+    _val_metric,
     operating_thresholds,
     train_classifier,
     validation_metrics,
 )
 from medsight.training.common import portable_config
 from medsight.training.config import ClassifyConfig
+from medsight.training.tta import logits_of_probabilities, tta_decision
 
 __all__ = ["member_probabilities", "train_ensemble"]
 
@@ -178,13 +188,28 @@ def train_ensemble(
     return _write_package(cfg, "folds" if folds is not None else "seeds", members)
 
 
+def _member_view_mean(
+    arrays: dict[str, Any], temperature: float, task: Task, tta: bool
+) -> NDArray[np.float64]:
+    """A member's calibrated validation probabilities: of the identity view, or (``tta``) the
+    mean over its stored views (``view_logits``)."""
+    if not tta:
+        return member_probabilities(arrays["logits"], temperature, task)
+    return np.mean([member_probabilities(z, temperature, task) for z in arrays["view_logits"]], 0)
+
+
 def _pooled(
-    method: str, task: Task, members: list[tuple[ModelPackage, dict[str, Any]]], temps: list[float]
+    method: str,
+    task: Task,
+    members: list[tuple[ModelPackage, dict[str, Any]]],
+    temps: list[float],
+    tta: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64], list[str], str]:
-    """``(probabilities, y, patient ids, description)`` the threshold is fitted on."""
+    """``(probabilities, y, patient ids, description)`` the threshold is fitted on; ``tta``:
+    each member's probabilities averaged over its test-time views."""
     if method == "folds":  # out-of-fold: each case by the member that held it out
         pairs = zip(members, temps, strict=True)
-        proba = np.concatenate([member_probabilities(a["logits"], t, task) for (_, a), t in pairs])
+        proba = np.concatenate([_member_view_mean(a, t, task, tta) for (_, a), t in pairs])
         y = np.concatenate([a["y"] for _, a in members])
         pids = [str(p) for _, a in members for p in a["patient_ids"]]
         return proba, y, pids, f"pooled out-of-fold predictions of the members (n={len(y)})"
@@ -198,7 +223,9 @@ def _pooled(
     parts = []
     for (_, a), t in zip(members, temps, strict=True):
         where = {str(c): i for i, c in enumerate(a["case_ids"].tolist())}
-        parts.append(member_probabilities(a["logits"][[where[c] for c in order]], t, task))
+        rows = [where[c] for c in order]
+        view_mean = _member_view_mean(a, t, task, tta)
+        parts.append(view_mean[rows])
     proba = np.mean(parts, axis=0)
     text = f"validation predictions of the averaged ensemble (n={len(keep)})"
     return proba, ref["y"][keep], [str(p) for p in ref["patient_ids"][keep]], text
@@ -229,6 +256,9 @@ def _write_package(
     for k, (pkg, _) in enumerate(members):
         net.members[k].load_state_dict(pkg.state_dict(), strict=True)  # type: ignore[index]
     proba, y, pids, fitted_on = _pooled(method, task, members, temps)
+    tta = _decide_tta(cfg, method, task, members, temps, proba, y, fitted_on)
+    if tta.enabled:  # threshold and metrics of what the package will produce
+        proba = _pooled(method, task, members, temps, tta=True)[0]
     names = ref.label_names
     thresholds = operating_thresholds(cfg.threshold, task, y, proba, names)
     split = "val_oof" if method == "folds" else "val"
@@ -287,6 +317,7 @@ def _write_package(
         "limitations": ref.limitations + note,
         "seed": cfg.seed,
         "ensemble": ensemble.model_dump(mode="json"),
+        "tta": tta.model_dump(mode="json"),
         "extra": keep_extra | {"member_runs": [f"members/{k}" for k in range(len(members))]},
     }
     spec = ModelSpec.model_validate(data)
@@ -306,3 +337,29 @@ def _write_package(
     return ModelPackage.save(
         Path(cfg.out) / "package", spec, net.state_dict(), overwrite=True, extra_files=extra_files
     )
+
+
+def _decide_tta(
+    cfg: ClassifyConfig,
+    method: str,
+    task: Task,
+    members: list[tuple[ModelPackage, dict[str, Any]]],
+    temps: list[float],
+    proba: NDArray[np.float64],
+    y: NDArray[np.int64],
+    fitted_on: str,
+) -> TTASpec:
+    """The ensemble's TTA choice on its threshold data (module doc), once for all members."""
+    multilabel = task is Task.MULTILABEL
+    without = _val_metric(task, y, logits_of_probabilities(proba, multilabel=multilabel))
+    names = [
+        [str(n) for n in a["views"]] if "view_logits" in a else ["identity"] for _, a in members
+    ]
+    if any(n != names[0] for n in names):  # the members disagree on their views
+        raise InvalidInputError("ensemble", f"members were trained with different views {names}")
+    views = TTASpec(transforms=names[0]).flips
+    with_ = None
+    if len(views) > 1:
+        averaged = _pooled(method, task, members, temps, tta=True)[0]
+        with_ = _val_metric(task, y, logits_of_probabilities(averaged, multilabel=multilabel))
+    return tta_decision(cfg.tta, views, without=without, with_=with_, decided_on=fitted_on)

@@ -30,7 +30,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AugmentConfig", "AugmentParams", "apply_params", "augmentation_for", "sample_params"]
+__all__ = [
+    "AugmentConfig",
+    "AugmentParams",
+    "apply_params",
+    "augmentation_for",
+    "sample_params",
+    "tta_flips",
+]
 
 
 class AugmentConfig(BaseModel):
@@ -60,6 +67,27 @@ def augmentation_for(modality: str | None, spatial_ndim: int) -> AugmentConfig:
     if m in {"CT", "MR"} and spatial_ndim == 3:
         return AugmentConfig(flip_axes=[0], max_rotate_deg=10.0, **common)
     return AugmentConfig(max_rotate_deg=10.0, **common)
+
+
+def tta_flips(cfg: AugmentConfig | None) -> list[tuple[int, ...]]:
+    """Deterministic test-time views declared by a training augmentation: its flips only.
+
+    Training flips each of ``cfg.flip_axes`` independently with probability 1/2, so every
+    combination of them is a view the network was trained on and the policy declares label
+    preserving; this returns all of them, the identity ``()`` first.  Nothing else is added
+    (rotations, shifts and intensity changes are random ranges, not invariances), and a
+    policy without flips (radiographs: laterality), or no augmentation at all (``None``),
+    gives the identity only.
+
+    Examples
+    --------
+    >>> tta_flips(augmentation_for("OP", spatial_ndim=2))
+    [(), (0,), (1,), (0, 1)]
+    >>> tta_flips(augmentation_for("CR", spatial_ndim=2)), tta_flips(None)
+    ([()], [()])
+    """
+    axes = list(cfg.flip_axes) if cfg is not None else []
+    return [tuple(a for k, a in enumerate(axes) if mask >> k & 1) for mask in range(2 ** len(axes))]
 
 
 @dataclasses.dataclass(frozen=True)
