@@ -109,6 +109,8 @@ def test_fold_ensemble_resumes_averages_members_and_chooses_on_oof(tmp_path, mon
     card = (pkg.path / "MODEL_CARD.md").read_text()
     assert "K-fold ensemble: 2 members" in card and "val_oof" in card
     assert "pooled out-of-fold predictions" in card
+    assert spec.extra["training"]["time_budget_s"] == 600
+    assert [f["fold"] for f in spec.extra["folds"]] == [0, 1]
 
     # the Segmenter runs it unchanged: its probabilities are the mean of the members'
     image = load_dataset(f"msd:{tmp_path / 'blobs'}")[0].image()

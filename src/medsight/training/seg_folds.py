@@ -61,6 +61,7 @@ import numpy as np
 
 from medsight.core import Split
 from medsight.core.errors import InvalidInputError, UnreadableFileError
+from medsight.data import Splits
 from medsight.io.atomic import atomic_path
 from medsight.models.seg_plan import PLAN_FILE, SegmentationPlan
 from medsight.training.seg_runner import (
@@ -90,9 +91,9 @@ OOF_FILE = "oof.npz"
 _MIN_SHARE = 0.05
 
 
-def _fold_splits(run: SegmentationRun, dataset: Any, k: int, log: Callable[[str], None]) -> Any:
+def _fold_splits(run: SegmentationRun, dataset: Any, k: int, log: Callable[[str], None]) -> Splits:
     """``splits/kfold.json`` (made once, then read back) and one ``fold_<i>.json`` per member."""
-    from medsight.data import SplitConfig, Splits, SplitScheme, make_splits
+    from medsight.data import SplitConfig, SplitScheme, make_splits
 
     folder = run.out / "splits"
     path = folder / "kfold.json"
@@ -135,7 +136,7 @@ def _fold_splits(run: SegmentationRun, dataset: Any, k: int, log: Callable[[str]
     return kfold
 
 
-def _member_data(data: Preprocessed, kfold: Any, k: int) -> Preprocessed:
+def _member_data(data: Preprocessed, kfold: Splits, k: int) -> Preprocessed:
     """The shared preprocessed cases with member ``k``'s parts (fold ``k`` is validation)."""
     parts = kfold.assignment(k)
     return data.model_copy(update={"splits": [parts[c].value for c in data.case_ids]})
@@ -252,7 +253,12 @@ def run_segmentation_folds(run: SegmentationRun, log: Callable[[str], None] = pr
         spent += seconds
         session.append(seconds)
         log(f"{tag}: done in {_duration(seconds)}")
-    pkg = _write_package(run, plan, data, kfold, dirs)
+    training = {
+        "time_budget_s": total,
+        "device": device.type,
+        "budget_division": "the time left, divided over the members left before each member",
+    }
+    pkg = _write_package(run, plan, data, kfold, dirs, training)
     dice = ", ".join(f"{m.name.removeprefix('dice_')} {m.value:.3f}" for m in pkg.spec.metrics)
     log(f"wrote {pkg.path}; out-of-fold Dice {dice}")
     return pkg
@@ -262,8 +268,9 @@ def _write_package(
     run: SegmentationRun,
     plan: SegmentationPlan,
     data: Preprocessed,
-    kfold: Any,
+    kfold: Splits,
     dirs: list[Path],
+    training: dict[str, Any],
 ) -> Any:
     """The ensemble package: every member's weights, rules and metrics from out-of-fold."""
     from medsight.models.dynunet import register_segmentation_networks
@@ -352,7 +359,8 @@ def _write_package(
         }
         for k, o in enumerate(oof)
     ]
-    keep = {key: v for key, v in ref.extra.items() if key in ("input_reference", "ood")}
+    per_member = ("best_step", "steps", "training", "postprocessing", "backends")
+    keep = {key: v for key, v in ref.extra.items() if key not in per_member}
     data_json = ref.model_dump(mode="json") | {
         "name": run.name,
         "architecture": arch.model_dump(mode="json"),
@@ -367,6 +375,7 @@ def _write_package(
             "postprocessing_chosen_on": fitted_on,
             "folds": folds,
             "member_runs": [f"members/{k}" for k in range(len(members))],
+            "training": training | {"seconds": round(sum(o[2]["seconds"] for o in oof), 1)},
         },
     }
     spec = ModelSpec.model_validate(data_json)
