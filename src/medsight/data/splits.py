@@ -107,6 +107,34 @@ class Splits(BaseModel):
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(p, f"not a medsight splits file ({exc})") from exc
 
+    def save_folds(self, folder: str | os.PathLike[str]) -> list[Path]:
+        """Write one single-fold ``fold_<i>.json`` per fold (the split member ``i`` of a fold
+        ensemble trains on); returns their paths.
+
+        Raises
+        ------
+        InvalidInputError
+            A fold with no training or no validation case (nothing is written).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> two = Splits(dataset="toy", scheme="kfold", seed=0, source="generated",
+        ...     stratified=False, test=[], folds=[Fold(train=["a"], val=["b"]),
+        ...     Fold(train=["b"], val=["a"])])
+        >>> [p.name for p in two.save_folds(tempfile.mkdtemp())]
+        ['fold_0.json', 'fold_1.json']
+        """
+        for i, fold in enumerate(self.folds):
+            if not fold.val or not fold.train:
+                raise InvalidInputError("--folds", f"fold {i} is empty", hint="use fewer folds")
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        return [
+            self.model_copy(update={"folds": [fold]}).save(target / f"fold_{i}.json")
+            for i, fold in enumerate(self.folds)
+        ]
+
     def assignment(self, fold: int = 0) -> dict[str, Split]:
         """Case id to part for one fold."""
         if not 0 <= fold < len(self.folds):

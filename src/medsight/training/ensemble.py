@@ -107,13 +107,7 @@ def _fold_splits(cfg: ClassifyConfig, k: int) -> list[Path]:
     folder = Path(cfg.out) / "splits"
     folder.mkdir(parents=True, exist_ok=True)
     kfold.save(folder / "kfold.json")
-    paths = []
-    for i, fold in enumerate(kfold.folds):
-        if not fold.val or not fold.train:
-            raise InvalidInputError("--folds", f"fold {i} is empty", hint="use fewer folds")
-        one = kfold.model_copy(update={"folds": [fold]})
-        paths.append(one.save(folder / f"fold_{i}.json"))
-    return paths
+    return kfold.save_folds(folder)
 
 
 def _affine(ref: PreprocessingSpec, member: PreprocessingSpec, k: int) -> list[float]:

@@ -126,13 +126,8 @@ def _fold_splits(run: SegmentationRun, dataset: Any, k: int, log: Callable[[str]
             f"{len(groups)} patient groups (a patient's cases stay in one fold)",
             hint=f"use --folds {len(groups)} or fewer",
         )
-    for i, fold in enumerate(kfold.folds):
-        if not fold.train or not fold.val:
-            raise InvalidInputError("--folds", f"fold {i} is empty", hint="use fewer folds")
-    folder.mkdir(parents=True, exist_ok=True)
+    kfold.save_folds(folder)
     kfold.save(path)
-    for i, fold in enumerate(kfold.folds):
-        kfold.model_copy(update={"folds": [fold]}).save(folder / f"fold_{i}.json")
     return kfold
 
 
