@@ -134,3 +134,17 @@ def test_tta_spec_is_checked_against_the_input(base, tmp_path):
     (pkg.path / "model.json").write_text(json.dumps(data))
     with pytest.raises(PackageError, match="neither 'identity' nor 'flip"):
         ModelPackage.load(pkg.path)
+
+
+def test_analysis_reports_the_tta_probabilities(base, tmp_path):
+    from medsight.analysis.classification import analyze_classification
+    from medsight.analysis.output import RunOptions
+
+    pkg = _repackaged(base, tmp_path / "tta", tta=TTASpec(enabled=True, transforms=ALL_FLIPS))
+    image = Image(_inputs(1, seed=6)[0, 0])
+    out = analyze_classification(pkg, image, RunOptions(explain=True))
+    expected = Predictor(pkg).predict_arrays(Predictor(pkg).preprocess(image)[None])[0]
+    identity = Predictor(pkg, tta=False).predict_arrays(Predictor(pkg).preprocess(image)[None])[0]
+    assert out.probabilities["tumour"] == pytest.approx(expected[1], abs=1e-12)
+    assert out.probabilities["tumour"] != pytest.approx(identity[1], abs=1e-6)
+    assert out.heatmap is not None and out.heatmap.array.shape == image.array.shape

@@ -128,6 +128,10 @@ def explain_classifier(
 ) -> Image:
     """A saliency map for ``class_index`` on the grid of the original ``image``.
 
+    The map explains ``network`` on ``tensor`` itself, the identity view: a package with
+    test-time augmentation (:mod:`medsight.models.tta`) reports the average over its flipped
+    views, but its explanation stays on the unflipped input, the image as the reader sees it.
+
     Parameters
     ----------
     network : torch.nn.Module
