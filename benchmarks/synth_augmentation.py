@@ -197,6 +197,7 @@ def one_run(data: str, work: Path, seed: int, args: argparse.Namespace) -> dict:
             "test_auc_uncalibrated": _uncalibrated_auc(pkg, ds),
             "calibration": None if cal is None else cal.method,
             "best_epoch": pkg.spec.extra.get("best_epoch"),
+            "tta": None if pkg.spec.tta is None else pkg.spec.tta.model_dump(mode="json"),
             "n_synthetic": pkg.spec.extra.get("synthetic", {}).get("n_used", 0),
         }
         result["seconds"][arm] = time.perf_counter() - t1
@@ -219,6 +220,24 @@ def one_run(data: str, work: Path, seed: int, args: argparse.Namespace) -> dict:
     }
     result["seconds"] |= {"train_synth": t_synth, "sample": t_sample}
     return result
+
+
+def _commit() -> str | None:
+    """The checkout's git commit (with "+dirty" when it has uncommitted changes)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        head, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "src")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 def main() -> None:
@@ -253,7 +272,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-           "machine": platform.platform(), "sets": {}}  # fmt: skip
+           "machine": platform.platform(), "commit": _commit(), "sets": {}}  # fmt: skip
     target = Path(__file__).parent / "results" / f"synth_augmentation_{args.label}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     total = len(args.sets) * len(args.fractions) * len(args.seeds)
