@@ -55,7 +55,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -82,6 +82,9 @@ from medsight.training.segmentation import (
     resolve_time_budget,
     train_segmentation,
 )
+
+if TYPE_CHECKING:
+    from medsight.models.package import ModelPackage
 
 __all__ = ["OOF_FILE", "load_oof", "run_segmentation_folds"]
 
@@ -159,7 +162,9 @@ def _write_oof(
         np.savez_compressed(fh, **arrays)
 
 
-def run_segmentation_folds(run: SegmentationRun, log: Callable[[str], None] = print) -> Any:
+def run_segmentation_folds(
+    run: SegmentationRun, log: Callable[[str], None] = print
+) -> ModelPackage:
     """Train (or resume) a ``run.folds``-fold ensemble; return its one :class:`ModelPackage`.
 
     Raises
@@ -266,7 +271,7 @@ def _write_package(
     kfold: Splits,
     dirs: list[Path],
     training: dict[str, Any],
-) -> Any:
+) -> ModelPackage:
     """The ensemble package: every member's weights, rules and metrics from out-of-fold."""
     from medsight.models.dynunet import register_segmentation_networks
     from medsight.models.ood import OOD_FILE
