@@ -54,6 +54,7 @@ __all__ = [
     "TTASpec",
     "card_line",
     "flip_batch",
+    "logits_of_probabilities",
     "mean_probability_logits",
     "transform_name",
     "view_logits",
@@ -191,6 +192,13 @@ def view_logits(
     return np.stack([run(flip_batch(x, v)) for v in views])
 
 
+def logits_of_probabilities(proba: NDArray[np.float64], *, multilabel: bool) -> NDArray[np.float64]:
+    """Logits whose softmax (sigmoid for multi-label) gives ``proba`` back: the log of the
+    probabilities (their log-odds for multi-label), kept off 0 and 1."""
+    p = np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p) if multilabel else np.log(p)
+
+
 def mean_probability_logits(
     logits: NDArray[np.float64], *, multilabel: bool
 ) -> NDArray[np.float64]:
@@ -201,7 +209,7 @@ def mean_probability_logits(
     if len(z) == 1:
         return z[0]
     if multilabel:
-        p = np.clip(np.exp(-np.logaddexp(0.0, -z)).mean(axis=0), _EPS, 1 - _EPS)  # sigmoid
-        return np.log(p) - np.log1p(-p)
+        p = np.exp(-np.logaddexp(0.0, -z)).mean(axis=0)  # the sigmoid, averaged
+        return logits_of_probabilities(p, multilabel=True)
     log_p = z - np.logaddexp.reduce(z, axis=2, keepdims=True)  # log-softmax per view
     return np.logaddexp.reduce(log_p, axis=0) - np.log(len(z))

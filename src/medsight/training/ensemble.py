@@ -63,7 +63,7 @@ from medsight.models.spec import (
     PreprocessingSpec,
     Task,
 )
-from medsight.models.tta import TTASpec
+from medsight.models.tta import TTASpec, logits_of_probabilities
 from medsight.training.classification import (
     VAL_LOGITS_FILE,
     _labelled_only,
@@ -74,7 +74,7 @@ from medsight.training.classification import (
 )
 from medsight.training.common import portable_config
 from medsight.training.config import ClassifyConfig
-from medsight.training.tta import logits_of_probabilities, tta_decision
+from medsight.training.tta import tta_decision
 
 __all__ = ["member_probabilities", "train_ensemble"]
 

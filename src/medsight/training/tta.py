@@ -35,17 +35,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-from numpy.typing import NDArray
-
 from medsight.models.tta import TTAMode, TTASpec, transform_name
 
-__all__ = ["TTA_MARGIN", "logits_of_probabilities", "tta_decision"]
+__all__ = ["TTA_MARGIN", "tta_decision"]
 
 #: ``--tta auto`` enables TTA only if it raises the validation metric by more than this.
 TTA_MARGIN = 0.002
-
-_EPS = 1e-7
 
 
 def tta_decision(
@@ -87,10 +82,3 @@ def tta_decision(
         decided_on=decided_on,
         reason=reason,
     )
-
-
-def logits_of_probabilities(proba: NDArray[np.float64], *, multilabel: bool) -> NDArray[np.float64]:
-    """Logits whose softmax (sigmoid for multi-label) gives ``proba`` back, for metrics that
-    take logits (the log of the probabilities; their log-odds for multi-label)."""
-    p = np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p) if multilabel else np.log(p)
