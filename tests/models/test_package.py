@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -234,3 +235,32 @@ def test_of_task_refuses_a_package_of_another_task(tiny_classifier):
         Denoiser(folder)
     with pytest.raises(InvalidInputError, match=f"is a {pkg.spec.task.value} model, not seg"):
         ModelPackage.of_task(folder, Task.SEGMENTATION, "segmentation")
+
+
+def test_model_card_warns_when_the_calibration_is_a_constant():
+    """A calibration that maps every input to one probability (vector scale 0, fitted on a small
+    validation split where the network carried no information) is said on the card."""
+    from medsight.evaluation.calibration import fit_calibration
+    from medsight.models.calibration import calibrated_probabilities, is_constant_map
+    from medsight.models.package import render_model_card
+    from medsight.models.spec import CalibrationSpec
+
+    flat = _spec(
+        calibration=CalibrationSpec(method="vector", params={"scale": [0.0], "bias": [0.4]})
+    )
+    assert "WARNING: this map gives every input the same probability" in render_model_card(flat)
+    kept = _spec(
+        calibration=CalibrationSpec(method="vector", params={"scale": [0.7], "bias": [0.4]})
+    )
+    assert "WARNING" not in render_model_card(kept)
+    # the fit says so too when its chosen map is flat on the validation cases (seed 0: noise
+    # logits, the held-out NLL picks a constant), and not when the map keeps a ranking (seed 1)
+    for seed, flat_expected in ((0, True), (1, False)):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 2, 60)
+        z = np.stack([np.zeros(60), 8.0 * rng.normal(size=60)], 1)  # overconfident noise
+        cal = fit_calibration(z, y, "binary")
+        p = calibrated_probabilities(z, "binary", cal.to_spec())
+        assert (float(np.ptp(p, 0).max()) < 1e-9) is flat_expected
+        assert ("WARNING" in cal.note) is flat_expected
+        assert is_constant_map(cal.to_spec()) is flat_expected

@@ -560,6 +560,12 @@ def fit_calibration(
         reported = None
     params, converged = fits[chosen]
     calibrated = _apply(chosen, params, z, task)
+    if n > 1 and float(np.ptp(calibrated, axis=0).max()) < 1e-9:
+        notes.append(
+            f"WARNING: {chosen.value} gives every validation case the same probabilities (the "
+            "network's outputs carried no usable held-out information): the model cannot rank "
+            "cases"
+        )
     if reported is None:
         reported = calibrated
     outcome, confidence = calibration_inputs(task.value, y, reported)

@@ -36,11 +36,34 @@ from numpy.typing import ArrayLike, NDArray
 
 from medsight.models.spec import CalibrationMethod, CalibrationSpec, Task
 
-__all__ = ["ISOTONIC_EPS", "calibrated_probabilities", "sigmoid", "softmax"]
+__all__ = ["ISOTONIC_EPS", "calibrated_probabilities", "is_constant_map", "sigmoid", "softmax"]
 
 #: Isotonic outputs are kept in ``[eps, 1 - eps]``: a step fitted on a few hundred cases is no
 #: ground for a probability of exactly 0 or 1 (and the log-likelihood stays finite).
 ISOTONIC_EPS = 1e-3
+
+
+def is_constant_map(cal: CalibrationSpec | None) -> bool:
+    """Whether ``cal`` gives every input the same probabilities (it erases the ranking).
+
+    A map fitted on a small validation split where the network's outputs carried no usable
+    information can end there: vector scaling with every scale at its bound 0, or an isotonic
+    map with flat knots.  Such a package cannot rank or discriminate cases.
+
+    Examples
+    --------
+    >>> is_constant_map(CalibrationSpec(method="vector", params={"scale": [0.0], "bias": [0.9]}))
+    True
+    >>> is_constant_map(CalibrationSpec(method="vector", params={"scale": [0.5], "bias": [0.1]}))
+    False
+    """
+    if cal is None:
+        return False
+    if cal.method is CalibrationMethod.VECTOR:
+        return bool(np.all(np.abs(np.asarray(cal.params["scale"], dtype=np.float64)) < 1e-12))
+    if cal.method is CalibrationMethod.ISOTONIC:
+        return all(float(np.ptp(np.asarray(y, dtype=np.float64))) < 1e-9 for y in cal.params["y"])
+    return False
 
 
 def softmax(logits: ArrayLike, temperature: float = 1.0) -> NDArray[np.float64]:

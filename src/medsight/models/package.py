@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from medsight.core.errors import InvalidInputError, MedsightError
+from medsight.models.calibration import is_constant_map
 from medsight.models.roles import ordered_roles, reference_role
 from medsight.models.spec import ModelSpec, Task
 
@@ -273,6 +274,12 @@ def _calibration_line(spec: ModelSpec) -> str:
         text += f", chosen on {cal.n} validation cases by held-out NLL"
     if cal.reliability is not None and cal.ece_before is not None:
         text += f"; ECE {cal.ece_before:.3f} uncalibrated, {cal.reliability.ece:.3f} out-of-fold"
+    if is_constant_map(cal):
+        text += (
+            ". **WARNING: this map gives every input the same probability** (the network's "
+            "outputs carried no usable information on the validation cases): the model cannot "
+            "rank or discriminate cases"
+        )
     return text
 
 
