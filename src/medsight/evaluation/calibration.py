@@ -35,6 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from medsight.models.calibration import (
     calibrated_probabilities,
+    is_constant_map,
     sigmoid,
     softmax,
 )
@@ -560,7 +561,7 @@ def fit_calibration(
         reported = None
     params, converged = fits[chosen]
     calibrated = _apply(chosen, params, z, task)
-    if n > 1 and float(np.ptp(calibrated, axis=0).max()) < 1e-9:
+    if is_constant_map(CalibrationSpec(method=chosen, params=params)):
         notes.append(
             f"WARNING: {chosen.value} gives every validation case the same probabilities (the "
             "network's outputs carried no usable held-out information): the model cannot rank "
