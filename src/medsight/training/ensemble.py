@@ -250,9 +250,9 @@ def _write_package(
     for k, (pkg, _) in enumerate(members):
         net.members[k].load_state_dict(pkg.state_dict(), strict=True)  # type: ignore[index]
     proba, y, pids, fitted_on = _pooled(method, task, members, temps)
-    tta = _decide_tta(cfg, method, task, members, temps, proba, y, fitted_on)
-    if tta.enabled:  # threshold and metrics of what the package will produce
-        proba = _pooled(method, task, members, temps, tta=True)[0]
+    tta, averaged = _decide_tta(cfg, method, task, members, temps, proba, y, fitted_on)
+    if tta.enabled and averaged is not None:  # threshold and metrics of what it will produce
+        proba = averaged
     names = ref.label_names
     thresholds = operating_thresholds(cfg.threshold, task, y, proba, names)
     split = "val_oof" if method == "folds" else "val"
@@ -342,8 +342,9 @@ def _decide_tta(
     proba: NDArray[np.float64],
     y: NDArray[np.int64],
     fitted_on: str,
-) -> TTASpec:
-    """The ensemble's TTA choice on its threshold data (module doc), once for all members."""
+) -> tuple[TTASpec, NDArray[np.float64] | None]:
+    """The ensemble's TTA choice on its threshold data (module doc), once for all members, and
+    the view-averaged probabilities it was measured on (``None`` with the identity only)."""
     multilabel = task is Task.MULTILABEL
     without = _val_metric(task, y, logits_of_probabilities(proba, multilabel=multilabel))
     names = [
@@ -352,8 +353,9 @@ def _decide_tta(
     if any(n != names[0] for n in names):  # the members disagree on their views
         raise InvalidInputError("ensemble", f"members were trained with different views {names}")
     views = TTASpec(transforms=names[0]).flips
-    with_ = None
+    with_, averaged = None, None
     if len(views) > 1:
         averaged = _pooled(method, task, members, temps, tta=True)[0]
         with_ = _val_metric(task, y, logits_of_probabilities(averaged, multilabel=multilabel))
-    return tta_decision(cfg.tta, views, without=without, with_=with_, decided_on=fitted_on)
+    spec = tta_decision(cfg.tta, views, without=without, with_=with_, decided_on=fitted_on)
+    return spec, averaged
