@@ -135,9 +135,8 @@ def _uncalibrated_auc(pkg, ds) -> float:
     test = [c for c in ds if c.split is Split.TEST]
     pred = Predictor(pkg, device="cpu")
     x = torch.from_numpy(np.stack([pred.preprocess(c.image()) for c in test]))
-    net = pkg.build_network().eval()
-    with torch.no_grad():
-        p = torch.softmax(logits_of(net(x)).float(), dim=1).numpy()
+    with torch.no_grad():  # the Predictor's own torch network, without its views
+        p = torch.softmax(logits_of(pred.network(x)).float(), dim=1).numpy()
     y = np.array([int(c.label) for c in test])
     if p.shape[1] == 2:
         return float(roc_auc_score(y, p[:, 1]))
