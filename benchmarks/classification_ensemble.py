@@ -79,7 +79,7 @@ def _single(spec: str, out: Path, seed: int, args: argparse.Namespace) -> ModelP
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("../shared/data/medmnist"))
-    ap.add_argument("--set", default="breastmnist", help="MedMNIST file name without .npz")
+    ap.add_argument("--set", default="breastmnist", help="binary MedMNIST file name without .npz")
     ap.add_argument(
         "--kind",
         choices=["seeds", "folds"],
@@ -96,6 +96,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     spec = f"medmnist:{args.data / (args.set + '.npz')}"
     ds = load_dataset(spec)
+    if ds.task.value != "binary":  # the test scores below are binary AUC / accuracy / ECE
+        ap.error(f"{args.set}: task {ds.task.value}; this benchmark scores binary data sets only")
     cases, split = select_cases(ds, "test")
     y = np.array([int(c.label) for c in cases])
     default_out = args.kind == "seeds" and args.set == "breastmnist"
