@@ -3,9 +3,9 @@
 Ensemble ``e`` (``e = 0, 1, 2``) is ``train_ensemble(seeds=3)`` with base seed ``3 e``: its
 members are single smallcnn runs with seeds ``3e, 3e+1, 3e+2`` (default config: early
 stopping on validation AUC, each member's temperature fitted on validation), and the ensemble's
-Youden threshold is fitted on the averaged ensemble's validation probabilities.  Every single
-member and every ensemble is then evaluated on the official test split (never used for any
-choice): AUC, accuracy at the package's own operating threshold, and ECE.
+Youden threshold (binary sets) is fitted on the averaged ensemble's validation probabilities.
+Every single member and every ensemble is then evaluated on the official test split (never used
+for any choice): AUC, accuracy at the package's own operating point, and ECE.
 
 Reported: mean ± SD over the 9 single models and over the 3 ensembles, and per ensemble the
 paired difference ensemble AUC minus the mean AUC of its own members.
@@ -17,12 +17,23 @@ Usage (from the project root; one heavy job at a time on a shared machine)::
 
 ``--kind folds --set S``: ensemble ``e`` is ``train_ensemble(folds=5)`` with seed ``e`` (train and
 validation pooled and split into 5 label-stratified folds, each member validated on the fold it
-held out, the ensemble's threshold fitted on the pooled out-of-fold probabilities), compared
+held out, a binary ensemble's threshold fitted on the pooled out-of-fold probabilities), compared
 with the default single model of the same seed trained on the official split (what a user gets
 without ``--folds``): paired test differences per seed.
 
+Binary, multi-class and ordinal sets are scored (:func:`_scores`); multi-label and other tasks
+are refused at start.  Binary: AUC of the positive class, accuracy at the stored threshold, ECE
+of the positive-class probability.  Multi-class and ordinal (e.g. RetinaMNIST): macro
+one-vs-rest AUC (``evaluation.classification.macro_auc``, the ``auc_macro`` of ``medsight
+evaluate`` and the AUC MedMNIST reports), accuracy of the package's own decision (arg-max: no
+threshold is fitted for these tasks), and top-label ECE (confidence of the arg-max class), the
+same inputs ``medsight evaluate`` uses.
+
 Writes ``benchmarks/results/classification_ensemble.json`` (seeds, BreastMNIST) or
-``classification_ensemble_<kind>_<set>.json`` after every ensemble.
+``classification_ensemble_<kind>_<set>.json`` after every ensemble.  ``--smoke`` checks the
+plumbing in seconds (1 epoch, 1 ensemble, 2 folds, 64 cases per training split, the first 100
+test cases) and writes its JSON into its temporary work folder, never into
+``benchmarks/results``: its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from medsight.data import load_dataset
 from medsight.evaluation import classification as cm
 from medsight.evaluation.calibration import expected_calibration_error
 from medsight.evaluation.classification_eval import select_cases
+from medsight.evaluation.classification_report import calibration_inputs
 from medsight.inference.classify import Predictor
 from medsight.models import ModelPackage
 from medsight.training.config import ClassifyConfig
@@ -56,22 +68,73 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "std": sd, "min": float(a.min()), "max": float(a.max())}
 
 
+#: ``--smoke``: cases per training split and test cases scored.
+SMOKE_CASES, SMOKE_TEST = 64, 100
+#: Tasks :func:`_scores` can score (class-index labels, one decision per case).
+SCORED_TASKS = ("binary", "multiclass", "ordinal")
+#: What ``auc`` / ``ece`` mean per task, written into the result JSON.
+_AUC = {
+    "binary": "positive class",
+    "multiclass": "macro one-vs-rest",
+    "ordinal": "macro one-vs-rest",
+}
+_ECE = {"binary": "positive-class", "multiclass": "top-label", "ordinal": "top-label"}
+
+
+def _scores(task: str, y: np.ndarray, proba: np.ndarray, decisions: np.ndarray) -> dict[str, float]:
+    """AUC, accuracy of ``decisions`` and ECE (10 bins) of class-index labels ``y`` (N,) and
+    calibrated probabilities ``proba`` (N, K).
+
+    Binary: AUC and ECE of the positive-class probability.  Multi-class and ordinal: macro
+    one-vs-rest AUC (classes absent from ``y`` skipped) and top-label ECE, the definitions of
+    ``medsight evaluate`` (``auc_macro``, ``calibration.ece``).
+
+    Examples
+    --------
+    >>> p = np.array([[0.65, 0.25, 0.1], [0.15, 0.55, 0.3], [0.05, 0.2, 0.75], [0.45, 0.35, 0.2]])
+    >>> s = _scores("multiclass", np.array([0, 1, 2, 2]), p, p.argmax(1))
+    >>> round(s["auc"], 4), s["accuracy"], round(s["ece"], 4)
+    (0.9167, 0.75, 0.375)
+    """
+    if task not in SCORED_TASKS:
+        raise ValueError(f"task {task!r}: only {', '.join(SCORED_TASKS)} are scored")
+    y = np.asarray(y)
+    p = np.asarray(proba, dtype=np.float64)
+    auc = cm.roc_auc(y, p[:, 1]) if task == "binary" else cm.macro_auc(y, p)
+    return {
+        "auc": float(auc),
+        "accuracy": float(np.mean(np.asarray(decisions) == y)),
+        "ece": float(expected_calibration_error(*calibration_inputs(task, y, p))),
+    }
+
+
 def _test_scores(pkg: ModelPackage, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """:func:`_scores` of ``pkg`` on preprocessed inputs ``x``, at the package's own decision
+    rule (its stored threshold for binary, arg-max for multi-class and ordinal)."""
     pred = Predictor(pkg)
     proba = pred.predict_arrays(x)
-    d = pred.decide(proba)
-    return {
-        "auc": float(cm.roc_auc(y, proba[:, 1])),
-        "accuracy": float(np.mean(d == y)),
-        "ece": float(expected_calibration_error(y, proba[:, 1])),
-    }
+    return _scores(pkg.spec.task.value, y, proba, pred.decide(proba))
+
+
+def _threshold_note(task: str, kind: str) -> str:
+    """How the operating point was chosen (train_ensemble / train_classifier fit a threshold for
+    binary tasks only; multi-class and ordinal packages decide by arg-max)."""
+    if task != "binary":
+        return "none: arg-max of the calibrated probabilities"
+    return "youden on validation" if kind == "seeds" else "youden on pooled out-of-fold predictions"
 
 
 def _single(spec: str, out: Path, seed: int, args: argparse.Namespace) -> ModelPackage:
     from medsight.training.classification import train_classifier
 
     cfg = ClassifyConfig(
-        data=spec, out=out, seed=seed, epochs=args.epochs, threads=args.threads, progress=False
+        data=spec,
+        out=out,
+        seed=seed,
+        epochs=args.epochs,
+        threads=args.threads,
+        progress=False,
+        max_cases=SMOKE_CASES if args.smoke else None,
     )
     return train_classifier(cfg)
 
@@ -79,7 +142,11 @@ def _single(spec: str, out: Path, seed: int, args: argparse.Namespace) -> ModelP
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("../shared/data/medmnist"))
-    ap.add_argument("--set", default="breastmnist", help="binary MedMNIST file name without .npz")
+    ap.add_argument(
+        "--set",
+        default="breastmnist",
+        help="MedMNIST file name without .npz (binary, multi-class or ordinal set)",
+    )
     ap.add_argument(
         "--kind",
         choices=["seeds", "folds"],
@@ -92,13 +159,27 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--ensembles", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"plumbing check: 1 epoch, 1 ensemble, 2 folds, {SMOKE_CASES} cases per training "
+        f"split, {SMOKE_TEST} test cases; the JSON goes into the temporary work folder",
+    )
     args = ap.parse_args()
+    if args.smoke:
+        args.epochs, args.ensembles, args.folds = 1, 1, 2
     torch.set_num_threads(args.threads)
     spec = f"medmnist:{args.data / (args.set + '.npz')}"
     ds = load_dataset(spec)
-    if ds.task.value != "binary":  # the test scores below are binary AUC / accuracy / ECE
-        ap.error(f"{args.set}: task {ds.task.value}; this benchmark scores binary data sets only")
+    task = ds.task.value
+    if task not in SCORED_TASKS:  # _scores needs one class index per case
+        ap.error(
+            f"{args.set}: task {task}; this benchmark scores {', '.join(SCORED_TASKS)} "
+            "data sets only"
+        )
     cases, split = select_cases(ds, "test")
+    if args.smoke:
+        cases = cases[:SMOKE_TEST]
     y = np.array([int(c.label) for c in cases])
     default_out = args.kind == "seeds" and args.set == "breastmnist"
     target = (
@@ -107,6 +188,8 @@ def main() -> None:
         else OUT.with_name(f"classification_ensemble_{args.kind}_{args.set}.json")
     )
     work = Path(tempfile.mkdtemp(prefix="ens-bench-"))
+    if args.smoke:
+        target = work / target.name
     rows: list[dict] = []
     started = time.perf_counter()
     n_members = 3 if args.kind == "seeds" else args.folds
@@ -119,6 +202,7 @@ def main() -> None:
             epochs=args.epochs,
             threads=args.threads,
             progress=False,
+            max_cases=SMOKE_CASES if args.smoke else None,
         )
         t0 = time.perf_counter()
         if args.kind == "seeds":
@@ -168,9 +252,14 @@ def main() -> None:
                 "epochs": args.epochs,
                 "threads": args.threads,
                 "members": n_members,
-                "threshold": "youden on validation"
-                if args.kind == "seeds"
-                else "youden on pooled out-of-fold predictions",
+                "threshold": _threshold_note(task, args.kind),
+            },
+            "task": task,
+            "smoke": args.smoke,
+            "scores": {
+                "auc": _AUC[task],
+                "accuracy": "at the package's decision (" + _threshold_note(task, args.kind) + ")",
+                "ece": f"{_ECE[task]}, 10 equal-width bins",
             },
             "single": {k: _summary([m[k] for m in singles]) for k in ("auc", "accuracy", "ece")},
             "ensemble": {
@@ -193,14 +282,18 @@ def main() -> None:
                 result[key] = _summary([r[key] for r in rows])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        auc_name = "AUC" if task == "binary" else "macro AUC"
         print(
-            f"[{e + 1}/{args.ensembles}] {args.set} {args.kind}: ensemble AUC {scores['auc']:.4f}"
+            f"[{e + 1}/{args.ensembles}] {args.set} {args.kind}: ensemble {auc_name} "
+            f"{scores['auc']:.4f}, accuracy {scores['accuracy']:.4f}"
             + (
-                f", default single {row['default_single_test']['auc']:.4f}"
+                f"; default single {row['default_single_test']['auc']:.4f}, "
+                f"accuracy {row['default_single_test']['accuracy']:.4f}"
                 if args.kind == "folds"
                 else ""
             )
-            + f"; {time.perf_counter() - started:.0f} s so far",
+            + f"; {time.perf_counter() - started:.0f} s so far"
+            + (f"; wrote {target}" if args.smoke else ""),
             flush=True,
         )
 
