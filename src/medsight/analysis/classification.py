@@ -4,11 +4,15 @@ One Finding per reported label (the positive class of a binary model, the predic
 class of an ordinal / multi-class model, every label of a multi-label model) with its
 calibrated probability and the decision at the package's operating threshold (carried on the
 Finding for the finding's own label, per-group where one decided), and a Grad-CAM heat map
-for it.  A binary model reports its actionable class (a label of unknown meaning
-otherwise, else the last), whatever its index: BreastMNIST's class 0 is "malignant".
+for it.  A binary model reports its actionable class (a label of unknown meaning otherwise,
+else the last), whatever its index: BreastMNIST's class 0 is "malignant".  A multi-label
+label whose calibration gives every image the same probability reports no finding (a
+warning says why).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -16,8 +20,10 @@ from medsight.analysis.output import ModelOutput, RunOptions, label_code, ood_ch
 from medsight.core.codes import Code
 from medsight.core.findings import Finding, FindingKind
 from medsight.core.image import Image
+from medsight.models.calibration import constant_outputs
 from medsight.models.package import ModelPackage
 from medsight.models.plausibility import assess, input_statistics
+from medsight.models.scope import package_problems
 from medsight.models.spec import Task
 
 __all__ = ["analyze_classification"]
@@ -72,6 +78,29 @@ def analyze_classification(
         reported = [(lab, bool(decision[lab.index])) for lab in labels]
     else:  # multi-class / ordinal: the predicted class or grade
         reported = [(labels[int(decision)], True)]
+    # a multi-label label whose calibration gives every image one probability is no finding
+    # (a wholly constant map is withheld before the network runs: run_package)
+    flat = constant_outputs(spec.calibration, spec.task, len(labels))
+    if flat:
+        reported = [(lab, pos) for lab, pos in reported if lab.index not in flat]
+        plaus = dataclasses.replace(
+            plaus,
+            warnings=(
+                *plaus.warnings,
+                *(
+                    f"the finding for {lab.name} is withheld: the model's calibration maps every "
+                    f"image to p={flat[lab.index]:.3g} for it; it cannot rank cases on this "
+                    "label (see its model card); retrain with more data or without calibration"
+                    for lab in labels
+                    if lab.index in flat
+                ),
+            ),
+        )
+    if not reported:
+        why = package_problems(spec) or [
+            "the model's calibration gives every image the same probabilities; it cannot rank cases"
+        ]
+        return ModelOutput([], plausibility=plaus).withhold(*why)
     site = spec.extra.get("finding_site")
 
     def own_threshold(index: int) -> float | None:
@@ -108,7 +137,7 @@ def analyze_classification(
         tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
         with stage(f"explain {package.id}"):  # timed apart from the model (analyze timings)
             heat = explain_classifier(predictor.network, tensor, image, reported[0][0].index)
-    probabilities = {lab.name: float(proba[lab.index]) for lab in labels}
+    probabilities = {lab.name: float(proba[lab.index]) for lab in labels if lab.index not in flat}
     output = ModelOutput(findings, heatmap=heat, probabilities=probabilities, plausibility=plaus)
     ood_check(output, package, features)
     return output

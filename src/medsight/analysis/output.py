@@ -50,9 +50,10 @@ class ModelOutput:
     heatmap: Image | None = None
     probabilities: dict[str, float] = dataclasses.field(default_factory=dict)
     plausibility: Plausibility | None = None
-    #: Reasons the output is withheld (outside the intended use, or unlike the training data
-    #: on the network's own features).  When set, ``findings``, ``mask`` and ``heatmap`` are
-    #: empty: nothing of a withheld output reaches a report, SR, FHIR or the worklist.
+    #: Reasons the output is withheld (outside the intended use, unlike the training data on
+    #: the network's own features, or a calibration that maps every image to one probability).
+    #: When set, ``findings``, ``mask`` and ``heatmap`` are empty: nothing of a withheld
+    #: output reaches a report, SR, FHIR or the worklist.
     withheld: tuple[str, ...] = ()
     ood_score: float | None = None
     ood_threshold: float | None = None

@@ -4,8 +4,9 @@
 volume as 2D, colour to grey for a grey-scale model) and hands the image to the findings
 builder its family registers (:mod:`medsight.families`): :mod:`.classification` and
 :mod:`.segmentation` for the built-in families.  Findings carry their label's clinical meaning
-(significance, urgency); an output outside the intended use or unlike the training data is
-withheld with its reasons.
+(significance, urgency); an output outside the intended use, unlike the training data, or of
+a classifier whose calibration gives every image the same probability is withheld with its
+reasons.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def run_package(
     The output is *withheld* (:attr:`ModelOutput.withheld` holds why; no finding, mask or
     heatmap) when the image is outside the package's intended use
     (:func:`medsight.models.scope.scope_problems`: colour content for a grey-scale model,
-    photometric interpretation, size), in which case the network does not run, or when its
-    features are further from the training data than the package's OOD threshold.
+    photometric interpretation, size) or the package cannot rank any case (a classifier whose
+    calibration is a constant map: :func:`medsight.models.scope.package_problems`), in which
+    case the network does not run, or when its features are further from the training data
+    than the package's OOD threshold.
 
     Parameters
     ----------
@@ -63,11 +66,11 @@ def run_package(
     InvalidInputError
         The image does not fit the package (dimensionality, channels).
     """
-    from medsight.models.scope import scope_problems
+    from medsight.models.scope import package_problems, scope_problems
 
     spec = package.spec
     family = family_for(spec.task)
-    outside = scope_problems(spec.input, image, header)
+    outside = package_problems(spec) + scope_problems(spec.input, image, header)
     if outside:
         return ModelOutput([], withheld=tuple(outside))
     volume_slicewise = family.slicewise and spec.input.spatial_ndim == 2

@@ -113,6 +113,8 @@ def evaluate(
             seed=seed,
             **options,
         )
+    for line in report.get("warnings") or []:  # e.g. a calibration that cannot rank cases
+        typer.echo(line, err=True)
     head = [m for m in report.get("metrics", [])][:4]
     typer.echo(
         f"{report.get('split')} ({report.get('n_cases')} cases): "

@@ -4,7 +4,8 @@ Stage by stage: pick the cases (the ``test`` split where the data set has one, e
 case), run the :class:`~medsight.inference.classify.Predictor`, compute metrics with
 patient-level bootstrap CIs, calibration (ECE and reliability diagram) and subgroup results,
 then write ``report.json``, ``report.html`` (plots embedded) and the plots as PNG files into
-the output folder.
+the output folder.  A package whose calibration gives every image the same probability is
+named in the report's ``warnings``, shown at the top of the HTML page.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from medsight.inference.decision import predict_labels
 from medsight.io.atomic import atomic_path, write_text_atomic
 from medsight.io.html import render
 
-__all__ = ["evaluate_classifier", "select_cases"]
+__all__ = ["calibration_warnings", "evaluate_classifier", "select_cases"]
 
 
 def select_cases(dataset: Any, split: str | None) -> tuple[list[Any], str]:
@@ -159,6 +160,7 @@ def evaluate_classifier(
             predictor, cases, y, proba, groups, n_resamples, seed
         ),
         "plots": sorted(plots),
+        "warnings": calibration_warnings(spec),
     }
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -178,6 +180,28 @@ def evaluate_classifier(
     write_text_atomic(root / "report.json", json.dumps(report, indent=2))
     write_text_atomic(root / "report.html", render_html(report, plots, thumbs))
     return report
+
+
+def calibration_warnings(spec: Any) -> list[str]:
+    """Warnings for the report's top: a calibration that gives every image one probability.
+
+    The whole map constant: ``analyze`` withholds the model's findings (the reason of
+    :func:`medsight.models.scope.package_problems`).  Multi-label labels with a constant map
+    of their own: ``analyze`` withholds those labels' findings.
+    """
+    from medsight.models.calibration import constant_outputs
+    from medsight.models.scope import package_problems
+
+    whole = package_problems(spec)
+    if whole:
+        return [f"WARNING: {whole[0]}; medsight analyze withholds its findings"]
+    flat = constant_outputs(spec.calibration, spec.task, len(spec.labels))
+    return [
+        f"WARNING: the model's calibration maps every image to p={p:.3g} for "
+        f"{spec.label_names[k]}; it cannot rank cases on this label (see its model card); "
+        "medsight analyze withholds that label's findings"
+        for k, p in sorted(flat.items())
+    ]
 
 
 def _group_operating_points(

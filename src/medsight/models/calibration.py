@@ -36,7 +36,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from medsight.models.spec import CalibrationMethod, CalibrationSpec, Task
 
-__all__ = ["ISOTONIC_EPS", "calibrated_probabilities", "is_constant_map", "sigmoid", "softmax"]
+__all__ = [
+    "ISOTONIC_EPS",
+    "calibrated_probabilities",
+    "constant_outputs",
+    "is_constant_map",
+    "sigmoid",
+    "softmax",
+]
 
 #: Isotonic outputs are kept in ``[eps, 1 - eps]``: a step fitted on a few hundred cases is no
 #: ground for a probability of exactly 0 or 1 (and the log-likelihood stays finite).
@@ -64,6 +71,46 @@ def is_constant_map(cal: CalibrationSpec | None) -> bool:
     if cal.method is CalibrationMethod.ISOTONIC:
         return all(float(np.ptp(np.asarray(y, dtype=np.float64))) < 1e-9 for y in cal.params["y"])
     return False
+
+
+def constant_outputs(
+    cal: CalibrationSpec | None, task: Task | str, n_outputs: int
+) -> dict[int, float]:
+    """The outputs (index -> probability) that ``cal`` sets to the same value for every input.
+
+    When the whole map is constant (:func:`is_constant_map`) that is every output.  Otherwise
+    only a multi-label map can hold constant outputs: each label has its own sigmoid or
+    isotonic map, so a label whose scale is 0 (or whose knots are flat) gives every image the
+    same probability while the other labels still vary.  A softmax couples the classes of a
+    binary, multi-class or ordinal map: a class with scale 0 still moves with the others, so
+    its outputs are not constant.
+
+    Examples
+    --------
+    >>> cal = CalibrationSpec(method="vector", params={"scale": [0.0, 1.0], "bias": [0.0, 0.0]})
+    >>> constant_outputs(cal, "multilabel", 2), constant_outputs(cal, "multiclass", 2)
+    ({0: 0.5}, {})
+    """
+    if cal is None:
+        return {}
+    task = Task(task)
+    if is_constant_map(cal):
+        flat = list(range(n_outputs))
+    elif task is not Task.MULTILABEL:
+        return {}
+    elif cal.method is CalibrationMethod.VECTOR:
+        scale = np.abs(np.asarray(cal.params["scale"], dtype=np.float64))
+        flat = [int(k) for k in np.flatnonzero(scale < 1e-12)]
+    elif cal.method is CalibrationMethod.ISOTONIC:
+        ys = cal.params["y"]
+        flat = [k for k in range(len(ys)) if float(np.ptp(np.asarray(ys[k], float))) < 1e-9]
+    else:
+        return {}
+    if not flat:
+        return {}
+    # a constant output is the same for any logits: read it off at zero
+    p = calibrated_probabilities(np.zeros((1, n_outputs)), task, cal)[0]
+    return {k: float(p[k]) for k in flat}
 
 
 def softmax(logits: ArrayLike, temperature: float = 1.0) -> NDArray[np.float64]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from medsight.core.errors import InvalidInputError, MedsightError
-from medsight.models.calibration import is_constant_map
+from medsight.models.calibration import constant_outputs, is_constant_map
 from medsight.models.roles import ordered_roles, reference_role
 from medsight.models.spec import ModelSpec, Task
 
@@ -310,6 +310,21 @@ def scope_section(spec: ModelSpec) -> list[str]:
         )
     else:
         lines.append("- No out-of-distribution reference: inputs are not checked for shift")
+    if spec.task in _DECIDING_TASKS and is_constant_map(spec.calibration):
+        lines.append(
+            "- **Withheld on every image**: the calibration maps every image to the same "
+            "probability, so the model cannot rank cases; retrain with more data or without "
+            "calibration"
+        )
+    elif spec.task is Task.MULTILABEL:
+        flat = constant_outputs(spec.calibration, spec.task, len(spec.labels))
+        if flat:
+            names = ", ".join(spec.label_names[k] for k in sorted(flat))
+            lines.append(
+                f"- **Withheld on every image for {names}**: the calibration maps every image "
+                "to the same probability for these labels, so the model cannot rank cases on "
+                "them"
+            )
     return [*lines, ""]
 
 

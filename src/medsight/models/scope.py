@@ -12,6 +12,11 @@ loaded pixels and the full header tell, against the package's :class:`InputSpec`
 * the **image size** against ``min_size`` / ``max_size`` (a whole-brain MR fed to a model made
   for hippocampus crops; a thumbnail fed to a model that needs detail).
 
+One reason comes from the package itself, whatever the image (:func:`package_problems`): a
+classifier whose stored calibration maps every input to the same probability
+(:func:`medsight.models.calibration.is_constant_map`) cannot rank cases, so a "finding" it
+reports would be the same for every patient.
+
 Each problem is one sentence that says what was found and what the model is made for; the
 analysis withholds the model's output when there is any.
 
@@ -37,9 +42,16 @@ from typing import Any
 import numpy as np
 
 from medsight.core.image import Image
-from medsight.models.spec import InputSpec
+from medsight.models.calibration import constant_outputs, is_constant_map
+from medsight.models.spec import InputSpec, ModelSpec, Task
 
-__all__ = ["COLOUR_FRACTION_LIMIT", "colour_fraction", "scope_problems", "size_problems"]
+__all__ = [
+    "COLOUR_FRACTION_LIMIT",
+    "colour_fraction",
+    "package_problems",
+    "scope_problems",
+    "size_problems",
+]
 
 #: Share of strongly coloured pixels above which a grey-scale model does not read an image.
 COLOUR_FRACTION_LIMIT = 0.01
@@ -103,6 +115,44 @@ def _header_problems(spec: InputSpec, header: Mapping[str, Any] | None) -> list[
                 "B-mode images only"
             )
     return problems
+
+
+#: Tasks whose findings are calibrated probabilities (their ``calibration`` is applied).
+_CALIBRATED_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL)
+
+
+def package_problems(spec: ModelSpec) -> list[str]:
+    """Why the package itself cannot give a finding on any image (checked before any pixel).
+
+    A classification package whose calibration is a constant map (every output the same for
+    every input; a multi-class map with only some scales at 0 is not constant, see
+    :func:`medsight.models.calibration.constant_outputs`).
+
+    Examples
+    --------
+    >>> from medsight.models.spec import (ArchitectureSpec, CalibrationSpec, LabelSpec,
+    ...     PreprocessingSpec)
+    >>> spec = ModelSpec(name="m", version="1", task=Task.BINARY,
+    ...     architecture=ArchitectureSpec(name="smallcnn"), input=InputSpec(spatial_ndim=2),
+    ...     preprocessing=PreprocessingSpec(),
+    ...     labels=[LabelSpec(index=0, name="no"), LabelSpec(index=1, name="yes")],
+    ...     calibration=CalibrationSpec(method="vector", params={"scale": [0.0], "bias": [0.4]}))
+    >>> package_problems(spec)[0].split(";")[0]
+    "the model's calibration (vector) maps every image to p=0.599 for yes, 0.401 for no"
+    """
+    cal = spec.calibration
+    if spec.task not in _CALIBRATED_TASKS or not is_constant_map(cal):
+        return []
+    assert cal is not None  # is_constant_map(None) is False
+    values = constant_outputs(cal, spec.task, len(spec.labels))
+    # the label the report would show first: binary models put their positive class last
+    labels = sorted(spec.labels, key=lambda lab: lab.index, reverse=spec.task is Task.BINARY)
+    probs = ", ".join(f"{values[lab.index]:.3g} for {lab.name}" for lab in labels)
+    return [
+        f"the model's calibration ({cal.method.value}) maps every image to p={probs}; it "
+        "cannot rank cases (see its model card); retrain with more data or without "
+        "calibration"
+    ]
 
 
 def scope_problems(
