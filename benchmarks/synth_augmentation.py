@@ -239,6 +239,42 @@ def _commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+def _summarise(per_fraction: dict, fraction: float, runs: list[dict]) -> None:
+    """Per fraction: the runs, the paired differences' mean and SD, and the gain rule."""
+    per_fraction[str(fraction)] = {"runs": runs}
+    for key in ("auc_difference", "auc_difference_uncalibrated"):
+        diffs = [r[key] for r in runs]
+        mean = statistics.fmean(diffs)
+        spread = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
+        suffix = key.removeprefix("auc_difference")
+        per_fraction[str(fraction)] |= {
+            f"{key}_mean": mean,
+            f"{key}_sd": spread,
+            f"gain{suffix}": bool(len(diffs) > 1 and mean > spread),
+        }
+
+
+def _previous_runs(target: Path, args: argparse.Namespace) -> dict:
+    """The runs of an earlier, interrupted run of this label, by ``(set, fraction, seed)``.
+
+    Refuses when the settings that change a run's result differ (it would mix two benchmarks).
+    """
+    if not target.exists():
+        return {}
+    old = json.loads(target.read_text(encoding="utf-8"))
+    keys = ("method", "synth_steps", "sample_steps", "batch_size", "ratio", "epochs",
+            "busi_size", "n_resamples", "n_per_class", "val_every")  # fmt: skip
+    changed = [k for k in keys if old["args"].get(k) != getattr(args, k)]
+    if changed:
+        raise SystemExit(f"--resume: {target} was run with other settings ({', '.join(changed)})")
+    return {
+        (name, float(fraction), run["seed"]): run
+        for name, fractions in old["sets"].items()
+        for fraction, entry in fractions.items()
+        for run in entry["runs"]
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -259,6 +295,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--label", default="run")
     p.add_argument("--smoke", action="store_true", help="a minute on CPU: pipeline check only")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in this label's JSON (same set, fraction, seed); run the rest",
+    )
     args = p.parse_args()
     cap = None
     if args.smoke:
@@ -274,7 +315,9 @@ def main() -> None:
            "machine": platform.platform(), "commit": _commit(), "sets": {}}  # fmt: skip
     target = Path(__file__).parent / "results" / f"synth_augmentation_{args.label}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    total = len(args.sets) * len(args.fractions) * len(args.seeds)
+    previous = _previous_runs(target, args) if args.resume else {}
+    grid = [(n, f, s) for n in args.sets for f in args.fractions for s in args.seeds]
+    total = sum(key not in previous for key in grid)
     done, started = 0, time.perf_counter()
     for name in args.sets:
         busi = _busi_split(args.data / "busi", args.busi_size, cap) if name == "busi" else None
@@ -282,6 +325,10 @@ def main() -> None:
         for fraction in args.fractions:
             runs = []
             for seed in args.seeds:
+                if (name, fraction, seed) in previous:
+                    runs.append(previous[name, fraction, seed])
+                    print(f"[kept] {name} f={fraction} seed={seed} from {target.name}", flush=True)
+                    continue
                 with tempfile.TemporaryDirectory() as tmp:
                     if busi is not None:
                         data = _busi_subset(busi, Path(tmp) / "busi", fraction, seed)
@@ -291,6 +338,7 @@ def main() -> None:
                     runs.append(one_run(data, Path(tmp), seed, args))
                 done += 1
                 eta = (time.perf_counter() - started) / done * (total - done)
+                runs[-1]["commit"] = out["commit"]
                 print(
                     f"[{done}/{total}] {name} f={fraction} seed={seed}: AUC "
                     f"{runs[-1]['real']['test_auc']['value']:.4f} real, "
@@ -299,19 +347,11 @@ def main() -> None:
                     f"{runs[-1]['auc_difference_uncalibrated']:+.4f}); ETA {eta / 60:.0f} min",
                     flush=True,
                 )
-                per_fraction[str(fraction)] = {"runs": runs}
-                for key in ("auc_difference", "auc_difference_uncalibrated"):
-                    diffs = [r[key] for r in runs]
-                    mean = statistics.fmean(diffs)
-                    spread = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
-                    suffix = key.removeprefix("auc_difference")
-                    per_fraction[str(fraction)] |= {
-                        f"{key}_mean": mean,
-                        f"{key}_sd": spread,
-                        f"gain{suffix}": bool(len(diffs) > 1 and mean > spread),
-                    }
+                _summarise(per_fraction, fraction, runs)
                 # written after every run: an interrupted benchmark keeps what it measured
                 target.write_text(json.dumps(out, indent=2), encoding="utf-8")
+            _summarise(per_fraction, fraction, runs)  # also when every run was kept
+            target.write_text(json.dumps(out, indent=2), encoding="utf-8")
     print(f"wrote {target}")
 
 
