@@ -156,3 +156,27 @@ def test_evaluate_report_warns_about_a_constant_calibration(tmp_path, tiny_class
     assert saved["warnings"] == report["warnings"]
     assert "WARNING: the model&#39;s calibration" in (tmp_path / "out" / "report.html").read_text()
     assert "Withheld on every image" in render_model_card(flat.spec)
+
+
+def _risk_spec(survival: bool) -> ModelSpec:
+    return ModelSpec(name="risk", version="1", task=Task.RISK,
+                     architecture=ArchitectureSpec(name="late"), input=InputSpec(spatial_ndim=2),
+                     preprocessing=PreprocessingSpec(),
+                     labels=[LabelSpec(index=0, name="survived"), LabelSpec(index=1, name="died")],
+                     calibration=CalibrationSpec(**_FLAT),
+                     extra={"risk": {"survival": survival, "variables": []}})  # fmt: skip
+
+
+def test_a_binary_risk_model_with_a_constant_map_is_withheld_for_every_patient():
+    problems = package_problems(_risk_spec(survival=False))
+    assert len(problems) == 1 and "maps every patient to p=0.599 for died" in problems[0]
+    assert "Withheld on every image" in render_model_card(_risk_spec(survival=False))
+    assert "Withheld on every image" not in render_model_card(_risk_spec(survival=True))
+    # a time-to-event model reports its log hazard ratio, not a calibrated probability
+    assert package_problems(_risk_spec(survival=True)) == []
+    working = _risk_spec(survival=False).model_copy(
+        update={
+            "calibration": CalibrationSpec(method="vector", params={"scale": [1.0], "bias": [0.0]})
+        }
+    )
+    assert package_problems(working) == []

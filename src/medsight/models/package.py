@@ -310,9 +310,11 @@ def scope_section(spec: ModelSpec) -> list[str]:
         )
     else:
         lines.append("- No out-of-distribution reference: inputs are not checked for shift")
-    if spec.task in _DECIDING_TASKS and is_constant_map(spec.calibration):
+    from medsight.models.scope import package_problems
+
+    if package_problems(spec):  # a classifier or binary risk model with a constant map
         lines.append(
-            "- **Withheld on every image**: the calibration maps every image to the same "
+            "- **Withheld on every image**: the calibration maps every input to the same "
             "probability, so the model cannot rank cases; retrain with more data or without "
             "calibration"
         )

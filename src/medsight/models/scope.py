@@ -124,9 +124,9 @@ _CALIBRATED_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL
 def package_problems(spec: ModelSpec) -> list[str]:
     """Why the package itself cannot give a finding on any image (checked before any pixel).
 
-    A classification package whose calibration is a constant map (every output the same for
-    every input; a multi-class map with only some scales at 0 is not constant, see
-    :func:`medsight.models.calibration.constant_outputs`).
+    A classification package, or a binary-outcome risk package, whose calibration is a constant
+    map (every output the same for every input; a multi-class map with only some scales at 0
+    is not constant, see :func:`medsight.models.calibration.constant_outputs`).
 
     Examples
     --------
@@ -141,15 +141,24 @@ def package_problems(spec: ModelSpec) -> list[str]:
     "the model's calibration (vector) maps every image to p=0.599 for yes, 0.401 for no"
     """
     cal = spec.calibration
-    if spec.task not in _CALIBRATED_TASKS or not is_constant_map(cal):
+    task = spec.task
+    if task is Task.RISK:
+        # a binary-outcome risk model calibrates its logit as a binary classifier does (its
+        # time-to-event variant reports the uncalibrated log hazard ratio)
+        risk = spec.extra.get("risk")
+        if not isinstance(risk, dict) or risk.get("survival"):
+            return []
+        task = Task.BINARY
+    if task not in _CALIBRATED_TASKS or not is_constant_map(cal):
         return []
     assert cal is not None  # is_constant_map(None) is False
-    values = constant_outputs(cal, spec.task, len(spec.labels))
+    values = constant_outputs(cal, task, len(spec.labels))
     # the label the report would show first: binary models put their positive class last
-    labels = sorted(spec.labels, key=lambda lab: lab.index, reverse=spec.task is Task.BINARY)
+    labels = sorted(spec.labels, key=lambda lab: lab.index, reverse=task is Task.BINARY)
     probs = ", ".join(f"{values[lab.index]:.3g} for {lab.name}" for lab in labels)
+    what = "every patient" if spec.task is Task.RISK else "every image"
     return [
-        f"the model's calibration ({cal.method.value}) maps every image to p={probs}; it "
+        f"the model's calibration ({cal.method.value}) maps {what} to p={probs}; it "
         "cannot rank cases (see its model card); retrain with more data or without "
         "calibration"
     ]
