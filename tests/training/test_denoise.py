@@ -120,3 +120,34 @@ def test_the_denoiser_reduces_error_on_an_easy_case(tmp_path):
     pkg = train_denoiser(cfg, log=lambda s: None)
     got = {m.name: m.value for m in pkg.spec.metrics}
     assert got["psnr"] - got["psnr_noisy"] > 2.0, got
+
+
+def test_extra_data_sets_join_training_equally_and_never_their_test_cases(tmp_path):
+    big = _npz(tmp_path, n=(12, 4, 5), seed=1, name="breastmnist.npz")
+    small = _npz(tmp_path, n=(3, 2, 7), seed=2, name="pneumoniamnist.npz")
+    lines: list[str] = []
+    cfg = _cfg(tmp_path, data=big, extra_data=[small], steps=1, max_val_slices=4)
+    pkg = train_denoiser(cfg, log=lines.append)
+    assert pkg.spec.training_data.n_cases == {"train": 15, "val": 6}  # no test case of either
+    assert " + " in pkg.spec.training_data.dataset
+    assert any("2 data sets, each equally likely per patch" in line for line in lines)
+    assert any(line.startswith(f"denoise: {small}: 3 training slices") for line in lines)
+
+
+def test_the_draw_is_balanced_over_sets_and_unchanged_for_one_set():
+    from medsight.training.denoise import _draw, _val_set
+
+    big = [np.full((2, 2), i, np.float32) for i in range(100)]
+    small = [np.full((2, 2), -1, np.float32)]
+    got = _draw([big, small], 4000, np.random.default_rng(0))
+    share = np.mean([float(s[0, 0]) == -1 for s in got])
+    assert 0.45 < share < 0.55  # the one-slice set gets half of the patches
+    # one set: exactly the draw of earlier versions (rng.integers over the slices)
+    old = [big[int(i)] for i in np.random.default_rng(3).integers(0, 100, 16)]
+    new = _draw([big], 16, np.random.default_rng(3))
+    assert all(a is b for a, b in zip(old, new, strict=True))
+    # validation: an equal share per set
+    cfg = DenoiseConfig(data="x:y", out="z", max_val_slices=6, noise="gaussian")
+    slices = big[:20] + small * 5
+    val = _val_set(slices, [str(i) for i in range(25)], cfg, [0] * 20 + [1] * 5)
+    assert len(val) == 6 and sum(float(c[0, 0]) == -1 for c, _, _ in val) == 3

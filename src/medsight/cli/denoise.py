@@ -36,6 +36,15 @@ def train_denoise(
             "cases are never seen (held out for `medsight evaluate`).",
         ),
     ] = None,
+    extra_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extra-data",
+            help="Another clean data set (repeat the option for more): its non-test cases join "
+            "training and validation; each set is equally likely per patch. --splits applies "
+            "to --data only.",
+        ),
+    ] = None,
     noise: Annotated[
         NoiseModel,
         typer.Option(
@@ -79,6 +88,7 @@ def train_denoise(
         data=data,
         out=out,
         splits=splits,
+        extra_data=list(extra_data or []),
         noise=noise,
         levels=levels,
         adversarial_weight=adversarial_weight,

@@ -53,6 +53,11 @@ class DenoiseConfig(BaseModel):
     data: str
     out: Path
     splits: Path | None = None  # a splits.json (make_splits) giving train / val / test cases
+    #: More clean data sets (specs).  Their non-test cases join training and validation (their
+    #: own val split, else a seeded fifth of their cases); ``splits`` applies to ``data`` only.
+    #: With more than one set, each set is equally likely per training patch and per
+    #: validation slice, so a small whole-image set is not drowned by a large set of crops.
+    extra_data: list[str] = Field(default_factory=list)
     noise: NoiseModel = NoiseModel.GAUSSIAN
     levels: tuple[float, float] = (2.0, 10.0)  # percent of the p0.5-p99.5 range
     patch_size: int = Field(default=64, ge=8)
@@ -124,7 +129,9 @@ def _slices(cases: list[Any]) -> tuple[list[np.ndarray], list[str], set[str]]:
     return out, ids, modalities
 
 
-def _choose_cases(ds: Any, cfg: DenoiseConfig) -> tuple[list[Any], list[Any]]:
+def _choose_cases(
+    ds: Any, cfg: DenoiseConfig, spec: str | None = None
+) -> tuple[list[Any], list[Any]]:
     usable = [c for c in ds if c.split is not Split.TEST]  # test cases are never seen
     train = [c for c in usable if c.split in (Split.TRAIN, None)]
     val = [c for c in usable if c.split is Split.VAL]
@@ -132,7 +139,7 @@ def _choose_cases(ds: Any, cfg: DenoiseConfig) -> tuple[list[Any], list[Any]]:
     if not val:
         if len(train) < 2:
             raise InvalidInputError(
-                f"data {cfg.data}", f"needs at least 2 non-test cases, has {len(train)}"
+                f"data {spec or cfg.data}", f"needs at least 2 non-test cases, has {len(train)}"
             )
         order = rng.permutation(len(train))
         k = max(1, len(train) // 5)
@@ -144,16 +151,24 @@ def _choose_cases(ds: Any, cfg: DenoiseConfig) -> tuple[list[Any], list[Any]]:
     return train, val
 
 
+def _draw(sources: list[list[np.ndarray]], n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``n`` slices: uniform over the slices of one set; with several sets, a set (equally
+    likely) and then a slice of it."""
+    if len(sources) == 1:  # the single-set draw of earlier versions (same seeds, same batches)
+        return [sources[0][int(i)] for i in rng.integers(0, len(sources[0]), n)]
+    which = rng.integers(0, len(sources), n)
+    return [sources[int(w)][int(rng.integers(0, len(sources[int(w)])))] for w in which]
+
+
 def _batch(
-    slices: list[np.ndarray], cfg: DenoiseConfig, rng: np.random.Generator
+    sources: list[list[np.ndarray]], cfg: DenoiseConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """One batch ``(noisy, clean)`` of scaled patches, shape ``(B, 1, P, P)``."""
     from medsight.transforms.noise import apply_noise, sample_noise, scale_to_unit
 
     p = cfg.patch_size
     xs, ys = [], []
-    for i in rng.integers(0, len(slices), cfg.batch_size):
-        clean = slices[int(i)]
+    for clean in _draw(sources, cfg.batch_size, rng):
         noisy = apply_noise(clean, sample_noise(cfg.noise, cfg.levels, clean, rng))
         z, offset, scale = scale_to_unit(noisy)
         t = (clean - np.float32(offset)) / np.float32(scale)
@@ -172,13 +187,23 @@ def _batch(
 
 
 def _val_set(
-    slices: list[np.ndarray], ids: list[str], cfg: DenoiseConfig
+    slices: list[np.ndarray], ids: list[str], cfg: DenoiseConfig, source: list[int] | None = None
 ) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """Fixed ``(clean, noisy, case id)`` validation pairs at levels spanning the range."""
+    """Fixed ``(clean, noisy, case id)`` validation pairs at levels spanning the range; with
+    ``source`` (each slice's data set), an equal share of ``max_val_slices`` per set."""
     from medsight.transforms.noise import apply_noise, sample_noise
 
     rng = np.random.default_rng([cfg.seed, 2])
-    pick = sorted(rng.permutation(len(slices))[: cfg.max_val_slices])
+    if source is None or len(set(source)) == 1:
+        pick = sorted(rng.permutation(len(slices))[: cfg.max_val_slices])
+    else:
+        sets = sorted(set(source))
+        share = max(1, cfg.max_val_slices // len(sets))
+        pick = []
+        for k in sets:
+            own = np.flatnonzero(np.asarray(source) == k)
+            pick += [int(i) for i in rng.permutation(own)[:share]]
+        pick.sort()
     lo, hi = cfg.levels
     grid = [lo, (lo + hi) / 2, hi]
     out = []
@@ -292,17 +317,37 @@ def train_denoiser(cfg: DenoiseConfig, log: Callable[[str], None] = print) -> An
         from medsight.data import Splits
 
         ds = Splits.load(cfg.splits).apply(ds)
-    train_cases, val_cases = _choose_cases(ds, cfg)
-    train, _, modality_set = _slices(train_cases)
-    val_slices, val_ids, _ = _slices(val_cases)
-    if not train or not val_slices:
-        raise InvalidInputError(f"data {cfg.data}", "holds no usable (non-constant) 2D images")
-    val = _val_set(val_slices, val_ids, cfg)
+    sets = [(cfg.data, ds)] + [(spec, load_dataset(spec)) for spec in cfg.extra_data]
+    sources: list[list[np.ndarray]] = []
+    val_slices: list[np.ndarray] = []
+    val_ids: list[str] = []
+    val_source: list[int] = []
+    modality_set: set[str] = set()
+    train_cases: list[Any] = []
+    val_cases: list[Any] = []
+    for k, (spec, one) in enumerate(sets):
+        tr_cases, va_cases = _choose_cases(one, cfg, spec)
+        tr, _, mods = _slices(tr_cases)
+        va, va_ids, _ = _slices(va_cases)
+        if not tr or not va:
+            raise InvalidInputError(f"data {spec}", "holds no usable (non-constant) 2D images")
+        sources.append(tr)
+        val_slices += va
+        val_ids += [f"{k}:{i}" if len(sets) > 1 else i for i in va_ids]
+        val_source += [k] * len(va)
+        modality_set |= mods
+        train_cases += tr_cases
+        val_cases += va_cases
+        if len(sets) > 1:
+            log(f"denoise: {spec}: {len(tr)} training slices ({len(tr_cases)} cases)")
+    train = [s for src in sources for s in src]
+    val = _val_set(val_slices, val_ids, cfg, val_source)
     modalities = [cfg.modality.upper()] if cfg.modality else sorted(modality_set)
     log(
-        f"denoise: {len(train)} training slices ({len(train_cases)} cases), {len(val)} "
-        f"validation slices ({len(val_cases)} cases); {cfg.noise.value} noise, levels "
-        f"{cfg.levels[0]:g}-{cfg.levels[1]:g}%"
+        f"denoise: {len(train)} training slices ({len(train_cases)} cases"
+        f"{f', {len(sets)} data sets, each equally likely per patch' if len(sets) > 1 else ''}"
+        f"), {len(val)} validation slices ({len(val_cases)} cases); {cfg.noise.value} noise, "
+        f"levels {cfg.levels[0]:g}-{cfg.levels[1]:g}%"
     )
 
     arch, net, disc = _networks(cfg)
@@ -331,7 +376,7 @@ def train_denoiser(cfg: DenoiseConfig, log: Callable[[str], None] = print) -> An
     t_start, start = time.monotonic(), step
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, 3, step])
-        x_np, y_np = _batch(train, cfg, rng)
+        x_np, y_np = _batch(sources, cfg, rng)
         x, y = torch.from_numpy(x_np).to(device), torch.from_numpy(y_np).to(device)
         net.train()
         fake = x + net(x)
@@ -398,7 +443,7 @@ def train_denoiser(cfg: DenoiseConfig, log: Callable[[str], None] = print) -> An
         val,
         modalities,
         train,
-        ds,
+        [one for _, one in sets],
         best_step,
         step,
         history,
@@ -418,7 +463,7 @@ def _save(
     val: list[tuple[np.ndarray, np.ndarray, str]],
     modalities: list[str],
     train: list[np.ndarray],
-    ds: Any,
+    datasets: list[Any],
     best_step: int,
     steps: int,
     history: list[Any],
@@ -457,6 +502,12 @@ def _save(
         for s in (train[int(i)] for i in rng.integers(0, len(train), min(64, len(train))))
     ]
     what = "/".join(modalities) or "grey-scale"
+    ds = datasets[0]
+
+    def joined(attr: str) -> str:
+        seen = [str(getattr(d, attr) or "") for d in datasets]
+        return "; ".join(dict.fromkeys(v for v in seen if v))
+
     lo, hi = cfg.levels
     spec = ModelSpec(
         name=cfg.name or f"{ds.name}-denoise-{cfg.noise.value}".replace(" ", "_"),
@@ -471,9 +522,9 @@ def _save(
         ),
         labels=[],
         training_data=TrainingDataSummary(
-            dataset=ds.name,
-            source=ds.source,
-            license=ds.license,
+            dataset=" + ".join(d.name for d in datasets),
+            source=joined("source"),
+            license=joined("license"),
             n_cases={"train": n_train, "val": n_val},
         ),
         metrics=metrics,
