@@ -80,6 +80,7 @@ STUDY_SERIES = {  # brain_mr_study1 series (the hippocampus crop series is left 
     "T2": "37916-T2reg-88910",
 }
 METHODS = ("noisy", "nlm", "bm3d", "gan", "noadv")
+PAIRS = (("gan", "bm3d"), ("gan", "noadv"), ("noadv", "bm3d"), ("gan", "nlm"))
 NLM_ARGS = {"patch_size": 5, "patch_distance": 6, "fast_mode": True, "h_over_sigma": 0.8}
 
 
@@ -286,8 +287,14 @@ def _stats(values: np.ndarray, groups: list[str] | None, seed: int = 0) -> dict[
     return {"mean": r.value, "ci_low": r.low, "ci_high": r.high, "n": len(values)}
 
 
-def summarize(rows: list[dict[str, Any]], res: dict[str, Any]) -> dict[str, Any]:
-    """Per test set x level x method: mean with bootstrap CI; networks: spread over seeds."""
+def summarize(
+    rows: list[dict[str, Any]],
+    res: dict[str, Any],
+    methods: tuple[str, ...] = METHODS,
+    pairs: tuple[tuple[str, str], ...] = PAIRS,
+) -> dict[str, Any]:
+    """Per test set x level x method: mean with bootstrap CI; networks: spread over seeds;
+    paired differences ``a - b`` for ``pairs``."""
     out: dict[str, Any] = {}
     sets = list(dict.fromkeys(r["set"] for r in rows))
     for name in sets:
@@ -303,7 +310,7 @@ def summarize(rows: list[dict[str, Any]], res: dict[str, Any]) -> dict[str, Any]
             groups = [group_of[i] for i in ids] if by_case else None
             table: dict[str, Any] = {}
             per_image: dict[str, dict[str, np.ndarray]] = {}
-            for method in METHODS:
+            for method in methods:
                 mr = [r for r in lv if r["method"] == method]
                 if not mr:
                     continue
@@ -339,7 +346,7 @@ def summarize(rows: list[dict[str, Any]], res: dict[str, Any]) -> dict[str, Any]
                     entry["seeds"] = seeds
                 table[method] = entry
             comparisons = {}
-            for a, b in (("gan", "bm3d"), ("gan", "noadv"), ("noadv", "bm3d"), ("gan", "nlm")):
+            for a, b in pairs:
                 if a not in per_image or b not in per_image:
                     continue
                 comp = {}
