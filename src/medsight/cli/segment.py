@@ -6,7 +6,8 @@ A thin layer over the segmentation family's runner,
 ``checkpoint_latest.pt`` -> ``package/``) and is reused when it was made from the same inputs,
 so a run can be inspected, edited and resumed.  ``--folds K`` trains a K-fold
 cross-validation ensemble into the same folder (``splits/``, ``members/<k>/``, ``package/``,
-see :mod:`medsight.training.seg_folds`).
+see :mod:`medsight.training.seg_folds`).  ``--regions "1,2,3;2,3;3"`` trains one sigmoid output
+per region of nested labels (:mod:`medsight.models.seg_regions`).
 """
 
 from __future__ import annotations
@@ -108,6 +109,18 @@ def segment(
             "from the out-of-fold predictions. --time-budget is for the whole ensemble.",
         ),
     ] = None,
+    regions: Annotated[
+        str | None,
+        typer.Option(
+            "--regions",
+            help="Region-based training for nested labels (nnU-Net's recipe, e.g. BraTS): "
+            "regions of label values separated by ';', values by ',', from the largest to "
+            "the smallest, each containing the next and adding one label, e.g. '1,2,3;2,3;3' "
+            "(whole tumour, tumour core, enhancing tumour). One sigmoid output per region "
+            "(Dice + BCE); the package turns them back into the label map (each region at "
+            "p > 0.5, painted largest first with the label it adds). Not with --folds.",
+        ),
+    ] = None,
     label_meaning: Annotated[
         list[str] | None,
         typer.Option(
@@ -124,6 +137,7 @@ def segment(
 
     from medsight.core.errors import InvalidInputError
     from medsight.core.significance import parse_label_meanings
+    from medsight.models.seg_regions import parse_regions
     from medsight.models.spec import LabelSpec
     from medsight.training.seg_runner import SegmentationRun, run_segmentation
     from medsight.training.segmentation import SegTrainConfig
@@ -148,6 +162,7 @@ def segment(
             val_every=val_every,
             seed=seed,
             device=device,
+            regions=parse_regions(regions) if regions is not None else None,
         ),
         name=name,
         label_meanings=parse_label_meanings(label_meaning or []),

@@ -337,6 +337,14 @@ def _reference_inputs(
 def _decisions(package: ModelPackage, logits: NDArray[np.float32]) -> NDArray[np.int64]:
     spec = package.spec
     if spec.task is Task.SEGMENTATION:
+        regions = spec.extra.get("regions")
+        if regions:  # region-based: the label map of the sigmoid outputs
+            from scipy.special import expit
+
+            from medsight.models.seg_regions import regions_to_labels
+
+            proba = expit(logits.astype(np.float64))
+            return regions_to_labels(proba, regions, axis=1).astype(np.int64)
         return np.argmax(logits, axis=1)
     from medsight.inference.decision import predict_labels
     from medsight.models.calibration import calibrated_probabilities

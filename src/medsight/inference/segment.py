@@ -8,6 +8,11 @@ argmax), and post-processed with the largest-connected-component rule for the la
 validation data showed that it helps (``spec.extra["postprocessing"]``).  The mask is the input
 Image's :meth:`~medsight.core.Image.with_array`: same shape, same affine, same source.
 
+A region-based package (``spec.extra["regions"]``, :mod:`medsight.models.seg_regions`) has one
+sigmoid output per region: its region probabilities are mapped back to the input grid the same
+way, then turned into the label map (each region at ``p > 0.5``, painted from the largest to
+the smallest region with the label it adds), and the post-processing applies to that map.
+
 Examples
 --------
 >>> import numpy as np
@@ -50,7 +55,10 @@ class SegmentationResult:
     ``mask`` has the input's shape and affine (int16 label values); ``probabilities`` is
     ``(*shape, n_classes)`` float32 when requested; ``features`` the network's bottleneck
     feature vector averaged over the sliding windows (:mod:`medsight.inference.features`,
-    for OOD scoring) when requested.
+    for OOD scoring) when requested.  For a region-based package ``region_probabilities``
+    (``(*shape, n_regions)``, the sigmoid outputs) comes with ``probabilities``, which are
+    then the per-label probabilities derived from them
+    (:func:`medsight.models.seg_regions.label_probabilities`).
     """
 
     mask: Image
@@ -58,6 +66,7 @@ class SegmentationResult:
     label_names: dict[int, str]
     postprocessed: tuple[int, ...] = ()
     features: np.ndarray | None = None
+    region_probabilities: np.ndarray | None = None
 
 
 def keep_largest_component(mask: np.ndarray, labels: Sequence[int]) -> np.ndarray:
@@ -85,8 +94,12 @@ def sliding_window_probs(
     crop: bool = False,
     aligned: bool = False,
     stats: dict[str, Any] | None = None,
+    sigmoid: bool = False,
 ) -> torch.Tensor:
     """Softmax probabilities ``(n_classes, *spatial)`` of ``(C, *spatial)`` input.
+
+    With ``sigmoid`` (a region-based network) the sigmoid probabilities ``(n_regions,
+    *spatial)`` instead, 0 for every region outside the crop.
 
     Gaussian-weighted sliding windows of the plan's patch size; with ``tta`` the mean over all
     mirrorings of the spatial axes (4 in 2D, 8 in 3D).  With ``crop`` (the Segmenter's default)
@@ -120,10 +133,11 @@ def sliding_window_probs(
                 skip_background=crop,
                 aligned=aligned,
                 stats=stats if i == 0 else None,
+                background_class=not sigmoid,
             )
             if isinstance(logits, (tuple, list)):
                 logits = logits[0]
-            p = torch.softmax(logits.float(), dim=1)
+            p = torch.sigmoid(logits.float()) if sigmoid else torch.softmax(logits.float(), dim=1)
             p = torch.flip(p, f) if f else p
             total = p if total is None else total + p
     assert total is not None
@@ -197,6 +211,8 @@ class Segmenter:
         self.lcc_labels = tuple(int(k) for k, v in rules.items() if v == "largest_component")
         self.postprocess = postprocess
         self.crop = crop
+        #: region-based package: its regions, largest first (None: one softmax output a label)
+        self.regions: list[list[int]] | None = pkg.spec.extra.get("regions") or None
 
     def _pooled_features(self, net: Any, rows: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
         """The mean feature row over every window of the *uncropped* window grid.
@@ -281,12 +297,22 @@ class Segmenter:
                 crop=self.crop,
                 aligned=features,
                 stats=stats,
+                sigmoid=self.regions is not None,
             )
         vector = None
         if grab is not None:
             vector = self._pooled_features(net, grab.vectors(), stats)
         back = restore_array(probs.cpu().numpy(), prepared)
-        mask = np.argmax(back, axis=0).astype(np.int16)
+        regions_back = None
+        if self.regions is not None:
+            from medsight.models.seg_regions import label_probabilities, regions_to_labels
+
+            mask = regions_to_labels(back, self.regions)
+            regions_back = back
+            if probabilities:
+                back = label_probabilities(back, self.regions, self.plan.n_classes)
+        else:
+            mask = np.argmax(back, axis=0).astype(np.int16)
         applied: tuple[int, ...] = ()
         if self.postprocess and self.lcc_labels:
             mask = keep_largest_component(mask, self.lcc_labels)
@@ -299,4 +325,9 @@ class Segmenter:
             label_names=dict(self.plan.label_names),
             postprocessed=applied,
             features=vector,
+            region_probabilities=(
+                np.moveaxis(regions_back, 0, -1)
+                if probabilities and regions_back is not None
+                else None
+            ),
         )

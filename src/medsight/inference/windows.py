@@ -12,7 +12,9 @@ MONAI's blending (it calls MONAI on what is left) and removes that work, in thre
    any channel by more than ``1e-6``; the crop is the foreground's bounding box grown by half a
    patch on each side, clipped to the volume.  Windows run only inside the crop; outside it
    the output is background (class 0: its logit 0, every other class ``-inf``, i.e.
-   probability 1 for class 0 after a softmax).
+   probability 1 for class 0 after a softmax; with ``background_class=False``, for the
+   sigmoid outputs of a region-based network, every channel ``-inf``: probability 0 for
+   every region).
 2. **Background windows skipped, exactly**: a window whose input is entirely the background
    value is the same input for every such window, so the network runs on it once and that
    output is reused.  This changes nothing in the result (the network is applied per window).
@@ -245,6 +247,7 @@ def sliding_window_logits(
     skip_background: bool = True,
     aligned: bool = False,
     stats: dict[str, Any] | None = None,
+    background_class: bool = True,
 ) -> torch.Tensor:
     """Gaussian-blended sliding-window logits ``(1, n_classes, *spatial)`` of ``(1, C, *spatial)``.
 
@@ -264,6 +267,9 @@ def sliding_window_logits(
         ``background`` (the value, or None), ``windows_total`` (windows of the uncropped grid),
         ``windows_run`` (None when no window was checked for background: every window of the
         run ran) and ``windows_reused``.
+    background_class : bool
+        Channel 0 is background (softmax outputs): outside the crop its logit is 0 and the
+        others' ``-inf``; False (sigmoid region outputs): every channel ``-inf`` there.
     """
     import torch
     from monai.inferers import sliding_window_inference
@@ -311,6 +317,7 @@ def sliding_window_logits(
     full = torch.full(
         (1, logits.shape[1], *x.shape[2:]), float("-inf"), dtype=logits.dtype, device=x.device
     )
-    full[:, 0] = 0.0
+    if background_class:
+        full[:, 0] = 0.0
     full[(slice(None), slice(None), *box)] = logits
     return full

@@ -334,6 +334,22 @@ def scope_section(spec: ModelSpec) -> list[str]:
 _DECIDING_TASKS = (Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL)
 
 
+def _regions_line(spec: ModelSpec) -> str:
+    """The model card's line for a region-based segmentation package."""
+    from medsight.models.seg_regions import format_regions
+
+    regions = spec.extra["regions"]
+    names = {lab.index: lab.name for lab in spec.labels}
+    described = " ⊃ ".join(
+        "{" + ", ".join(f"{v} {names.get(v, '?')}" for v in r) + "}" for r in regions
+    )
+    return (
+        f"- Region-based training (nnU-Net): one sigmoid output per region, regions "
+        f"{described} (`--regions {format_regions(regions)}`); the label map paints each "
+        "region above p = 0.5 from the largest to the smallest with the label it adds"
+    )
+
+
 def render_model_card(spec: ModelSpec) -> str:
     """A Markdown model card from the spec (intended use, data, metrics, limits).
 
@@ -399,6 +415,8 @@ def render_model_card(spec: ModelSpec) -> str:
             f"fitted on its own validation cases; threshold fitted on the {ens.threshold_fitted_on}"
             f"; {ens.explanations}"
         )
+    if spec.extra.get("regions"):
+        lines.append(_regions_line(spec))
     if spec.extra.get("noise"):
         lines.append(f"- Noise model: {json.dumps(spec.extra['noise'])}")
     lines += [

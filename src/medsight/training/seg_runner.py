@@ -188,19 +188,31 @@ def run_segmentation(run: SegmentationRun, log: Callable[[str], None] = print) -
     ------
     InvalidInputError
         A plan that does not fit ``arch`` or whose patch its network rejects, a checkpoint
-        trained with other settings, cases without masks.
+        trained with other settings, cases without masks, regions (``run.train.regions``)
+        that are not nested or name labels the data does not have, regions with ``folds``.
     """
     from medsight.models.package import ModelPackage
     from medsight.models.roles import roles_from_channel_names
     from medsight.training.segmentation import load_preprocessed, train_segmentation
 
     if run.folds is not None:
+        if run.train.regions:
+            raise InvalidInputError(
+                "--regions",
+                "region-based training is not available with --folds: the K-fold ensemble "
+                "averages softmax probabilities, not a region network's sigmoid outputs",
+                hint="train one region-based model without --folds",
+            )
         from medsight.training.seg_folds import run_segmentation_folds
 
         return run_segmentation_folds(run, log)
     dataset = _load_data(run)
     dataset = _splits_stage(run, dataset, log).apply(dataset)
     plan = _plan_stage(run, dataset, log)
+    if run.train.regions:  # before preprocessing: wrong regions fail at once
+        from medsight.models.seg_regions import check_regions
+
+        check_regions(run.train.regions, plan.label_names)
     pre = _preprocess_stage(run, dataset, plan, log)
     result = train_segmentation(
         load_preprocessed(pre),

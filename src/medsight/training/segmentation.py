@@ -21,6 +21,13 @@ training device, so a GPU is not starved by the CPU.  Validation Dice (sliding w
 whole validation cases) selects the checkpoint, and decides per label whether keeping the
 largest connected component helps; both decisions use validation data only.
 
+Region-based training (``regions``, nnU-Net's recipe for nested labels such as BraTS's whole
+tumour ⊃ tumour core ⊃ enhancing tumour; the rule is in :mod:`medsight.models.seg_regions`):
+one sigmoid output per region, trained on the region masks built from the label map with
+Dice (per region, over the batch) + binary cross-entropy; validation, the metrics and the
+post-processing use the label map converted back from the region probabilities, and the
+package records the regions (``extra["regions"]``) so the Segmenter converts the same way.
+
 Examples
 --------
 >>> cfg = SegTrainConfig(max_steps=10, seed=1)
@@ -93,6 +100,9 @@ class SegTrainConfig(BaseModel):
     amp: bool = True  # bfloat16 autocast on CUDA
     resume: bool = True
     augment: bool = True
+    #: region-based training: regions as label values, from the largest to the smallest, each
+    #: containing the next (e.g. [[1, 2, 3], [2, 3], [3]]); None: one softmax output a label
+    regions: list[list[int]] | None = None
 
 
 class Preprocessed(BaseModel):
@@ -320,17 +330,46 @@ def _dice_per_label(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[f
 
 
 def _validate(
-    net: Any, data: Preprocessed, idx: list[int], plan: SegmentationPlan, device: Any
+    net: Any,
+    data: Preprocessed,
+    idx: list[int],
+    plan: SegmentationPlan,
+    device: Any,
+    regions: list[list[int]] | None = None,
 ) -> list[np.ndarray]:
+    """Label maps of the cases ``idx`` (a region network's converted from its regions)."""
     from medsight.inference.segment import sliding_window_probs
+    from medsight.models.seg_regions import regions_to_labels
 
     net.eval()
     preds = []
     for i in idx:
-        probs = sliding_window_probs(net, data.images[i], plan, device=device, sw_batch_size=8)
-        preds.append(probs.argmax(0).cpu().numpy().astype(np.int16))
+        probs = sliding_window_probs(
+            net, data.images[i], plan, device=device, sw_batch_size=8, sigmoid=bool(regions)
+        )
+        if regions:
+            preds.append(regions_to_labels(probs.float().cpu().numpy(), regions))
+        else:
+            preds.append(probs.argmax(0).cpu().numpy().astype(np.int16))
     net.train()
     return preds
+
+
+def _region_loss(regions: list[list[int]], device: Any) -> Callable[[Any, Any], Any]:
+    """nnU-Net's region loss: soft Dice per region (sigmoid, over the batch) + binary
+    cross-entropy, on the region masks of a ``(B, 1, *S)`` label batch."""
+    import torch
+    from monai.losses import DiceLoss
+
+    dice = DiceLoss(sigmoid=True, batch=True)
+    bce = torch.nn.BCEWithLogitsLoss()
+    values = [torch.as_tensor(r, dtype=torch.long, device=device) for r in regions]
+
+    def loss(logits: Any, y: Any) -> Any:
+        target = torch.cat([torch.isin(y, v) for v in values], dim=1).to(logits.dtype)
+        return dice(logits, target) + bce(logits, target)
+
+    return loss
 
 
 #: settings that may change when a run resumes (they do not change what was trained so far)
@@ -476,7 +515,9 @@ def train_segmentation(
     Raises
     ------
     InvalidInputError
-        No training or no validation cases.
+        No training or no validation cases; ``config.regions`` that are not nested from the
+        largest to the smallest or name labels the plan does not have
+        (:func:`medsight.models.seg_regions.check_regions`).
     """
     import torch
     from monai.losses import DiceCELoss
@@ -484,6 +525,7 @@ def train_segmentation(
     from medsight.models.device import select_device
     from medsight.models.package import ModelPackage
     from medsight.models.registry import build_network
+    from medsight.models.seg_regions import check_regions
     from medsight.models.spec import (
         ArchitectureSpec,
         InputSpec,
@@ -501,6 +543,7 @@ def train_segmentation(
             if k > 0
         ]
     labels = apply_meanings(labels, meanings or {})  # before training: a misspelt name fails now
+    regions = check_regions(config.regions, plan.label_names) if config.regions else None
     say = log or (lambda s: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -517,7 +560,10 @@ def train_segmentation(
         torch.backends.cudnn.benchmark = True
     register_segmentation_networks()
     in_ch = int(data.images[0].shape[0])
-    arch = ArchitectureSpec(name=plan.network, args=plan.network_args(in_ch))
+    net_args = plan.network_args(in_ch)
+    if regions:
+        net_args["out_channels"] = len(regions)  # one sigmoid output per region
+    arch = ArchitectureSpec(name=plan.network, args=net_args)
     net = build_network(arch).to(device)
     opt = torch.optim.SGD(
         net.parameters(),
@@ -526,7 +572,11 @@ def train_segmentation(
         nesterov=True,
         weight_decay=config.weight_decay,
     )
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    loss_fn = (
+        _region_loss(regions, device)
+        if regions
+        else DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    )
     sampler = _Sampler(
         [data.images[i] for i in train_idx],
         [data.labels[i] for i in train_idx],
@@ -617,7 +667,7 @@ def train_segmentation(
             say(f"step {eta()}")
         if step % val_every == 0 or progress() >= 1.0:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                preds = _validate(net, data, val_idx, plan, device)
+                preds = _validate(net, data, val_idx, plan, device, regions)
             dice = _mean_dice(preds, refs, n_cls)
             mean = float(dice.mean())
             history.append(
@@ -646,7 +696,7 @@ def train_segmentation(
         say(f"stopped by the time budget of {_duration(budget or 0)} at step {step}")
     net.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-        preds = _validate(net, data, val_idx, plan, device)
+        preds = _validate(net, data, val_idx, plan, device, regions)
     dice = _mean_dice(preds, refs, n_cls)
     rules = _choose_postprocessing(preds, refs, n_cls)
     ood_meta, ood_file = _ood_reference(net, data, train_idx, val_idx, plan, device)
@@ -682,6 +732,7 @@ def train_segmentation(
         limitations=info.get("limitations", ""),
         seed=config.seed,
         extra={
+            **({"regions": regions} if regions else {}),
             "postprocessing": rules,
             "best_step": best_step,
             "steps": step,
