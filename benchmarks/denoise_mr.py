@@ -30,7 +30,8 @@ Classical methods, blind like the networks (sigma estimated from the noisy image
 both on ``z``, the noisy slice min-max scaled to [0, 1], and scaled back.  Neither corrects the
 Rician bias (nor do the networks explicitly; they learn it).
 
-Usage (from the project root, ``../shared/data`` present; 2 CPU threads)::
+Usage (from the project root, ``../shared/data`` present, ``pip install -e .[bench]`` for
+BM3D; 2 CPU threads)::
 
     .venv/bin/python benchmarks/denoise_mr.py all [--runs runs/denoise_mr] [--threads 2]
 """
