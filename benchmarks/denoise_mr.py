@@ -595,6 +595,23 @@ def compact(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def hardware(threads: int) -> dict[str, Any]:
+    """The machine a run used (no GPU: these benchmarks run on the CPU)."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": threads,
+        "gpu": None,
+    }
+
+
+def run_stages(stage: str, steps: list[tuple[str, Any]]) -> None:
+    """Run each ``(name, fn)`` of ``steps`` whose name is ``stage``, or all of them for ``all``."""
+    for name, fn in steps:
+        if stage in (name, "all"):
+            fn()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stage", choices=["train", "eval", "figure", "all", "table"])
@@ -610,22 +627,19 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(markdown(res))
         return 0
-    res["hardware"] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": args.threads,
-        "gpu": None,
-    }
+    res["hardware"] = hardware(args.threads)
     res["steps"] = STEPS
     res["channels"] = CHANNELS
     res["levels"] = list(LEVELS)
     res["seeds"] = list(SEEDS)
-    if args.stage in ("train", "all"):
-        stage_train(args.runs, args.threads, res)
-    if args.stage in ("eval", "all"):
-        stage_eval(args.runs, res)
-    if args.stage in ("figure", "all"):
-        stage_figure(args.runs, res)
+    run_stages(
+        args.stage,
+        [
+            ("train", lambda: stage_train(args.runs, args.threads, res)),
+            ("eval", lambda: stage_eval(args.runs, res)),
+            ("figure", lambda: stage_figure(args.runs, res)),
+        ],
+    )
     save_results(res)
     return 0
 

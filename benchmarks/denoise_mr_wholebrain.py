@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -337,12 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     res |= {
-        "hardware": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "torch_threads": args.threads,
-            "gpu": None,
-        },
+        "hardware": base.hardware(args.threads),
         "steps": STEPS,
         "steps_hippocampus_only_runs": base.STEPS,
         "seeds": list(base.SEEDS),
@@ -350,12 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         "folds": list(FOLDS),
         "commit": commit,
     }
-    if args.stage in ("train", "all"):
-        stage_train(args.runs, args.threads, res, args.variants)
-    if args.stage in ("eval", "all"):
-        stage_eval(args.runs, res)
-    if args.stage in ("figure", "all"):
-        stage_figure(args.runs, res)
+    base.run_stages(
+        args.stage,
+        [
+            ("train", lambda: stage_train(args.runs, args.threads, res, args.variants)),
+            ("eval", lambda: stage_eval(args.runs, res)),
+            ("figure", lambda: stage_figure(args.runs, res)),
+        ],
+    )
     save(res)
     return 0
 
