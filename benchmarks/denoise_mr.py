@@ -85,9 +85,9 @@ PAIRS = (("gan", "bm3d"), ("gan", "noadv"), ("noadv", "bm3d"), ("gan", "nlm"))
 NLM_ARGS = {"patch_size": 5, "patch_distance": 6, "fast_mode": True, "h_over_sigma": 0.8}
 
 
-def load_results() -> dict[str, Any]:
-    if OUT_JSON.is_file():
-        return json.loads(OUT_JSON.read_text(encoding="utf-8"))
+def load_results(path: Path = OUT_JSON) -> dict[str, Any]:
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
     return {}
 
 
@@ -96,11 +96,11 @@ def _portable(text: str) -> str:
     return text.replace(f"{ROOT}/", "").replace(f"{ROOT.parent}/", "../")
 
 
-def save_results(res: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = OUT_JSON.with_suffix(".json.tmp")
+def save_results(res: dict[str, Any], path: Path = OUT_JSON) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
     tmp.write_text(_portable(json.dumps(res, indent=1, default=float)) + "\n", encoding="utf-8")
-    os.replace(tmp, OUT_JSON)
+    os.replace(tmp, path)
 
 
 def variants() -> dict[str, float]:
@@ -539,22 +539,16 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def compact(res: dict[str, Any]) -> str:
-    """Two compact tables: PSNR / SSIM per method, and the GAN's paired differences."""
-    order = [
-        ("noisy", "noisy"),
-        ("nlm", "NLM"),
-        ("bm3d", "BM3D"),
-        ("gan", "GAN"),
-        ("noadv", "no-adv"),
-    ]
-    head = "| test set (images) | level | " + " | ".join(n for _, n in order) + " |"
-    lines = [head, "|---|---|" + "---|" * len(order)]
+def method_table(res: dict[str, Any], columns: dict[str, str]) -> list[str]:
+    """Markdown rows: test set x level, a ``PSNR (± seed SD) / SSIM`` cell per method of
+    ``columns`` (method key: column title; empty where a method has no result)."""
+    head = "| test set (images) | level | " + " | ".join(columns.values()) + " |"
+    lines = [head, "|---|---|" + "---|" * len(columns)]
     for name, by_level in res.get("results", {}).items():
         n = res["test_sets"][name]["n_images"]
         for level, block in by_level.items():
             cells = []
-            for key, _ in order:
+            for key in columns:
                 e = block["methods"].get(key)
                 if e is None:
                     cells.append("")
@@ -563,6 +557,15 @@ def compact(res: dict[str, Any]) -> str:
                 spread = f" ±{p['seed_sd']:.2f}" if "seed_sd" in p else ""
                 cells.append(f"{p['mean']:.2f}{spread} / {s['mean']:.3f}")
             lines.append(f"| {name} ({n}) | {level}% | " + " | ".join(cells) + " |")
+    return lines
+
+
+def compact(res: dict[str, Any]) -> str:
+    """Two compact tables: PSNR / SSIM per method, and the GAN's paired differences."""
+    lines = method_table(
+        res,
+        {"noisy": "noisy", "nlm": "NLM", "bm3d": "BM3D", "gan": "GAN", "noadv": "no-adv"},
+    )
     lines += [
         "",
         "| test set | level | GAN - BM3D PSNR dB (95% CI; seeds min..max) | GAN - BM3D SSIM "

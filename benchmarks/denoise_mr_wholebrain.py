@@ -74,18 +74,12 @@ PAIRS = (
 )
 
 
-def _portable(text: str) -> str:
-    return base._portable(text)
-
-
 def load() -> dict[str, Any]:
-    return json.loads(OUT_JSON.read_text(encoding="utf-8")) if OUT_JSON.is_file() else {}
+    return base.load_results(OUT_JSON)
 
 
 def save(res: dict[str, Any]) -> None:
-    tmp = OUT_JSON.with_suffix(".json.tmp")
-    tmp.write_text(_portable(json.dumps(res, indent=1, default=float)) + "\n", encoding="utf-8")
-    os.replace(tmp, OUT_JSON)
+    base.save_results(res, OUT_JSON)
 
 
 def ms_manifest(runs: Path) -> str:
@@ -267,7 +261,7 @@ def stage_figure(runs: Path, res: dict[str, Any]) -> None:
 
 def table(res: dict[str, Any]) -> str:
     """PSNR / SSIM per method, and the paired PSNR differences with their verdicts."""
-    label = {
+    columns = {
         "noisy": "noisy",
         "bm3d": "BM3D",
         "gan": "GAN hip",
@@ -275,21 +269,7 @@ def table(res: dict[str, Any]) -> str:
         "gan_wb": "GAN wb",
         "noadv_wb": "no-adv wb",
     }
-    head = "| test set (images) | level | " + " | ".join(label.values()) + " |"
-    lines = [head, "|---|---|" + "---|" * len(label)]
-    for name, by_level in res.get("results", {}).items():
-        n = res["test_sets"][name]["n_images"]
-        for level, block in by_level.items():
-            cells = []
-            for key in label:
-                e = block["methods"].get(key)
-                if e is None:
-                    cells.append("")
-                    continue
-                p, s = e["psnr"], e["ssim"]
-                spread = f" ±{p['seed_sd']:.2f}" if "seed_sd" in p else ""
-                cells.append(f"{p['mean']:.2f}{spread} / {s['mean']:.3f}")
-            lines.append(f"| {name} ({n}) | {level}% | " + " | ".join(cells) + " |")
+    lines = base.method_table(res, columns)
     pairs = [f"{a} - {b}" for a, b in PAIRS]
     lines += ["", "| test set | level | " + " | ".join(pairs) + " |"]
     lines.append("|---|---|" + "---|" * len(pairs))
