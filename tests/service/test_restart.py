@@ -90,8 +90,10 @@ def test_a_live_worker_keeps_its_job_past_the_lease(tmp_path, settings, pydicom_
     from medsight.service.ingest import content_digest
     from medsight.service.worker import Worker, default_analyse, study_dir
 
-    # a lease long enough that a heartbeat is not missed on a loaded 2-core machine
-    cfg = settings.model_copy(update={"job_lease_s": 1.0})
+    # A lease long enough that a heartbeat is not missed on a loaded 2-core machine: the
+    # analysis holds the GIL for up to ~1 s at a time even on an idle one (measured), which
+    # once starved a 1 s lease in CI.  Beats come every lease / 4.
+    cfg = settings.model_copy(update={"job_lease_s": 2.5})
     cfg.ensure_home()
     store = Store(cfg.resolved_database_url())
     folder = study_dir(cfg, "1.2.3")
@@ -103,7 +105,7 @@ def test_a_live_worker_keeps_its_job_past_the_lease(tmp_path, settings, pydicom_
 
     def slow(study, out, packages):
         started.set()
-        time.sleep(3.5)  # three and a half leases
+        time.sleep(6.0)  # two and a half leases: the other worker checks every lease / 2
         return default_analyse(study, out, packages)
 
     catalog = PackageCatalog(cfg.packages)
