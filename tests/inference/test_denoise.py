@@ -70,3 +70,56 @@ def test_only_denoising_packages_are_accepted(tmp_path):
     seg = ModelPackage.save(tmp_path / "seg", spec, pkg.state_dict())
     with pytest.raises(InvalidInputError, match="not a denoiser"):
         Denoiser(seg, device="cpu")
+
+
+class _Shift:
+    """A stand-in network whose residual is a constant: ``z + net(z) = z + shift``."""
+
+    training = False
+
+    def __init__(self, shift: float) -> None:
+        self.shift = shift
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def __call__(self, x):
+        return x * 0 + self.shift
+
+
+def test_magnitude_output_is_never_negative_but_signed_input_is_left_alone():
+    from medsight.inference.denoise import denoise_slices
+
+    rng = np.random.default_rng(0)
+    magnitude = (rng.random((2, 16, 16)) * 100).astype(np.float32)  # >= 0, like MR magnitude
+    net = _Shift(-0.5)  # half the robust range down: the dark half would go below 0
+    raw = denoise_slices(net, magnitude, 1)
+    assert (raw < 0).mean() > 0.3  # without the floor the overshoot is there ...
+    kept = denoise_slices(net, magnitude, 1, nonnegative=True)
+    assert kept.min() == 0.0 and np.array_equal(kept[raw >= 0], raw[raw >= 0])  # ... clipped
+    signed = magnitude - 50.0  # a slice with negative values: not magnitude data, unclipped
+    assert np.array_equal(
+        denoise_slices(net, signed, 1, nonnegative=True), denoise_slices(net, signed, 1)
+    )
+
+
+def test_the_denoiser_clips_only_for_magnitude_noise_models(tmp_path):
+    from medsight.inference.denoise import magnitude_noise
+
+    pkg = tiny_denoiser(tmp_path / "pkg")
+    assert magnitude_noise(pkg.spec)  # rician
+    for model, clipped in [
+        ("rician", True),
+        ("speckle", True),
+        ("gaussian", False),
+        ("poisson", False),
+    ]:
+        extra = pkg.spec.extra | {"noise": {"model": model, "levels": [2.0, 10.0]}}
+        spec = pkg.spec.model_copy(update={"extra": extra})
+        den = Denoiser(ModelPackage.save(tmp_path / model, spec, pkg.state_dict()), device="cpu")
+        den._net = _Shift(-0.5)
+        out = den(Image((np.random.default_rng(1).random((16, 16)) * 100).astype(np.float32)))
+        assert bool(out.array.min() >= 0) is clipped, model

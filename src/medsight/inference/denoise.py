@@ -5,7 +5,8 @@ Each 2D image, or each slice of a 3D volume (index axis ``k``), is scaled by its
 percentiles (:func:`medsight.transforms.noise.scale_to_unit`, computed on the noisy input as
 in training), padded by reflection to a multiple of the network's down-sampling factor,
 denoised, cropped and scaled back, so the output is in the input's units with the input's
-shape, affine, modality and source references; its ``meta`` says it is derived and by which
+shape, affine, modality and source references (for the magnitude noise models, Rician and
+speckle, a slice without negative values gets none in its output either); its ``meta`` says it is derived and by which
 model.  The U-Net runs on torch or, exported (``medsight export``, dynamic height and width),
 on ONNX Runtime (``backend=``; default :func:`medsight.inference.onnx_backend.resolve_backend`).
 
@@ -29,12 +30,18 @@ from medsight.core.task import Task
 from medsight.models.package import ModelPackage
 from medsight.models.scope import scope_problems
 from medsight.models.spec import ModelSpec
-from medsight.transforms.noise import scale_to_unit, unscale
+from medsight.transforms.noise import MAGNITUDE_NOISE, scale_to_unit, unscale
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Denoiser", "denoise_scope_problems", "denoise_slices", "pad_multiple"]
+__all__ = [
+    "Denoiser",
+    "denoise_scope_problems",
+    "denoise_slices",
+    "magnitude_noise",
+    "pad_multiple",
+]
 
 #: Slices of a volume denoised per forward pass.
 BATCH = 8
@@ -53,6 +60,18 @@ def pad_multiple(spec: ModelSpec) -> int:
     """
     strides = spec.architecture.args.get("strides", [])
     return int(np.prod([int(np.max(s)) for s in strides])) if strides else 1
+
+
+def magnitude_noise(spec: ModelSpec) -> bool:
+    """Whether the package's noise model is one of magnitude data (Rician MR, US speckle).
+
+    Examples
+    --------
+    >>> spec = ModelSpec.model_construct(extra={"noise": {"model": "rician"}})
+    >>> magnitude_noise(spec), magnitude_noise(ModelSpec.model_construct(extra={}))
+    (True, False)
+    """
+    return str(spec.extra.get("noise", {}).get("model", "")) in MAGNITUDE_NOISE
 
 
 def denoise_scope_problems(
@@ -86,12 +105,19 @@ def denoise_slices(
     device: torch.device | str = "cpu",
     *,
     residual: bool = True,
+    nonnegative: bool = False,
 ) -> NDArray[np.float32]:
     """Denoise a stack of same-sized 2D slices ``(n, i, j)`` in their own units.
 
     Each slice is scaled by its robust percentiles, reflect-padded to ``multiple``, run
     through ``net`` (``z + net(z)`` when ``residual``), cropped and scaled back.  ``net`` is
     the torch U-Net or its ONNX session (:class:`~medsight.inference.onnx_backend.OnnxNetwork`).
+
+    ``nonnegative`` (magnitude data: :func:`magnitude_noise`): a slice without negative values
+    is given none in its output either.  An MR magnitude or ultrasound envelope image cannot be
+    negative, yet the residual network can overshoot below 0 in a dark background whose noise
+    floor differs from its training data (measured in ``benchmarks/denoise_mr_wholebrain.py``).
+    A slice that has negative values (a pre-processed or signed image) is left unclipped.
     """
     import torch
 
@@ -117,6 +143,8 @@ def denoise_slices(
                 y_np = y[:, 0, :h, :w].float().cpu().numpy()
                 for k, (_, offset, scale) in enumerate(scaled):
                     out[start + k] = unscale(y_np[k], offset, scale)
+                    if nonnegative and chunk[k].min() >= 0:
+                        np.maximum(out[start + k], 0.0, out=out[start + k])
     finally:
         net.train(was_training)
     return out
@@ -164,6 +192,7 @@ class Denoiser:
             self._net = onnx_network(pkg, self.backend)
         self._multiple = pad_multiple(pkg.spec)
         self._residual = bool(pkg.spec.extra.get("residual", True))
+        self._nonnegative = magnitude_noise(pkg.spec)
 
     @property
     def package(self) -> ModelPackage:
@@ -218,5 +247,10 @@ class Denoiser:
     def denoise_array(self, slices: NDArray[Any]) -> NDArray[np.float32]:
         """Denoise ``(n, i, j)`` slices in their units (no scope check)."""
         return denoise_slices(
-            self._net, slices, self._multiple, self._device, residual=self._residual
+            self._net,
+            slices,
+            self._multiple,
+            self._device,
+            residual=self._residual,
+            nonnegative=self._nonnegative,
         )

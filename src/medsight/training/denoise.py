@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from medsight.core.case import Split
 from medsight.core.errors import InvalidInputError
 from medsight.core.task import Task
-from medsight.transforms.noise import NoiseModel, check_levels, robust_range
+from medsight.transforms.noise import MAGNITUDE_NOISE, NoiseModel, check_levels, robust_range
 
 __all__ = ["DenoiseConfig", "train_denoiser"]
 
@@ -215,14 +215,19 @@ def _val_set(
 
 
 def _validate(
-    net: Any, val: list[tuple[np.ndarray, np.ndarray, str]], multiple: int, device: Any
+    net: Any,
+    val: list[tuple[np.ndarray, np.ndarray, str]],
+    multiple: int,
+    device: Any,
+    nonnegative: bool,
 ) -> dict[str, np.ndarray]:
+    """Validation metrics of ``net`` run exactly as the Denoiser will run it."""
     from medsight.evaluation.denoise import image_psnr, image_ssim
     from medsight.inference.denoise import denoise_slices
 
     rows: dict[str, list[float]] = {"psnr": [], "ssim": [], "psnr_noisy": [], "ssim_noisy": []}
     for clean, noisy, _ in val:
-        den = denoise_slices(net, noisy[None], multiple, device)[0]
+        den = denoise_slices(net, noisy[None], multiple, device, nonnegative=nonnegative)[0]
         rows["psnr"].append(image_psnr(den, clean))
         rows["ssim"].append(image_ssim(den, clean))
         rows["psnr_noisy"].append(image_psnr(noisy, clean))
@@ -353,6 +358,7 @@ def train_denoiser(cfg: DenoiseConfig, log: Callable[[str], None] = print) -> An
     arch, net, disc = _networks(cfg)
     net.to(device)
     multiple = 2 ** (len(cfg.channels) - 1)
+    nonnegative = cfg.noise.value in MAGNITUDE_NOISE  # as the Denoiser will run it
     betas = (0.5, 0.999) if disc is not None else (0.9, 0.999)  # GAN practice: beta1 0.5
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=betas)
     opt_d = None
@@ -398,7 +404,7 @@ def train_denoiser(cfg: DenoiseConfig, log: Callable[[str], None] = print) -> An
             opt_d.step()
         step += 1
         if step % cfg.val_every == 0 or step == cfg.steps:
-            m = _validate(net, val, multiple, device)
+            m = _validate(net, val, multiple, device, nonnegative)
             psnr = float(m["psnr"].mean())
             elapsed = time.monotonic() - t0
             eta = (time.monotonic() - t_start) / max(1, step - start) * (cfg.steps - step)
@@ -433,7 +439,7 @@ def train_denoiser(cfg: DenoiseConfig, log: Callable[[str], None] = print) -> An
                 **extra,
             )
     net.load_state_dict(torch.load(out / BEST, map_location=device, weights_only=True))
-    final = _validate(net, val, multiple, device)
+    final = _validate(net, val, multiple, device, nonnegative)
     return _save(
         cfg,
         out,

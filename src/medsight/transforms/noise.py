@@ -57,6 +57,7 @@ from medsight.core.errors import InvalidInputError
 
 __all__ = [
     "GAUSSIAN_SHARE",
+    "MAGNITUDE_NOISE",
     "PERCENTILES",
     "NoiseModel",
     "NoiseParams",
@@ -82,6 +83,11 @@ class NoiseModel(StrEnum):
     RICIAN = "rician"  # MR magnitude
     POISSON = "poisson"  # Poisson-Gaussian: low-dose CT, X-ray
     SPECKLE = "speckle"  # ultrasound, multiplicative
+
+
+#: Noise models of magnitude data, which cannot be negative: a denoiser keeps its output >= 0
+#: for them (:func:`medsight.inference.denoise.denoise_slices`).
+MAGNITUDE_NOISE = frozenset({NoiseModel.RICIAN.value, NoiseModel.SPECKLE.value})
 
 
 @dataclasses.dataclass(frozen=True)
