@@ -17,7 +17,9 @@ from medsight.models.seg_regions import (
     check_regions,
     label_probabilities,
     parse_regions,
+    region_dice,
     region_labels,
+    region_names,
     regions_to_labels,
 )
 from medsight.training.plan import plan_from_dataset
@@ -95,6 +97,19 @@ def test_regions_to_labels_paints_largest_first_with_the_label_each_region_adds(
         regions_to_labels(p[:2], regions)
 
 
+def test_region_dice_judges_the_unions_not_the_labels():
+    ref = np.zeros((8, 8), np.int16)
+    ref[1:7, 1:7], ref[2:6, 2:6], ref[3:5, 3:5] = 3, 2, 1  # edema ⊃ core ⊃ enhancing
+    swapped = ref.copy()
+    swapped[ref == 3], swapped[ref == 2] = 2, 3  # edema and core confused, tumour found
+    wt, tc, et = region_dice(swapped, ref, REGIONS)
+    assert wt == 1.0 and et == 1.0  # the whole tumour and the enhancing part are right
+    assert 0.0 < tc < 1.0  # the core region is not
+    assert region_dice(np.zeros_like(ref), np.zeros_like(ref), REGIONS) == [1.0, 1.0, 1.0]
+    assert region_dice(np.zeros_like(ref), ref, REGIONS) == [0.0, 0.0, 0.0]
+    assert region_names(REGIONS, NAMES) == ["enhancing+core+edema", "enhancing+core", "enhancing"]
+
+
 def test_parse_regions():
     assert parse_regions("1,2,3;1,2;1") == REGIONS
     with pytest.raises(InvalidInputError, match="--regions"):
@@ -143,7 +158,10 @@ def test_region_run_trains_saves_loads_and_predicts_the_original_labels(tmp_path
     assert pkg.spec.extra["regions"] == REGIONS
     assert pkg.spec.architecture.args["out_channels"] == 3  # one output per region
     assert set(res.val_dice) == {"enhancing", "core", "edema"}  # Dice per label, as before
-    assert [m.name for m in pkg.spec.metrics] == ["dice_enhancing", "dice_core", "dice_edema"]
+    names = ["dice_enhancing", "dice_core", "dice_edema"]  # per label, then per region
+    names += ["dice_region_enhancing+core+edema", "dice_region_enhancing+core"]
+    assert [m.name for m in pkg.spec.metrics] == [*names, "dice_region_enhancing"]
+    assert all(0.0 <= m.value <= 1.0 and m.n == 2 for m in pkg.spec.metrics)
     card = (pkg.path / CARD_FILE).read_text(encoding="utf-8")
     assert "Region-based training" in card and "--regions 1,2,3;1,2;1" in card
     assert "{1 enhancing, 2 core, 3 edema} ⊃ {1 enhancing, 2 core} ⊃ {1 enhancing}" in card
@@ -240,3 +258,25 @@ def test_cli_regions_flag_is_documented_and_parsed(tmp_path, capsys):
     code = main(["train", "segment", "--data", "msd:x", "--out", str(tmp_path), "--regions", "1,a"])
     assert code != 0
     assert "not label values" in capsys.readouterr().err
+
+
+def test_evaluate_reports_each_region_as_a_whole(tmp_path):
+    from medsight.evaluation.segmentation import evaluate_segmenter
+
+    ds = nested_dataset()
+    _, res = _train(tmp_path, ds, REGIONS)
+    pkg = ModelPackage.load(res.package)
+    report = evaluate_segmenter(pkg, ds, tmp_path / "eval", split="val", n_resamples=50, tta=False)
+    assert report["regions"] == REGIONS
+    got = {m["name"]: m["value"] for m in report["metrics"]}
+    seg = Segmenter(pkg, device="cpu", tta=False)
+    val = [c for c in ds if c.split == Split.VAL]
+    by_case = [
+        region_dice(np.asarray(seg(c.image()).mask.array), np.asarray(c.mask().array), REGIONS)
+        for c in val
+    ]
+    for name, want in zip(region_names(REGIONS, NAMES), np.mean(by_case, 0), strict=True):
+        assert got[f"dice_region_{name}"] == pytest.approx(want)
+    assert {"dice_enhancing", "dice_core", "dice_edema"} <= set(got)  # per label as before
+    assert len(report["region_cases"]) == len(val) * len(REGIONS)
+    assert "dice_region_enhancing+core" in (tmp_path / "eval" / "report.html").read_text()

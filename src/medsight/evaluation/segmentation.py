@@ -264,28 +264,51 @@ def evaluate_segmenter(
     Each case is segmented through :class:`medsight.inference.segment.Segmenter` and compared
     with its mask on the original grid; clusters for the bootstrap are the patient ids.
     ``by`` (subgroup attributes) is accepted for the common signature and reported per value of
-    each attribute as Dice means.
+    each attribute as Dice means.  A region-based package (nested labels) is judged per region
+    as well, each region the union of its labels (``dice_region_edema+core+et``, as BraTS
+    reports whole tumour, tumour core and enhancing tumour).
     """
     from medsight.inference.segment import Segmenter
 
     cases, chosen = _select(dataset, split)
     seg = Segmenter(package, device=device, tta=tta)
     labels = {k: v for k, v in seg.plan.label_names.items() if k > 0}
+    regions = seg.regions or []  # a region-based package: each region judged as a whole too
     rows: list[CaseMetrics] = []
+    region_rows: list[CaseMetrics] = []  # label = the region's position + 1
     for case in cases:
         ref = case.mask()
         if ref is None:
             raise InvalidInputError(f"case {case.case_id}", "has no reference mask")
         pred = seg(case.image()).mask
+        ref_arr = np.asarray(ref.array).reshape(pred.shape)
         rows += case_metrics(
-            pred.array,
-            np.asarray(ref.array).reshape(pred.shape),
-            list(labels),
-            spacing=ref.spacing.tolist(),
-            case_id=case.case_id,
+            pred.array, ref_arr, list(labels), spacing=ref.spacing.tolist(), case_id=case.case_id
         )
+        for i, region in enumerate(regions):
+            (m,) = case_metrics(
+                np.isin(pred.array, region),
+                np.isin(ref_arr, region),
+                [1],
+                spacing=ref.spacing.tolist(),
+                case_id=case.case_id,
+            )
+            region_rows.append(dataclasses.replace(m, label=i + 1))
     groups = {c.case_id: c.patient_id or c.case_id for c in cases}
     reports = summarize(rows, labels, groups=groups, n_resamples=n_resamples, seed=seed)
+    if regions:
+        from medsight.models.seg_regions import region_names
+
+        names = region_names(regions, seg.plan.label_names)
+        region_reports = summarize(
+            region_rows,
+            {i + 1: f"region_{nm}" for i, nm in enumerate(names)},
+            groups=groups,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+    else:
+        region_reports = []
     subgroups: dict[str, dict[str, Any]] = {}
     for attr in by:  # mean Dice per case (over labels), its CI or why there is none
         values = {c.case_id: str(c.attributes.get(attr)) for c in cases}
@@ -295,7 +318,9 @@ def evaluate_segmenter(
             ci = subgroup_mean(d, [groups[i] for i in ids], n_resamples=n_resamples, seed=seed)
             subgroups[f"{attr}={v}"] = {"dice": ci["value"], **ci}
     metrics = [
-        {"name": f"{field}_{r.name}", **vals} for r in reports for field, vals in r.metrics.items()
+        {"name": f"{field}_{r.name}", **vals}
+        for r in [*reports, *region_reports]
+        for field, vals in r.metrics.items()
     ]
     report = {
         "model": package.id if hasattr(package, "id") else str(package),
@@ -309,6 +334,12 @@ def evaluate_segmenter(
         "subgroups": subgroups,
         "cases": [dataclasses.asdict(r) for r in rows],
     }
+    if regions:  # label = the region's position + 1 in "regions"
+        report |= {
+            "regions": regions,
+            "region_labels": [r.as_dict() for r in region_reports],
+            "region_cases": [dataclasses.asdict(r) for r in region_rows],
+        }
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     write_text_atomic(target / "report.json", json.dumps(report, indent=1, default=float))

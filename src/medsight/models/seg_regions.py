@@ -43,7 +43,9 @@ __all__ = [
     "format_regions",
     "label_probabilities",
     "parse_regions",
+    "region_dice",
     "region_labels",
+    "region_names",
     "regions_to_labels",
 ]
 
@@ -162,6 +164,32 @@ def _added(regions: Sequence[Sequence[int]]) -> list[set[int]]:
 def region_labels(regions: Sequence[Sequence[int]]) -> list[int]:
     """The label each region adds to the next (regions checked by :func:`check_regions`)."""
     return [min(a) for a in _added(regions)]
+
+
+def region_names(regions: Sequence[Sequence[int]], label_names: Mapping[int, str]) -> list[str]:
+    """A metric-safe name per region: its label names joined by ``+`` (``edema+core+et``).
+
+    >>> region_names([[1, 2], [2]], {0: "bg", 1: "edema", 2: "core"})
+    ['edema+core', 'core']
+    """
+    return ["+".join(str(label_names.get(v, v)) for v in r) for r in regions]
+
+
+def region_dice(pred: np.ndarray, ref: np.ndarray, regions: Sequence[Sequence[int]]) -> list[float]:
+    """Dice of each region (the union of its labels) between two label maps, as BraTS reports.
+
+    Both empty counts as 1 (nothing to find, nothing found).
+
+    >>> ref = np.array([0, 1, 2, 2]); pred = np.array([0, 2, 2, 1])
+    >>> region_dice(pred, ref, [[1, 2], [2]])
+    [1.0, 0.5]
+    """
+    out = []
+    for r in regions:
+        p, t = np.isin(pred, r), np.isin(ref, r)
+        denom = int(p.sum()) + int(t.sum())
+        out.append(1.0 if denom == 0 else float(2 * (p & t).sum() / denom))
+    return out
 
 
 def regions_to_labels(

@@ -698,6 +698,20 @@ def train_segmentation(
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         preds = _validate(net, data, val_idx, plan, device, regions)
     dice = _mean_dice(preds, refs, n_cls)
+    region_metrics = []
+    if regions:  # nested labels are judged by their regions too (BraTS: WT, TC, ET)
+        from medsight.models.seg_regions import region_dice, region_names
+
+        by_case = [region_dice(p, r, regions) for p, r in zip(preds, refs, strict=True)]
+        names = region_names(regions, plan.label_names)
+        region_metrics = [
+            MetricValue(name=f"dice_region_{nm}", value=float(d), n=len(val_idx))
+            for nm, d in zip(names, np.mean(by_case, 0), strict=True)
+        ]
+        say(
+            "validation region dice "
+            + ", ".join(f"{m.name[12:]} {m.value:.4f}" for m in region_metrics)
+        )
     rules = _choose_postprocessing(preds, refs, n_cls)
     ood_meta, ood_file = _ood_reference(net, data, train_idx, val_idx, plan, device)
     info = dataset_info or {}
@@ -727,7 +741,8 @@ def train_segmentation(
         metrics=[
             MetricValue(name=f"dice_{plan.label_names[c + 1]}", value=float(d), n=len(val_idx))
             for c, d in enumerate(dice)
-        ],
+        ]
+        + region_metrics,
         intended_use=info.get("intended_use", "Research use only; not a medical device."),
         limitations=info.get("limitations", ""),
         seed=config.seed,
