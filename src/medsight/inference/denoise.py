@@ -6,9 +6,10 @@ percentiles (:func:`medsight.transforms.noise.scale_to_unit`, computed on the no
 in training), padded by reflection to a multiple of the network's down-sampling factor,
 denoised, cropped and scaled back, so the output is in the input's units with the input's
 shape, affine, modality and source references (for the magnitude noise models, Rician and
-speckle, a slice without negative values gets none in its output either); its ``meta`` says it is derived and by which
-model.  The U-Net runs on torch or, exported (``medsight export``, dynamic height and width),
-on ONNX Runtime (``backend=``; default :func:`medsight.inference.onnx_backend.resolve_backend`).
+speckle, a slice without negative values gets none in its output either); its ``meta`` says
+it is derived and by which model.  The U-Net runs on torch or, exported (``medsight
+export``, dynamic height and width), on ONNX Runtime (``backend=``; default
+:func:`medsight.inference.onnx_backend.resolve_backend`).
 
 Intended use is checked before the network runs (:func:`denoise_scope_problems`): a CT image
 given to an MR denoiser is refused with the reason, as are colour images and other
