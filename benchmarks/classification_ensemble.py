@@ -8,7 +8,9 @@ Every single member and every ensemble is then evaluated on the official test sp
 for any choice): AUC, accuracy at the package's own operating point, and ECE.
 
 Reported: mean ± SD over the 9 single models and over the 3 ensembles, and per ensemble the
-paired difference ensemble AUC minus the mean AUC of its own members.
+paired difference ensemble AUC minus the mean AUC of its own members, the ensemble's test AUC
+with its 95 % bootstrap CI (test cases resampled) and, with ``--kind folds``, the paired
+bootstrap CI of its AUC gain over the default single model.
 
 Usage (from the project root; one heavy job at a time on a shared machine)::
 
@@ -50,6 +52,7 @@ import torch
 
 from medsight.data import load_dataset
 from medsight.evaluation import classification as cm
+from medsight.evaluation.bootstrap import bootstrap_ci
 from medsight.evaluation.calibration import expected_calibration_error
 from medsight.evaluation.classification_eval import select_cases
 from medsight.evaluation.classification_report import calibration_inputs
@@ -108,12 +111,68 @@ def _scores(task: str, y: np.ndarray, proba: np.ndarray, decisions: np.ndarray) 
     }
 
 
-def _test_scores(pkg: ModelPackage, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def _test_scores(
+    pkg: ModelPackage, x: np.ndarray, y: np.ndarray, keep: dict | None = None
+) -> dict[str, float]:
     """:func:`_scores` of ``pkg`` on preprocessed inputs ``x``, at the package's own decision
-    rule (its stored threshold for binary, arg-max for multi-class and ordinal)."""
+    rule (its stored threshold for binary, arg-max for multi-class and ordinal).  ``keep``, when
+    given, receives the calibrated probabilities under ``"proba"`` (for the bootstrap CIs)."""
     pred = Predictor(pkg)
     proba = pred.predict_arrays(x)
+    if keep is not None:
+        keep["proba"] = proba
     return _scores(pkg.spec.task.value, y, proba, pred.decide(proba))
+
+
+#: Bootstrap resamples of the test cases for the AUC confidence intervals.
+N_RESAMPLES = 2000
+
+
+def _auc(task: str, y: np.ndarray, proba: np.ndarray) -> float:
+    """The AUC :func:`_scores` reports (raises ``ValueError`` where it is undefined)."""
+    if len(np.unique(y)) < 2:
+        raise ValueError("one class only")
+    return float(cm.roc_auc(y, proba[:, 1]) if task == "binary" else cm.macro_auc(y, proba))
+
+
+def _auc_ci(task: str, y: np.ndarray, proba: np.ndarray, seed: int) -> dict[str, float | int]:
+    """95 % percentile bootstrap CI of the test AUC (test cases resampled).
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 0, 1, 1, 1] * 5)
+    >>> p1 = np.where(y == 1, 0.7, 0.3) + np.linspace(-0.25, 0.25, 30)
+    >>> ci = _auc_ci("binary", y, np.stack([1 - p1, p1], 1), seed=0)
+    >>> ci["low"] <= ci["value"] <= ci["high"]
+    True
+    """
+    return bootstrap_ci(
+        lambda t, p: _auc(task, t, p), y, proba, n_resamples=N_RESAMPLES, seed=seed
+    ).as_dict()
+
+
+def _auc_difference_ci(
+    task: str, y: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray, seed: int
+) -> dict[str, float | int]:
+    """95 % paired bootstrap CI of AUC(a) - AUC(b): both models scored on the same resampled
+    test cases, so the interval is of the difference itself, not of two separate AUCs.
+
+    Examples
+    --------
+    >>> y = np.array([0, 1] * 20)
+    >>> good = np.stack([1 - y * 0.8 - 0.1, y * 0.8 + 0.1], 1)
+    >>> ci = _auc_difference_ci("binary", y, good, good, seed=0)
+    >>> ci["value"], ci["low"], ci["high"]
+    (0.0, 0.0, 0.0)
+    """
+    return bootstrap_ci(
+        lambda t, a, b: _auc(task, t, a) - _auc(task, t, b),
+        y,
+        proba_a,
+        proba_b,
+        n_resamples=N_RESAMPLES,
+        seed=seed,
+    ).as_dict()
 
 
 def _threshold_note(task: str, kind: str) -> str:
@@ -219,7 +278,8 @@ def main() -> None:
             # training statistics)
             xm = np.stack([Predictor(member).preprocess(c.image()) for c in cases])
             members.append({"seed": member.spec.seed, **_test_scores(member, xm, y)})
-        scores = _test_scores(ens, x, y)
+        kept: dict = {}
+        scores = _test_scores(ens, x, y, keep=kept)
         row = {
             "ensemble": e,
             "seeds": [m["seed"] for m in members],
@@ -228,14 +288,22 @@ def main() -> None:
             "auc_gain_vs_member_mean": scores["auc"] - float(np.mean([m["auc"] for m in members])),
             "train_wall_seconds": round(seconds, 1),
             "val_threshold": ens.spec.thresholds,
+            "ensemble_auc_ci95": _auc_ci(task, y, kept["proba"], seed=e),
         }
         if args.kind == "folds":  # what a user gets without --folds, same seed
             t1 = time.perf_counter()
             single = _single(spec, work / f"single{e}", base_seed, args)
             xs = np.stack([Predictor(single).preprocess(c.image()) for c in cases])
-            row["default_single_test"] = {"seed": base_seed, **_test_scores(single, xs, y)}
+            kept_single: dict = {}
+            row["default_single_test"] = {
+                "seed": base_seed,
+                **_test_scores(single, xs, y, keep=kept_single),
+            }
             row["default_single_wall_seconds"] = round(time.perf_counter() - t1, 1)
             row["auc_gain_vs_default_single"] = scores["auc"] - row["default_single_test"]["auc"]
+            row["auc_gain_vs_default_single_ci95"] = _auc_difference_ci(
+                task, y, kept["proba"], kept_single["proba"], seed=e
+            )
             row["accuracy_gain_vs_default_single"] = (
                 scores["accuracy"] - row["default_single_test"]["accuracy"]
             )
@@ -260,6 +328,8 @@ def main() -> None:
                 "auc": _AUC[task],
                 "accuracy": "at the package's decision (" + _threshold_note(task, args.kind) + ")",
                 "ece": f"{_ECE[task]}, 10 equal-width bins",
+                "ci95": f"percentile bootstrap over the test cases, {N_RESAMPLES} resamples, "
+                "seed = ensemble index; the gain's CI is paired (same resamples for both)",
             },
             "single": {k: _summary([m[k] for m in singles]) for k in ("auc", "accuracy", "ece")},
             "ensemble": {
@@ -285,7 +355,8 @@ def main() -> None:
         auc_name = "AUC" if task == "binary" else "macro AUC"
         print(
             f"[{e + 1}/{args.ensembles}] {args.set} {args.kind}: ensemble {auc_name} "
-            f"{scores['auc']:.4f}, accuracy {scores['accuracy']:.4f}"
+            f"{scores['auc']:.4f} (95 % CI {row['ensemble_auc_ci95']['low']:.4f}-"
+            f"{row['ensemble_auc_ci95']['high']:.4f}), accuracy {scores['accuracy']:.4f}"
             + (
                 f"; default single {row['default_single_test']['auc']:.4f}, "
                 f"accuracy {row['default_single_test']['accuracy']:.4f}"

@@ -192,3 +192,37 @@ def test_main_accepts_an_ordinal_set(bench, tmp_path, monkeypatch):
     )
     with pytest.raises(_Started):  # past the task check, into training
         bench.main()
+
+
+def _binary(p1):
+    return np.stack([1 - p1, p1], 1)
+
+
+def test_auc_cis_bracket_the_estimate_and_the_paired_gain_has_a_sign(bench):
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    good = _binary(1 / (1 + np.exp(-(2.0 * (2 * y - 1) + rng.normal(0, 1, 200)))))
+    poor = _binary(1 / (1 + np.exp(-(0.3 * (2 * y - 1) + rng.normal(0, 1, 200)))))
+    ci = bench._auc_ci("binary", y, good, seed=0)
+    assert ci["value"] == pytest.approx(roc_auc_score(y, good[:, 1]))
+    assert ci["low"] < ci["value"] < ci["high"]
+    assert ci["n_valid"] == bench.N_RESAMPLES
+    gain = bench._auc_difference_ci("binary", y, good, poor, seed=0)
+    assert gain["value"] == pytest.approx(
+        roc_auc_score(y, good[:, 1]) - roc_auc_score(y, poor[:, 1])
+    )
+    assert gain["low"] > 0  # a clear gain: the whole interval above 0
+    loss = bench._auc_difference_ci("binary", y, poor, good, seed=0)
+    assert loss["high"] < 0
+    # a model against a barely perturbed copy of itself: the interval straddles 0
+    near = _binary(np.clip(good[:, 1] + rng.normal(0, 0.01, 200), 0, 1))
+    tie = bench._auc_difference_ci("binary", y, good, near, seed=0)
+    assert tie["low"] <= 0 <= tie["high"]
+
+
+def test_auc_ci_of_a_multiclass_set_uses_the_macro_auc(bench):
+    y = np.array([0, 1, 2, 2] * 10)
+    p = np.tile(P3, (10, 1))
+    ci = bench._auc_ci("multiclass", y, p, seed=1)
+    assert ci["value"] == pytest.approx(2.75 / 3)
+    assert ci["low"] <= ci["value"] <= ci["high"]
