@@ -31,6 +31,10 @@ evaluate`` and the AUC MedMNIST reports), accuracy of the package's own decision
 threshold is fitted for these tasks), and top-label ECE (confidence of the arg-max class), the
 same inputs ``medsight evaluate`` uses.
 
+``--work DIR`` keeps the trained packages in ``DIR``; run again with the same ``--work`` (and
+settings), it scores the packages already there instead of training them again (an interrupted
+run resumes; an earlier run gets new statistics, e.g. the CIs, at scoring cost only).
+
 Writes ``benchmarks/results/classification_ensemble.json`` (seeds, BreastMNIST) or
 ``classification_ensemble_<kind>_<set>.json`` after every ensemble.  ``--smoke`` checks the
 plumbing in seconds (1 epoch, 1 ensemble, 2 folds, 64 cases per training split, the first 100
@@ -198,6 +202,33 @@ def _single(spec: str, out: Path, seed: int, args: argparse.Namespace) -> ModelP
     return train_classifier(cfg)
 
 
+def _earlier_rows(target: Path) -> dict[int, dict]:
+    """The rows of an earlier result JSON at ``target`` by ensemble index (for the training
+    times of reused packages); empty when there is none."""
+    if not target.is_file():
+        return {}
+    return {r["ensemble"]: r for r in json.loads(target.read_text(encoding="utf-8"))["runs"]}
+
+
+def _reused(run: Path, seed: int, n_members: int | None) -> ModelPackage | None:
+    """The package an earlier run left in ``run/package`` (None if there is none).
+
+    Raises ``SystemExit`` naming the folder when it was trained with another seed or, for an
+    ensemble, another number of members: ``--work`` must point at a run of the same settings.
+    """
+    if not (run / "package" / "model.json").is_file():
+        return None
+    pkg = ModelPackage.load(run / "package")
+    members = len(pkg.spec.ensemble.members) if pkg.spec.ensemble else None
+    if pkg.spec.seed != seed or members != n_members:
+        raise SystemExit(
+            f"{run / 'package'}: trained with seed {pkg.spec.seed} and {members} members; this "
+            f"run needs seed {seed} and {n_members}: use another --work folder"
+        )
+    print(f"reusing {run / 'package'} (not retrained)", flush=True)
+    return pkg
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("../shared/data/medmnist"))
@@ -218,6 +249,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--ensembles", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="work folder (default: a new temporary one); an ensemble or default single model "
+        "whose package is already there (an interrupted or earlier run with the same "
+        "settings) is loaded and scored again instead of trained, its training time taken from "
+        "the result JSON's row for it",
+    )
     ap.add_argument(
         "--smoke",
         action="store_true",
@@ -246,9 +286,11 @@ def main() -> None:
         if default_out
         else OUT.with_name(f"classification_ensemble_{args.kind}_{args.set}.json")
     )
-    work = Path(tempfile.mkdtemp(prefix="ens-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="ens-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         target = work / target.name
+    earlier = _earlier_rows(target)
     rows: list[dict] = []
     started = time.perf_counter()
     n_members = 3 if args.kind == "seeds" else args.folds
@@ -264,11 +306,16 @@ def main() -> None:
             max_cases=SMOKE_CASES if args.smoke else None,
         )
         t0 = time.perf_counter()
-        if args.kind == "seeds":
-            ens = train_ensemble(cfg, seeds=3)
+        ens = _reused(work / f"ens{e}", base_seed, n_members)
+        reused = ens is not None
+        if ens is not None:
+            seconds = earlier.get(e, {}).get("train_wall_seconds")
         else:
-            ens = train_ensemble(cfg, folds=args.folds)
-        seconds = time.perf_counter() - t0
+            if args.kind == "seeds":
+                ens = train_ensemble(cfg, seeds=3)
+            else:
+                ens = train_ensemble(cfg, folds=args.folds)
+            seconds = round(time.perf_counter() - t0, 1)
         pred = Predictor(ens)
         x = np.stack([pred.preprocess(c.image()) for c in cases])
         members = []
@@ -286,20 +333,25 @@ def main() -> None:
             "ensemble_test": scores,
             "members_test": members,
             "auc_gain_vs_member_mean": scores["auc"] - float(np.mean([m["auc"] for m in members])),
-            "train_wall_seconds": round(seconds, 1),
+            "train_wall_seconds": seconds,
+            "reused": reused,
             "val_threshold": ens.spec.thresholds,
             "ensemble_auc_ci95": _auc_ci(task, y, kept["proba"], seed=e),
         }
         if args.kind == "folds":  # what a user gets without --folds, same seed
             t1 = time.perf_counter()
-            single = _single(spec, work / f"single{e}", base_seed, args)
+            single = _reused(work / f"single{e}", base_seed, None)
+            single_seconds = earlier.get(e, {}).get("default_single_wall_seconds")
+            if single is None:
+                single = _single(spec, work / f"single{e}", base_seed, args)
+                single_seconds = round(time.perf_counter() - t1, 1)
             xs = np.stack([Predictor(single).preprocess(c.image()) for c in cases])
             kept_single: dict = {}
             row["default_single_test"] = {
                 "seed": base_seed,
                 **_test_scores(single, xs, y, keep=kept_single),
             }
-            row["default_single_wall_seconds"] = round(time.perf_counter() - t1, 1)
+            row["default_single_wall_seconds"] = single_seconds
             row["auc_gain_vs_default_single"] = scores["auc"] - row["default_single_test"]["auc"]
             row["auc_gain_vs_default_single_ci95"] = _auc_difference_ci(
                 task, y, kept["proba"], kept_single["proba"], seed=e
@@ -341,6 +393,12 @@ def main() -> None:
             "n_ensembles": len(rows),
             "runs": rows,
             "wall_seconds": round(time.perf_counter() - started, 1),
+            "wall_seconds_note": (
+                "of this invocation, which reused earlier packages (see runs[].reused); the "
+                "training times per run are the earlier run's"
+                if any(r["reused"] for r in rows)
+                else "training and scoring, everything"
+            ),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU",
         }
         if args.kind == "folds":

@@ -226,3 +226,21 @@ def test_auc_ci_of_a_multiclass_set_uses_the_macro_auc(bench):
     ci = bench._auc_ci("multiclass", y, p, seed=1)
     assert ci["value"] == pytest.approx(2.75 / 3)
     assert ci["low"] <= ci["value"] <= ci["high"]
+
+
+def test_work_folder_reuses_a_package_of_the_same_seed_only(bench, tmp_path):
+    pkg = _package(tmp_path, Task.BINARY, 2)
+    run = tmp_path / "single0"
+    spec = pkg.spec.model_copy(update={"seed": 0})
+    ModelPackage.save(run / "package", spec, pkg.state_dict())
+    assert bench._reused(tmp_path / "absent", 0, None) is None
+    again = bench._reused(run, 0, None)
+    assert again is not None and again.spec.seed == 0
+    with pytest.raises(SystemExit, match=r"single0.*seed 0.*needs seed 1"):
+        bench._reused(run, 1, None)
+    with pytest.raises(SystemExit, match=r"None members.*needs seed 0 and 5"):
+        bench._reused(run, 0, 5)  # a single model where a 5-member ensemble is expected
+    target = tmp_path / "r.json"
+    assert bench._earlier_rows(target) == {}
+    target.write_text('{"runs": [{"ensemble": 1, "train_wall_seconds": 9.5}]}')
+    assert bench._earlier_rows(target) == {1: {"ensemble": 1, "train_wall_seconds": 9.5}}
