@@ -190,3 +190,52 @@ def test_multilabel_calibration_and_tiny_sets():
     assert cal.nll_after < cal.nll_before
     tiny = fit_calibration(logits[:3], y[:3, 0], "binary")  # too few to cross-fit
     assert "too few" in tiny.note and tiny.to_spec().reliability.how.startswith("in-sample")
+
+
+def _step_outcome(n=600, seed=0):
+    """Binary logits whose outcome is a step in the margin: isotonic regression fits it best."""
+    rng = np.random.default_rng(seed)
+    m = rng.uniform(-6, 6, n)
+    y = (rng.uniform(size=n) < np.where(m < 0, 0.03, 0.97)).astype(int)
+    return np.stack([np.zeros(n), m], 1), y
+
+
+@pytest.mark.parametrize("task", ["binary", "multilabel"])
+def test_isotonic_steps_are_not_chosen_while_a_strictly_monotone_map_converged(task):
+    from medsight.evaluation import classification as cm
+    from medsight.evaluation.calibration import fit_calibration
+
+    z, y = _step_outcome()
+    if task == "multilabel":  # two labels, the second the same step
+        z, y = z[:, 1:].repeat(2, 1), np.stack([y, y], 1)
+    free = fit_calibration(z, y, task, keep_decisions=False)
+    assert free.method.value == "isotonic"  # the lowest held-out NLL ...
+    kept = fit_calibration(z, y, task)
+    assert kept.method.value in {"temperature", "vector"}  # ... but its steps are refused
+    assert kept.cv_nll["isotonic"] < kept.cv_nll[kept.method.value]  # and still recorded
+    assert "isotonic not eligible" in kept.note and "distinct probabilities" in kept.note
+    # what the rule protects: the isotonic map ties cases the network ranks apart
+    p_free = free.probabilities(z)
+    p_kept = kept.probabilities(z)
+    score = z[:, -1]
+    pos = y if task == "binary" else y[:, 0]
+    col = -1 if task == "binary" else 0
+    assert len(np.unique(p_free[:, col])) < 20 < len(np.unique(p_kept[:, col]))
+    assert cm.roc_auc(pos, p_kept[:, col]) == pytest.approx(cm.roc_auc(pos, score))
+
+
+def test_isotonic_is_still_the_fallback_when_no_smooth_map_converges(monkeypatch):
+    from medsight.evaluation import calibration as calib
+
+    fit_one = calib._fit_one
+
+    def smooth_maps_fail(method, z, y, task):
+        params, ok = fit_one(method, z, y, task)
+        smooth = method in (calib.CalibrationMethod.TEMPERATURE, calib.CalibrationMethod.VECTOR)
+        return params, ok and not smooth
+
+    monkeypatch.setattr(calib, "_fit_one", smooth_maps_fail)
+    z, y = _step_outcome()
+    cal = calib.fit_calibration(z, y, "binary")
+    assert cal.method.value == "isotonic" and "isotonic not eligible" not in cal.note
+    assert set(cal.cv_nll) == {"none", "isotonic"}
